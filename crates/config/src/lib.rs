@@ -1,0 +1,1 @@
+//! smtpd.conf language.
