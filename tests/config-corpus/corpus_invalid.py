@@ -387,3 +387,21 @@ def define(c):
       'action "a" maildir alias <"<getpwnam>">\nmatch from any for any action "a"\n')
     I("sub-addr-delim-escape", "a backslash escape other than quote/space/tab is kept as two characters",
       'smtp sub-addr-delim "\\t"\n' + M)
+
+    # ---------------------------------------------------------------- line numbers
+    I("lineno-after-continuation", "syntax error on a continued line is reported on the physical line of the bad token",
+      'action "b" \\\n  mbox \\\n  bogus\n' + M)
+    I("lineno-after-multiline-string", "syntax error after a quoted string spanning lines",
+      'action "b" mda "line1\nline2\nline3" bogus\n' + M)
+    I("lineno-multiline-string-semantic", "semantic error whose token is a quoted string spanning lines",
+      'action "b" mbox user "no\nbody"\n' + M)
+    I("lineno-macro-expansion", "error inside a macro expansion is reported on the line of the use",
+      'm = "mbox bogus"\n\naction "b" $m\n' + M)
+    I("lineno-statement-ending-continuation", "statement cut short by a continuation followed by an empty line",
+      'action "b" \\\n\nmbox\n' + M)
+    I("include-error-and-main-error", "errors in an included file and in the main file are reported in order",
+      'bogus1\ninclude "../data/inc-error.conf"\nbogus2\n' + M)
+    I("listen-socket-tls", "tls is not a socket listener option", 'listen on socket tls\n' + M)
+    I("action-alias-no-table", "alias without a table", 'action "b" mbox alias\n' + M)
+    I("table-keyword-key", "an unquoted keyword as an inline map key", 'table t { match = x }\n' + M)
+    I("include-empty-name", "include of an empty file name", 'include ""\n' + M)

@@ -191,7 +191,7 @@ def define(c):
     V("listen-inet4", "listen on lo restricted to inet4", L('listen on lo inet4'))
     V("listen-inet6-addr", "listen on ::1 with inet6", L('listen on ::1 inet6'))
     V("listen-port-number", "listen with numeric ports", L('listen on 127.0.0.1 port 2525\nlisten on 127.0.0.1 port 1\nlisten on 127.0.0.1 port 65535'))
-    V("listen-port-name", "listen with service names (needs /etc/services from netbase)",
+    V("listen-port-name-netbase", "listen with service names (needs /etc/services from netbase)",
       L('listen on 127.0.0.1 port submission\nlisten on 127.0.0.1 port smtp\nlisten on 127.0.0.1 port smtps'))
     V("listen-smtps", "listen with smtps (implicit port 465)",
       PKI + L('listen on 127.0.0.1 smtps pki mail.example.org'))
@@ -546,7 +546,7 @@ def define(c):
       'filter check_rdns phase connect match !rdns disconnect "550 no rDNS"\n'
       'filter check_fcrdns phase connect match !fcrdns disconnect "550 no FCrDNS"\n'
       'listen on 127.0.0.1 tls pki mail.example.org filter { check_rdns, check_fcrdns, senderscore, rspamd }\n'
-      'listen on 127.0.0.1 port submission tls-require pki mail.example.org auth filter rspamd\n'
+      'listen on 127.0.0.1 port 587 tls-require pki mail.example.org auth filter rspamd\n'
       'action "dovecot" lmtp "/var/run/dovecot/lmtp" rcpt-to virtual { "@example.org" = vmail }\n'
       'action "outbound" relay\nmatch from any for domain example.org action "dovecot"\n'
       'match from local for any action "outbound"\nmatch from any auth for any action "outbound"\n')
@@ -577,7 +577,7 @@ def define(c):
       f'table rh file:{D}/relayhosts-list\n' + 'action "a" relay host <rh>\nmatch from any for any action "a"\n')
     V("continuation-in-comment", "a backslash at the end of a comment continues the comment onto the next line",
       '# comment \\\nthis line is part of the comment\n' + M)
-    V("listen-port-keywords", "port smtp and port smtps use the keyword forms (needs /etc/services)",
+    V("listen-port-keywords-netbase", "port smtp and port smtps use the keyword forms (needs /etc/services)",
       'listen on 127.0.0.1 port smtp\nlisten on ::1 port smtps\n' + M)
     V("size-units-lowercase", "max-message-size scale suffixes are case-insensitive",
       'smtp max-message-size 10m\nsmtp max-message-size 100k\nsmtp max-message-size 1g\n' + M)
@@ -600,3 +600,14 @@ def define(c):
     V("globals-repeated", "global options may be repeated; last one wins",
       'queue ttl 1d\nqueue ttl 2d\nsrs ttl 1d\nsrs ttl 2d\nsmtp max-message-size 1M\nsmtp max-message-size 2M\n'
       'admd a\nadmd b\nmta max-deferred 1\nmta max-deferred 2\n' + M)
+    V("unchecked-strings", "strings that are not validated by -n: hostname, helo, mail-from, backup mx, tag with space, empty messages",
+      'listen on 127.0.0.1 tag "has space" hostname "not a hostname!"\n'
+      'action "r" relay helo "bad helo!" mail-from "not-an-address" backup mx "bad mx!"\n'
+      'mta limit for domain "bad domain!" inet4\nfilter f phase connect match rdns reject ""\n'
+      'action "l" lmtp ""\n' + M)
+    V("utf8-strings", "UTF-8 text inside quoted strings and comments",
+      '# commentaire é ü ✓\naction "a" mda "echo é ü ✓"\nmatch from any for any action "a"\n')
+    V("match-tag-long", "match tag tables are not length-checked (only listener tags are)",
+      'action "a" mbox\nmatch from any for any tag "' + 'T' * 40 + '" action "a"\n')
+    V("pki-empty-name", "an empty pki name is accepted",
+      f'pki "" cert "{D}/cert.pem"\npki "" key "{D}/key.pem"\n' + M)

@@ -84,7 +84,7 @@ def main():
     shutil.copy(os.path.join(data, "key.pem"), os.path.join(data, "insecure-key.pem"))
     shutil.copy(os.path.join(data, "cert.pem"), os.path.join(data, "cert-as-key.pem"))
     # Berkeley DB map made by makemap(8); committed as a binary.
-    if shutil.which("makemap"):
+    if shutil.which("makemap") and not os.path.exists(os.path.join(data, "aliases.db")):
         subprocess.run(["makemap", "-o", os.path.join(data, "aliases.db"),
                         os.path.join(data, "aliases")], check=True)
         subprocess.run(["makemap", "-o", os.path.join(data, "domains.db"), "-t", "set",
