@@ -380,7 +380,7 @@ def define(c):
       'action "a" mbox\nmatch !from auth { alice } for any action "a"\nmatch !from mail-from regex "x" for any action "a"\n'
       'match from any !for rcpt-to regex "y" action "a"\nmatch !from rdns regex "z" !for domain regex "w" !tag regex "v" action "a"\n'
       'match from any for any !helo regex "u" !mail-from regex "t" !rcpt-to regex "s" !auth regex "r" action "a"\n'
-      'match !from local !for local action "a"\nmatch !from any !for any reject\nmatch !from socket !from_x_placeholder reject\n'.replace('match !from socket !from_x_placeholder reject\n', 'match !from socket for any reject\n'))
+      'match !from local !for local action "a"\nmatch !from any !for any reject\nmatch !from socket for any reject\n')
     V("match-negated-auth-table", "negated auth with a table", R('from any for any !auth { alice }'))
     V("match-all-criteria", "one rule with from, for, tag, helo, mail-from, rcpt-to, tls and auth",
       R('from src { 192.0.2.0/24 } for domain { example.org } tag T helo { h.example.org } '
@@ -510,8 +510,7 @@ def define(c):
 
     # ---------------------------------------------------------------- realistic
     V("real-debian-default", "Debian's default smtpd.conf",
-      'smtpd_conf_placeholder = "x"\n'.replace('smtpd_conf_placeholder = "x"\n', '') +
-      '# $OpenBSD: smtpd.conf,v 1.10 2018/05/24 11:40:17 gilles Exp $\n\n'
+            '# $OpenBSD: smtpd.conf,v 1.10 2018/05/24 11:40:17 gilles Exp $\n\n'
       '# This is the smtpd server system-wide configuration file.\n# See smtpd.conf(5) for more information.\n\n'
       f'table aliases file:{D}/aliases\n\n'
       '# To accept external mail, replace with: listen on all\n#\nlisten on localhost\n\n'
