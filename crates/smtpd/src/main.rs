@@ -1,1 +1,135 @@
-fn main() {}
+//! smtpd: the rsmtpd daemon, command-line compatible with OpenSMTPD 6.8's `smtpd`.
+
+mod pki;
+mod system;
+
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, Command};
+use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
+
+/// The version we are a drop-in replacement for; scripts parse it.
+pub const SMTPD_NAME: &str = "OpenSMTPD";
+pub const SMTPD_VERSION: &str = "6.8.0p2";
+pub const DEFAULT_CONFIG: &str = "/etc/mail/smtpd.conf";
+
+const USAGE: &str =
+    "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]";
+
+/// The trace subsystems `-T` knows (OpenSMTPD warns about others and goes on).
+const TRACES: &[&str] = &[
+    "imsg", "io", "smtp", "filters", "mta", "transfer", "bounce", "bounces", "scheduler",
+    "lookup", "stat", "stats", "rules", "mproc", "expand", "table", "tables", "queue", "all",
+    "profstat", "profile-imsg", "profile-queue",
+];
+
+fn cli() -> Command {
+    // OpenSMTPD's getopt string is "B:dD:hnP:f:FT:vx:"; clap gives us the same short options
+    // and their bundling (`-dv`), and we print OpenSMTPD's usage line on any mistake.
+    Command::new("smtpd")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(Arg::new("B").short('B').action(ArgAction::Append))
+        .arg(Arg::new("d").short('d').action(ArgAction::SetTrue))
+        .arg(Arg::new("D").short('D').action(ArgAction::Append))
+        .arg(Arg::new("h").short('h').action(ArgAction::SetTrue))
+        .arg(Arg::new("n").short('n').action(ArgAction::SetTrue))
+        .arg(Arg::new("P").short('P').action(ArgAction::Append))
+        .arg(Arg::new("f").short('f').action(ArgAction::Set))
+        .arg(Arg::new("F").short('F').action(ArgAction::SetTrue))
+        .arg(Arg::new("T").short('T').action(ArgAction::Append))
+        .arg(Arg::new("v").short('v').action(ArgAction::Count))
+        .arg(Arg::new("x").short('x').action(ArgAction::Set))
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{}", USAGE);
+    ExitCode::from(1)
+}
+
+fn main() -> ExitCode {
+    let m = match cli().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(clap::error::ContextValue::String(a)) =
+                e.get(clap::error::ContextKind::InvalidArg)
+            {
+                if e.kind() == clap::error::ErrorKind::InvalidValue
+                    || e.kind() == clap::error::ErrorKind::NoEquals
+                {
+                    let opt = a.trim_start_matches('-').chars().next().unwrap_or('?');
+                    eprintln!("smtpd: option requires an argument -- '{}'", opt);
+                } else {
+                    eprintln!("smtpd: invalid option -- '{}'", a.trim_start_matches('-'));
+                }
+            }
+            return usage();
+        }
+    };
+    if m.get_flag("h") {
+        eprintln!("version: {} {}", SMTPD_NAME, SMTPD_VERSION);
+        return usage();
+    }
+    let mut opts = ParseOptions {
+        strict: true,
+        ..Default::default()
+    };
+    for d in m.get_many::<String>("D").into_iter().flatten() {
+        // cmdline_symset splits at the last '='.
+        match d.rsplit_once('=') {
+            Some((k, v)) => opts.macros.push((k.to_string(), v.to_string())),
+            None => eprintln!("warn: could not parse macro definition {}", d),
+        }
+    }
+    for b in m.get_many::<String>("B").into_iter().flatten() {
+        if !["queue=", "scheduler=", "stat="].iter().any(|p| b.starts_with(p)) {
+            eprintln!("warn: invalid backend specifier {}", b);
+        }
+    }
+    for t in m.get_many::<String>("T").into_iter().flatten() {
+        if !TRACES.contains(&t.as_str()) {
+            eprintln!("warn: unknown trace flag \"{}\"", t);
+        }
+    }
+    let conffile = m
+        .get_one::<String>("f")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+
+    let outcome = parse_file(&conffile, &system::SystemEnvironment, &opts);
+    for line in &outcome.messages {
+        eprintln!("{}", line);
+    }
+    let Some(conf) = outcome.config else {
+        return ExitCode::from(1);
+    };
+    if let Err(lines) = startup_checks(&conf) {
+        for l in lines {
+            eprintln!("{}", l);
+        }
+        return ExitCode::from(1);
+    }
+    if m.get_flag("n") {
+        if m.get_count("v") > 0 {
+            print!("{}", dump(&conf));
+        }
+        eprintln!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    // Sessions, queue and delivery are not written yet: the daemon checks its config and stops.
+    eprintln!("smtpd: the daemon is not implemented yet; use -n to check a configuration");
+    ExitCode::from(1)
+}
+
+/// What OpenSMTPD checks after parsing, before `configuration OK`.
+fn startup_checks(conf: &Config) -> Result<(), Vec<String>> {
+    if let Some(key) = &conf.options.queue_key {
+        // crypto_setup() takes exactly 32 bytes; `stdin` is only read when the daemon starts.
+        if key.len() != 32 {
+            return Err(vec![
+                "smtpd: crypto_setup:invalid key for queue encryption".into()
+            ]);
+        }
+    }
+    pki::check(conf)
+}

@@ -1,0 +1,2309 @@
+//! The smtpd.conf grammar, as a recursive-descent parser that behaves like OpenSMTPD's yacc one.
+//!
+//! Administrators read OpenSMTPD's messages, so we reproduce not only what it accepts but how it
+//! fails: which line an error names, which later errors follow from an earlier one, and which
+//! are not printed at all. Three rules of yacc do most of that and are kept here:
+//!
+//! * A statement's effects happen as soon as its grammar is complete, even if junk follows on the
+//!   line (yacc reduces before it looks at the unexpected token). Some happen earlier still: a
+//!   table or a builtin filter exists as soon as its name is read.
+//! * After an error the rest of the line is skipped (`grammar: grammar error '\n'`).
+//! * After an error, a syntax error within the next three tokens is not reported (`yyerrflag`).
+//!
+//! Checks run before the next token is read wherever yacc reduces without a lookahead, so that
+//! the line in the message is the one OpenSMTPD prints.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::env::{Environment, Family};
+use crate::format::Format;
+use crate::keyword::Keyword as K;
+use crate::lexer::{strerror, Lexer, Message, Tok};
+use crate::model::*;
+use crate::table::{Need, Service, Table, TableKind, TableSource};
+
+/// How a statement ended when it did not parse.
+#[derive(Debug)]
+enum Stop {
+    /// A token did not fit: yacc's "syntax error".
+    Syntax,
+    /// An action reported its own message (YYERROR).
+    Reported,
+    /// OpenSMTPD exits on the spot (fatalx / errx); the message is already recorded.
+    Fatal,
+}
+
+type R<T> = Result<T, Stop>;
+
+/// What the parser must remember about a filter name before its definition is complete.
+#[derive(Debug, Clone)]
+struct FilterName {
+    is_chain: bool,
+    proc_: Option<String>,
+}
+
+/// The tables OpenSMTPD creates before it reads the config (config.c `config_default`).
+const BUILTIN_TABLES: &[&str] = &[
+    "<anydestination>",
+    "<getpwnam>",
+    "<localnames>",
+    "<anyhost>",
+    "<localhost>",
+];
+
+/// Backends we know how to serve (or will), accepted whether or not a `table-NAME` program exists.
+pub const KNOWN_BACKENDS: &[&str] = &[
+    "ldap",
+    "mysql",
+    "passwd",
+    "postgres",
+    "redis",
+    "socketmap",
+    "sqlite",
+];
+
+/// How deep `include` may nest. OpenSMTPD has no limit and loops until it runs out of file
+/// descriptors; we stop earlier with a clear message.
+const MAX_INCLUDE_DEPTH: usize = 64;
+
+pub struct Parser<'e> {
+    lx: Lexer<'e>,
+    env: &'e dyn Environment,
+    la: Option<Tok>,
+    errflag: u8,
+    conf: Config,
+    last_table_id: u32,
+    last_dynchain_id: u32,
+    filter_names: HashMap<String, FilterName>,
+    fatal: bool,
+    /// Deliberate extra checks (format strings, table contents) beyond OpenSMTPD's.
+    strict: bool,
+}
+
+/// The result of reading a configuration: the config when it is valid, and every line that
+/// OpenSMTPD would print on stderr, in order.
+#[derive(Debug)]
+pub struct Outcome {
+    pub config: Option<Config>,
+    pub messages: Vec<String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.config.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// `-D name=value` macros, in command-line order.
+    pub macros: Vec<(String, String)>,
+    /// Checks beyond OpenSMTPD's (see the README's list of deliberate differences).
+    pub strict: bool,
+}
+
+/// Reads and checks a configuration file.
+pub fn parse_file(path: &str, env: &dyn Environment, opts: &ParseOptions) -> Outcome {
+    let mut p = Parser::new(env, opts);
+    p.run(path);
+    p.finish()
+}
+
+fn render(m: &Message) -> String {
+    match m {
+        Message::At { file, line, msg } => format!("{}:{}: {}", file, line, msg),
+        Message::Plain(s) => s.clone(),
+    }
+}
+
+impl<'e> Parser<'e> {
+    fn new(env: &'e dyn Environment, opts: &ParseOptions) -> Self {
+        let mut lx = Lexer::new(env);
+        for (k, v) in &opts.macros {
+            lx.define_persistent(k, v);
+        }
+        let mut conf = Config::default();
+        for name in BUILTIN_TABLES {
+            let source = if *name == "<getpwnam>" {
+                TableSource::Getpwnam
+            } else {
+                TableSource::Builtin
+            };
+            let mut t = Table::new(name.to_string(), false, source);
+            if t.kind == TableKind::Empty {
+                // Filled with the machine's names when the daemon starts; a list either way.
+                t.kind = TableKind::List;
+            }
+            conf.tables.push(t);
+        }
+        Parser {
+            lx,
+            env,
+            la: None,
+            errflag: 0,
+            conf,
+            last_table_id: 0,
+            last_dynchain_id: 1,
+            filter_names: HashMap::new(),
+            fatal: false,
+            strict: opts.strict,
+        }
+    }
+
+    fn run(&mut self, path: &str) {
+        self.lx.errfile = path.to_string();
+        if !self.lx.pushfile(path) {
+            self.fatal = true;
+            return;
+        }
+        loop {
+            match self.peek() {
+                Tok::Eof => break,
+                Tok::Newline => {
+                    self.bump();
+                    continue;
+                }
+                _ => {}
+            }
+            let r = self.statement().and_then(|_| self.expect_nl());
+            match r {
+                Ok(()) => {}
+                Err(Stop::Fatal) => {
+                    self.fatal = true;
+                    return;
+                }
+                Err(e) => {
+                    if matches!(e, Stop::Syntax) && self.errflag == 0 {
+                        self.lx.yyerror("syntax error".into());
+                    }
+                    if !self.recover() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Outcome {
+        let mut messages: Vec<String> = self.lx.messages.iter().map(render).collect();
+        if self.fatal {
+            return Outcome {
+                config: None,
+                messages,
+            };
+        }
+        let mut errors = self.lx.errors;
+        if self.conf.rules.is_empty() {
+            messages.push("warn: no rules, nothing to do".into());
+            errors += 1;
+        }
+        Outcome {
+            config: if errors == 0 { Some(self.conf) } else { None },
+            messages,
+        }
+    }
+
+    /// yacc's error recovery: skip to the end of the line. Returns false at end of input.
+    fn recover(&mut self) -> bool {
+        self.errflag = 3;
+        loop {
+            match self.peek() {
+                Tok::Newline => {
+                    self.bump();
+                    return true;
+                }
+                Tok::Eof => return false,
+                _ => {
+                    self.la = None;
+                }
+            }
+        }
+    }
+
+    // ----- tokens -----
+
+    fn peek(&mut self) -> &Tok {
+        if self.la.is_none() {
+            self.la = Some(self.lx.next_token());
+        }
+        self.la.as_ref().unwrap_or(&Tok::Eof)
+    }
+
+    fn bump(&mut self) -> Tok {
+        self.peek();
+        self.errflag = self.errflag.saturating_sub(1);
+        self.la.take().unwrap_or(Tok::Eof)
+    }
+
+    fn at_kw(&mut self, k: K) -> bool {
+        matches!(self.peek(), Tok::Kw(x) if *x == k)
+    }
+
+    fn at_char(&mut self, c: u8) -> bool {
+        self.peek().is(c)
+    }
+
+    fn at_str(&mut self) -> bool {
+        matches!(self.peek(), Tok::Str(_))
+    }
+
+    fn eat_kw(&mut self, k: K) -> bool {
+        if self.at_kw(k) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn kw(&mut self, k: K) -> R<()> {
+        if self.eat_kw(k) {
+            Ok(())
+        } else {
+            Err(Stop::Syntax)
+        }
+    }
+
+    fn char(&mut self, c: u8) -> R<()> {
+        if self.at_char(c) {
+            self.bump();
+            Ok(())
+        } else {
+            Err(Stop::Syntax)
+        }
+    }
+
+    fn string(&mut self) -> R<String> {
+        if self.at_str() {
+            if let Tok::Str(s) = self.bump() {
+                return Ok(s);
+            }
+        }
+        Err(Stop::Syntax)
+    }
+
+    fn number(&mut self) -> R<i64> {
+        if let Tok::Num(_) = self.peek() {
+            if let Tok::Num(n) = self.bump() {
+                return Ok(n);
+            }
+        }
+        Err(Stop::Syntax)
+    }
+
+    fn expect_nl(&mut self) -> R<()> {
+        if matches!(self.peek(), Tok::Newline) {
+            self.bump();
+            Ok(())
+        } else {
+            Err(Stop::Syntax)
+        }
+    }
+
+    /// yyerror + YYERROR.
+    fn fail<T>(&mut self, msg: String) -> R<T> {
+        self.lx.yyerror(msg);
+        Err(Stop::Reported)
+    }
+
+    /// fatalx(): a line on its own (`smtpd: ...` or a bare warning), then exit.
+    fn fatal<T>(&mut self, lines: &[String]) -> R<T> {
+        for l in lines {
+            self.lx.messages.push(Message::Plain(l.clone()));
+        }
+        Err(Stop::Fatal)
+    }
+
+    fn negation(&mut self) -> bool {
+        if self.at_char(b'!') {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `comma: ',' | nl | /* empty */` inside braces.
+    fn comma(&mut self) {
+        if self.at_char(b',') {
+            self.bump();
+        } else if matches!(self.peek(), Tok::Newline) {
+            while matches!(self.peek(), Tok::Newline) {
+                self.bump();
+            }
+        }
+    }
+
+    // ----- statements -----
+
+    fn statement(&mut self) -> R<()> {
+        let tok = self.peek().clone();
+        match tok {
+            Tok::Kw(K::Include) => self.include(),
+            Tok::Str(_) => self.varset(),
+            Tok::Kw(K::Bounce) => self.bounce(),
+            Tok::Kw(K::Admd) => self.admd(),
+            Tok::Kw(K::Ca) => self.ca(),
+            Tok::Kw(K::Mda) => self.mda(),
+            Tok::Kw(K::Mta) => self.mta(),
+            Tok::Kw(K::Pki) => self.pki(),
+            Tok::Kw(K::Proc) => self.proc_(),
+            Tok::Kw(K::Queue) => self.queue(),
+            Tok::Kw(K::Scheduler) => self.scheduler(),
+            Tok::Kw(K::Smtp) => self.smtp(),
+            Tok::Kw(K::Srs) => self.srs(),
+            Tok::Kw(K::Listen) => self.listen(),
+            Tok::Kw(K::Table) => self.table(),
+            Tok::Kw(K::Action) => self.action(),
+            Tok::Kw(K::Match) => self.match_(),
+            Tok::Kw(K::Filter) => self.filter(),
+            _ => Err(Stop::Syntax),
+        }
+    }
+
+    fn include(&mut self) -> R<()> {
+        self.bump();
+        let path = self.string()?;
+        if self.lx.depth() >= MAX_INCLUDE_DEPTH {
+            // OpenSMTPD reaches this when it runs out of file descriptors; say it the same way.
+            self.lx.messages.push(Message::Plain(format!(
+                "pushfile: {}: Too many open files",
+                path
+            )));
+            return self.fail(format!("failed to include file {}", path));
+        }
+        if !self.lx.pushfile(&path) {
+            return self.fail(format!("failed to include file {}", path));
+        }
+        // OpenSMTPD pushes the statement's newline into the new file, so the include line
+        // ends there and the parent's own newline becomes an empty line after the include.
+        self.lx.lungetc_newline();
+        Ok(())
+    }
+
+    fn varset(&mut self) -> R<()> {
+        let name = self.string()?;
+        self.char(b'=')?;
+        let value = self.string()?;
+        // OpenSMTPD's loop starts checking at the second character.
+        if name.bytes().skip(1).any(|b| b.is_ascii_whitespace() || b == 0x0b) {
+            return self.fail("macro name cannot contain whitespace".into());
+        }
+        self.lx.symset(&name, &value, false);
+        Ok(())
+    }
+
+    fn bounce(&mut self) -> R<()> {
+        self.bump();
+        self.kw(K::WarnInterval)?;
+        self.conf.options.bounce_warn.clear();
+        loop {
+            let s = self.string()?;
+            let d = match delaytonum(&s) {
+                Ok(d) => d,
+                Err(t) => return self.fail(format!("invalid bounce delay: {}", t)),
+            };
+            if self.conf.options.bounce_warn.len() < 4 {
+                self.conf.options.bounce_warn.push(d);
+            }
+            if !self.at_char(b',') {
+                return Ok(());
+            }
+            self.bump();
+        }
+    }
+
+    fn admd(&mut self) -> R<()> {
+        self.bump();
+        let s = self.string()?;
+        if s.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+            return self.fail("not a valid admd".into());
+        }
+        self.conf.options.admd = Some(s);
+        Ok(())
+    }
+
+    fn pki_name(&mut self) -> R<String> {
+        let name = self.string()?;
+        if name != "*" && !res_hnok(&name) {
+            return self.fail(format!("not a valid domain name: {}", name));
+        }
+        Ok(name.to_ascii_lowercase())
+    }
+
+    fn ca(&mut self) -> R<()> {
+        self.bump();
+        let name = self.pki_name()?;
+        let idx = match self.conf.cas.iter().position(|c| c.name == name) {
+            Some(i) => i,
+            None => {
+                self.conf.cas.push(Ca {
+                    name,
+                    cert: None,
+                });
+                self.conf.order.push(Decl::Ca(self.conf.cas.len() - 1));
+                self.conf.cas.len() - 1
+            }
+        };
+        self.kw(K::Cert)?;
+        let f = self.string()?;
+        self.conf.cas[idx].cert = Some(f);
+        Ok(())
+    }
+
+    fn pki(&mut self) -> R<()> {
+        self.bump();
+        let name = self.pki_name()?;
+        let idx = match self.conf.pkis.iter().position(|c| c.name == name) {
+            Some(i) => i,
+            None => {
+                self.conf.pkis.push(Pki {
+                    name,
+                    cert: None,
+                    key: None,
+                    dhe: None,
+                });
+                self.conf.order.push(Decl::Pki(self.conf.pkis.len() - 1));
+                self.conf.pkis.len() - 1
+            }
+        };
+        loop {
+            if self.eat_kw(K::Cert) {
+                let f = self.string()?;
+                self.conf.pkis[idx].cert = Some(f);
+            } else if self.eat_kw(K::Key) {
+                let f = self.string()?;
+                self.conf.pkis[idx].key = Some(f);
+            } else if self.eat_kw(K::Dhe) {
+                let v = self.string()?;
+                let d = match v.to_ascii_lowercase().as_str() {
+                    "none" => Dhe::None,
+                    "auto" => Dhe::Auto,
+                    "legacy" => Dhe::Legacy,
+                    _ => return self.fail(format!("invalid DHE keyword: {}", v)),
+                };
+                self.conf.pkis[idx].dhe = Some(d);
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn mda(&mut self) -> R<()> {
+        self.bump();
+        if self.eat_kw(K::Limit) {
+            while self.at_str() {
+                let key = self.string()?;
+                let n = self.number()?;
+                if !MDA_LIMIT_KEYS.contains(&key.as_str()) {
+                    // sic: OpenSMTPD says "scheduler" here.
+                    return self.fail(format!("invalid scheduler limit keyword: {}", key));
+                }
+                set_pair(&mut self.conf.options.mda_limits, key, n);
+            }
+            return Ok(());
+        }
+        self.kw(K::Wrapper)?;
+        let name = self.string()?;
+        let cmd = self.string()?;
+        if self.conf.mda_wrappers.iter().any(|(n, _)| *n == name) {
+            return self.fail(format!(
+                "mda wrapper already declared with that name: {}",
+                name
+            ));
+        }
+        self.conf.mda_wrappers.push((name, cmd));
+        self.conf
+            .order
+            .push(Decl::Wrapper(self.conf.mda_wrappers.len() - 1));
+        Ok(())
+    }
+
+    fn mta(&mut self) -> R<()> {
+        self.bump();
+        if self.eat_kw(K::MaxDeferred) {
+            self.conf.options.mta_max_deferred = self.number()?;
+            return Ok(());
+        }
+        self.kw(K::Limit)?;
+        let domain = if self.eat_kw(K::For) {
+            self.kw(K::Domain)?;
+            Some(self.string()?)
+        } else {
+            None
+        };
+        let idx = match self
+            .conf
+            .options
+            .mta_limits
+            .iter()
+            .position(|l| l.domain == domain)
+        {
+            Some(i) => i,
+            None => {
+                self.conf.options.mta_limits.push(MtaLimits {
+                    domain,
+                    family: None,
+                    values: Vec::new(),
+                });
+                self.conf.options.mta_limits.len() - 1
+            }
+        };
+        loop {
+            if self.eat_kw(K::Inet4) {
+                self.conf.options.mta_limits[idx].family = Some(Family::Inet4);
+            } else if self.eat_kw(K::Inet6) {
+                self.conf.options.mta_limits[idx].family = Some(Family::Inet6);
+            } else if self.at_str() {
+                let key = self.string()?;
+                let n = self.number()?;
+                if !MTA_LIMIT_KEYS.contains(&key.as_str()) {
+                    return self.fail(format!("invalid mta limit keyword: {}", key));
+                }
+                set_pair(&mut self.conf.options.mta_limits[idx].values, key, n);
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn queue(&mut self) -> R<()> {
+        self.bump();
+        if self.eat_kw(K::Compression) {
+            self.conf.options.queue_compression = true;
+            return Ok(());
+        }
+        if self.eat_kw(K::Encryption) {
+            if self.at_str() {
+                let k = self.string()?;
+                let k = if k.eq_ignore_ascii_case("stdin") || k == "-" {
+                    "stdin".to_string()
+                } else {
+                    k
+                };
+                self.conf.options.queue_key = Some(k);
+            }
+            self.conf.options.queue_encryption = true;
+            return Ok(());
+        }
+        self.kw(K::Ttl)?;
+        let s = self.string()?;
+        match delaytonum(&s) {
+            Ok(d) => {
+                self.conf.options.queue_ttl = d;
+                Ok(())
+            }
+            Err(t) => self.fail(format!("invalid ttl delay: {}", t)),
+        }
+    }
+
+    fn scheduler(&mut self) -> R<()> {
+        self.bump();
+        self.kw(K::Limit)?;
+        while self.at_str() {
+            let key = self.string()?;
+            let n = self.number()?;
+            if !SCHEDULER_LIMIT_KEYS.contains(&key.as_str()) {
+                return self.fail(format!("invalid scheduler limit keyword: {}", key));
+            }
+            set_pair(&mut self.conf.options.scheduler_limits, key, n);
+        }
+        Ok(())
+    }
+
+    fn smtp(&mut self) -> R<()> {
+        self.bump();
+        if self.eat_kw(K::Limit) {
+            while self.at_str() {
+                let key = self.string()?;
+                let n = self.number()?;
+                match key.as_str() {
+                    "max-rcpt" => self.conf.options.max_rcpt = n,
+                    "max-mails" => self.conf.options.max_mails = n,
+                    _ => return self.fail(format!("invalid session limit keyword: {}", key)),
+                }
+            }
+            return Ok(());
+        }
+        if self.eat_kw(K::Ciphers) {
+            self.conf.options.ciphers = Some(self.string()?);
+            return Ok(());
+        }
+        if self.eat_kw(K::MaxMessageSize) {
+            let size = match self.peek().clone() {
+                Tok::Num(n) => {
+                    self.bump();
+                    if n < 0 {
+                        return self.fail(format!("invalid size: {}", n));
+                    }
+                    n as u64
+                }
+                Tok::Str(s) => {
+                    self.bump();
+                    match scan_scaled(&s) {
+                        Some(n) if n >= 0 => n as u64,
+                        _ => return self.fail(format!("invalid size: {}", s)),
+                    }
+                }
+                _ => return Err(Stop::Syntax),
+            };
+            self.conf.options.max_message_size = size;
+            return Ok(());
+        }
+        self.kw(K::SubAddrDelim)?;
+        let s = self.string()?;
+        if s.len() != 1 {
+            return self.fail("subaddressing-delimiter must be one character".into());
+        }
+        let c = s.as_bytes()[0];
+        if c.is_ascii_whitespace() || !(0x20..0x7f).contains(&c) || c == b'@' {
+            return self.fail("sub-addr-delim uses invalid character".into());
+        }
+        self.conf.options.sub_addr_delim = c as char;
+        Ok(())
+    }
+
+    fn srs(&mut self) -> R<()> {
+        self.bump();
+        if self.eat_kw(K::Key) {
+            if self.eat_kw(K::Backup) {
+                self.conf.options.srs_key_backup = Some(self.string()?);
+            } else {
+                self.conf.options.srs_key = Some(self.string()?);
+            }
+            return Ok(());
+        }
+        self.kw(K::Ttl)?;
+        let s = self.string()?;
+        let d = match delaytonum(&s) {
+            Ok(d) => d,
+            Err(t) => return self.fail(format!("ttl delay \"{}\" is invalid", t)),
+        };
+        if d / 86400 == 0 {
+            // The unit was cut off by then, as in the invalid case.
+            let shown = &s[..s.len() - 1];
+            return self.fail(format!("ttl delay \"{}\" is too short", shown));
+        }
+        self.conf.options.srs_ttl_days = d / 86400;
+        Ok(())
+    }
+
+    fn proc_(&mut self) -> R<()> {
+        self.bump();
+        let name = self.string()?;
+        let command = self.string()?;
+        if self.conf.procs.iter().any(|p| p.name == name) {
+            return self.fail(format!("processor already exists with that name: {}", name));
+        }
+        let mut p = Proc {
+            name,
+            command,
+            user: None,
+            group: None,
+            chroot: None,
+            from_filter: false,
+        };
+        self.proc_params(&mut p)?;
+        self.conf.procs.push(p);
+        self.conf.order.push(Decl::Proc(self.conf.procs.len() - 1));
+        Ok(())
+    }
+
+    fn proc_params(&mut self, p: &mut Proc) -> R<()> {
+        loop {
+            if self.eat_kw(K::User) {
+                let v = self.string()?;
+                if p.user.is_some() {
+                    return self.fail("user already specified for this processor".into());
+                }
+                p.user = Some(v);
+            } else if self.eat_kw(K::Group) {
+                let v = self.string()?;
+                if p.group.is_some() {
+                    return self.fail("group already specified for this processor".into());
+                }
+                p.group = Some(v);
+            } else if self.eat_kw(K::Chroot) {
+                let v = self.string()?;
+                if p.chroot.is_some() {
+                    return self.fail("chroot already specified for this processor".into());
+                }
+                p.chroot = Some(v);
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    // ----- tables -----
+
+    fn table_exists(&self, name: &str) -> bool {
+        self.conf.tables.iter().any(|t| t.name == name)
+    }
+
+    fn table_idx(&self, name: &str) -> Option<usize> {
+        self.conf.tables.iter().position(|t| t.name == name)
+    }
+
+    /// `table_create()`. Named duplicates are fatal in OpenSMTPD.
+    fn table_create(&mut self, name: Option<String>, source: TableSource) -> R<usize> {
+        let (name, anonymous) = match name {
+            Some(n) => {
+                if self.table_exists(&n) {
+                    return self.fatal(&[format!(
+                        "smtpd: table_create: table \"{}\" already defined",
+                        n
+                    )]);
+                }
+                (n, false)
+            }
+            None => {
+                let n = format!("<dynamic:{}>", self.last_table_id);
+                self.last_table_id += 1;
+                (n, true)
+            }
+        };
+        self.conf.tables.push(Table::new(name, anonymous, source));
+        Ok(self.conf.tables.len() - 1)
+    }
+
+    fn table_add(&mut self, idx: usize, key: &str, value: Option<&str>) {
+        let t = &mut self.conf.tables[idx];
+        if !t.add(key, value) {
+            let line = format!("warn: failed to add \"{}\" in table \"{}\"", key, t.name);
+            self.lx.messages.push(Message::Plain(line));
+        }
+    }
+
+    fn table(&mut self) -> R<()> {
+        self.bump();
+        let name = self.string()?;
+        if self.at_str() {
+            let spec = self.string()?;
+            return self.table_backend(name, spec);
+        }
+        let idx = self.table_create(Some(name), TableSource::Inline)?;
+        self.conf.order.push(Decl::Table(idx));
+        self.char(b'{')?;
+        self.tableval_list(idx)?;
+        self.char(b'}')
+    }
+
+    fn table_backend(&mut self, name: String, spec: String) -> R<()> {
+        let (backend, config) = if spec.starts_with('/') {
+            ("static".to_string(), Some(spec.clone()))
+        } else {
+            match spec.split_once(':') {
+                Some((b, c)) => (b.to_string(), Some(c.to_string())),
+                None => (spec.clone(), None),
+            }
+        };
+        if let Some(c) = &config {
+            if !c.starts_with('/') {
+                return self.fail(format!("invalid backend parameter for table: {}", name));
+            }
+        }
+        let source = match backend.as_str() {
+            "static" | "file" => match &config {
+                Some(c) => TableSource::File(c.clone()),
+                None => TableSource::Inline,
+            },
+            "db" => TableSource::Db(config.clone().unwrap_or_default()),
+            "getpwnam" => TableSource::Getpwnam,
+            b if KNOWN_BACKENDS.contains(&b) || self.env.table_backend_exists(b) => {
+                TableSource::Proc {
+                    backend: b.to_string(),
+                    config: config.clone(),
+                }
+            }
+            b => {
+                return self.fatal(&[format!(
+                    "smtpd: table_create: backend \"{}\" does not exist",
+                    b
+                )])
+            }
+        };
+        let idx = self.table_create(Some(name.clone()), source)?;
+        self.conf.order.push(Decl::Table(idx));
+        let cfg = config.unwrap_or_default();
+        let source = self.conf.tables[idx].source.clone();
+        let loaded = match &source {
+            TableSource::File(path) => match self.env.read_file(path) {
+                Ok(data) => self.conf.tables[idx].load_static(path, &data),
+                Err(e) => Err(format!("{}: fopen: {}", path, strerror(&e))),
+            },
+            TableSource::Db(path) => match self.env.read_file(path) {
+                Ok(data) if crate::table::is_map_file(&data) => Ok(()),
+                Ok(_) => Err(format!(
+                    "BDB0004 fop_read_meta: {}: unexpected file type or format",
+                    path
+                )),
+                Err(_) => Err(String::new()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(line) = loaded {
+            if !line.is_empty() {
+                self.lx.messages.push(Message::Plain(line));
+            }
+            let shown = if cfg.is_empty() { "(null)" } else { &cfg };
+            return self.fail(format!(
+                "invalid configuration file {} for table {}",
+                shown, name
+            ));
+        }
+        Ok(())
+    }
+
+    /// `tableval_list`: the entries between braces, all keys or all `key = value`.
+    fn tableval_list(&mut self, idx: usize) -> R<()> {
+        let first = self.string()?;
+        let hash = self.at_char(b'=') || matches!(self.peek(), Tok::Arrow);
+        let mut key = first;
+        loop {
+            if hash {
+                if !(self.at_char(b'=') || matches!(self.peek(), Tok::Arrow)) {
+                    return Err(Stop::Syntax);
+                }
+                self.bump();
+                let v = self.string()?;
+                self.table_add(idx, &key, Some(&v));
+            } else {
+                self.table_add(idx, &key, None);
+            }
+            self.comma();
+            if self.at_char(b'}') {
+                return Ok(());
+            }
+            key = self.string()?;
+        }
+    }
+
+    /// `tables`: a single string, an inline `{ ... }`, or a reference `<name>`.
+    fn tables(&mut self) -> R<String> {
+        match self.peek().clone() {
+            Tok::Str(_) => {
+                let s = self.string()?;
+                let idx = self.table_create(None, TableSource::Inline)?;
+                self.table_add(idx, &s, None);
+                Ok(self.conf.tables[idx].name.clone())
+            }
+            Tok::Char(b'{') => {
+                self.bump();
+                let idx = self.table_create(None, TableSource::Inline)?;
+                self.tableval_list(idx)?;
+                self.char(b'}')?;
+                Ok(self.conf.tables[idx].name.clone())
+            }
+            Tok::Char(b'<') => {
+                self.bump();
+                let name = self.string()?;
+                self.char(b'>')?;
+                if !self.table_exists(&name) {
+                    return self.fail(format!("no such table: {}", name));
+                }
+                Ok(name)
+            }
+            _ => Err(Stop::Syntax),
+        }
+    }
+
+    fn table_starts(&mut self) -> bool {
+        matches!(self.peek(), Tok::Str(_) | Tok::Char(b'{') | Tok::Char(b'<'))
+    }
+
+    fn usable(&self, name: &str, need: Need, s: Service) -> bool {
+        self.table_idx(name)
+            .is_some_and(|i| self.conf.tables[i].usable_for(need, s))
+    }
+
+    /// Our own checks of a table's contents for its use (strict mode only).
+    fn check_contents(&mut self, name: &str, s: Service) -> R<()> {
+        if !self.strict {
+            return Ok(());
+        }
+        let Some(i) = self.table_idx(name) else {
+            return Ok(());
+        };
+        if let Some(msg) = crate::validate::table_contents(&self.conf.tables[i], s) {
+            return self.fail(msg);
+        }
+        Ok(())
+    }
+
+    // ----- listen -----
+
+    fn listen(&mut self) -> R<()> {
+        self.bump();
+        self.kw(K::On)?;
+        if self.eat_kw(K::Socket) {
+            return self.socket_listener();
+        }
+        let on = self.string()?;
+        self.if_listener(on)
+    }
+
+    fn listen_filter(&mut self, have: bool) -> R<String> {
+        // `filter` then a name, or an inline chain.
+        self.bump();
+        if self.at_str() {
+            let name = self.string()?;
+            if have {
+                return self.fail("filter already specified".into());
+            }
+            if !self.filter_names.contains_key(&name) {
+                return self.fail(format!("no filter exist with that name: {}", name));
+            }
+            return Ok(name);
+        }
+        if have {
+            return self.fail("filter already specified".into());
+        }
+        let name = self.dynchain_name();
+        self.char(b'{')?;
+        let list = self.filter_list()?;
+        self.char(b'}')?;
+        self.register_chain(name.clone(), list, true);
+        Ok(name)
+    }
+
+    fn dynchain_name(&mut self) -> String {
+        loop {
+            let n = format!("<dynchain:{:08x}>", self.last_dynchain_id);
+            self.last_dynchain_id += 1;
+            if !self.filter_names.contains_key(&n) {
+                return n;
+            }
+        }
+    }
+
+    fn register_chain(&mut self, name: String, list: Vec<String>, anonymous: bool) {
+        self.filter_names.insert(
+            name.clone(),
+            FilterName {
+                is_chain: true,
+                proc_: None,
+            },
+        );
+        self.conf.filters.push(Filter {
+            name,
+            kind: FilterKind::Chain(list),
+            anonymous,
+        });
+        if !anonymous {
+            self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+        }
+    }
+
+    fn socket_listener(&mut self) -> R<()> {
+        let mut s = SocketListener {
+            declared: true,
+            ..Default::default()
+        };
+        loop {
+            if self.at_kw(K::Filter) {
+                let have = s.filter.is_some();
+                s.filter = Some(self.listen_filter(have)?);
+            } else if self.eat_kw(K::MaskSrc) {
+                if s.mask_src {
+                    return self.fail("mask-source already specified".into());
+                }
+                s.mask_src = true;
+            } else if self.eat_kw(K::Tag) {
+                if s.tag.is_some() {
+                    return self.fail("tag already specified".into());
+                }
+                let t = self.string()?;
+                if t.len() >= 33 {
+                    return self.fail("tag name too long".into());
+                }
+                s.tag = Some(t);
+            } else {
+                break;
+            }
+        }
+        if self.conf.socket.declared {
+            return self.fail("socket listener already configured".into());
+        }
+        self.conf.socket = s;
+        self.conf.order.push(Decl::Socket);
+        Ok(())
+    }
+
+    fn if_listener(&mut self, on: String) -> R<()> {
+        let mut l = Listener::new(on);
+        let mut port_given = false;
+        loop {
+            let tok = self.peek().clone();
+            match tok {
+                Tok::Kw(K::Inet4) | Tok::Kw(K::Inet6) => {
+                    self.bump();
+                    if l.family.is_some() {
+                        return self.fail("address family already specified".into());
+                    }
+                    l.family = Some(if tok == Tok::Kw(K::Inet4) {
+                        Family::Inet4
+                    } else {
+                        Family::Inet6
+                    });
+                    l.written.push(ListenOpt::Family);
+                }
+                Tok::Kw(K::Port) => {
+                    self.bump();
+                    let arg = self.peek().clone();
+                    let (spec, text) = match arg {
+                        Tok::Num(n) => {
+                            self.bump();
+                            (PortSpec::Number(0), n.to_string())
+                        }
+                        Tok::Str(ref s) => {
+                            self.bump();
+                            (PortSpec::Name, s.clone())
+                        }
+                        Tok::Kw(k @ (K::Smtp | K::Smtps)) => {
+                            self.bump();
+                            (PortSpec::Name, k.as_str().to_string())
+                        }
+                        _ => return Err(Stop::Syntax),
+                    };
+                    if port_given {
+                        return self.fail("port already specified".into());
+                    }
+                    port_given = true;
+                    l.written.push(ListenOpt::Port);
+                    match (spec, arg) {
+                        (PortSpec::Number(_), Tok::Num(n)) => {
+                            if n <= 0 || n > 65535 {
+                                return self.fail(format!("invalid port: {}", n));
+                            }
+                            l.port = n as u16;
+                            l.port_spec = Some((PortSpec::Number(n as u16), text));
+                        }
+                        _ => match self.env.service_port(&text) {
+                            Some(p) => {
+                                l.port = p;
+                                l.port_spec = Some((PortSpec::Name, text));
+                            }
+                            None => return self.fail(format!("invalid port: {}", text)),
+                        },
+                    }
+                }
+                Tok::Kw(K::Filter) => {
+                    let have = l.filter.is_some();
+                    l.filter = Some(self.listen_filter(have)?);
+                    l.written.push(ListenOpt::Filter);
+                }
+                Tok::Kw(K::Smtps) | Tok::Kw(K::Tls) | Tok::Kw(K::TlsRequire) => {
+                    self.bump();
+                    let verify = !matches!(tok, Tok::Kw(K::Tls)) && self.eat_kw(K::Verify);
+                    if l.tls.is_some() {
+                        return self.fail("TLS mode already specified".into());
+                    }
+                    l.tls = Some(match tok {
+                        Tok::Kw(K::Smtps) => TlsMode::Smtps,
+                        Tok::Kw(K::Tls) => TlsMode::StartTls,
+                        _ => TlsMode::StartTlsRequire,
+                    });
+                    l.tls_verify = verify;
+                    l.written.push(ListenOpt::Tls);
+                }
+                Tok::Kw(K::Pki) => {
+                    self.bump();
+                    let v = self.string()?;
+                    if l.pki.is_some() {
+                        return self.fail("pki already specified".into());
+                    }
+                    l.pki = Some(v);
+                    l.written.push(ListenOpt::Pki);
+                }
+                Tok::Kw(K::Ca) => {
+                    self.bump();
+                    let v = self.string()?;
+                    if l.ca.is_some() {
+                        return self.fail("ca already specified".into());
+                    }
+                    l.ca = Some(v);
+                    l.written.push(ListenOpt::Ca);
+                }
+                Tok::Kw(K::Auth) | Tok::Kw(K::AuthOptional) => {
+                    self.bump();
+                    let table = if self.table_starts() {
+                        Some(self.tables()?)
+                    } else {
+                        None
+                    };
+                    if l.auth.is_some() {
+                        return self.fail("auth already specified".into());
+                    }
+                    l.auth = Some(if tok == Tok::Kw(K::Auth) {
+                        AuthMode::Required(table)
+                    } else {
+                        AuthMode::Optional(table)
+                    });
+                    l.written.push(ListenOpt::Auth);
+                }
+                Tok::Kw(K::Tag) => {
+                    self.bump();
+                    let t = self.string()?;
+                    if l.tag.is_some() {
+                        return self.fail("tag already specified".into());
+                    }
+                    if t.len() >= 33 {
+                        return self.fail("tag name too long".into());
+                    }
+                    l.tag = Some(t);
+                    l.written.push(ListenOpt::Tag);
+                }
+                Tok::Kw(K::Hostname) => {
+                    self.bump();
+                    let h = self.string()?;
+                    if l.hostname.is_some() {
+                        return self.fail("hostname already specified".into());
+                    }
+                    l.hostname = Some(h);
+                    l.written.push(ListenOpt::Hostname);
+                }
+                Tok::Kw(K::Hostnames) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    if l.hostnames.is_some() {
+                        return self.fail("hostnames already specified".into());
+                    }
+                    if !self.usable(&t, Need::Hash, Service::Addrname) {
+                        return self.fail(format!(
+                            "invalid use of table \"{}\" as HOSTNAMES parameter",
+                            t
+                        ));
+                    }
+                    l.hostnames = Some(t);
+                    l.written.push(ListenOpt::Hostnames);
+                }
+                Tok::Kw(K::MaskSrc) => {
+                    self.bump();
+                    if l.mask_src {
+                        return self.fail("mask-source already specified".into());
+                    }
+                    l.mask_src = true;
+                    l.written.push(ListenOpt::MaskSrc);
+                }
+                Tok::Kw(K::ReceivedAuth) => {
+                    self.bump();
+                    if l.received_auth {
+                        return self.fail("received-auth already specified".into());
+                    }
+                    l.received_auth = true;
+                    l.written.push(ListenOpt::ReceivedAuth);
+                }
+                Tok::Kw(K::NoDsn) => {
+                    self.bump();
+                    if l.no_dsn {
+                        return self.fail("no-dsn already specified".into());
+                    }
+                    l.no_dsn = true;
+                    l.written.push(ListenOpt::NoDsn);
+                }
+                Tok::Kw(K::ProxyV2) => {
+                    self.bump();
+                    if l.proxy_v2 {
+                        return self.fail("proxy-v2 already specified".into());
+                    }
+                    l.proxy_v2 = true;
+                    l.written.push(ListenOpt::ProxyV2);
+                }
+                Tok::Kw(K::Senders) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    let masq = self.eat_kw(K::Masquerade);
+                    if l.senders.is_some() {
+                        return self.fail("senders already specified".into());
+                    }
+                    if !self.usable(&t, Need::Hash, Service::Mailaddrmap) {
+                        return self.fail(format!(
+                            "invalid use of table \"{}\" as SENDERS parameter",
+                            t
+                        ));
+                    }
+                    l.senders = Some(t);
+                    l.masquerade = masq;
+                    l.written.push(ListenOpt::Senders);
+                }
+                _ => break,
+            }
+        }
+        self.create_if_listener(l)
+    }
+
+    /// `create_if_listener()` and `config_listener()`: checks that OpenSMTPD makes fatal.
+    fn create_if_listener(&mut self, mut l: Listener) -> R<()> {
+        if l.auth.is_some() && l.tls.is_none() {
+            return self.fatal(&["smtpd: invalid listen option: auth requires tls/smtps".into()]);
+        }
+        if l.pki.is_some() && l.tls.is_none() {
+            return self.fatal(&["smtpd: invalid listen option: pki requires tls/smtps".into()]);
+        }
+        if l.port_spec.is_none() {
+            l.port = if l.tls == Some(TlsMode::Smtps) { 465 } else { 25 };
+        }
+        let mut addrs: Vec<IpAddr> = self.env.interface_addrs(&l.on);
+        if addrs.is_empty() {
+            if let Ok(a) = l.on.parse::<std::net::Ipv4Addr>() {
+                if l.family != Some(Family::Inet6) {
+                    addrs.push(IpAddr::V4(a));
+                }
+            }
+        }
+        if addrs.is_empty() && !l.on.contains('%') {
+            if let Ok(a) = l.on.parse::<std::net::Ipv6Addr>() {
+                if l.family != Some(Family::Inet4) {
+                    addrs.push(IpAddr::V6(a));
+                }
+            }
+        }
+        if addrs.is_empty() {
+            let literal_of_other_family = match l.family {
+                Some(Family::Inet6) => l.on.parse::<std::net::Ipv4Addr>().is_ok(),
+                Some(Family::Inet4) => l.on.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => false,
+            };
+            if literal_of_other_family {
+                // getaddrinfo() fails; OpenSMTPD warns and creates no listener for this line.
+                self.lx.messages.push(Message::Plain(format!(
+                    "warn: host_dns: could not parse \"{}\": Address family for hostname not supported",
+                    l.on
+                )));
+                return Ok(());
+            }
+            addrs = self.env.resolve_host(&l.on);
+        }
+        addrs.retain(|a| match l.family {
+            Some(Family::Inet4) => a.is_ipv4(),
+            Some(Family::Inet6) => a.is_ipv6(),
+            None => true,
+        });
+        if addrs.is_empty() {
+            return self.fatal(&[format!(
+                "smtpd: invalid virtual ip or interface: {}",
+                l.on
+            )]);
+        }
+        if let Some(p) = &l.pki {
+            if self.conf.pki(&p.to_ascii_lowercase()).is_none() {
+                return self.fatal(&[format!("pki name not found: {}", p), "smtpd".into()]);
+            }
+        }
+        if let Some(c) = &l.ca {
+            if self.conf.ca(&c.to_ascii_lowercase()).is_none() {
+                return self.fatal(&[format!("ca name not found: {}", c), "smtpd".into()]);
+            }
+        }
+        l.addrs = addrs;
+        self.conf.listeners.push(l);
+        self.conf
+            .order
+            .push(Decl::Listener(self.conf.listeners.len() - 1));
+        Ok(())
+    }
+
+    // ----- action -----
+
+    fn action(&mut self) -> R<()> {
+        self.bump();
+        let name = self.string()?;
+        if self.conf.action(&name).is_some() {
+            return self.fail(format!(
+                "dispatcher already declared with that name: {}",
+                name
+            ));
+        }
+        let method = if self.eat_kw(K::Relay) {
+            Method::Relay(self.relay_options()?)
+        } else {
+            Method::Local(self.local_delivery()?)
+        };
+        let mut ttl = None;
+        while self.eat_kw(K::Ttl) {
+            let s = self.string()?;
+            if ttl.is_some() {
+                return self.fail("ttl already specified for this dispatcher".into());
+            }
+            match delaytonum(&s) {
+                Ok(d) => ttl = Some(d),
+                Err(t) => return self.fail(format!("ttl delay \"{}\" is invalid", t)),
+            }
+        }
+        self.conf.actions.push(Action { name, method, ttl });
+        self.conf
+            .order
+            .push(Decl::Action(self.conf.actions.len() - 1));
+        Ok(())
+    }
+
+    fn format(&mut self, s: &str) -> R<Format> {
+        match Format::parse(s) {
+            Ok(f) => Ok(f),
+            Err(e) if self.strict => self.fail(e.to_string()),
+            // Kept as written; delivery will fail on it as OpenSMTPD's does.
+            Err(_) => Ok(Format {
+                raw: s.to_string(),
+                parts: vec![crate::format::Part::Literal(s.to_string())],
+            }),
+        }
+    }
+
+    fn local_delivery(&mut self) -> R<LocalDelivery> {
+        let tok = self.peek().clone();
+        let method = match tok {
+            Tok::Kw(K::Mbox) => {
+                self.bump();
+                LocalMethod::Mbox
+            }
+            Tok::Kw(K::Maildir) => {
+                self.bump();
+                if self.eat_kw(K::Junk) {
+                    LocalMethod::Maildir {
+                        path: None,
+                        junk: true,
+                    }
+                } else if self.at_str() {
+                    let p = self.string()?;
+                    let junk = self.eat_kw(K::Junk);
+                    let path = Some(self.format(&p)?);
+                    LocalMethod::Maildir { path, junk }
+                } else {
+                    LocalMethod::Maildir {
+                        path: None,
+                        junk: false,
+                    }
+                }
+            }
+            Tok::Kw(K::Lmtp) => {
+                self.bump();
+                let d = self.string()?;
+                let rcpt_to = self.eat_kw(K::RcptTo);
+                let destination = self.format(&d)?;
+                LocalMethod::Lmtp {
+                    destination,
+                    rcpt_to,
+                }
+            }
+            Tok::Kw(K::Mda) => {
+                self.bump();
+                let c = self.string()?;
+                let command = self.format(&c)?;
+                LocalMethod::Mda { command }
+            }
+            Tok::Kw(K::ForwardOnly) => {
+                self.bump();
+                LocalMethod::ForwardOnly
+            }
+            Tok::Kw(K::ExpandOnly) => {
+                self.bump();
+                LocalMethod::ExpandOnly
+            }
+            _ => return Err(Stop::Syntax),
+        };
+        let mut d = LocalDelivery {
+            method,
+            alias: None,
+            virtual_: None,
+            userbase: "<getpwnam>".into(),
+            userbase_given: false,
+            user: None,
+            wrapper: None,
+            written: Vec::new(),
+        };
+        loop {
+            if self.eat_kw(K::User) {
+                let u = self.string()?;
+                match d.method {
+                    LocalMethod::Mbox => {
+                        return self.fail("user may not be specified for this dispatcher".into())
+                    }
+                    LocalMethod::ForwardOnly => {
+                        return self.fail("user may not be specified for forward-only".into())
+                    }
+                    LocalMethod::ExpandOnly => {
+                        return self.fail("user may not be specified for expand-only".into())
+                    }
+                    _ => {}
+                }
+                if d.user.is_some() {
+                    return self.fail("user already specified for this dispatcher".into());
+                }
+                d.user = Some(u);
+                d.written.push(LocalOpt::User);
+            } else if self.at_kw(K::Alias) || self.at_kw(K::Virtual) {
+                let is_virtual = self.at_kw(K::Virtual);
+                self.bump();
+                let t = self.tables()?;
+                if is_virtual {
+                    if d.virtual_.is_some() {
+                        return self
+                            .fail("virtual mapping already specified for this dispatcher".into());
+                    }
+                    if d.alias.is_some() {
+                        return self
+                            .fail("alias mapping already specified for this dispatcher".into());
+                    }
+                } else {
+                    if d.alias.is_some() {
+                        return self
+                            .fail("alias mapping already specified for this dispatcher".into());
+                    }
+                    if d.virtual_.is_some() {
+                        return self
+                            .fail("virtual mapping already specified for this dispatcher".into());
+                    }
+                }
+                let what = if is_virtual { "virtual" } else { "alias" };
+                if !self.usable(&t, Need::Hash, Service::Alias) {
+                    return self.fail(format!("table \"{}\" may not be used for {} lookups", t, what));
+                }
+                self.check_contents(&t, Service::Alias)?;
+                if is_virtual {
+                    d.virtual_ = Some(t);
+                    d.written.push(LocalOpt::Virtual);
+                } else {
+                    d.alias = Some(t);
+                    d.written.push(LocalOpt::Alias);
+                }
+            } else if self.eat_kw(K::Userbase) {
+                let t = self.tables()?;
+                if d.userbase_given {
+                    return self
+                        .fail("userbase mapping already specified for this dispatcher".into());
+                }
+                if !self.usable(&t, Need::Hash, Service::Userinfo) {
+                    return self.fail(format!("table \"{}\" may not be used for userbase lookups", t));
+                }
+                self.check_contents(&t, Service::Userinfo)?;
+                d.userbase = t;
+                d.userbase_given = true;
+                d.written.push(LocalOpt::Userbase);
+            } else if self.eat_kw(K::Wrapper) {
+                let w = self.string()?;
+                if !self.conf.mda_wrappers.iter().any(|(n, _)| *n == w) {
+                    return self.fail(format!("no mda wrapper with that name: {}", w));
+                }
+                d.wrapper = Some(w);
+                d.written.push(LocalOpt::Wrapper);
+            } else {
+                return Ok(d);
+            }
+        }
+    }
+
+    fn relay_options(&mut self) -> R<Relay> {
+        let mut r = Relay::default();
+        const DUP: &str = "already specified for this dispatcher";
+        loop {
+            let tok = self.peek().clone();
+            match tok {
+                Tok::Kw(K::Helo) => {
+                    self.bump();
+                    let h = self.string()?;
+                    if r.helo.is_some() {
+                        return self.fail(format!("helo {}", DUP));
+                    }
+                    r.helo = Some(h);
+                    r.written.push(RelayOpt::Helo);
+                }
+                Tok::Kw(K::HeloSrc) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    if r.helo_src.is_some() {
+                        return self.fail(format!("helo-source mapping {}", DUP));
+                    }
+                    if !self.usable(&t, Need::Hash, Service::Addrname) {
+                        return self
+                            .fail(format!("table \"{}\" may not be used for helo-source lookups", t));
+                    }
+                    r.helo_src = Some(t);
+                    r.written.push(RelayOpt::HeloSrc);
+                }
+                Tok::Kw(K::Pki) => {
+                    self.bump();
+                    let p = self.string()?;
+                    if r.pki.is_some() {
+                        return self.fail(format!("pki {}", DUP));
+                    }
+                    r.pki = Some(p);
+                    r.written.push(RelayOpt::Pki);
+                }
+                Tok::Kw(K::Ca) => {
+                    self.bump();
+                    let p = self.string()?;
+                    if r.ca.is_some() {
+                        return self.fail(format!("ca {}", DUP));
+                    }
+                    r.ca = Some(p);
+                    r.written.push(RelayOpt::Ca);
+                }
+                Tok::Kw(K::Src) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    if r.src.is_some() {
+                        return self.fail(format!("source mapping {}", DUP));
+                    }
+                    if !self.usable(&t, Need::List, Service::Source) {
+                        return self.fail(format!("table \"{}\" may not be used for source lookups", t));
+                    }
+                    self.check_contents(&t, Service::Source)?;
+                    r.src = Some(t);
+                    r.written.push(RelayOpt::Src);
+                }
+                Tok::Kw(K::MailFrom) => {
+                    self.bump();
+                    let m = self.string()?;
+                    if r.mail_from.is_some() {
+                        return self.fail(format!("mail-from {}", DUP));
+                    }
+                    r.mail_from = Some(m);
+                    r.written.push(RelayOpt::MailFrom);
+                }
+                Tok::Kw(K::Backup) => {
+                    self.bump();
+                    let mx = if self.eat_kw(K::Mx) {
+                        Some(self.string()?)
+                    } else {
+                        None
+                    };
+                    if r.backup.is_some() {
+                        return self.fail(format!("backup {}", DUP));
+                    }
+                    if r.host.is_some() || r.domain.is_some() {
+                        return self.fail("backup and host are mutually exclusive".into());
+                    }
+                    r.backup = Some(mx);
+                    r.written.push(RelayOpt::Backup);
+                }
+                Tok::Kw(K::Host) | Tok::Kw(K::Domain) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    if r.host.is_some() || r.domain.is_some() {
+                        return self.fail(format!("host mapping {}", DUP));
+                    }
+                    let is_host = tok == Tok::Kw(K::Host);
+                    if r.backup.is_some() {
+                        let what = if is_host { "host" } else { "domain" };
+                        return self.fail(format!("backup and {} are mutually exclusive", what));
+                    }
+                    let need = if is_host { Need::List } else { Need::Hash };
+                    if !self.usable(&t, need, Service::Relayhost) {
+                        return self.fail(format!("table \"{}\" may not be used for host lookups", t));
+                    }
+                    self.check_contents(&t, Service::Relayhost)?;
+                    if is_host {
+                        r.host = Some(t);
+                        r.written.push(RelayOpt::Host);
+                    } else {
+                        r.domain = Some(t);
+                        r.written.push(RelayOpt::Domain);
+                    }
+                }
+                Tok::Kw(K::Tls) => {
+                    self.bump();
+                    let no_verify = self.eat_kw(K::NoVerify);
+                    if r.tls.is_some() {
+                        return self.fail(format!("tls {}", DUP));
+                    }
+                    r.tls = Some(no_verify);
+                    r.written.push(RelayOpt::Tls);
+                }
+                Tok::Kw(K::Auth) => {
+                    self.bump();
+                    let t = self.tables()?;
+                    if r.host.is_none() && r.domain.is_none() {
+                        return self
+                            .fail("auth may not be specified without host on a dispatcher".into());
+                    }
+                    if r.auth.is_some() {
+                        return self.fail(format!("auth mapping {}", DUP));
+                    }
+                    if !self.usable(&t, Need::Hash, Service::Credentials) {
+                        return self.fail(format!("table \"{}\" may not be used for auth lookups", t));
+                    }
+                    r.auth = Some(t);
+                    r.written.push(RelayOpt::Auth);
+                }
+                Tok::Kw(K::Filter) => {
+                    self.bump();
+                    if self.at_str() {
+                        let f = self.string()?;
+                        if r.filter.is_some() {
+                            return self.fail(format!("filter {}", DUP));
+                        }
+                        if !self.filter_names.contains_key(&f) {
+                            return self.fail(format!("no filter exist with that name: {}", f));
+                        }
+                        r.filter = Some(f);
+                        r.written.push(RelayOpt::Filter);
+                    } else {
+                        if r.filter.is_some() {
+                            return self.fail(format!("filter {}", DUP));
+                        }
+                        let name = self.dynchain_name();
+                        self.char(b'{')?;
+                        let list = self.filter_list()?;
+                        self.char(b'}')?;
+                        self.register_chain(name.clone(), list, true);
+                        r.filter = Some(name);
+                        r.written.push(RelayOpt::Filter);
+                    }
+                }
+                Tok::Kw(K::Srs) => {
+                    self.bump();
+                    if self.conf.options.srs_key.is_none() {
+                        return self.fail(
+                            "an srs key is required for srs to be specified in an action".into(),
+                        );
+                    }
+                    if r.srs {
+                        return self.fail(format!("srs {}", DUP));
+                    }
+                    r.srs = true;
+                    r.written.push(RelayOpt::Srs);
+                }
+                _ => return Ok(r),
+            }
+        }
+    }
+
+    // ----- match -----
+
+    fn match_(&mut self) -> R<()> {
+        self.bump();
+        let mut rule = Rule::default();
+        loop {
+            let negate = self.negation();
+            let tok = self.peek().clone();
+            match tok {
+                Tok::Kw(K::Tag) | Tok::Kw(K::Helo) | Tok::Kw(K::MailFrom) | Tok::Kw(K::RcptTo) => {
+                    self.bump();
+                    let regex = self.eat_kw(K::Regex);
+                    let t = self.tables()?;
+                    let (slot, what, written, service) = match tok {
+                        Tok::Kw(K::Tag) => (&rule.tag, "tag", Written::Tag, Service::String),
+                        Tok::Kw(K::Helo) => (&rule.helo, "helo", Written::Helo, Service::Domain),
+                        Tok::Kw(K::MailFrom) => {
+                            (&rule.mail_from, "mail-from", Written::MailFrom, Service::Mailaddr)
+                        }
+                        _ => (&rule.rcpt_to, "rcpt-to", Written::RcptTo, Service::Mailaddr),
+                    };
+                    if slot.is_some() {
+                        return self.fail(format!("{} already specified for this rule", what));
+                    }
+                    let service = if regex { Service::Regex } else { service };
+                    if !self.usable(&t, Need::List, service) {
+                        return self.fail(format!("table \"{}\" may not be used for {} lookups", t, what));
+                    }
+                    self.check_contents(&t, service)?;
+                    let c = Some(Criterion {
+                        negate,
+                        test: TableTest { table: t, regex },
+                    });
+                    match written {
+                        Written::Tag => rule.tag = c,
+                        Written::Helo => rule.helo = c,
+                        Written::MailFrom => rule.mail_from = c,
+                        _ => rule.rcpt_to = c,
+                    }
+                    rule.written.push(written);
+                }
+                Tok::Kw(K::Tls) => {
+                    self.bump();
+                    if rule.tls.is_some() {
+                        return self.fail("tls already specified for this rule".into());
+                    }
+                    rule.tls = Some(!negate);
+                    rule.written.push(Written::Tls);
+                }
+                Tok::Kw(K::Auth) => {
+                    self.bump();
+                    let test = self.opt_regex_tables()?;
+                    if rule.auth.is_some() {
+                        return self.fail("auth already specified for this rule".into());
+                    }
+                    self.check_auth_table(&test, "auth")?;
+                    rule.auth = Some(Criterion { negate, test });
+                    rule.written.push(Written::Auth);
+                }
+                Tok::Kw(K::From) => {
+                    self.bump();
+                    self.match_from(&mut rule, negate)?;
+                }
+                Tok::Kw(K::For) => {
+                    self.bump();
+                    self.match_for(&mut rule, negate)?;
+                }
+                _ if negate => return Err(Stop::Syntax),
+                _ => break,
+            }
+        }
+        if self.eat_kw(K::Reject) {
+            rule.action = None;
+        } else {
+            self.kw(K::Action)?;
+            let a = self.string()?;
+            if self.conf.action(&a).is_none() {
+                return self.fail(format!("no such dispatcher: {}", a));
+            }
+            rule.action = Some(a);
+        }
+        self.conf.rules.push(rule);
+        self.conf.order.push(Decl::Rule(self.conf.rules.len() - 1));
+        Ok(())
+    }
+
+    /// `[regex] tables`, or nothing (for `auth` and `rdns` whose table is optional).
+    fn opt_regex_tables(&mut self) -> R<Option<TableTest>> {
+        if self.eat_kw(K::Regex) {
+            let t = self.tables()?;
+            return Ok(Some(TableTest {
+                table: t,
+                regex: true,
+            }));
+        }
+        if self.table_starts() {
+            let t = self.tables()?;
+            return Ok(Some(TableTest {
+                table: t,
+                regex: false,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn check_auth_table(&mut self, test: &Option<TableTest>, what: &str) -> R<()> {
+        if let Some(tt) = test {
+            let ok = if tt.regex {
+                self.usable(&tt.table, Need::List, Service::Regex)
+            } else {
+                // K_STRING|K_CREDENTIALS: any backend serving one of them.
+                self.usable(&tt.table, Need::List, Service::String)
+                    || self.usable(&tt.table, Need::List, Service::Credentials)
+            };
+            if !ok {
+                return self.fail(format!(
+                    "table \"{}\" may not be used for {} lookups",
+                    tt.table, what
+                ));
+            }
+            let s = if tt.regex { Service::Regex } else { Service::String };
+            self.check_contents(&tt.table.clone(), s)?;
+        }
+        Ok(())
+    }
+
+    fn match_from(&mut self, rule: &mut Rule, negate: bool) -> R<()> {
+        let tok = self.peek().clone();
+        let from = match tok {
+            Tok::Kw(K::Socket) | Tok::Kw(K::Local) | Tok::Kw(K::Any) => {
+                self.bump();
+                if rule.from.is_some() {
+                    return self.fail("from already specified for this rule".into());
+                }
+                match tok {
+                    Tok::Kw(K::Socket) => From::Socket,
+                    Tok::Kw(K::Local) => From::Local,
+                    _ => From::Any,
+                }
+            }
+            Tok::Kw(K::Src) => {
+                self.bump();
+                let regex = self.eat_kw(K::Regex);
+                let t = self.tables()?;
+                if rule.from.is_some() {
+                    return self.fail("from already specified for this rule".into());
+                }
+                let s = if regex { Service::Regex } else { Service::Netaddr };
+                if !self.usable(&t, Need::List, s) {
+                    return self.fail(format!("table \"{}\" may not be used for from lookups", t));
+                }
+                self.check_contents(&t, s)?;
+                From::Src { table: t, regex }
+            }
+            Tok::Kw(K::Rdns) => {
+                self.bump();
+                let test = self.opt_regex_tables()?;
+                if rule.from.is_some() {
+                    return self.fail("from already specified for this rule".into());
+                }
+                if let Some(tt) = &test {
+                    // OpenSMTPD checks K_DOMAIN for `rdns regex` too.
+                    if !self.usable(&tt.table, Need::List, Service::Domain) {
+                        return self.fail(format!(
+                            "table \"{}\" may not be used for rdns lookups",
+                            tt.table
+                        ));
+                    }
+                    let s = if tt.regex { Service::Regex } else { Service::Domain };
+                    self.check_contents(&tt.table.clone(), s)?;
+                }
+                From::Rdns(test.map(|t| (t.table, t.regex)))
+            }
+            Tok::Kw(K::Auth) => {
+                self.bump();
+                let test = self.opt_regex_tables()?;
+                if rule.from.is_some() {
+                    return self.fail("from already specified for this rule".into());
+                }
+                self.check_auth_table(&test, "from")?;
+                // `from auth` is `from any` plus an auth criterion that carries the negation.
+                rule.auth = Some(Criterion {
+                    negate,
+                    test: test.clone(),
+                });
+                rule.from = Some(Criterion {
+                    negate: false,
+                    test: From::Auth(test.map(|t| (t.table, t.regex))),
+                });
+                rule.written.push(Written::From);
+                return Ok(());
+            }
+            Tok::Kw(K::MailFrom) => {
+                self.bump();
+                let regex = self.eat_kw(K::Regex);
+                let t = self.tables()?;
+                if rule.from.is_some() {
+                    return self.fail("from already specified for this rule".into());
+                }
+                let s = if regex { Service::Regex } else { Service::Mailaddr };
+                if !self.usable(&t, Need::List, s) {
+                    return self.fail(format!("table \"{}\" may not be used for from lookups", t));
+                }
+                self.check_contents(&t, s)?;
+                rule.mail_from = Some(Criterion {
+                    negate,
+                    test: TableTest {
+                        table: t.clone(),
+                        regex,
+                    },
+                });
+                rule.from = Some(Criterion {
+                    negate: false,
+                    test: From::MailFrom { table: t, regex },
+                });
+                rule.written.push(Written::From);
+                return Ok(());
+            }
+            _ => return Err(Stop::Syntax),
+        };
+        rule.from = Some(Criterion { negate, test: from });
+        rule.written.push(Written::From);
+        Ok(())
+    }
+
+    fn match_for(&mut self, rule: &mut Rule, negate: bool) -> R<()> {
+        let tok = self.peek().clone();
+        let test = match tok {
+            Tok::Kw(K::Local) | Tok::Kw(K::Any) => {
+                self.bump();
+                if rule.for_.is_some() {
+                    return self.fail("for already specified for this rule".into());
+                }
+                if tok == Tok::Kw(K::Local) {
+                    For::Local
+                } else {
+                    For::Any
+                }
+            }
+            Tok::Kw(K::Domain) => {
+                self.bump();
+                let regex = self.eat_kw(K::Regex);
+                let t = self.tables()?;
+                if rule.for_.is_some() {
+                    return self.fail("for already specified for this rule".into());
+                }
+                let s = if regex { Service::Regex } else { Service::Domain };
+                if !self.usable(&t, Need::List, s) {
+                    return self.fail(format!("table \"{}\" may not be used for 'for' lookups", t));
+                }
+                self.check_contents(&t, s)?;
+                For::Domain { table: t, regex }
+            }
+            Tok::Kw(K::RcptTo) => {
+                self.bump();
+                let regex = self.eat_kw(K::Regex);
+                let t = self.tables()?;
+                if rule.for_.is_some() {
+                    return self.fail("for already specified for this rule".into());
+                }
+                let s = if regex { Service::Regex } else { Service::Mailaddr };
+                if !self.usable(&t, Need::List, s) {
+                    return self.fail(format!("table \"{}\" may not be used for for lookups", t));
+                }
+                self.check_contents(&t, s)?;
+                rule.rcpt_to = Some(Criterion {
+                    negate,
+                    test: TableTest {
+                        table: t.clone(),
+                        regex,
+                    },
+                });
+                rule.for_ = Some(Criterion {
+                    negate: false,
+                    test: For::RcptTo { table: t, regex },
+                });
+                rule.written.push(Written::For);
+                return Ok(());
+            }
+            _ => return Err(Stop::Syntax),
+        };
+        rule.for_ = Some(Criterion { negate, test });
+        rule.written.push(Written::For);
+        Ok(())
+    }
+
+    // ----- filter -----
+
+    fn filter(&mut self) -> R<()> {
+        self.bump();
+        let name = self.string()?;
+        let tok = self.peek().clone();
+        match tok {
+            Tok::Kw(K::Proc) => {
+                self.bump();
+                let p = self.string()?;
+                if self.filter_names.contains_key(&name) {
+                    return self.fail(format!("filter already exists with that name: {}", name));
+                }
+                if self.conf.proc_(&p).is_none() {
+                    return self.fail(format!("no processor exist with that name: {}", p));
+                }
+                self.filter_names.insert(
+                    name.clone(),
+                    FilterName {
+                        is_chain: false,
+                        proc_: Some(p.clone()),
+                    },
+                );
+                self.conf.filters.push(Filter {
+                    name,
+                    kind: FilterKind::Proc(p),
+                    anonymous: false,
+                });
+                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                Ok(())
+            }
+            Tok::Kw(K::ProcExec) => {
+                self.bump();
+                let command = self.string()?;
+                if self.filter_names.contains_key(&name) {
+                    return self.fail(format!("filter already exists with that name: {}", name));
+                }
+                self.filter_names.insert(
+                    name.clone(),
+                    FilterName {
+                        is_chain: false,
+                        proc_: Some(name.clone()),
+                    },
+                );
+                let mut p = Proc {
+                    name: name.clone(),
+                    command,
+                    user: None,
+                    group: None,
+                    chroot: None,
+                    from_filter: true,
+                };
+                self.proc_params(&mut p)?;
+                // A proc-exec filter's process shares the filter's name; it replaces any `proc`
+                // of that name, as OpenSMTPD's dictionary does.
+                self.conf.procs.retain(|q| q.name != p.name);
+                self.conf.procs.push(p);
+                self.conf.filters.push(Filter {
+                    name: name.clone(),
+                    kind: FilterKind::Proc(name),
+                    anonymous: false,
+                });
+                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                Ok(())
+            }
+            Tok::Kw(K::Phase) => {
+                self.bump();
+                if self.filter_names.contains_key(&name) {
+                    return self.fail(format!("filter already exists with that name: {}", name));
+                }
+                self.filter_names.insert(
+                    name.clone(),
+                    FilterName {
+                        is_chain: false,
+                        proc_: None,
+                    },
+                );
+                let b = self.filter_phase()?;
+                self.conf.filters.push(Filter {
+                    name,
+                    kind: FilterKind::Builtin(b),
+                    anonymous: false,
+                });
+                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                Ok(())
+            }
+            Tok::Kw(K::Chain) => {
+                self.bump();
+                if self.filter_names.contains_key(&name) {
+                    return self.fail(format!("filter already exists with that name: {}", name));
+                }
+                self.char(b'{')?;
+                let list = self.filter_list()?;
+                self.char(b'}')?;
+                self.register_chain(name, list, false);
+                Ok(())
+            }
+            _ => Err(Stop::Syntax),
+        }
+    }
+
+    fn filter_list(&mut self) -> R<Vec<String>> {
+        let mut list: Vec<String> = Vec::new();
+        let mut procs: Vec<String> = Vec::new();
+        loop {
+            let f = self.string()?;
+            let Some(info) = self.filter_names.get(&f).cloned() else {
+                return self.fail(format!("no filter exist with that name: {}", f));
+            };
+            if info.is_chain {
+                return self.fail(format!("no filter chain allowed within a filter chain: {}", f));
+            }
+            if list.contains(&f) {
+                return self.fail(format!("no filter allowed twice within a filter chain: {}", f));
+            }
+            if let Some(p) = info.proc_ {
+                if procs.contains(&p) {
+                    return self.fail(format!("no proc allowed twice within a filter chain: {}", p));
+                }
+                procs.push(p);
+            }
+            list.push(f);
+            self.comma();
+            if self.at_char(b'}') {
+                return Ok(list);
+            }
+        }
+    }
+
+    fn filter_phase(&mut self) -> R<BuiltinFilter> {
+        let tok = self.peek().clone();
+        let phase = match tok {
+            Tok::Kw(K::Connect) => Phase::Connect,
+            Tok::Kw(K::Helo) => Phase::Helo,
+            Tok::Kw(K::Ehlo) => Phase::Ehlo,
+            Tok::Kw(K::Auth) => Phase::Auth,
+            Tok::Kw(K::MailFrom) => Phase::MailFrom,
+            Tok::Kw(K::RcptTo) => Phase::RcptTo,
+            Tok::Kw(K::Data) => Phase::Data,
+            Tok::Kw(K::Commit) => Phase::Commit,
+            _ => return Err(Stop::Syntax),
+        };
+        self.bump();
+        self.kw(K::Match)?;
+        let negate = self.negation();
+        let allowed = |k: K| -> bool {
+            use Phase::*;
+            match k {
+                K::Fcrdns | K::Rdns | K::Src => true,
+                K::Helo => phase != Connect,
+                K::Auth => !matches!(phase, Connect | Helo | Ehlo),
+                K::MailFrom => !matches!(phase, Connect | Helo | Ehlo | Auth),
+                K::RcptTo => phase == RcptTo,
+                _ => false,
+            }
+        };
+        let kw = match self.peek() {
+            Tok::Kw(k) if allowed(*k) => *k,
+            _ => return Err(Stop::Syntax),
+        };
+        self.bump();
+        let check = match kw {
+            K::Fcrdns => FilterCheck::Fcrdns,
+            K::Rdns | K::Auth => match self.opt_regex_tables()? {
+                None if kw == K::Rdns => FilterCheck::Rdns,
+                None => FilterCheck::Auth,
+                Some(t) => match (kw, t.regex) {
+                    (K::Rdns, false) => FilterCheck::RdnsTable(t.table),
+                    (K::Rdns, true) => FilterCheck::RdnsRegex(t.table),
+                    (_, false) => FilterCheck::AuthTable(t.table),
+                    (_, true) => FilterCheck::AuthRegex(t.table),
+                },
+            },
+            _ => {
+                let regex = self.eat_kw(K::Regex);
+                let t = self.tables()?;
+                match (kw, regex) {
+                    (K::Src, false) => FilterCheck::SrcTable(t),
+                    (K::Src, true) => FilterCheck::SrcRegex(t),
+                    (K::Helo, false) => FilterCheck::HeloTable(t),
+                    (K::Helo, true) => FilterCheck::HeloRegex(t),
+                    (K::MailFrom, false) => FilterCheck::MailFromTable(t),
+                    (K::MailFrom, true) => FilterCheck::MailFromRegex(t),
+                    (_, false) => FilterCheck::RcptToTable(t),
+                    (_, true) => FilterCheck::RcptToRegex(t),
+                }
+            }
+        };
+        if self.strict {
+            if let Some((t, s)) = crate::validate::filter_check_table(&check) {
+                self.check_contents(&t, s)?;
+            }
+        }
+        let tok = self.peek().clone();
+        let decision = match tok {
+            Tok::Kw(K::Junk) if phase != Phase::Commit => {
+                self.bump();
+                Decision::Junk
+            }
+            Tok::Kw(K::Bypass) if phase != Phase::Commit => {
+                self.bump();
+                Decision::Bypass
+            }
+            Tok::Kw(k @ (K::Reject | K::Disconnect | K::Rewrite | K::Report)) => {
+                self.bump();
+                let s = self.string()?;
+                match k {
+                    K::Reject => Decision::Reject(s),
+                    K::Disconnect => Decision::Disconnect(s),
+                    K::Rewrite => Decision::Rewrite(s),
+                    _ => Decision::Report(s),
+                }
+            }
+            _ => return Err(Stop::Syntax),
+        };
+        Ok(BuiltinFilter {
+            phase,
+            negate,
+            check,
+            decision,
+        })
+    }
+}
+
+fn set_pair(v: &mut Vec<(String, i64)>, key: String, n: i64) {
+    match v.iter_mut().find(|(k, _)| *k == key) {
+        Some(p) => p.1 = n,
+        None => v.push((key, n)),
+    }
+}
+
+/// `delaytonum()`: digits followed by one of `s m h d`, at least 1 and at most INT_MAX seconds.
+/// On failure, the text OpenSMTPD prints: it cuts the unit off before it parses the number, so a
+/// known unit is missing from the message (`invalid ttl delay: 0` for `0s`).
+pub fn delaytonum(s: &str) -> Result<u32, String> {
+    if s.len() < 2 {
+        return Err(s.to_string());
+    }
+    let (num, unit) = s.split_at(s.len() - 1);
+    let factor: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(s.to_string()),
+    };
+    // strtonum accepts leading blanks and a sign, as strtoll does.
+    let n: i64 = num.trim_start().parse().map_err(|_| num.to_string())?;
+    if n < 1 || n > i64::from(i32::MAX) / factor {
+        return Err(num.to_string());
+    }
+    u32::try_from(n * factor).map_err(|_| num.to_string())
+}
+
+/// OpenBSD's `scan_scaled()`: a number with an optional fraction and a unit among B K M G T P E.
+pub fn scan_scaled(s: &str) -> Option<i64> {
+    let t = s.trim_start();
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (whole, rest) = t.split_at(digits_end);
+    let (frac, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let e = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            (&r[..e], &r[e..])
+        }
+        None => ("", rest),
+    };
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let shift: u32 = match rest {
+        "" | "b" | "B" => 0,
+        "k" | "K" => 1,
+        "m" | "M" => 2,
+        "g" | "G" => 3,
+        "t" | "T" => 4,
+        "p" | "P" => 5,
+        "e" | "E" => 6,
+        _ => return None,
+    };
+    let w: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let scale: i64 = 1i64.checked_shl(10 * shift)?;
+    let mut v = w.checked_mul(scale)?;
+    if !frac.is_empty() && shift > 0 {
+        // fractional part scaled and truncated, as scan_scaled does
+        let f: f64 = format!("0.{}", frac).parse().ok()?;
+        v = v.checked_add((f * scale as f64) as i64)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// glibc's `res_hnok()`: a syntactically valid host name.
+pub fn res_hnok(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    if s.starts_with('-') || s.len() > 253 {
+        return false;
+    }
+    let body = s.strip_suffix('.').unwrap_or(s);
+    if body.is_empty() {
+        return s == ".";
+    }
+    body.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays() {
+        assert_eq!(delaytonum("4d"), Ok(4 * 86400));
+        assert_eq!(delaytonum("90s"), Ok(90));
+        assert_eq!(delaytonum("1m"), Ok(60));
+        assert_eq!(delaytonum("s"), Err("s".into()));
+        assert_eq!(delaytonum("0h"), Err("0".into()));
+        assert_eq!(delaytonum("4w"), Err("4w".into()));
+        assert_eq!(delaytonum("4"), Err("4".into()));
+        assert_eq!(delaytonum("99999999d"), Err("99999999".into()));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(scan_scaled("10M"), Some(10 << 20));
+        assert_eq!(scan_scaled("512k"), Some(512 << 10));
+        assert_eq!(scan_scaled("1G"), Some(1 << 30));
+        assert_eq!(scan_scaled("1.5K"), Some(1536));
+        assert_eq!(scan_scaled("100B"), Some(100));
+        assert_eq!(scan_scaled("10X"), None);
+        assert_eq!(scan_scaled("M"), None);
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!(res_hnok("mx.example.org"));
+        assert!(res_hnok("a_b.example"));
+        assert!(!res_hnok("bad..name"));
+        assert!(!res_hnok("-x"));
+        assert!(!res_hnok("sp ace"));
+    }
+}

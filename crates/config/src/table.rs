@@ -1,0 +1,322 @@
+//! Tables as the configuration declares them, and the static table file format.
+//!
+//! OpenSMTPD gives every table a *kind* (list, hash, or dynamic when it is served by a backend
+//! that answers lookups itself) and every backend a set of *services* (the lookups it can answer).
+//! Each use of a table in the grammar checks both; [`Table::usable_for`] is that check.
+
+use std::collections::HashMap;
+
+/// The shape of a table's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// A static table that received no entry yet (never seen once parsing is done).
+    Empty,
+    List,
+    Hash,
+    /// Served by a backend (db, getpwnam, an external `table-NAME` program): its shape is its own.
+    Dynamic,
+}
+
+/// Where a table's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSource {
+    /// `{ ... }` in the config, or a single string used where a table is expected.
+    Inline,
+    /// `file:/path` or `/path`: a text file, loaded when the configuration is read.
+    File(String),
+    /// `db:/path`: a map built by `makemap`.
+    Db(String),
+    /// The system's user database (`<getpwnam>`).
+    Getpwnam,
+    /// Any other backend: an external program `table-BACKEND` speaking the table protocol
+    /// (`sqlite:`, `postgres:`, `redis:`, `ldap:`...). Kept for the daemon to start.
+    Proc {
+        backend: String,
+        config: Option<String>,
+    },
+    /// One of the tables OpenSMTPD defines itself, filled from the machine's names and addresses
+    /// when the daemon starts.
+    Builtin,
+}
+
+/// The lookup services of OpenSMTPD (`K_*` in smtpd.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Alias,
+    Domain,
+    Credentials,
+    Netaddr,
+    Userinfo,
+    Source,
+    Mailaddr,
+    Addrname,
+    Mailaddrmap,
+    Relayhost,
+    String,
+    Regex,
+}
+
+/// Which kinds a use accepts besides dynamic tables (`T_LIST` or `T_HASH` in parse.y).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    List,
+    Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The name given in the config, or `<dynamic:N>` for an anonymous table.
+    pub name: String,
+    pub anonymous: bool,
+    pub source: TableSource,
+    pub kind: TableKind,
+    /// Entries in the order they were given; keys are lower-cased as OpenSMTPD stores them. A list
+    /// entry has no value. A key given twice keeps its first position and its last value.
+    pub entries: Vec<(String, Option<String>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Table {
+    pub fn new(name: String, anonymous: bool, source: TableSource) -> Table {
+        let kind = match source {
+            TableSource::Inline | TableSource::File(_) | TableSource::Builtin => TableKind::Empty,
+            _ => TableKind::Dynamic,
+        };
+        Table {
+            name,
+            anonymous,
+            source,
+            kind,
+            entries: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// `table_static_add()`: a list takes only keys, a hash only key/value pairs. Returns false
+    /// when the entry does not fit the table's kind (OpenSMTPD then warns and drops it).
+    pub fn add(&mut self, key: &str, value: Option<&str>) -> bool {
+        match (self.kind, value) {
+            (TableKind::Empty, v) => {
+                self.kind = if v.is_some() {
+                    TableKind::Hash
+                } else {
+                    TableKind::List
+                }
+            }
+            (TableKind::List, Some(_)) | (TableKind::Hash, None) | (TableKind::Dynamic, _) => {
+                return false
+            }
+            _ => {}
+        }
+        self.insert(key.to_ascii_lowercase(), value.map(str::to_string));
+        true
+    }
+
+    fn insert(&mut self, key: String, value: Option<String>) {
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push((key, value));
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&(String, Option<String>)> {
+        self.index.get(key).map(|&i| &self.entries[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The services the table's backend can answer.
+    pub fn serves(&self, s: Service) -> bool {
+        use Service::*;
+        match &self.source {
+            TableSource::Inline | TableSource::File(_) | TableSource::Builtin => true,
+            TableSource::Db(_) => !matches!(s, Relayhost | String | Regex),
+            TableSource::Getpwnam => s == Userinfo,
+            TableSource::Proc { .. } => true,
+        }
+    }
+
+    /// `table_check_use(t, T_DYNAMIC|need, service)`.
+    pub fn usable_for(&self, need: Need, s: Service) -> bool {
+        let kind_ok = match (self.kind, need) {
+            (TableKind::Dynamic, _) => true,
+            (TableKind::List, Need::List) | (TableKind::Hash, Need::Hash) => true,
+            _ => false,
+        };
+        kind_ok && self.serves(s)
+    }
+
+    /// Loads a static table file (`table_static_priv_load()`), replacing any entries.
+    ///
+    /// The format: one entry per line, blank lines and `#` comments ignored. A line with a space,
+    /// tab or `:` is a `key value` pair (the separator and following blanks, or `:` followed by a
+    /// blank, are skipped), else a list entry. The first data line decides the table's kind, unless
+    /// a `# @list` comment comes first. An empty file is a hash.
+    pub fn load_static(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
+        self.entries.clear();
+        self.index.clear();
+        let mut kind = TableKind::Empty;
+        for (n, raw) in data.split(|&b| b == b'\n').enumerate() {
+            let lineno = n + 1;
+            let line = trim_c_space(raw);
+            if line.is_empty() {
+                continue;
+            }
+            if line[0] == b'#' {
+                if kind == TableKind::Empty && trim_c_space(&line[1..]) == b"@list" {
+                    kind = TableKind::List;
+                }
+                continue;
+            }
+            if kind == TableKind::Empty {
+                kind = if line.iter().any(|&b| b == b' ' || b == b'\t' || b == b':') {
+                    TableKind::Hash
+                } else {
+                    TableKind::List
+                };
+            }
+            let text = String::from_utf8_lossy(line);
+            if kind == TableKind::List {
+                self.insert(text.to_ascii_lowercase(), None);
+                continue;
+            }
+            let Some(sep) = text.find([' ', '\t', ':']) else {
+                return Err(format!("{}: invalid map entry line {}", path, lineno));
+            };
+            let key = &text[..sep];
+            let rest = text[sep + 1..].as_bytes();
+            let mut i = 0;
+            while i < rest.len() {
+                let b = rest[i];
+                let blank = is_c_space(b);
+                let colon_blank = b == b':' && rest.get(i + 1).is_some_and(|&n| is_c_space(n));
+                if !blank && !colon_blank {
+                    break;
+                }
+                i += 1;
+            }
+            if i >= rest.len() {
+                return Err(format!("{}: invalid map entry line {}", path, lineno));
+            }
+            let value = String::from_utf8_lossy(&rest[i..]).into_owned();
+            self.insert(key.to_ascii_lowercase(), Some(value));
+        }
+        self.kind = if kind == TableKind::Empty {
+            TableKind::Hash
+        } else {
+            kind
+        };
+        Ok(())
+    }
+}
+
+/// Whether a `db:` file is one `makemap` wrote: a Berkeley DB hash (OpenSMTPD's makemap) or our own
+/// map format (see the smtpctl crate's makemap).
+pub fn is_map_file(data: &[u8]) -> bool {
+    const BDB_HASH_MAGIC: u32 = 0x0006_1561;
+    if data.starts_with(MAP_MAGIC) {
+        return true;
+    }
+    data.get(12..16).is_some_and(|m| {
+        let b = [m[0], m[1], m[2], m[3]];
+        u32::from_le_bytes(b) == BDB_HASH_MAGIC || u32::from_be_bytes(b) == BDB_HASH_MAGIC
+    })
+}
+
+/// The first bytes of a map file written by our `makemap`.
+pub const MAP_MAGIC: &[u8] = b"RSMTPD-MAP\n";
+
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn trim_c_space(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_c_space(*first) {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !is_c_space(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Table, String> {
+        let mut t = Table::new("t".into(), false, TableSource::File("/f".into()));
+        t.load_static("/f", text.as_bytes()).map(|_| t)
+    }
+
+    #[test]
+    fn file_kinds() {
+        assert_eq!(load("").map(|t| t.kind), Ok(TableKind::Hash));
+        assert_eq!(load("# c\n\n").map(|t| t.kind), Ok(TableKind::Hash));
+        assert_eq!(load("a\nb\n").map(|t| t.kind), Ok(TableKind::List));
+        assert_eq!(load("a b\n").map(|t| t.kind), Ok(TableKind::Hash));
+        assert_eq!(load("# @list\na b\n").map(|t| t.kind), Ok(TableKind::List));
+        assert_eq!(load("#@list\na:b\n").map(|t| t.kind), Ok(TableKind::List));
+    }
+
+    #[test]
+    fn file_values() {
+        let t = load("Root:  foo, bar\npostmaster: root\nx\ty\nk: : v\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.get("root").and_then(|e| e.1.as_deref()), Some("foo, bar"));
+        assert_eq!(t.get("postmaster").and_then(|e| e.1.as_deref()), Some("root"));
+        assert_eq!(t.get("x").and_then(|e| e.1.as_deref()), Some("y"));
+        assert_eq!(t.get("k").and_then(|e| e.1.as_deref()), Some("v"));
+        // a key whose line has no value in a hash
+        assert_eq!(
+            load("a b\nlonely\n").err(),
+            Some("/f: invalid map entry line 2".to_string())
+        );
+        assert_eq!(
+            load("a b\nc:\n").err(),
+            Some("/f: invalid map entry line 2".to_string())
+        );
+    }
+
+    #[test]
+    fn inline_add_kinds() {
+        let mut t = Table::new("x".into(), false, TableSource::Inline);
+        assert!(t.add("A", None));
+        assert!(!t.add("b", Some("c")));
+        assert_eq!(t.kind, TableKind::List);
+        assert!(t.get("a").is_some());
+        let mut h = Table::new("h".into(), false, TableSource::Inline);
+        assert!(h.add("k", Some("1")));
+        assert!(h.add("K", Some("2")));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("k").and_then(|e| e.1.as_deref()), Some("2"));
+    }
+
+    #[test]
+    fn usability() {
+        let mut l = Table::new("l".into(), false, TableSource::Inline);
+        l.add("a", None);
+        assert!(l.usable_for(Need::List, Service::Domain));
+        assert!(!l.usable_for(Need::Hash, Service::Alias));
+        let g = Table::new("<getpwnam>".into(), false, TableSource::Getpwnam);
+        assert!(g.usable_for(Need::Hash, Service::Userinfo));
+        assert!(!g.usable_for(Need::Hash, Service::Alias));
+        let d = Table::new("d".into(), false, TableSource::Db("/x.db".into()));
+        assert!(d.usable_for(Need::Hash, Service::Alias));
+        assert!(!d.usable_for(Need::List, Service::Regex));
+    }
+}

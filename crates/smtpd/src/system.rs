@@ -1,0 +1,96 @@
+//! The real machine, as the configuration parser asks about it.
+
+use std::io;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::Path;
+
+use rsmtpd_config::Environment;
+
+/// Where OpenSMTPD (Debian) and we look for external `table-NAME` backends.
+pub const LIBEXEC_DIRS: &[&str] = &["/usr/libexec/opensmtpd", "/usr/libexec/rsmtpd"];
+
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn service_port(&self, name: &str) -> Option<u16> {
+        // getservbyname() reads /etc/services; names only, a number is not a service name.
+        let text = std::fs::read_to_string("/etc/services").ok()?;
+        service_in(&text, name)
+    }
+
+    fn interface_addrs(&self, name: &str) -> Vec<IpAddr> {
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for ifa in addrs {
+            if ifa.interface_name != name {
+                continue;
+            }
+            let Some(a) = ifa.address else { continue };
+            if let Some(v4) = a.as_sockaddr_in() {
+                out.push(IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = a.as_sockaddr_in6() {
+                out.push(IpAddr::V6(v6.ip()));
+            }
+        }
+        out
+    }
+
+    fn resolve_host(&self, name: &str) -> Vec<IpAddr> {
+        match (name, 0u16).to_socket_addrs() {
+            Ok(it) => {
+                let mut v: Vec<IpAddr> = it.map(|s| s.ip()).collect();
+                v.dedup();
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn table_backend_exists(&self, backend: &str) -> bool {
+        LIBEXEC_DIRS
+            .iter()
+            .any(|d| Path::new(d).join(format!("table-{}", backend)).exists())
+    }
+}
+
+/// Looks a TCP service up in the text of /etc/services (name or alias).
+fn service_in(text: &str, name: &str) -> Option<u16> {
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let (Some(svc), Some(portproto)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((port, proto)) = portproto.split_once('/') else {
+            continue;
+        };
+        if proto != "tcp" {
+            continue;
+        }
+        if svc == name || fields.any(|alias| alias == name) {
+            return port.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services() {
+        let t = "smtp\t\t25/tcp\t\tmail\nsubmissions\t465/tcp\t\tssmtp smtps\n# x 1/tcp\n";
+        assert_eq!(service_in(t, "smtp"), Some(25));
+        assert_eq!(service_in(t, "mail"), Some(25));
+        assert_eq!(service_in(t, "smtps"), Some(465));
+        assert_eq!(service_in(t, "25"), None);
+        assert_eq!(service_in(t, "x"), None);
+    }
+}
