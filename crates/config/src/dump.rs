@@ -234,7 +234,12 @@ impl Dumper<'_> {
                 if p.from_filter {
                     return;
                 }
-                format!("proc {} {}{}", quote(&p.name), quote(&p.command), proc_params(p))
+                format!(
+                    "proc {} {}{}",
+                    quote(&p.name),
+                    quote(&p.command),
+                    proc_params(p)
+                )
             }
             Decl::Filter(i) => self.filter(&c.filters[i]),
             Decl::Socket => {
@@ -359,7 +364,10 @@ impl Dumper<'_> {
                     format!("hostname {}", quote(l.hostname.as_deref().unwrap_or("")))
                 }
                 ListenOpt::Hostnames => {
-                    format!("hostnames {}", self.tref(l.hostnames.as_deref().unwrap_or("")))
+                    format!(
+                        "hostnames {}",
+                        self.tref(l.hostnames.as_deref().unwrap_or(""))
+                    )
                 }
                 ListenOpt::MaskSrc => "mask-src".into(),
                 ListenOpt::ReceivedAuth => "received-auth".into(),
@@ -408,8 +416,12 @@ impl Dumper<'_> {
                 });
                 for o in &d.written {
                     let part = match o {
-                        LocalOpt::User => format!("user {}", quote(d.user.as_deref().unwrap_or(""))),
-                        LocalOpt::Alias => format!("alias {}", self.tref(d.alias.as_deref().unwrap_or(""))),
+                        LocalOpt::User => {
+                            format!("user {}", quote(d.user.as_deref().unwrap_or("")))
+                        }
+                        LocalOpt::Alias => {
+                            format!("alias {}", self.tref(d.alias.as_deref().unwrap_or("")))
+                        }
                         LocalOpt::Virtual => {
                             format!("virtual {}", self.tref(d.virtual_.as_deref().unwrap_or("")))
                         }

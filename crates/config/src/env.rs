@@ -53,18 +53,19 @@ impl StaticEnvironment {
             ],
             interfaces: vec![(
                 "lo".into(),
-                vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+                vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ],
             )],
-            hosts: vec![(
-                "localhost".into(),
-                vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            )],
+            hosts: vec![("localhost".into(), vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])],
             backends: Vec::new(),
         }
     }
 
     pub fn with_file(mut self, path: &str, content: &str) -> Self {
-        self.files.push((path.to_string(), content.as_bytes().to_vec()));
+        self.files
+            .push((path.to_string(), content.as_bytes().to_vec()));
         self
     }
 }
@@ -78,7 +79,10 @@ impl Environment for StaticEnvironment {
             .ok_or_else(|| io::Error::from_raw_os_error(2))
     }
     fn service_port(&self, name: &str) -> Option<u16> {
-        self.services.iter().find(|(n, _)| n == name).map(|(_, p)| *p)
+        self.services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
     }
     fn interface_addrs(&self, name: &str) -> Vec<IpAddr> {
         self.interfaces

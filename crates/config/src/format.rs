@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn tokens_and_literals() {
-        let f = Format::parse("/var/vmail/%{dest.domain}/%{dest.user:lowercase|strip}").unwrap_or_else(|e| panic!("{e}"));
+        let f = Format::parse("/var/vmail/%{dest.domain}/%{dest.user:lowercase|strip}")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.parts.len(), 4);
         match &f.parts[3] {
             Part::Token(t) => {
@@ -207,7 +208,8 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert!(Format::parse("~/Maildir").is_ok_and(|f| f.parts[0] == Part::Home));
-        assert!(Format::parse("100%% %x").is_ok_and(|f| f.parts == vec![Part::Literal("100% %x".into())]));
+        assert!(Format::parse("100%% %x")
+            .is_ok_and(|f| f.parts == vec![Part::Literal("100% %x".into())]));
         assert!(Format::parse("%{USER.USERNAME}").is_ok());
         assert!(Format::parse("%{rcpt.user[0]}").is_ok());
         assert!(Format::parse("%{rcpt.user[-3:]}:raw").is_ok());

@@ -55,7 +55,11 @@ struct SourceFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// `FILE:LINE: msg`, as `yyerror()` prints it.
-    At { file: String, line: u32, msg: String },
+    At {
+        file: String,
+        line: u32,
+        msg: String,
+    },
     /// A line printed as is (log_warn / log_warnx output such as `pushfile: PATH: ...`).
     Plain(String),
 }
@@ -90,13 +94,15 @@ pub fn strerror(e: &std::io::Error) -> String {
 }
 
 fn allowed_in_string(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || (c.is_ascii_punctuation() && !b"(){}<>!=#,".contains(&c))
+    c.is_ascii_alphanumeric() || (c.is_ascii_punctuation() && !b"(){}<>!=#,".contains(&c))
 }
 
 fn allowed_to_end_number(c: u8) -> bool {
     // C's isspace(): space, \t, \n, \v, \f, \r
-    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b')' | b',' | b'/' | b'}' | b'=')
+    matches!(
+        c,
+        b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b')' | b',' | b'/' | b'}' | b'='
+    )
 }
 
 impl<'e> Lexer<'e> {
@@ -142,7 +148,12 @@ impl<'e> Lexer<'e> {
     /// Opens a file and makes it the one being read. Returns false (after printing OpenSMTPD's
     /// `pushfile: PATH: reason` line) when it cannot be read.
     pub fn pushfile(&mut self, name: &str) -> bool {
-        match self.env.read_file(name) {
+        // fopen() of a directory succeeds on Linux and reading it ends at once: an empty file.
+        let read = match self.env.read_file(name) {
+            Err(e) if e.raw_os_error() == Some(21) => Ok(Vec::new()),
+            r => r,
+        };
+        match read {
             Ok(data) => {
                 let lineno = if self.files.is_empty() { 1 } else { 0 };
                 self.files.push(SourceFile {
@@ -156,8 +167,11 @@ impl<'e> Lexer<'e> {
                 true
             }
             Err(e) => {
-                self.messages
-                    .push(Message::Plain(format!("pushfile: {}: {}", name, strerror(&e))));
+                self.messages.push(Message::Plain(format!(
+                    "pushfile: {}: {}",
+                    name,
+                    strerror(&e)
+                )));
                 false
             }
         }

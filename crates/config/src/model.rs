@@ -490,21 +490,33 @@ pub enum From {
     Any,
     Local,
     Socket,
-    Src { table: String, regex: bool },
+    Src {
+        table: String,
+        regex: bool,
+    },
     Rdns(Option<(String, bool)>),
     /// `from auth [...]`: any source, and the auth criterion (negation applies to auth).
     Auth(Option<(String, bool)>),
     /// `from mail-from <t>`: any source, and the mail-from criterion.
-    MailFrom { table: String, regex: bool },
+    MailFrom {
+        table: String,
+        regex: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum For {
     Any,
     Local,
-    Domain { table: String, regex: bool },
+    Domain {
+        table: String,
+        regex: bool,
+    },
     /// `for rcpt-to <t>`: any destination, and the rcpt-to criterion.
-    RcptTo { table: String, regex: bool },
+    RcptTo {
+        table: String,
+        regex: bool,
+    },
 }
 
 /// A table-valued criterion (`tag`, `helo`, `mail-from`, `rcpt-to`, `auth`).

@@ -40,7 +40,6 @@ type R<T> = Result<T, Stop>;
 #[derive(Debug, Clone)]
 struct FilterName {
     is_chain: bool,
-    proc_: Option<String>,
 }
 
 /// The tables OpenSMTPD creates before it reads the config (config.c `config_default`).
@@ -79,6 +78,21 @@ pub struct Parser<'e> {
     fatal: bool,
     /// Deliberate extra checks (format strings, table contents) beyond OpenSMTPD's.
     strict: bool,
+    /// Those checks, run once the config passed OpenSMTPD's own, so that where OpenSMTPD refuses
+    /// a config we print exactly what it prints.
+    pending: Vec<Pending>,
+}
+
+/// A deferred strict check and the place it refers to.
+struct Pending {
+    file: String,
+    line: u32,
+    check: PendingCheck,
+}
+
+enum PendingCheck {
+    Table(String, Service),
+    Format(String),
 }
 
 /// The result of reading a configuration: the config when it is valid, and every line that
@@ -148,6 +162,7 @@ impl<'e> Parser<'e> {
             filter_names: HashMap::new(),
             fatal: false,
             strict: opts.strict,
+            pending: Vec::new(),
         }
     }
 
@@ -197,6 +212,21 @@ impl<'e> Parser<'e> {
         if self.conf.rules.is_empty() {
             messages.push("warn: no rules, nothing to do".into());
             errors += 1;
+        }
+        if errors == 0 {
+            for p in &self.pending {
+                let msg = match &p.check {
+                    PendingCheck::Table(name, s) => self
+                        .conf
+                        .table(name)
+                        .and_then(|t| crate::validate::table_contents(t, *s)),
+                    PendingCheck::Format(e) => Some(e.clone()),
+                };
+                if let Some(m) = msg {
+                    messages.push(format!("{}:{}: {}", p.file, p.line, m));
+                    errors += 1;
+                }
+            }
         }
         Outcome {
             config: if errors == 0 { Some(self.conf) } else { None },
@@ -324,14 +354,19 @@ impl<'e> Parser<'e> {
         }
     }
 
-    /// `comma: ',' | nl | /* empty */` inside braces.
-    fn comma(&mut self) {
+    /// `comma: ',' | nl | /* empty */` inside braces. Returns whether one was there: after a
+    /// comma or a newline another element must follow, so `{ a,}` and `{ a\n}` are errors.
+    fn comma(&mut self) -> bool {
         if self.at_char(b',') {
             self.bump();
+            true
         } else if matches!(self.peek(), Tok::Newline) {
             while matches!(self.peek(), Tok::Newline) {
                 self.bump();
             }
+            true
+        } else {
+            false
         }
     }
 
@@ -387,7 +422,11 @@ impl<'e> Parser<'e> {
         self.char(b'=')?;
         let value = self.string()?;
         // OpenSMTPD's loop starts checking at the second character.
-        if name.bytes().skip(1).any(|b| b.is_ascii_whitespace() || b == 0x0b) {
+        if name
+            .bytes()
+            .skip(1)
+            .any(|b| b.is_ascii_whitespace() || b == 0x0b)
+        {
             return self.fail("macro name cannot contain whitespace".into());
         }
         self.lx.symset(&name, &value, false);
@@ -438,10 +477,7 @@ impl<'e> Parser<'e> {
         let idx = match self.conf.cas.iter().position(|c| c.name == name) {
             Some(i) => i,
             None => {
-                self.conf.cas.push(Ca {
-                    name,
-                    cert: None,
-                });
+                self.conf.cas.push(Ca { name, cert: None });
                 self.conf.order.push(Decl::Ca(self.conf.cas.len() - 1));
                 self.conf.cas.len() - 1
             }
@@ -872,8 +908,7 @@ impl<'e> Parser<'e> {
             } else {
                 self.table_add(idx, &key, None);
             }
-            self.comma();
-            if self.at_char(b'}') {
+            if !self.comma() && self.at_char(b'}') {
                 return Ok(());
             }
             key = self.string()?;
@@ -918,18 +953,18 @@ impl<'e> Parser<'e> {
             .is_some_and(|i| self.conf.tables[i].usable_for(need, s))
     }
 
-    /// Our own checks of a table's contents for its use (strict mode only).
+    /// Our own checks of a table's contents for its use (strict mode only), run at the end.
     fn check_contents(&mut self, name: &str, s: Service) -> R<()> {
-        if !self.strict {
-            return Ok(());
-        }
-        let Some(i) = self.table_idx(name) else {
-            return Ok(());
-        };
-        if let Some(msg) = crate::validate::table_contents(&self.conf.tables[i], s) {
-            return self.fail(msg);
-        }
+        self.defer(PendingCheck::Table(name.to_string(), s));
         Ok(())
+    }
+
+    fn defer(&mut self, check: PendingCheck) {
+        if self.strict {
+            let file = self.lx.current_file_name().to_string();
+            let line = self.lx.lineno;
+            self.pending.push(Pending { file, line, check });
+        }
     }
 
     // ----- listen -----
@@ -979,20 +1014,17 @@ impl<'e> Parser<'e> {
     }
 
     fn register_chain(&mut self, name: String, list: Vec<String>, anonymous: bool) {
-        self.filter_names.insert(
-            name.clone(),
-            FilterName {
-                is_chain: true,
-                proc_: None,
-            },
-        );
+        self.filter_names
+            .insert(name.clone(), FilterName { is_chain: true });
         self.conf.filters.push(Filter {
             name,
             kind: FilterKind::Chain(list),
             anonymous,
         });
         if !anonymous {
-            self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+            self.conf
+                .order
+                .push(Decl::Filter(self.conf.filters.len() - 1));
         }
     }
 
@@ -1243,7 +1275,11 @@ impl<'e> Parser<'e> {
             return self.fatal(&["smtpd: invalid listen option: pki requires tls/smtps".into()]);
         }
         if l.port_spec.is_none() {
-            l.port = if l.tls == Some(TlsMode::Smtps) { 465 } else { 25 };
+            l.port = if l.tls == Some(TlsMode::Smtps) {
+                465
+            } else {
+                25
+            };
         }
         let mut addrs: Vec<IpAddr> = self.env.interface_addrs(&l.on);
         if addrs.is_empty() {
@@ -1282,10 +1318,7 @@ impl<'e> Parser<'e> {
             None => true,
         });
         if addrs.is_empty() {
-            return self.fatal(&[format!(
-                "smtpd: invalid virtual ip or interface: {}",
-                l.on
-            )]);
+            return self.fatal(&[format!("smtpd: invalid virtual ip or interface: {}", l.on)]);
         }
         if let Some(p) = &l.pki {
             if self.conf.pki(&p.to_ascii_lowercase()).is_none() {
@@ -1342,12 +1375,14 @@ impl<'e> Parser<'e> {
     fn format(&mut self, s: &str) -> R<Format> {
         match Format::parse(s) {
             Ok(f) => Ok(f),
-            Err(e) if self.strict => self.fail(e.to_string()),
-            // Kept as written; delivery will fail on it as OpenSMTPD's does.
-            Err(_) => Ok(Format {
-                raw: s.to_string(),
-                parts: vec![crate::format::Part::Literal(s.to_string())],
-            }),
+            Err(e) => {
+                self.defer(PendingCheck::Format(e.to_string()));
+                // Kept as written; delivery fails on it as OpenSMTPD's does.
+                Ok(Format {
+                    raw: s.to_string(),
+                    parts: vec![crate::format::Part::Literal(s.to_string())],
+                })
+            }
         }
     }
 
@@ -1458,7 +1493,10 @@ impl<'e> Parser<'e> {
                 }
                 let what = if is_virtual { "virtual" } else { "alias" };
                 if !self.usable(&t, Need::Hash, Service::Alias) {
-                    return self.fail(format!("table \"{}\" may not be used for {} lookups", t, what));
+                    return self.fail(format!(
+                        "table \"{}\" may not be used for {} lookups",
+                        t, what
+                    ));
                 }
                 self.check_contents(&t, Service::Alias)?;
                 if is_virtual {
@@ -1475,7 +1513,10 @@ impl<'e> Parser<'e> {
                         .fail("userbase mapping already specified for this dispatcher".into());
                 }
                 if !self.usable(&t, Need::Hash, Service::Userinfo) {
-                    return self.fail(format!("table \"{}\" may not be used for userbase lookups", t));
+                    return self.fail(format!(
+                        "table \"{}\" may not be used for userbase lookups",
+                        t
+                    ));
                 }
                 self.check_contents(&t, Service::Userinfo)?;
                 d.userbase = t;
@@ -1516,8 +1557,10 @@ impl<'e> Parser<'e> {
                         return self.fail(format!("helo-source mapping {}", DUP));
                     }
                     if !self.usable(&t, Need::Hash, Service::Addrname) {
-                        return self
-                            .fail(format!("table \"{}\" may not be used for helo-source lookups", t));
+                        return self.fail(format!(
+                            "table \"{}\" may not be used for helo-source lookups",
+                            t
+                        ));
                     }
                     r.helo_src = Some(t);
                     r.written.push(RelayOpt::HeloSrc);
@@ -1547,7 +1590,10 @@ impl<'e> Parser<'e> {
                         return self.fail(format!("source mapping {}", DUP));
                     }
                     if !self.usable(&t, Need::List, Service::Source) {
-                        return self.fail(format!("table \"{}\" may not be used for source lookups", t));
+                        return self.fail(format!(
+                            "table \"{}\" may not be used for source lookups",
+                            t
+                        ));
                     }
                     self.check_contents(&t, Service::Source)?;
                     r.src = Some(t);
@@ -1591,7 +1637,8 @@ impl<'e> Parser<'e> {
                     }
                     let need = if is_host { Need::List } else { Need::Hash };
                     if !self.usable(&t, need, Service::Relayhost) {
-                        return self.fail(format!("table \"{}\" may not be used for host lookups", t));
+                        return self
+                            .fail(format!("table \"{}\" may not be used for host lookups", t));
                     }
                     self.check_contents(&t, Service::Relayhost)?;
                     if is_host {
@@ -1622,7 +1669,8 @@ impl<'e> Parser<'e> {
                         return self.fail(format!("auth mapping {}", DUP));
                     }
                     if !self.usable(&t, Need::Hash, Service::Credentials) {
-                        return self.fail(format!("table \"{}\" may not be used for auth lookups", t));
+                        return self
+                            .fail(format!("table \"{}\" may not be used for auth lookups", t));
                     }
                     r.auth = Some(t);
                     r.written.push(RelayOpt::Auth);
@@ -1686,9 +1734,12 @@ impl<'e> Parser<'e> {
                     let (slot, what, written, service) = match tok {
                         Tok::Kw(K::Tag) => (&rule.tag, "tag", Written::Tag, Service::String),
                         Tok::Kw(K::Helo) => (&rule.helo, "helo", Written::Helo, Service::Domain),
-                        Tok::Kw(K::MailFrom) => {
-                            (&rule.mail_from, "mail-from", Written::MailFrom, Service::Mailaddr)
-                        }
+                        Tok::Kw(K::MailFrom) => (
+                            &rule.mail_from,
+                            "mail-from",
+                            Written::MailFrom,
+                            Service::Mailaddr,
+                        ),
                         _ => (&rule.rcpt_to, "rcpt-to", Written::RcptTo, Service::Mailaddr),
                     };
                     if slot.is_some() {
@@ -1696,7 +1747,10 @@ impl<'e> Parser<'e> {
                     }
                     let service = if regex { Service::Regex } else { service };
                     if !self.usable(&t, Need::List, service) {
-                        return self.fail(format!("table \"{}\" may not be used for {} lookups", t, what));
+                        return self.fail(format!(
+                            "table \"{}\" may not be used for {} lookups",
+                            t, what
+                        ));
                     }
                     self.check_contents(&t, service)?;
                     let c = Some(Criterion {
@@ -1790,7 +1844,11 @@ impl<'e> Parser<'e> {
                     tt.table, what
                 ));
             }
-            let s = if tt.regex { Service::Regex } else { Service::String };
+            let s = if tt.regex {
+                Service::Regex
+            } else {
+                Service::String
+            };
             self.check_contents(&tt.table.clone(), s)?;
         }
         Ok(())
@@ -1817,7 +1875,11 @@ impl<'e> Parser<'e> {
                 if rule.from.is_some() {
                     return self.fail("from already specified for this rule".into());
                 }
-                let s = if regex { Service::Regex } else { Service::Netaddr };
+                let s = if regex {
+                    Service::Regex
+                } else {
+                    Service::Netaddr
+                };
                 if !self.usable(&t, Need::List, s) {
                     return self.fail(format!("table \"{}\" may not be used for from lookups", t));
                 }
@@ -1838,7 +1900,11 @@ impl<'e> Parser<'e> {
                             tt.table
                         ));
                     }
-                    let s = if tt.regex { Service::Regex } else { Service::Domain };
+                    let s = if tt.regex {
+                        Service::Regex
+                    } else {
+                        Service::Domain
+                    };
                     self.check_contents(&tt.table.clone(), s)?;
                 }
                 From::Rdns(test.map(|t| (t.table, t.regex)))
@@ -1869,7 +1935,11 @@ impl<'e> Parser<'e> {
                 if rule.from.is_some() {
                     return self.fail("from already specified for this rule".into());
                 }
-                let s = if regex { Service::Regex } else { Service::Mailaddr };
+                let s = if regex {
+                    Service::Regex
+                } else {
+                    Service::Mailaddr
+                };
                 if !self.usable(&t, Need::List, s) {
                     return self.fail(format!("table \"{}\" may not be used for from lookups", t));
                 }
@@ -1916,7 +1986,11 @@ impl<'e> Parser<'e> {
                 if rule.for_.is_some() {
                     return self.fail("for already specified for this rule".into());
                 }
-                let s = if regex { Service::Regex } else { Service::Domain };
+                let s = if regex {
+                    Service::Regex
+                } else {
+                    Service::Domain
+                };
                 if !self.usable(&t, Need::List, s) {
                     return self.fail(format!("table \"{}\" may not be used for 'for' lookups", t));
                 }
@@ -1930,7 +2004,11 @@ impl<'e> Parser<'e> {
                 if rule.for_.is_some() {
                     return self.fail("for already specified for this rule".into());
                 }
-                let s = if regex { Service::Regex } else { Service::Mailaddr };
+                let s = if regex {
+                    Service::Regex
+                } else {
+                    Service::Mailaddr
+                };
                 if !self.usable(&t, Need::List, s) {
                     return self.fail(format!("table \"{}\" may not be used for for lookups", t));
                 }
@@ -1972,19 +2050,16 @@ impl<'e> Parser<'e> {
                 if self.conf.proc_(&p).is_none() {
                     return self.fail(format!("no processor exist with that name: {}", p));
                 }
-                self.filter_names.insert(
-                    name.clone(),
-                    FilterName {
-                        is_chain: false,
-                        proc_: Some(p.clone()),
-                    },
-                );
+                self.filter_names
+                    .insert(name.clone(), FilterName { is_chain: false });
                 self.conf.filters.push(Filter {
                     name,
                     kind: FilterKind::Proc(p),
                     anonymous: false,
                 });
-                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                self.conf
+                    .order
+                    .push(Decl::Filter(self.conf.filters.len() - 1));
                 Ok(())
             }
             Tok::Kw(K::ProcExec) => {
@@ -1993,13 +2068,8 @@ impl<'e> Parser<'e> {
                 if self.filter_names.contains_key(&name) {
                     return self.fail(format!("filter already exists with that name: {}", name));
                 }
-                self.filter_names.insert(
-                    name.clone(),
-                    FilterName {
-                        is_chain: false,
-                        proc_: Some(name.clone()),
-                    },
-                );
+                self.filter_names
+                    .insert(name.clone(), FilterName { is_chain: false });
                 let mut p = Proc {
                     name: name.clone(),
                     command,
@@ -2018,7 +2088,9 @@ impl<'e> Parser<'e> {
                     kind: FilterKind::Proc(name),
                     anonymous: false,
                 });
-                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                self.conf
+                    .order
+                    .push(Decl::Filter(self.conf.filters.len() - 1));
                 Ok(())
             }
             Tok::Kw(K::Phase) => {
@@ -2026,20 +2098,17 @@ impl<'e> Parser<'e> {
                 if self.filter_names.contains_key(&name) {
                     return self.fail(format!("filter already exists with that name: {}", name));
                 }
-                self.filter_names.insert(
-                    name.clone(),
-                    FilterName {
-                        is_chain: false,
-                        proc_: None,
-                    },
-                );
+                self.filter_names
+                    .insert(name.clone(), FilterName { is_chain: false });
                 let b = self.filter_phase()?;
                 self.conf.filters.push(Filter {
                     name,
                     kind: FilterKind::Builtin(b),
                     anonymous: false,
                 });
-                self.conf.order.push(Decl::Filter(self.conf.filters.len() - 1));
+                self.conf
+                    .order
+                    .push(Decl::Filter(self.conf.filters.len() - 1));
                 Ok(())
             }
             Tok::Kw(K::Chain) => {
@@ -2059,27 +2128,27 @@ impl<'e> Parser<'e> {
 
     fn filter_list(&mut self) -> R<Vec<String>> {
         let mut list: Vec<String> = Vec::new();
-        let mut procs: Vec<String> = Vec::new();
         loop {
             let f = self.string()?;
             let Some(info) = self.filter_names.get(&f).cloned() else {
                 return self.fail(format!("no filter exist with that name: {}", f));
             };
             if info.is_chain {
-                return self.fail(format!("no filter chain allowed within a filter chain: {}", f));
+                return self.fail(format!(
+                    "no filter chain allowed within a filter chain: {}",
+                    f
+                ));
             }
             if list.contains(&f) {
-                return self.fail(format!("no filter allowed twice within a filter chain: {}", f));
+                return self.fail(format!(
+                    "no filter allowed twice within a filter chain: {}",
+                    f
+                ));
             }
-            if let Some(p) = info.proc_ {
-                if procs.contains(&p) {
-                    return self.fail(format!("no proc allowed twice within a filter chain: {}", p));
-                }
-                procs.push(p);
-            }
+            // OpenSMTPD also means to refuse two filters of one proc in a chain, but its check
+            // looks up a value it stored as NULL and never fires; such chains are accepted.
             list.push(f);
-            self.comma();
-            if self.at_char(b'}') {
+            if !self.comma() && self.at_char(b'}') {
                 return Ok(list);
             }
         }
@@ -2240,7 +2309,11 @@ pub fn scan_scaled(s: &str) -> Option<i64> {
         "e" | "E" => 6,
         _ => return None,
     };
-    let w: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let w: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let scale: i64 = 1i64.checked_shl(10 * shift)?;
     let mut v = w.checked_mul(scale)?;
     if !frac.is_empty() && shift > 0 {

@@ -276,9 +276,13 @@ mod tests {
 
     #[test]
     fn file_values() {
-        let t = load("Root:  foo, bar\npostmaster: root\nx\ty\nk: : v\n").unwrap_or_else(|e| panic!("{e}"));
+        let t = load("Root:  foo, bar\npostmaster: root\nx\ty\nk: : v\n")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.get("root").and_then(|e| e.1.as_deref()), Some("foo, bar"));
-        assert_eq!(t.get("postmaster").and_then(|e| e.1.as_deref()), Some("root"));
+        assert_eq!(
+            t.get("postmaster").and_then(|e| e.1.as_deref()),
+            Some("root")
+        );
         assert_eq!(t.get("x").and_then(|e| e.1.as_deref()), Some("y"));
         assert_eq!(t.get("k").and_then(|e| e.1.as_deref()), Some("v"));
         // a key whose line has no value in a hash

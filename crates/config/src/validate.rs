@@ -31,8 +31,12 @@ pub fn table_contents(t: &Table, s: Service) -> Option<String> {
                     format!("invalid regex \"{}\": {}", key, last)
                 }),
             Service::Userinfo => value.as_deref().and_then(|v| {
-                (!is_userinfo(v))
-                    .then(|| format!("invalid userinfo \"{}\" for \"{}\" (need uid:gid:home)", v, key))
+                (!is_userinfo(v)).then(|| {
+                    format!(
+                        "invalid userinfo \"{}\" for \"{}\" (need uid:gid:home)",
+                        v, key
+                    )
+                })
             }),
             Service::Relayhost => {
                 let url = value.as_deref().unwrap_or(key);
@@ -144,7 +148,14 @@ mod tests {
 
     #[test]
     fn netaddrs() {
-        for ok in ["10.0.0.0/8", "192.168.1.1", "::1", "2001:DB8:666::/64", "[::1]", "[ipv6:::1]"] {
+        for ok in [
+            "10.0.0.0/8",
+            "192.168.1.1",
+            "::1",
+            "2001:DB8:666::/64",
+            "[::1]",
+            "[ipv6:::1]",
+        ] {
             assert!(is_netaddr(ok), "{ok}");
         }
         for bad in ["10.0.0.0/33", "host.example", "10/8", "::1/129", ""] {

@@ -13,14 +13,32 @@ pub const SMTPD_NAME: &str = "OpenSMTPD";
 pub const SMTPD_VERSION: &str = "6.8.0p2";
 pub const DEFAULT_CONFIG: &str = "/etc/mail/smtpd.conf";
 
-const USAGE: &str =
-    "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]";
+const USAGE: &str = "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]";
 
 /// The trace subsystems `-T` knows (OpenSMTPD warns about others and goes on).
 const TRACES: &[&str] = &[
-    "imsg", "io", "smtp", "filters", "mta", "transfer", "bounce", "bounces", "scheduler",
-    "lookup", "stat", "stats", "rules", "mproc", "expand", "table", "tables", "queue", "all",
-    "profstat", "profile-imsg", "profile-queue",
+    "imsg",
+    "io",
+    "smtp",
+    "filters",
+    "mta",
+    "transfer",
+    "bounce",
+    "bounces",
+    "scheduler",
+    "lookup",
+    "stat",
+    "stats",
+    "rules",
+    "mproc",
+    "expand",
+    "table",
+    "tables",
+    "queue",
+    "all",
+    "profstat",
+    "profile-imsg",
+    "profile-queue",
 ];
 
 fn cli() -> Command {
@@ -82,7 +100,10 @@ fn main() -> ExitCode {
         }
     }
     for b in m.get_many::<String>("B").into_iter().flatten() {
-        if !["queue=", "scheduler=", "stat="].iter().any(|p| b.starts_with(p)) {
+        if !["queue=", "scheduler=", "stat="]
+            .iter()
+            .any(|p| b.starts_with(p))
+        {
             eprintln!("warn: invalid backend specifier {}", b);
         }
     }
