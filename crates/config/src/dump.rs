@@ -11,18 +11,25 @@ use crate::model::*;
 use crate::table::{TableKind, TableSource};
 
 /// Quotes a string so that the lexer reads back exactly `s` (see `lexer::next_token`).
+///
+/// Inside quotes a backslash only escapes the quote, a space or a tab; before anything else it
+/// is kept. So backslashes are written as they are, quotes as `\"`, and a space or tab that
+/// follows a backslash is escaped so that the backslash before it is not taken for its escape.
+/// (A value cannot end with a backslash: no quoted string can produce one.)
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
-    let b: Vec<char> = s.chars().collect();
-    for (i, c) in b.iter().enumerate() {
+    let mut prev = None;
+    for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
-            '\\' if matches!(b.get(i + 1), Some('"') | Some(' ') | Some('\t') | None) => {
-                out.push_str("\\\\")
+            ' ' | '\t' if prev == Some('\\') => {
+                out.push('\\');
+                out.push(c);
             }
-            c => out.push(*c),
+            c => out.push(c),
         }
+        prev = Some(c);
     }
     out.push('"');
     out
