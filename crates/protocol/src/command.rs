@@ -236,7 +236,9 @@ pub fn parse_rcpt_to(
                 v = &v[7..];
             }
             let raw = text_to_mailaddr(v).ok_or_else(Reply::orcpt_syntax_error)?;
-            if !valid_localpart(&raw.user) || (!raw.domain.is_empty() && !valid_domainpart(&raw.domain)) {
+            if !valid_localpart(&raw.user)
+                || (!raw.domain.is_empty() && !valid_domainpart(&raw.domain))
+            {
                 return Err(Reply::orcpt_syntax_error());
             }
             orcpt = Some(Mailaddr {
@@ -244,7 +246,9 @@ pub fn parse_rcpt_to(
                 domain: String::from_utf8_lossy(&raw.domain).into_owned(),
             });
         } else {
-            return Err(Reply::rcpt_unsupported_option(&String::from_utf8_lossy(opt)));
+            return Err(Reply::rcpt_unsupported_option(&String::from_utf8_lossy(
+                opt,
+            )));
         }
     }
     Ok(RcptTo {
@@ -264,7 +268,10 @@ mod tests {
 
     fn cmd(s: &str) -> (Verb, Option<String>) {
         let c = Command::parse(s.as_bytes());
-        (c.verb, c.args.map(|a| String::from_utf8_lossy(&a).into_owned()))
+        (
+            c.verb,
+            c.args.map(|a| String::from_utf8_lossy(&a).into_owned()),
+        )
     }
 
     #[test]
@@ -272,23 +279,27 @@ mod tests {
         // ✔ = behaviour observed on the real binary.
         let table: &[(&str, Verb, Option<&str>)] = &[
             ("HELO foo", Verb::Helo, Some("foo")),
-            ("helo foo", Verb::Helo, Some("foo")),            // ✔
-            ("HELO   foo", Verb::Helo, Some("foo")),          // ✔
-            ("HELO\tfoo", Verb::Unknown, None),               // ✔ only SP splits
-            ("HELO ", Verb::Helo, Some("")),                  // ✔ → invalid domain
-            ("HELO", Verb::Helo, None),                       // ✔ → requires domain
-            ("HELO foo\0bar", Verb::Helo, Some("foo")),       // ✔ C string
-            ("NOOP ", Verb::Noop, Some("")),                  // ✔ → has arguments
-            ("NOOP\0 x", Verb::Noop, None),                   // ✔
+            ("helo foo", Verb::Helo, Some("foo")),      // ✔
+            ("HELO   foo", Verb::Helo, Some("foo")),    // ✔
+            ("HELO\tfoo", Verb::Unknown, None),         // ✔ only SP splits
+            ("HELO ", Verb::Helo, Some("")),            // ✔ → invalid domain
+            ("HELO", Verb::Helo, None),                 // ✔ → requires domain
+            ("HELO foo\0bar", Verb::Helo, Some("foo")), // ✔ C string
+            ("NOOP ", Verb::Noop, Some("")),            // ✔ → has arguments
+            ("NOOP\0 x", Verb::Noop, None),             // ✔
             ("MAIL FROM:<a@b>", Verb::MailFrom, Some("<a@b>")),
             ("mail from:\t<a@b>", Verb::MailFrom, Some("<a@b>")), // ✔
             ("MAIL FROM: <a@b>", Verb::MailFrom, Some("<a@b>")),  // ✔
-            ("MAIL FROM :<a@b>", Verb::Unknown, Some("FROM :<a@b>")),  // ✔ unrecognized
+            ("MAIL FROM :<a@b>", Verb::Unknown, Some("FROM :<a@b>")), // ✔ unrecognized
             ("MAIL FROM", Verb::Unknown, Some("FROM")),
             ("MAIL", Verb::Unknown, None),
             ("MAIL FROM:", Verb::MailFrom, Some("")),
             ("RCPT TO:<x>", Verb::RcptTo, Some("<x>")),
-            ("Rcpt To:  <x> NOTIFY=NEVER", Verb::RcptTo, Some("<x> NOTIFY=NEVER")),
+            (
+                "Rcpt To:  <x> NOTIFY=NEVER",
+                Verb::RcptTo,
+                Some("<x> NOTIFY=NEVER"),
+            ),
             ("RCPT TO :<x>", Verb::Unknown, Some("TO :<x>")),
             ("DATA", Verb::Data, None),
             ("DATA x", Verb::Data, Some("x")),
@@ -299,7 +310,11 @@ mod tests {
             (".", Verb::Dot, None),
             ("STARTTLS", Verb::StartTls, None),
             ("starttls x", Verb::StartTls, Some("x")),
-            ("AUTH PLAIN AGZvbwBiYXI=", Verb::Auth, Some("PLAIN AGZvbwBiYXI=")),
+            (
+                "AUTH PLAIN AGZvbwBiYXI=",
+                Verb::Auth,
+                Some("PLAIN AGZvbwBiYXI="),
+            ),
             ("VRFY root", Verb::Unknown, Some("root")),
             ("EXPN root", Verb::Unknown, Some("root")),
             ("BDAT 10", Verb::Unknown, Some("10")),
@@ -320,30 +335,66 @@ mod tests {
     fn mail_from_table() {
         // (args, dsn, Ok(sender) | Err(reply)); ✔ verified on the binary.
         let table: &[(&str, bool, Result<&str, &str>)] = &[
-            ("<>", true, Ok("@")),                                          // ✔
-            ("<a@b>", true, Ok("a@b")),                                     // ✔
-            ("a@b", true, Err("553 5.1.0 Sender address syntax error")),   // ✔
-            ("<a@b", true, Err("553 5.1.0 Sender address syntax error")),  // ✔
+            ("<>", true, Ok("@")),                                        // ✔
+            ("<a@b>", true, Ok("a@b")),                                   // ✔
+            ("a@b", true, Err("553 5.1.0 Sender address syntax error")),  // ✔
+            ("<a@b", true, Err("553 5.1.0 Sender address syntax error")), // ✔
             ("", true, Err("553 5.1.0 Sender address syntax error")),
-            ("<a@b>x", true, Err("503 5.5.4 Invalid command arguments: Unsupported option x")), // ✔
-            ("<\"a b\"@b>", true, Err("553 5.1.0 Sender address syntax error")), // ✔
-            ("<@x,@y:u@d>", true, Ok("u@d")),                               // ✔
-            ("<u%v@d>", true, Ok("u%v@d")),                                 // ✔
-            ("<u@[1.2.3.4]>", true, Ok("u@[1.2.3.4]")),                     // ✔
-            ("<u;sleep 1@d>", true, Err("553 5.1.0 Sender address syntax error")), // ✔
-            ("<u>", true, Ok("u@mx.test")),                                 // ✔
-            ("<@d>", true, Err("553 5.1.0 Sender address syntax error")),  // ✔
+            (
+                "<a@b>x",
+                true,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option x"),
+            ), // ✔
+            (
+                "<\"a b\"@b>",
+                true,
+                Err("553 5.1.0 Sender address syntax error"),
+            ), // ✔
+            ("<@x,@y:u@d>", true, Ok("u@d")),           // ✔
+            ("<u%v@d>", true, Ok("u%v@d")),             // ✔
+            ("<u@[1.2.3.4]>", true, Ok("u@[1.2.3.4]")), // ✔
+            (
+                "<u;sleep 1@d>",
+                true,
+                Err("553 5.1.0 Sender address syntax error"),
+            ), // ✔
+            ("<u>", true, Ok("u@mx.test")),             // ✔
+            ("<@d>", true, Err("553 5.1.0 Sender address syntax error")), // ✔
             ("<a.@d>", true, Err("553 5.1.0 Sender address syntax error")), // ✔
-            ("<a@b> SIZE=100 BODY=8BITMIME AUTH=<>", true, Ok("a@b")),      // ✔
-            ("<a@b> FOO=1", true, Err("503 5.5.4 Invalid command arguments: Unsupported option FOO=1")), // ✔
-            ("<a@b>  RET=HDRS  ENVID=xyz", true, Ok("a@b")),                // ✔
-            ("<a@b> RET=BOGUS", true, Ok("a@b")),                           // ✔
-            ("<a@b> RET=HDRS", false, Err("503 5.5.4 Invalid command arguments: Unsupported option RET=HDRS")),
-            ("<a@b> ENVID=x", false, Err("503 5.5.4 Invalid command arguments: Unsupported option ENVID=x")),
-            ("<a@b>\tSIZE=1", true, Err("503 5.5.4 Invalid command arguments: Unsupported option \tSIZE=1")), // ✔
+            ("<a@b> SIZE=100 BODY=8BITMIME AUTH=<>", true, Ok("a@b")), // ✔
+            (
+                "<a@b> FOO=1",
+                true,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option FOO=1"),
+            ), // ✔
+            ("<a@b>  RET=HDRS  ENVID=xyz", true, Ok("a@b")), // ✔
+            ("<a@b> RET=BOGUS", true, Ok("a@b")),       // ✔
+            (
+                "<a@b> RET=HDRS",
+                false,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option RET=HDRS"),
+            ),
+            (
+                "<a@b> ENVID=x",
+                false,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option ENVID=x"),
+            ),
+            (
+                "<a@b>\tSIZE=1",
+                true,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option \tSIZE=1"),
+            ), // ✔
             ("<a@b> body=7bit", true, Ok("a@b")),
-            ("<a@b> BODY=BINARYMIME", true, Err("503 5.5.4 Invalid command arguments: Unsupported option BODY=BINARYMIME")),
-            ("<a@b> SMTPUTF8", true, Err("503 5.5.4 Invalid command arguments: Unsupported option SMTPUTF8")),
+            (
+                "<a@b> BODY=BINARYMIME",
+                true,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option BODY=BINARYMIME"),
+            ),
+            (
+                "<a@b> SMTPUTF8",
+                true,
+                Err("503 5.5.4 Invalid command arguments: Unsupported option SMTPUTF8"),
+            ),
         ];
         for (args, dsn, want) in table {
             let got = mf(args, *dsn).map(|m| m.sender.to_string());
@@ -355,11 +406,17 @@ mod tests {
     fn envid_limit() {
         // ✔ 100 accepted, 101 refused with the whole value echoed.
         let ok = format!("<a@b> ENVID={}", "x".repeat(100));
-        assert_eq!(mf(&ok, true).map(|m| m.envid.map(|e| e.len())), Ok(Some(100)));
+        assert_eq!(
+            mf(&ok, true).map(|m| m.envid.map(|e| e.len())),
+            Ok(Some(100))
+        );
         let long = format!("<a@b> ENVID={}", "x".repeat(101));
         assert_eq!(
             mf(&long, true).err(),
-            Some(format!("503 5.5.4 Invalid command arguments: option too large, truncated: {}", "x".repeat(101)))
+            Some(format!(
+                "503 5.5.4 Invalid command arguments: option too large, truncated: {}",
+                "x".repeat(101)
+            ))
         );
     }
 
@@ -377,18 +434,35 @@ mod tests {
     fn rcpt_table() {
         let mut n = Notify::default();
         let r = |s: &str, n: &mut Notify| {
-            parse_rcpt_to(s.as_bytes(), "mx.test", true, n).map(|r| r.rcpt.to_string()).map_err(|e| e.text())
+            parse_rcpt_to(s.as_bytes(), "mx.test", true, n)
+                .map(|r| r.rcpt.to_string())
+                .map_err(|e| e.text())
         };
         assert_eq!(r("<foo>", &mut n), Ok("foo@mx.test".into())); // ✔
         assert_eq!(r("<postmaster>", &mut n), Ok("postmaster@mx.test".into()));
-        assert_eq!(r("<>", &mut n), Err("501 5.1.3 Recipient address syntax error".into())); // ✔
-        assert_eq!(r("<foo@mx.test> XX=1", &mut n), Err("503 Unsupported option XX=1".into())); // ✔
-        assert_eq!(r("<foo@mx.test> ORCPT=bad..x@y", &mut n), Err("553 ORCPT address syntax error".into())); // ✔
-        assert_eq!(r("<foo@mx.test> NOTIFY=bogus ORCPT=rfc822;x@y", &mut n), Ok("foo@mx.test".into())); // ✔
+        assert_eq!(
+            r("<>", &mut n),
+            Err("501 5.1.3 Recipient address syntax error".into())
+        ); // ✔
+        assert_eq!(
+            r("<foo@mx.test> XX=1", &mut n),
+            Err("503 Unsupported option XX=1".into())
+        ); // ✔
+        assert_eq!(
+            r("<foo@mx.test> ORCPT=bad..x@y", &mut n),
+            Err("553 ORCPT address syntax error".into())
+        ); // ✔
+        assert_eq!(
+            r("<foo@mx.test> NOTIFY=bogus ORCPT=rfc822;x@y", &mut n),
+            Ok("foo@mx.test".into())
+        ); // ✔
         assert_eq!(r("<f@d> ORCPT=RFC822;x", &mut n), Ok("f@d".into()));
-        assert_eq!(r("<f@d> ORCPT=rfc822;<x@y>", &mut n), Err("553 ORCPT address syntax error".into()));
+        assert_eq!(
+            r("<f@d> ORCPT=rfc822;<x@y>", &mut n),
+            Err("553 ORCPT address syntax error".into())
+        );
         assert_eq!(r("<f@d> NOTIFY=NEVER", &mut n), Ok("f@d".into())); // ✔
-        // ✔ sticky bits: NEVER from the previous RCPT poisons this one.
+                                                                       // ✔ sticky bits: NEVER from the previous RCPT poisons this one.
         assert_eq!(
             r("<f@d> NOTIFY=SUCCESS", &mut n),
             Err("553 NOTIFY option NEVER cannot be combined with other options".into())
@@ -400,12 +474,19 @@ mod tests {
         );
         let mut nodsn = Notify::default();
         assert_eq!(
-            parse_rcpt_to(b"<f@d> NOTIFY=NEVER", "mx.test", false, &mut nodsn).map_err(|e| e.text()).err(),
+            parse_rcpt_to(b"<f@d> NOTIFY=NEVER", "mx.test", false, &mut nodsn)
+                .map_err(|e| e.text())
+                .err(),
             Some("503 Unsupported option NOTIFY=NEVER".into())
         );
         let mut n2 = Notify::default();
-        let ok = parse_rcpt_to(b"<f@d> NOTIFY=success,failure ORCPT=rfc822;o@p", "mx.test", true, &mut n2)
-            .expect("ok");
+        let ok = parse_rcpt_to(
+            b"<f@d> NOTIFY=success,failure ORCPT=rfc822;o@p",
+            "mx.test",
+            true,
+            &mut n2,
+        )
+        .expect("ok");
         assert_eq!(ok.notify, Notify(Notify::SUCCESS | Notify::FAILURE));
         assert_eq!(ok.orcpt, Some(Mailaddr::new("o", "p")));
     }

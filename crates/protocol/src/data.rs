@@ -260,10 +260,16 @@ mod tests {
         assert_eq!(read(b"a\r\nb\r\n.\r\n"), (s(&["a", "b"]), true));
         assert_eq!(read(b".\r\n"), (s(&[]), true));
         assert_eq!(read(b"..x\r\n..\r\n.\r\n"), (s(&[".x", "."]), true));
-        assert_eq!(read(b"bare\rcr line\r\n.\r\n"), (s(&["bare\rcr line"]), true));
+        assert_eq!(
+            read(b"bare\rcr line\r\n.\r\n"),
+            (s(&["bare\rcr line"]), true)
+        );
         assert_eq!(read(b"hi\x00there\r\n.\r\n"), (s(&["hi"]), true));
         assert_eq!(read(b"a\nb\n.\r\n"), (s(&["a", "b", "."]), false));
-        assert_eq!(read(b"8bit \xe9\xff\r\n.\r\n"), (vec![b"8bit \xe9\xff".to_vec()], true));
+        assert_eq!(
+            read(b"8bit \xe9\xff\r\n.\r\n"),
+            (vec![b"8bit \xe9\xff".to_vec()], true)
+        );
     }
 
     #[test]
@@ -311,7 +317,7 @@ mod tests {
     fn line_too_long() {
         let mut long = vec![b'a'; SMTP_LINE_MAX - 1];
         long.extend_from_slice(b"\n.\r\n");
-        assert_eq!(read(&long).1, false); // bare LF before the dot: no end
+        assert!(!read(&long).1); // bare LF before the dot: no end
         let mut ok = vec![b'a'; SMTP_LINE_MAX - 1];
         ok.extend_from_slice(b"\r\n");
         // 65534 + CR = 65535 ≥ SMTP_LINE_MAX.

@@ -272,7 +272,11 @@ impl MessageProcessor {
 
     /// `_rfc5322_next`. `pending` is whether the pushed line is still
     /// unconsumed; `Ok(None)` means "need more data".
-    fn next_event<'a>(&mut self, line: Option<&'a [u8]>, pending: &mut bool) -> Result<Option<Ev<'a>>, ()> {
+    fn next_event<'a>(
+        &mut self,
+        line: Option<&'a [u8]>,
+        pending: &mut bool,
+    ) -> Result<Option<Ev<'a>>, ()> {
         let cur = if *pending { line } else { return Ok(None) };
         match self.state {
             St::HeaderStart | St::HeaderCont => {
@@ -422,7 +426,9 @@ impl MessageProcessor {
 }
 
 fn is_addr_header(h: &[u8]) -> bool {
-    h.eq_ignore_ascii_case(b"To") || h.eq_ignore_ascii_case(b"Cc") || h.eq_ignore_ascii_case(b"From")
+    h.eq_ignore_ascii_case(b"To")
+        || h.eq_ignore_ascii_case(b"Cc")
+        || h.eq_ignore_ascii_case(b"From")
 }
 
 fn is_space(c: u8) -> bool {
@@ -438,7 +444,11 @@ struct Scan {
 
 impl Scan {
     fn new() -> Self {
-        Scan { escape: false, quote: false, comment: 0 }
+        Scan {
+            escape: false,
+            quote: false,
+            comment: 0,
+        }
     }
     fn step(&mut self, c: u8) {
         if c == b'(' && !self.escape && !self.quote {
@@ -525,7 +535,8 @@ pub fn header_address_rewrite(buffer: &mut Vec<u8>, address: &[u8]) {
     let mut sc = Scan::new();
     let mut bracket = 0u32;
     let (mut has_bracket, mut has_group) = (false, false);
-    let (mut pos_bracket_beg, mut pos_bracket_end, mut pos_component_end) = (0usize, 0usize, 0usize);
+    let (mut pos_bracket_beg, mut pos_bracket_end, mut pos_component_end) =
+        (0usize, 0usize, 0usize);
     for (i, &c) in buffer.iter().enumerate() {
         sc.step(c);
         if c == b'<' && sc.plain() && bracket == 0 {
@@ -585,7 +596,10 @@ mod tests {
     }
 
     fn opts() -> MessageOptions {
-        MessageOptions { hostname: "mx.test".into(), ..Default::default() }
+        MessageOptions {
+            hostname: "mx.test".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -600,7 +614,16 @@ mod tests {
         // ✔ spec: `From: x` → `From: x@mx.test`,
         // `To: bob, "Carol, X" <carol>` → `To: bob@mx.test, "Carol, X" <carol@mx.test>`.
         let (out, r) = run(
-            &["From: x", "To: bob, \"Carol, X\" <carol>", "Bcc: secret", " folded", "X-A: 1", "  cont", "", "body"],
+            &[
+                "From: x",
+                "To: bob, \"Carol, X\" <carol>",
+                "Bcc: secret",
+                " folded",
+                "X-A: 1",
+                "  cont",
+                "",
+                "body",
+            ],
             opts(),
         );
         assert_eq!(r, Ok(()));
@@ -609,14 +632,23 @@ mod tests {
             "From: x@mx.test\nTo: bob@mx.test, \"Carol, X\" <carol@mx.test>\nX-A: 1\n  cont\n\nbody\n"
         );
         let (out, _) = run(&["To: a,", "  b (comment), c@d, grp: x;, <>", ""], opts());
-        assert_eq!(out, "To: a@mx.test,\n  b@mx.test (comment), c@d, grp: x;, <>\n\n");
+        assert_eq!(
+            out,
+            "To: a@mx.test,\n  b@mx.test (comment), c@d, grp: x;, <>\n\n"
+        );
     }
 
     #[test]
     fn malformed_and_loop() {
         // ✔ `hello no header` as first line → 550 5.7.1.
-        assert_eq!(run(&["hello no header"], opts()).1, Err(MessageError::Malformed));
-        assert_eq!(run(&["A: b", "no colon here"], opts()).1, Err(MessageError::Malformed));
+        assert_eq!(
+            run(&["hello no header"], opts()).1,
+            Err(MessageError::Malformed)
+        );
+        assert_eq!(
+            run(&["A: b", "no colon here"], opts()).1,
+            Err(MessageError::Malformed)
+        );
         assert_eq!(run(&["A: b"], opts()).1, Ok(()));
         assert_eq!(run(&[], opts()).1, Ok(()));
         let mut lines = vec!["Received: x"; 99];
@@ -646,7 +678,10 @@ mod tests {
 
     #[test]
     fn masquerade() {
-        let o = MessageOptions { masquerade_from: Some("u@example.org".into()), ..opts() };
+        let o = MessageOptions {
+            masquerade_from: Some("u@example.org".into()),
+            ..opts()
+        };
         let (out, _) = run(&["From: Someone <x@y>", "To: t", ""], o.clone());
         assert_eq!(out, "From: Someone <u@example.org>\nTo: t@mx.test\n\n");
         let (out, _) = run(&["From: x", ""], o);

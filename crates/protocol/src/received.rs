@@ -102,7 +102,12 @@ pub struct ReceivedInfo<'a> {
 pub fn received_header(i: &ReceivedInfo<'_>) -> String {
     let mut s = String::from("Received: ");
     if !i.mask_source {
-        s.push_str(&format!("from {} ({} {})", i.helo, i.rdns, i.peer.bracketed()));
+        s.push_str(&format!(
+            "from {} ({} {})",
+            i.helo,
+            i.rdns,
+            i.peer.bracketed()
+        ));
     }
     s.push_str(&format!(
         "\n\tby {} (OpenSMTPD) with {}SMTP{}{} id {:08x}",
@@ -118,7 +123,10 @@ pub fn received_header(i: &ReceivedInfo<'_>) -> String {
             PeerCert::Unverified => "FAIL",
             PeerCert::None => "NO",
         };
-        s.push_str(&format!(" ({}:{}:{}:{})", tls.version, tls.cipher, tls.bits, verify));
+        s.push_str(&format!(
+            " ({}:{}:{}:{})",
+            tls.version, tls.cipher, tls.bits, verify
+        ));
         if i.received_auth {
             match i.username.filter(|u| !u.is_empty()) {
                 Some(u) => s.push_str(&format!(" auth=yes user={u}")),
@@ -196,7 +204,8 @@ mod tests {
         );
         t.username = None;
         t.authenticated = false;
-        assert!(received_header(&t).contains("with ESMTPS id 5f8b4979 (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO) auth=no;"));
+        assert!(received_header(&t)
+            .contains("with ESMTPS id 5f8b4979 (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO) auth=no;"));
     }
 
     #[test]

@@ -99,16 +99,32 @@ impl Reply {
         Reply::esc(500, (5, 0, 0), "Command line too long")
     }
     pub fn pipelining_not_supported() -> Self {
-        Reply::esc(500, (5, 5, 1), format!("{INVALID_COMMAND}: Pipelining not supported"))
+        Reply::esc(
+            500,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Pipelining not supported"),
+        )
     }
     pub fn command_unrecognized() -> Self {
-        Reply::esc(500, (5, 5, 1), format!("{INVALID_COMMAND}: Command unrecognized"))
+        Reply::esc(
+            500,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Command unrecognized"),
+        )
     }
     pub fn not_allowed() -> Self {
-        Reply::esc(503, (5, 5, 1), format!("{INVALID_COMMAND}: Command not allowed at this point."))
+        Reply::esc(
+            503,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Command not allowed at this point."),
+        )
     }
     pub fn no_arguments_accepted() -> Self {
-        Reply::esc(500, (5, 5, 4), format!("{INVALID_ARGS}: command does not accept arguments."))
+        Reply::esc(
+            500,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: command does not accept arguments."),
+        )
     }
     pub fn internal_server_error() -> Self {
         Reply::new(421, None, "Internal server error")
@@ -123,20 +139,40 @@ impl Reply {
     // ---- HELO / EHLO ----
 
     pub fn already_identified() -> Self {
-        Reply::esc(503, (5, 5, 1), format!("{INVALID_COMMAND}: Already identified"))
+        Reply::esc(
+            503,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Already identified"),
+        )
     }
     pub fn helo_requires_domain() -> Self {
-        Reply::esc(501, (5, 5, 1), format!("{INVALID_COMMAND}: HELO requires domain name"))
+        Reply::esc(
+            501,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: HELO requires domain name"),
+        )
     }
     pub fn ehlo_requires_domain() -> Self {
-        Reply::esc(501, (5, 5, 1), format!("{INVALID_COMMAND}: EHLO requires domain name"))
+        Reply::esc(
+            501,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: EHLO requires domain name"),
+        )
     }
     pub fn invalid_domain_name() -> Self {
-        Reply::esc(501, (5, 5, 4), format!("{INVALID_ARGS}: Invalid domain name"))
+        Reply::esc(
+            501,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: Invalid domain name"),
+        )
     }
     /// `peer` is already bracketed (`[127.0.0.1]`, `[::1]`, `[local]`).
     pub fn helo(smtpname: &str, helo: &str, peer: &str) -> Self {
-        Reply::new(250, None, format!("{smtpname} Hello {helo} {peer}, pleased to meet you"))
+        Reply::new(
+            250,
+            None,
+            format!("{smtpname} Hello {helo} {peer}, pleased to meet you"),
+        )
     }
     /// The EHLO capability list in OpenSMTPD's fixed order.
     pub fn ehlo(smtpname: &str, helo: &str, peer: &str, ext: &EhloExtensions) -> Self {
@@ -166,22 +202,42 @@ impl Reply {
     // ---- STARTTLS / AUTH ----
 
     pub fn command_not_supported() -> Self {
-        Reply::esc(503, (5, 5, 1), format!("{INVALID_COMMAND}: Command not supported"))
+        Reply::esc(
+            503,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Command not supported"),
+        )
     }
     pub fn channel_already_secured() -> Self {
-        Reply::esc(503, (5, 5, 1), format!("{INVALID_COMMAND}: Channel already secured"))
+        Reply::esc(
+            503,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Channel already secured"),
+        )
     }
     pub fn no_parameters_allowed() -> Self {
-        Reply::esc(501, (5, 5, 4), format!("{INVALID_ARGS}: No parameters allowed"))
+        Reply::esc(
+            501,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: No parameters allowed"),
+        )
     }
     pub fn ready_to_start_tls() -> Self {
         Reply::esc(220, (2, 0, 0), "Ready to start TLS")
     }
     pub fn already_authenticated() -> Self {
-        Reply::esc(503, (5, 5, 1), format!("{INVALID_COMMAND}: Already authenticated"))
+        Reply::esc(
+            503,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Already authenticated"),
+        )
     }
     pub fn no_parameters_given() -> Self {
-        Reply::esc(501, (5, 5, 4), format!("{INVALID_ARGS}: No parameters given"))
+        Reply::esc(
+            501,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: No parameters given"),
+        )
     }
     pub fn auth_method_not_supported(method: &str) -> Self {
         Reply::esc(
@@ -207,22 +263,42 @@ impl Reply {
     // ---- MAIL ----
 
     pub fn must_starttls() -> Self {
-        Reply::esc(530, (5, 5, 1), format!("{INVALID_COMMAND}: Must issue a STARTTLS command first"))
+        Reply::esc(
+            530,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Must issue a STARTTLS command first"),
+        )
     }
     pub fn must_auth() -> Self {
-        Reply::esc(530, (5, 5, 1), format!("{INVALID_COMMAND}: Must issue an AUTH command first"))
+        Reply::esc(
+            530,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: Must issue an AUTH command first"),
+        )
     }
     pub fn too_many_messages() -> Self {
-        Reply::esc(452, (4, 5, 3), "Too many recipients: Too many messages sent")
+        Reply::esc(
+            452,
+            (4, 5, 3),
+            "Too many recipients: Too many messages sent",
+        )
     }
     pub fn sender_syntax_error() -> Self {
         Reply::esc(553, (5, 1, 0), "Sender address syntax error")
     }
     pub fn mail_unsupported_option(opt: &str) -> Self {
-        Reply::esc(503, (5, 5, 4), format!("{INVALID_ARGS}: Unsupported option {opt}"))
+        Reply::esc(
+            503,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: Unsupported option {opt}"),
+        )
     }
     pub fn option_too_large(opt: &str) -> Self {
-        Reply::esc(503, (5, 5, 4), format!("{INVALID_ARGS}: option too large, truncated: {opt}"))
+        Reply::esc(
+            503,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: option too large, truncated: {opt}"),
+        )
     }
     pub fn sender_rejected() -> Self {
         Reply::new(530, None, "Sender rejected")
@@ -240,7 +316,11 @@ impl Reply {
         Reply::esc(501, (5, 1, 3), "Recipient address syntax error")
     }
     pub fn notify_never_combined() -> Self {
-        Reply::new(553, None, "NOTIFY option NEVER cannot be combined with other options")
+        Reply::new(
+            553,
+            None,
+            "NOTIFY option NEVER cannot be combined with other options",
+        )
     }
     pub fn orcpt_syntax_error() -> Self {
         Reply::new(553, None, "ORCPT address syntax error")
@@ -271,25 +351,45 @@ impl Reply {
         Reply::new(451, None, format!("Temporary failure: <{rcpt}>"))
     }
     pub fn expansion_problem(rcpt: &str) -> Self {
-        Reply::esc(524, (5, 2, 4), format!("Mailing list expansion problem: <{rcpt}>"))
+        Reply::esc(
+            524,
+            (5, 2, 4),
+            format!("Mailing list expansion problem: <{rcpt}>"),
+        )
     }
     pub fn expansion_problem_temp(rcpt: &str) -> Self {
-        Reply::esc(424, (4, 2, 4), format!("Mailing list expansion problem: <{rcpt}>"))
+        Reply::esc(
+            424,
+            (4, 2, 4),
+            format!("Mailing list expansion problem: <{rcpt}>"),
+        )
     }
 
     // ---- DATA ----
 
     pub fn no_recipient() -> Self {
-        Reply::esc(503, (5, 5, 4), format!("{INVALID_ARGS}: No recipient specified"))
+        Reply::esc(
+            503,
+            (5, 5, 4),
+            format!("{INVALID_ARGS}: No recipient specified"),
+        )
     }
     pub fn enter_mail() -> Self {
         Reply::new(354, None, "Enter mail, end with \".\" on a line by itself")
     }
     pub fn message_accepted(msgid: u32) -> Self {
-        Reply::esc(250, (2, 0, 0), format!("{msgid:08x} Message accepted for delivery"))
+        Reply::esc(
+            250,
+            (2, 0, 0),
+            format!("{msgid:08x} Message accepted for delivery"),
+        )
     }
     pub fn message_too_big() -> Self {
-        Reply::esc(554, (5, 3, 4), "Message too big for system: Transaction failed, message too big")
+        Reply::esc(
+            554,
+            (5, 3, 4),
+            "Message too big for system: Transaction failed, message too big",
+        )
     }
     pub fn loop_detected() -> Self {
         Reply::esc(500, (5, 4, 6), "Routing loop detected: Loop detected")
@@ -323,7 +423,11 @@ impl Reply {
         }
     }
     pub fn wiz() -> Self {
-        Reply::esc(500, (5, 5, 1), format!("{INVALID_COMMAND}: this feature is not supported yet ;-)"))
+        Reply::esc(
+            500,
+            (5, 5, 1),
+            format!("{INVALID_COMMAND}: this feature is not supported yet ;-)"),
+        )
     }
 }
 

@@ -184,7 +184,10 @@ pub enum Request {
     /// Check credentials → [`Session::auth_result`]. On a permanent
     /// failure the shell must wait a random 0–1 s before answering
     /// (OpenSMTPD's timing-attack pause).
-    Authenticate { username: Vec<u8>, password: Vec<u8> },
+    Authenticate {
+        username: Vec<u8>,
+        password: Vec<u8>,
+    },
 }
 
 /// Why the connection ends (`smtp disconnected reason=...`).
@@ -239,10 +242,18 @@ pub enum AuthLog {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogEvent {
     /// Any 4xx/5xx reply. `command` is already escaped like `strnvis`.
-    FailedCommand { command: String, result: String },
+    FailedCommand {
+        command: String,
+        result: String,
+    },
     /// A 4xx/5xx reply after bad input (line too long, pipelining).
-    BadInput { result: String },
-    Authentication { user: String, result: AuthLog },
+    BadInput {
+        result: String,
+    },
+    Authentication {
+        user: String,
+        result: AuthLog,
+    },
     /// A committed message. The shell adds one `smtp envelope` line per
     /// recipient with its envelope ids (see [`envelope_log_line`]).
     Message {
@@ -264,7 +275,9 @@ impl LogEvent {
             LogEvent::FailedCommand { command, result } => {
                 format!("{id:016x} smtp failed-command command=\"{command}\" result=\"{result}\"")
             }
-            LogEvent::BadInput { result } => format!("{id:016x} smtp bad-input result=\"{result}\""),
+            LogEvent::BadInput { result } => {
+                format!("{id:016x} smtp bad-input result=\"{result}\"")
+            }
             LogEvent::Authentication { user, result } => {
                 let r = match result {
                     AuthLog::Ok => "ok",
@@ -273,7 +286,13 @@ impl LogEvent {
                 };
                 format!("{id:016x} smtp authentication user={user} result={r}")
             }
-            LogEvent::Message { msgid, size, nrcpt, proto, .. } => {
+            LogEvent::Message {
+                msgid,
+                size,
+                nrcpt,
+                proto,
+                ..
+            } => {
                 format!("{id:016x} smtp message msgid={msgid:08x} size={size} nrcpt={nrcpt} proto={proto}")
             }
             LogEvent::LoopDetected => "warn: loop detected".into(),
@@ -299,7 +318,9 @@ pub enum Event {
     /// Append to the open message file.
     MessageData(Vec<u8>),
     /// Drop the message `msgid` from the queue.
-    Rollback { msgid: u32 },
+    Rollback {
+        msgid: u32,
+    },
     /// Flush all replies so far, then run the server-side TLS handshake and
     /// answer [`Session::tls_established`] or [`Session::tls_failed`].
     StartTls,
@@ -390,7 +411,10 @@ impl Session {
     /// connect-phase [`Request::Filter`], a [`Event::StartTls`] (smtps) or
     /// the banner.
     pub fn new(cfg: SessionConfig, conn: ConnectionInfo) -> Session {
-        let smtpname = conn.smtpname.clone().unwrap_or_else(|| cfg.hostname.clone());
+        let smtpname = conn
+            .smtpname
+            .clone()
+            .unwrap_or_else(|| cfg.hostname.clone());
         let local = conn.local_enqueue;
         let bounce = local && conn.rdns == "localhost";
         let mut s = Session {
@@ -447,7 +471,9 @@ impl Session {
     /// Whether the shell should read from the client now (after writing
     /// every pending reply).
     pub fn wants_read(&self) -> bool {
-        !self.closed && self.pending.is_none() && !matches!(self.state, State::New | State::Tls | State::Quit)
+        !self.closed
+            && self.pending.is_none()
+            && !matches!(self.state, State::New | State::Tls | State::Quit)
     }
 
     /// The inactivity timeout for the current wait, `None` once closed.
@@ -641,16 +667,25 @@ impl Session {
         let user = strnvis(&self.username, 256, false, true);
         match r {
             LookupResult::Ok => {
-                self.log(LogEvent::Authentication { user, result: AuthLog::Ok });
+                self.log(LogEvent::Authentication {
+                    user,
+                    result: AuthLog::Ok,
+                });
                 self.authenticated = true;
                 self.reply(Reply::auth_succeeded());
             }
             LookupResult::PermFail => {
-                self.log(LogEvent::Authentication { user, result: AuthLog::PermFail });
+                self.log(LogEvent::Authentication {
+                    user,
+                    result: AuthLog::PermFail,
+                });
                 self.reply(Reply::auth_failed());
             }
             LookupResult::TempFail => {
-                self.log(LogEvent::Authentication { user, result: AuthLog::TempFail });
+                self.log(LogEvent::Authentication {
+                    user,
+                    result: AuthLog::TempFail,
+                });
                 self.reply(Reply::temporary_failure());
             }
         }
@@ -842,7 +877,9 @@ impl Session {
     /// Returns true at end of data.
     fn data_line(&mut self, line: crate::data::RawLine) -> bool {
         let max = self.cfg.max_message_size;
-        let Some(tx) = self.tx.as_mut() else { return true };
+        let Some(tx) = self.tx.as_mut() else {
+            return true;
+        };
         let (dl, counted) = tx.dots.decode(line);
         let text = match dl {
             DataLine::End => return true,
@@ -855,7 +892,9 @@ impl Session {
         if tx.error.is_some() {
             return false;
         }
-        let Some(msg) = tx.msg.as_mut() else { return false };
+        let Some(msg) = tx.msg.as_mut() else {
+            return false;
+        };
         msg.line(&text);
         let out = msg.take_output();
         let err = msg.error();
@@ -877,7 +916,10 @@ impl Session {
     fn filter_phase(&mut self, phase: FilterPhase, param: String) {
         if self.cfg.filtered {
             let p = param.clone();
-            self.request(Pending::Filter { phase, param }, Request::Filter { phase, param: p });
+            self.request(
+                Pending::Filter { phase, param },
+                Request::Filter { phase, param: p },
+            );
         } else {
             self.proceed(phase, param);
         }
@@ -906,7 +948,9 @@ impl Session {
             FilterPhase::RcptTo => self.check_rcpt_to(args),
             FilterPhase::Data => self.check_data(None),
             FilterPhase::Rset => self.check_rset(None),
-            FilterPhase::Quit | FilterPhase::Noop | FilterPhase::Commit | FilterPhase::Connect => true,
+            FilterPhase::Quit | FilterPhase::Noop | FilterPhase::Commit | FilterPhase::Connect => {
+                true
+            }
         }
     }
 
@@ -996,7 +1040,11 @@ impl Session {
             Verb::Helo | Verb::Ehlo => {
                 let esmtp = verb == Verb::Ehlo;
                 if self.check_helo(a, esmtp) {
-                    let phase = if esmtp { FilterPhase::Ehlo } else { FilterPhase::Helo };
+                    let phase = if esmtp {
+                        FilterPhase::Ehlo
+                    } else {
+                        FilterPhase::Helo
+                    };
                     self.filter_phase(phase, text(a));
                 }
             }
@@ -1083,7 +1131,11 @@ impl Session {
             return false;
         }
         let Some(args) = args else {
-            self.reply(if esmtp { Reply::ehlo_requires_domain() } else { Reply::helo_requires_domain() });
+            self.reply(if esmtp {
+                Reply::ehlo_requires_domain()
+            } else {
+                Reply::helo_requires_domain()
+            });
             return false;
         };
         if !valid_domainpart(args) {
@@ -1235,7 +1287,10 @@ impl Session {
         let msgid = tx.msgid;
         match parse_rcpt_to(args, &smtpname, dsn, &mut tx.notify) {
             Ok(rcpt) => {
-                self.request(Pending::Recipient(rcpt.clone()), Request::CheckRecipient { msgid, rcpt });
+                self.request(
+                    Pending::Recipient(rcpt.clone()),
+                    Request::CheckRecipient { msgid, rcpt },
+                );
             }
             Err(r) => self.reply(r),
         }
@@ -1250,7 +1305,11 @@ impl Session {
             return;
         };
         let sender_text = tx.mail.sender.to_string();
-        let rcpt = if tx.rcpts.len() == 1 { tx.rcpts.first().cloned() } else { None };
+        let rcpt = if tx.rcpts.len() == 1 {
+            tx.rcpts.first().cloned()
+        } else {
+            None
+        };
         let username = String::from_utf8_lossy(&self.username).into_owned();
         let header = received_header(&ReceivedInfo {
             helo: &self.helo,
@@ -1328,7 +1387,10 @@ impl Session {
     }
 
     fn proceed_auth(&mut self, args: &[u8]) {
-        let sep = args.iter().position(|&c| c == b' ').or_else(|| args.iter().position(|&c| c == b'\t'));
+        let sep = args
+            .iter()
+            .position(|&c| c == b' ')
+            .or_else(|| args.iter().position(|&c| c == b'\t'));
         let (method, rest) = match sep {
             Some(p) => (&args[..p], Some(&args[p + 1..])),
             None => (args, None),
@@ -1383,7 +1445,10 @@ impl Session {
             None => pass,
         };
         self.username = user.to_vec();
-        let req = Request::Authenticate { username: user.to_vec(), password: pass.to_vec() };
+        let req = Request::Authenticate {
+            username: user.to_vec(),
+            password: pass.to_vec(),
+        };
         self.request(Pending::Auth, req);
     }
 
@@ -1415,7 +1480,10 @@ impl Session {
                     p.truncate(n);
                 }
                 self.password = p.clone();
-                let req = Request::Authenticate { username: self.username.clone(), password: p };
+                let req = Request::Authenticate {
+                    username: self.username.clone(),
+                    password: p,
+                };
                 self.request(Pending::Auth, req);
             }
             _ => self.auth_abort(),

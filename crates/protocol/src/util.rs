@@ -51,7 +51,11 @@ fn vis_char(c: u8, next: u8, cstyle: bool, white: bool) -> String {
             return s.into();
         }
         if c == 0 {
-            return if (b'0'..=b'7').contains(&next) { "\\000".into() } else { "\\0".into() };
+            return if (b'0'..=b'7').contains(&next) {
+                "\\000".into()
+            } else {
+                "\\0".into()
+            };
         }
     }
     if c & 0x7f == b' ' {
@@ -196,7 +200,10 @@ mod tests {
             "XYZ\tx\\^A\\M-i\\\\ \"q\"\r\\^?"
         );
         assert_eq!(strnvis(b"X\x00junk", 4096, true, false), "X");
-        assert_eq!(strnvis(b"X\x081\x07\x1b\x0c\x80\xff", 4096, true, false), "X\x081\x07\\^[\\f\\M^@\\M^?");
+        assert_eq!(
+            strnvis(b"X\x081\x07\x1b\x0c\x80\xff", 4096, true, false),
+            "X\x081\x07\\^[\\f\\M^@\\M^?"
+        );
         assert_eq!(strnvis(b"\x0b\xa0", 4096, true, false), "\\v\\240");
         assert_eq!(strnvis(b"a b\tc", 4096, false, true), "a\\040b\\^Ic");
     }
@@ -209,7 +216,10 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(b64_pton(b"AGZvbwBiYXI=", 1023).as_deref(), Some(&b"\0foo\0bar"[..]));
+        assert_eq!(
+            b64_pton(b"AGZvbwBiYXI=", 1023).as_deref(),
+            Some(&b"\0foo\0bar"[..])
+        );
         assert_eq!(b64_pton(b"Zm9v", 100).as_deref(), Some(&b"foo"[..]));
         assert_eq!(b64_pton(b"Zm8=", 100).as_deref(), Some(&b"fo"[..]));
         assert_eq!(b64_pton(b"Zg==", 100).as_deref(), Some(&b"f"[..]));
