@@ -4,7 +4,15 @@
 //! that answers lookups itself) and every backend a set of *services* (the lookups it can answer).
 //! Each use of a table in the grammar checks both; [`Table::usable_for`] is that check.
 
-use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use indexmap::IndexMap;
+use rustc_hash::FxHasher;
+
+/// Table entries: insertion-ordered (for the dump), one per key, and fast to build for tables of
+/// millions of entries. FxHash is fine here: keys come from the administrator's files, and a
+/// lookup with a client-chosen key cannot degrade the table's shape.
+pub type Entries = IndexMap<String, Option<String>, BuildHasherDefault<FxHasher>>;
 
 /// The shape of a table's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +80,7 @@ pub struct Table {
     pub kind: TableKind,
     /// Entries in the order they were given; keys are lower-cased as OpenSMTPD stores them. A list
     /// entry has no value. A key given twice keeps its first position and its last value.
-    pub entries: Vec<(String, Option<String>)>,
-    index: HashMap<String, usize>,
+    pub entries: Entries,
 }
 
 impl Table {
@@ -87,8 +94,7 @@ impl Table {
             anonymous,
             source,
             kind,
-            entries: Vec::new(),
-            index: HashMap::new(),
+            entries: Entries::default(),
         }
     }
 
@@ -113,17 +119,12 @@ impl Table {
     }
 
     fn insert(&mut self, key: String, value: Option<String>) {
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].1 = value,
-            None => {
-                self.index.insert(key.clone(), self.entries.len());
-                self.entries.push((key, value));
-            }
-        }
+        self.entries.insert(key, value);
     }
 
-    pub fn get(&self, key: &str) -> Option<&(String, Option<String>)> {
-        self.index.get(key).map(|&i| &self.entries[i])
+    /// The entry for a (lower-cased) key: `Some(None)` for a list entry, `Some(Some(v))` for a map.
+    pub fn get(&self, key: &str) -> Option<&Option<String>> {
+        self.entries.get(key)
     }
 
     pub fn len(&self) -> usize {
@@ -147,11 +148,10 @@ impl Table {
 
     /// `table_check_use(t, T_DYNAMIC|need, service)`.
     pub fn usable_for(&self, need: Need, s: Service) -> bool {
-        let kind_ok = match (self.kind, need) {
-            (TableKind::Dynamic, _) => true,
-            (TableKind::List, Need::List) | (TableKind::Hash, Need::Hash) => true,
-            _ => false,
-        };
+        let kind_ok = matches!(
+            (self.kind, need),
+            (TableKind::Dynamic, _) | (TableKind::List, Need::List) | (TableKind::Hash, Need::Hash)
+        );
         kind_ok && self.serves(s)
     }
 
@@ -163,28 +163,34 @@ impl Table {
     /// a `# @list` comment comes first. An empty file is a hash.
     pub fn load_static(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
         self.entries.clear();
-        self.index.clear();
+        self.entries
+            .reserve(data.iter().filter(|&&b| b == b'\n').count() + 1);
         let mut kind = TableKind::Empty;
-        for (n, raw) in data.split(|&b| b == b'\n').enumerate() {
+        // One UTF-8 check for the whole file (borrowed when valid, as it nearly always is) rather
+        // than one per line: this loop runs a million times for a large alias file.
+        let whole = String::from_utf8_lossy(data);
+        for (n, raw) in whole.split('\n').enumerate() {
             let lineno = n + 1;
-            let line = trim_c_space(raw);
-            if line.is_empty() {
+            let text = raw.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+            if text.is_empty() {
                 continue;
             }
-            if line[0] == b'#' {
-                if kind == TableKind::Empty && trim_c_space(&line[1..]) == b"@list" {
+            if let Some(comment) = text.strip_prefix('#') {
+                if kind == TableKind::Empty
+                    && comment.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8))
+                        == "@list"
+                {
                     kind = TableKind::List;
                 }
                 continue;
             }
             if kind == TableKind::Empty {
-                kind = if line.iter().any(|&b| b == b' ' || b == b'\t' || b == b':') {
+                kind = if text.bytes().any(|b| b == b' ' || b == b'\t' || b == b':') {
                     TableKind::Hash
                 } else {
                     TableKind::List
                 };
             }
-            let text = String::from_utf8_lossy(line);
             if kind == TableKind::List {
                 self.insert(text.to_ascii_lowercase(), None);
                 continue;
@@ -207,7 +213,7 @@ impl Table {
             if i >= rest.len() {
                 return Err(format!("{}: invalid map entry line {}", path, lineno));
             }
-            let value = String::from_utf8_lossy(&rest[i..]).into_owned();
+            let value = text[sep + 1 + i..].to_string();
             self.insert(key.to_ascii_lowercase(), Some(value));
         }
         self.kind = if kind == TableKind::Empty {
@@ -239,22 +245,6 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-fn trim_c_space(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_c_space(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_c_space(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,13 +268,10 @@ mod tests {
     fn file_values() {
         let t = load("Root:  foo, bar\npostmaster: root\nx\ty\nk: : v\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.get("root").and_then(|e| e.1.as_deref()), Some("foo, bar"));
-        assert_eq!(
-            t.get("postmaster").and_then(|e| e.1.as_deref()),
-            Some("root")
-        );
-        assert_eq!(t.get("x").and_then(|e| e.1.as_deref()), Some("y"));
-        assert_eq!(t.get("k").and_then(|e| e.1.as_deref()), Some("v"));
+        assert_eq!(t.get("root").and_then(|v| v.as_deref()), Some("foo, bar"));
+        assert_eq!(t.get("postmaster").and_then(|v| v.as_deref()), Some("root"));
+        assert_eq!(t.get("x").and_then(|v| v.as_deref()), Some("y"));
+        assert_eq!(t.get("k").and_then(|v| v.as_deref()), Some("v"));
         // a key whose line has no value in a hash
         assert_eq!(
             load("a b\nlonely\n").err(),
@@ -307,7 +294,7 @@ mod tests {
         assert!(h.add("k", Some("1")));
         assert!(h.add("K", Some("2")));
         assert_eq!(h.len(), 1);
-        assert_eq!(h.get("k").and_then(|e| e.1.as_deref()), Some("2"));
+        assert_eq!(h.get("k").and_then(|v| v.as_deref()), Some("2"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use rsmtpd_config::{parse_file, StaticEnvironment};
 fn env_with(text: &[u8]) -> StaticEnvironment {
     let mut e = StaticEnvironment::typical();
     e.files.push(("/c.conf".into(), text.to_vec()));
-    e.files.push(("/inc.conf".into(), b"include \"/c.conf\"\n".to_vec()));
+    e.files
+        .push(("/inc.conf".into(), b"include \"/c.conf\"\n".to_vec()));
     e.files.push(("/t".into(), b"a b\nc d\n".to_vec()));
     e
 }
@@ -22,9 +23,34 @@ fn token() -> impl Strategy<Value = String> {
         .map(str::to_string)
         .chain(
             [
-                "{", "}", "<", ">", "!", "=", "=>", ",", "\n", "\\\n", "\"q s\"", "'x'", "$m",
-                "m = v", "10", "-3", "4h", "10M", "/t", "file:/t", "<t>", "lo", "::1", "#c",
-                "\"", "include \"/inc.conf\"", "\0", "%{rcpt}",
+                "{",
+                "}",
+                "<",
+                ">",
+                "!",
+                "=",
+                "=>",
+                ",",
+                "\n",
+                "\\\n",
+                "\"q s\"",
+                "'x'",
+                "$m",
+                "m = v",
+                "10",
+                "-3",
+                "4h",
+                "10M",
+                "/t",
+                "file:/t",
+                "<t>",
+                "lo",
+                "::1",
+                "#c",
+                "\"",
+                "include \"/inc.conf\"",
+                "\0",
+                "%{rcpt}",
             ]
             .iter()
             .map(|s| s.to_string()),
@@ -59,7 +85,10 @@ fn value() -> impl Strategy<Value = String> {
 /// One generated configuration, written as an administrator might write it.
 fn config() -> impl Strategy<Value = String> {
     let tables = prop::collection::vec(
-        (prop::bool::ANY, prop::collection::vec((value(), value()), 1..4)),
+        (
+            prop::bool::ANY,
+            prop::collection::vec((value(), value()), 1..4),
+        ),
         1..4,
     );
     let phases = prop::sample::select(vec![
@@ -124,60 +153,87 @@ fn config() -> impl Strategy<Value = String> {
         "auth",
     ]);
     let matches = prop::collection::vec(
-        (prop::collection::vec((prop::bool::ANY, crit), 0..3), prop::option::of(0usize..4)),
+        (
+            prop::collection::vec((prop::bool::ANY, crit), 0..3),
+            prop::option::of(0usize..4),
+        ),
         1..5,
     );
-    (tables, filters, actions, listens, matches).prop_map(|(tables, filters, actions, listens, matches)| {
-        let mut out = String::new();
-        for (i, (is_map, entries)) in tables.iter().enumerate() {
-            let items: Vec<String> = entries
-                .iter()
-                .map(|(k, v)| if *is_map { format!("{} = {}", quote(k), quote(v)) } else { quote(k) })
-                .collect();
-            out.push_str(&format!("table t{} {{ {} }}\n", i, items.join(", ")));
-        }
-        for (i, ((phase, check), neg, decision)) in filters.iter().enumerate() {
-            let decision = if *phase == "commit" && (*decision == "junk" || *decision == "bypass") {
-                "reject \"550 no\""
-            } else {
-                decision
-            };
-            out.push_str(&format!(
-                "filter f{} phase {} match {}{} {}\n",
-                i, phase, if *neg { "!" } else { "" }, check, decision
-            ));
-        }
-        if filters.len() > 1 {
-            out.push_str("filter ch chain { f0, f1 }\n");
-        }
-        for (i, (m, ttl)) in actions.iter().enumerate() {
-            let ttl = ttl.as_ref().map(|t| format!(" ttl {}", t)).unwrap_or_default();
-            out.push_str(&format!("action a{} {}{}\n", i, m, ttl));
-        }
-        for (on, port, tag, filt) in &listens {
-            let mut l = format!("listen on {}", on);
-            if let Some(p) = port { l.push_str(&format!(" port {}", p)); }
-            if let Some(t) = tag { l.push_str(&format!(" tag {}", t)); }
-            if *filt && !filters.is_empty() { l.push_str(" filter f0"); }
-            out.push_str(&l);
-            out.push('\n');
-        }
-        for (crits, action) in &matches {
-            let mut m = String::from("match");
-            for (neg, c) in crits {
-                m.push(' ');
-                if *neg { m.push('!'); }
-                m.push_str(c);
+    (tables, filters, actions, listens, matches).prop_map(
+        |(tables, filters, actions, listens, matches)| {
+            let mut out = String::new();
+            for (i, (is_map, entries)) in tables.iter().enumerate() {
+                let items: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| {
+                        if *is_map {
+                            format!("{} = {}", quote(k), quote(v))
+                        } else {
+                            quote(k)
+                        }
+                    })
+                    .collect();
+                out.push_str(&format!("table t{} {{ {} }}\n", i, items.join(", ")));
             }
-            match action {
-                Some(a) if *a < actions.len() => m.push_str(&format!(" action a{}", a)),
-                _ => m.push_str(" reject"),
+            for (i, ((phase, check), neg, decision)) in filters.iter().enumerate() {
+                let decision =
+                    if *phase == "commit" && (*decision == "junk" || *decision == "bypass") {
+                        "reject \"550 no\""
+                    } else {
+                        decision
+                    };
+                out.push_str(&format!(
+                    "filter f{} phase {} match {}{} {}\n",
+                    i,
+                    phase,
+                    if *neg { "!" } else { "" },
+                    check,
+                    decision
+                ));
             }
-            out.push_str(&m);
-            out.push('\n');
-        }
-        out
-    })
+            if filters.len() > 1 {
+                out.push_str("filter ch chain { f0, f1 }\n");
+            }
+            for (i, (m, ttl)) in actions.iter().enumerate() {
+                let ttl = ttl
+                    .as_ref()
+                    .map(|t| format!(" ttl {}", t))
+                    .unwrap_or_default();
+                out.push_str(&format!("action a{} {}{}\n", i, m, ttl));
+            }
+            for (on, port, tag, filt) in &listens {
+                let mut l = format!("listen on {}", on);
+                if let Some(p) = port {
+                    l.push_str(&format!(" port {}", p));
+                }
+                if let Some(t) = tag {
+                    l.push_str(&format!(" tag {}", t));
+                }
+                if *filt && !filters.is_empty() {
+                    l.push_str(" filter f0");
+                }
+                out.push_str(&l);
+                out.push('\n');
+            }
+            for (crits, action) in &matches {
+                let mut m = String::from("match");
+                for (neg, c) in crits {
+                    m.push(' ');
+                    if *neg {
+                        m.push('!');
+                    }
+                    m.push_str(c);
+                }
+                match action {
+                    Some(a) if *a < actions.len() => m.push_str(&format!(" action a{}", a)),
+                    _ => m.push_str(" reject"),
+                }
+                out.push_str(&m);
+                out.push('\n');
+            }
+            out
+        },
+    )
 }
 
 proptest! {

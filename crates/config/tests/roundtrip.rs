@@ -20,7 +20,11 @@ fn corpus_configs_round_trip() {
         .collect();
     files.sort();
     for f in files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         let out = parse_file(&name, &env, &strict());
         let Some(c) = out.config else { continue };
         assert_round_trip(&env, &c);

@@ -7,7 +7,11 @@ use common::*;
 use rsmtpd_config::*;
 
 fn seed(name: &str) -> String {
-    let p = format!("{}/../../../shared/seed/configs/{}", env!("CARGO_MANIFEST_DIR"), name);
+    let p = format!(
+        "{}/../../../shared/seed/configs/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        name
+    );
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
@@ -34,14 +38,22 @@ fn map(c: &Config, t: &str) -> Vec<(String, String)> {
 }
 
 fn builtin(c: &Config, name: &str) -> BuiltinFilter {
-    match &c.filter(name).unwrap_or_else(|| panic!("no filter {name}")).kind {
+    match &c
+        .filter(name)
+        .unwrap_or_else(|| panic!("no filter {name}"))
+        .kind
+    {
         FilterKind::Builtin(b) => b.clone(),
         k => panic!("{name} is {k:?}"),
     }
 }
 
 fn chain(c: &Config, name: &str) -> Vec<String> {
-    match &c.filter(name).unwrap_or_else(|| panic!("no filter {name}")).kind {
+    match &c
+        .filter(name)
+        .unwrap_or_else(|| panic!("no filter {name}"))
+        .kind
+    {
         FilterKind::Chain(v) => v.clone(),
         k => panic!("{name} is {k:?}"),
     }
@@ -65,9 +77,17 @@ fn step1_listen() {
     assert_eq!(c.listeners.len(), 1);
     let l = &c.listeners[0];
     assert_eq!(l.on, "::1");
-    assert_eq!(l.addrs, vec!["::1".parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{e}"))]);
+    assert_eq!(
+        l.addrs,
+        vec!["::1"
+            .parse::<std::net::IpAddr>()
+            .unwrap_or_else(|e| panic!("{e}"))]
+    );
     assert_eq!(l.port, 2525);
-    assert_eq!((l.tls, l.auth.clone(), l.filter.clone()), (None, None, None));
+    assert_eq!(
+        (l.tls, l.auth.clone(), l.filter.clone()),
+        (None, None, None)
+    );
     assert!(!l.no_dsn, "DSN is on by default");
 }
 
@@ -77,12 +97,22 @@ fn step2_dns_filters() {
     let r = builtin(&c, "check_rdns");
     assert_eq!(
         (r.phase, r.negate, r.check.clone(), r.decision.clone()),
-        (Phase::Connect, true, FilterCheck::Rdns, Decision::Disconnect("550 no rDNS please fix".into()))
+        (
+            Phase::Connect,
+            true,
+            FilterCheck::Rdns,
+            Decision::Disconnect("550 no rDNS please fix".into())
+        )
     );
     let f = builtin(&c, "check_fcrdns");
     assert_eq!(
         (f.phase, f.negate, f.check.clone(), f.decision.clone()),
-        (Phase::Connect, true, FilterCheck::Fcrdns, Decision::Disconnect("550 no FCrDNS please fix".into()))
+        (
+            Phase::Connect,
+            true,
+            FilterCheck::Fcrdns,
+            Decision::Disconnect("550 no FCrDNS please fix".into())
+        )
     );
     assert_eq!(chain(&c, "check_dns"), vec!["check_rdns", "check_fcrdns"]);
     assert_eq!(c.listeners[0].filter.as_deref(), Some("check_dns"));
@@ -104,9 +134,19 @@ fn users_and_aliases(c: &Config) {
             ("bar".into(), "2000:2000:/var/empty".into())
         ]
     );
-    let a = c.action("local_mail").unwrap_or_else(|| panic!("no action"));
-    let Method::Local(d) = &a.method else { panic!("local") };
-    assert_eq!(d.method, LocalMethod::Maildir { path: None, junk: false });
+    let a = c
+        .action("local_mail")
+        .unwrap_or_else(|| panic!("no action"));
+    let Method::Local(d) = &a.method else {
+        panic!("local")
+    };
+    assert_eq!(
+        d.method,
+        LocalMethod::Maildir {
+            path: None,
+            junk: false
+        }
+    );
     assert_eq!(d.alias.as_deref(), Some("aliases"));
     assert_eq!(d.userbase, "users");
     assert_eq!(d.virtual_, None);
@@ -143,7 +183,13 @@ fn step4_domain() {
     let c = ok("4-domain-fixed.conf");
     users_and_aliases(&c);
     let f = c.rules[0].for_.clone().unwrap_or_else(|| panic!("for"));
-    let For::Domain { table, regex: false } = &f.test else { panic!("{f:?}") };
+    let For::Domain {
+        table,
+        regex: false,
+    } = &f.test
+    else {
+        panic!("{f:?}")
+    };
     assert!(!f.negate);
     assert!(c.table(table).is_some_and(|t| t.anonymous));
     assert_eq!(list(&c, table), vec!["bsdsx.fr"]);
@@ -154,23 +200,43 @@ fn step5_domains_table() {
     let c = ok("5-domains-table.conf");
     assert_eq!(list(&c, "domains"), vec!["bsdsx.fr", "*.bsdsx.fr"]);
     let f = c.rules[0].for_.clone().unwrap_or_else(|| panic!("for"));
-    assert_eq!(f.test, For::Domain { table: "domains".into(), regex: false });
+    assert_eq!(
+        f.test,
+        For::Domain {
+            table: "domains".into(),
+            regex: false
+        }
+    );
 }
 
 #[test]
 fn step6_mail_from() {
     let c = ok("6-mail-from.conf");
     assert_eq!(list(&c, "trusted"), vec!["2001:db8:666::/64"]);
-    assert_eq!(list(&c, "myfroms"), vec!["@bsdsx\\.fr$", "@.*\\.bsdsx\\.fr$"]);
+    assert_eq!(
+        list(&c, "myfroms"),
+        vec!["@bsdsx\\.fr$", "@.*\\.bsdsx\\.fr$"]
+    );
     let t = builtin(&c, "check_trusted");
     assert_eq!(
         (t.phase, t.negate, t.check.clone(), t.decision.clone()),
-        (Phase::MailFrom, false, FilterCheck::SrcTable("trusted".into()), Decision::Bypass)
+        (
+            Phase::MailFrom,
+            false,
+            FilterCheck::SrcTable("trusted".into()),
+            Decision::Bypass
+        )
     );
     let m = builtin(&c, "check_myfroms");
     assert_eq!(m.check, FilterCheck::MailFromRegex("myfroms".into()));
-    assert_eq!(m.decision, Decision::Disconnect("550 invalid mail from".into()));
-    assert_eq!(chain(&c, "check_mail_from"), vec!["check_trusted", "check_myfroms"]);
+    assert_eq!(
+        m.decision,
+        Decision::Disconnect("550 invalid mail from".into())
+    );
+    assert_eq!(
+        chain(&c, "check_mail_from"),
+        vec!["check_trusted", "check_myfroms"]
+    );
     assert_eq!(c.listeners[0].filter.as_deref(), Some("check_mail_from"));
 }
 
@@ -181,14 +247,26 @@ fn step7_deliver() {
     assert_eq!(builtin(&c, "check_fcrdns").decision, Decision::Junk);
     assert_eq!(
         chain(&c, "filters"),
-        vec!["check_rdns", "check_fcrdns", "check_trusted", "check_myfroms"]
+        vec![
+            "check_rdns",
+            "check_fcrdns",
+            "check_trusted",
+            "check_myfroms"
+        ]
     );
     assert_eq!(c.listeners[0].filter.as_deref(), Some("filters"));
-    let Method::Local(d) = &c.action("local_mail").unwrap_or_else(|| panic!("action")).method
+    let Method::Local(d) = &c
+        .action("local_mail")
+        .unwrap_or_else(|| panic!("action"))
+        .method
     else {
         panic!("local")
     };
-    let LocalMethod::Maildir { path: Some(p), junk: true } = &d.method else {
+    let LocalMethod::Maildir {
+        path: Some(p),
+        junk: true,
+    } = &d.method
+    else {
         panic!("{:?}", d.method)
     };
     assert_eq!(p.raw, "/opt/vmail/%{user.username}");

@@ -3,6 +3,7 @@
 mod pki;
 mod system;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, Command};
@@ -132,10 +133,14 @@ fn main() -> ExitCode {
     }
     if m.get_flag("n") {
         if m.get_count("v") > 0 {
-            print!("{}", dump(&conf));
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(dump(&conf).as_bytes());
+            let _ = out.flush();
         }
         eprintln!("configuration OK");
-        return ExitCode::SUCCESS;
+        // Exit without dropping the config: freeing millions of table entries one by one costs
+        // a third of the time of checking a config with a large alias file, for nothing.
+        std::process::exit(0);
     }
     // Sessions, queue and delivery are not written yet: the daemon checks its config and stops.
     eprintln!("smtpd: the daemon is not implemented yet; use -n to check a configuration");
