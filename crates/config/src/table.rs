@@ -199,7 +199,7 @@ impl Table {
                 return Err(format!("{}: invalid map entry line {}", path, lineno));
             };
             let key = &text[..sep];
-            let rest = text[sep + 1..].as_bytes();
+            let rest = &text.as_bytes()[sep + 1..];
             let mut i = 0;
             while i < rest.len() {
                 let b = rest[i];
