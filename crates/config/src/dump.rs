@@ -432,7 +432,7 @@ impl Dumper<'_> {
                         LocalOpt::Virtual => {
                             format!("virtual {}", self.tref(d.virtual_.as_deref().unwrap_or("")))
                         }
-                        LocalOpt::Userbase => format!("userbase {}", self.tref(&d.userbase)),
+                        LocalOpt::Userbase => format!("userbase {}", self.tref(d.userbase())),
                         LocalOpt::Wrapper => {
                             format!("wrapper {}", quote(d.wrapper.as_deref().unwrap_or("")))
                         }
@@ -480,99 +480,62 @@ impl Dumper<'_> {
         s
     }
 
-    fn table_test(&self, kw: &str, neg: bool, t: &TableTest) -> String {
-        format!(
-            "{}{} {}{}",
-            if neg { "!" } else { "" },
-            kw,
-            if t.regex { "regex " } else { "" },
-            self.tref(&t.table)
-        )
+    /// `[!]KW [regex] TABLE`, or just `[!]KW` without a table.
+    fn criterion(&self, kw: &str, neg: bool, t: Option<&TableTest>) -> String {
+        let mut s = format!("{}{}", if neg { "!" } else { "" }, kw);
+        if let Some(t) = t {
+            s.push(' ');
+            if t.regex {
+                s.push_str("regex ");
+            }
+            s.push_str(&self.tref(&t.table));
+        }
+        s
+    }
+
+    fn table_criterion(&self, kw: &str, c: &Option<Criterion<TableTest>>) -> String {
+        match c {
+            Some(c) => self.criterion(kw, c.negate, Some(&c.test)),
+            None => String::new(),
+        }
     }
 
     fn rule(&self, r: &Rule) -> String {
         let mut s = String::from("match");
-        let bang = |n: bool| if n { "!" } else { "" };
         for w in &r.written {
             let part = match w {
-                Written::From => {
-                    let Some(f) = &r.from else { continue };
-                    let opt_t = |t: &Option<(String, bool)>| match t {
-                        Some((t, true)) => format!(" regex {}", self.tref(t)),
-                        Some((t, false)) => format!(" {}", self.tref(t)),
-                        None => String::new(),
-                    };
-                    match &f.test {
-                        From::Any => format!("{}from any", bang(f.negate)),
-                        From::Local => format!("{}from local", bang(f.negate)),
-                        From::Socket => format!("{}from socket", bang(f.negate)),
-                        From::Src { table, regex } => format!(
-                            "{}from src {}{}",
-                            bang(f.negate),
-                            if *regex { "regex " } else { "" },
-                            self.tref(table)
-                        ),
-                        From::Rdns(t) => format!("{}from rdns{}", bang(f.negate), opt_t(t)),
-                        From::Auth(t) => {
-                            let neg = r.auth.as_ref().is_some_and(|a| a.negate);
-                            format!("{}from auth{}", bang(neg), opt_t(t))
-                        }
-                        From::MailFrom { table, regex } => {
-                            let neg = r.mail_from.as_ref().is_some_and(|a| a.negate);
-                            format!(
-                                "{}from mail-from {}{}",
-                                bang(neg),
-                                if *regex { "regex " } else { "" },
-                                self.tref(table)
-                            )
-                        }
-                    }
-                }
-                Written::For => {
-                    let Some(f) = &r.for_ else { continue };
-                    match &f.test {
-                        For::Any => format!("{}for any", bang(f.negate)),
-                        For::Local => format!("{}for local", bang(f.negate)),
-                        For::Domain { table, regex } => format!(
-                            "{}for domain {}{}",
-                            bang(f.negate),
-                            if *regex { "regex " } else { "" },
-                            self.tref(table)
-                        ),
-                        For::RcptTo { table, regex } => {
-                            let neg = r.rcpt_to.as_ref().is_some_and(|a| a.negate);
-                            format!(
-                                "{}for rcpt-to {}{}",
-                                bang(neg),
-                                if *regex { "regex " } else { "" },
-                                self.tref(table)
-                            )
-                        }
-                    }
-                }
-                Written::Tag => match &r.tag {
-                    Some(c) => self.table_test("tag", c.negate, &c.test),
-                    None => continue,
-                },
-                Written::Helo => match &r.helo {
-                    Some(c) => self.table_test("helo", c.negate, &c.test),
-                    None => continue,
-                },
-                Written::MailFrom => match &r.mail_from {
-                    Some(c) => self.table_test("mail-from", c.negate, &c.test),
-                    None => continue,
-                },
-                Written::RcptTo => match &r.rcpt_to {
-                    Some(c) => self.table_test("rcpt-to", c.negate, &c.test),
-                    None => continue,
-                },
-                Written::Tls => format!("{}tls", bang(r.tls == Some(false))),
-                Written::Auth => match &r.auth {
-                    Some(c) => match &c.test {
-                        Some(t) => self.table_test("auth", c.negate, t),
-                        None => format!("{}auth", bang(c.negate)),
+                Written::From => match &r.from {
+                    Some(f) => match &f.test {
+                        From::Any => self.criterion("from any", f.negate, None),
+                        From::Local => self.criterion("from local", f.negate, None),
+                        From::Socket => self.criterion("from socket", f.negate, None),
+                        From::Src(t) => self.criterion("from src", f.negate, Some(t)),
+                        From::Rdns(t) => self.criterion("from rdns", f.negate, t.as_ref()),
+                        From::Auth => match &r.auth {
+                            Some(a) => self.criterion("from auth", a.negate, a.test.as_ref()),
+                            None => String::new(),
+                        },
+                        From::MailFrom => self.table_criterion("from mail-from", &r.mail_from),
                     },
-                    None => continue,
+                    None => String::new(),
+                },
+                Written::For => match &r.for_ {
+                    Some(f) => match &f.test {
+                        For::Any => self.criterion("for any", f.negate, None),
+                        For::Local => self.criterion("for local", f.negate, None),
+                        For::Domain(t) => self.criterion("for domain", f.negate, Some(t)),
+                        For::RcptTo => self.table_criterion("for rcpt-to", &r.rcpt_to),
+                    },
+                    None => String::new(),
+                },
+                Written::Tag => self.table_criterion("tag", &r.tag),
+                Written::Helo => self.table_criterion("helo", &r.helo),
+                Written::MailFrom => self.table_criterion("mail-from", &r.mail_from),
+                Written::RcptTo => self.table_criterion("rcpt-to", &r.rcpt_to),
+                Written::Tls => self.criterion("tls", r.tls == Some(false), None),
+                Written::Auth => match &r.auth {
+                    Some(c) => self.criterion("auth", c.negate, c.test.as_ref()),
+                    None => String::new(),
                 },
             };
             s.push(' ');

@@ -299,6 +299,34 @@ impl<'e> Lexer<'e> {
         });
     }
 
+    /// A lexical error: reported, the rest of the line skipped, and the grammar sees `ERROR` (a
+    /// token no rule accepts), so a `syntax error` follows as in OpenSMTPD.
+    fn lex_error(&mut self, msg: String) -> Tok {
+        self.yyerror(msg);
+        self.findeol();
+        Tok::Char(0xff)
+    }
+
+    /// Appends `first` and the bytes after it while `more` accepts them; puts the first refused
+    /// input back and returns it. None when the token grows too long.
+    fn read_run(&mut self, buf: &mut Vec<u8>, first: u8, more: fn(u8) -> bool) -> Option<In> {
+        let mut c = first;
+        loop {
+            buf.push(c);
+            if buf.len() >= MAX_TOKEN {
+                return None;
+            }
+            let next = self.lgetc();
+            match next {
+                In::Byte(d) if more(d) => c = d,
+                _ => {
+                    self.lungetc(next);
+                    return Some(next);
+                }
+            }
+        }
+    }
+
     /// The next token. After a lexical error (reported here) the rest of the line is skipped and
     /// the grammar sees an `ERROR` token, which is always a syntax error for it.
     pub fn next_token(&mut self) -> Tok {
@@ -326,9 +354,7 @@ impl<'e> Lexer<'e> {
                         _ => 0,
                     };
                     if buf.len() + 1 >= MAX_TOKEN - 1 {
-                        self.yyerror("string too long".into());
-                        self.findeol();
-                        return Tok::Char(0xff);
+                        return self.lex_error("string too long".into());
                     }
                     if b.is_ascii_alphanumeric() || b == b'_' {
                         buf.push(b);
@@ -339,9 +365,7 @@ impl<'e> Lexer<'e> {
                 }
                 let name = String::from_utf8_lossy(&buf).into_owned();
                 let Some(val) = self.symget(&name) else {
-                    self.yyerror(format!("macro '{}' not defined", name));
-                    self.findeol();
-                    return Tok::Char(0xff);
+                    return self.lex_error(format!("macro '{}' not defined", name));
                 };
                 self.lungetc(In::DoneExpand);
                 for b in val.bytes().rev() {
@@ -390,14 +414,10 @@ impl<'e> Lexer<'e> {
                     } else if c == quotec {
                         break;
                     } else if c == 0 {
-                        self.yyerror("syntax error".into());
-                        self.findeol();
-                        return Tok::Char(0xff);
+                        return self.lex_error("syntax error".into());
                     }
                     if buf.len() + 1 >= MAX_TOKEN - 1 {
-                        self.yyerror("string too long".into());
-                        self.findeol();
-                        return Tok::Char(0xff);
+                        return self.lex_error("string too long".into());
                     }
                     buf.push(c);
                 }
@@ -406,21 +426,9 @@ impl<'e> Lexer<'e> {
 
             let mut c = b;
             if c == b'-' || c.is_ascii_digit() {
-                let mut next;
-                loop {
-                    buf.push(c);
-                    if buf.len() >= MAX_TOKEN {
-                        self.yyerror("string too long".into());
-                        self.findeol();
-                        return Tok::Char(0xff);
-                    }
-                    next = self.lgetc();
-                    match next {
-                        In::Byte(d) if d.is_ascii_digit() => c = d,
-                        _ => break,
-                    }
-                }
-                self.lungetc(next);
+                let Some(next) = self.read_run(&mut buf, c, |d| d.is_ascii_digit()) else {
+                    return self.lex_error("string too long".into());
+                };
                 let ends = match next {
                     In::Eof => true,
                     In::Byte(x) => allowed_to_end_number(x),
@@ -431,11 +439,7 @@ impl<'e> Lexer<'e> {
                     let text = String::from_utf8_lossy(&buf).into_owned();
                     return match strtonum(&text) {
                         Ok(n) => Tok::Num(n),
-                        Err(why) => {
-                            self.yyerror(format!("\"{}\" invalid number: {}", text, why));
-                            self.findeol();
-                            Tok::Char(0xff)
-                        }
+                        Err(why) => self.lex_error(format!("\"{}\" invalid number: {}", text, why)),
                     };
                 }
                 // Not a number after all (`10M`, `4h`, `127.0.0.1`): push back and re-read.
@@ -459,21 +463,9 @@ impl<'e> Lexer<'e> {
             }
 
             if c.is_ascii_alphanumeric() || c == b':' || c == b'_' {
-                let mut next;
-                loop {
-                    buf.push(c);
-                    if buf.len() >= MAX_TOKEN {
-                        self.yyerror("string too long".into());
-                        self.findeol();
-                        return Tok::Char(0xff);
-                    }
-                    next = self.lgetc();
-                    match next {
-                        In::Byte(d) if allowed_in_string(d) => c = d,
-                        _ => break,
-                    }
+                if self.read_run(&mut buf, c, allowed_in_string).is_none() {
+                    return self.lex_error("string too long".into());
                 }
-                self.lungetc(next);
                 let word = String::from_utf8_lossy(&buf).into_owned();
                 return match Keyword::lookup(&word) {
                     Some(k) => Tok::Kw(k),

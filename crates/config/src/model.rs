@@ -447,10 +447,8 @@ pub struct LocalDelivery {
     pub method: LocalMethod,
     pub alias: Option<String>,
     pub virtual_: Option<String>,
-    /// Defaults to `<getpwnam>`, the system's users.
-    pub userbase: String,
-    /// Whether `userbase` was written in the config (for the dump).
-    pub userbase_given: bool,
+    /// The `userbase` table if given; see [`LocalDelivery::userbase`].
+    pub userbase: Option<String>,
     pub user: Option<String>,
     pub wrapper: Option<String>,
     pub written: Vec<LocalOpt>,
@@ -490,33 +488,21 @@ pub enum From {
     Any,
     Local,
     Socket,
-    Src {
-        table: String,
-        regex: bool,
-    },
-    Rdns(Option<(String, bool)>),
-    /// `from auth [...]`: any source, and the auth criterion (negation applies to auth).
-    Auth(Option<(String, bool)>),
-    /// `from mail-from <t>`: any source, and the mail-from criterion.
-    MailFrom {
-        table: String,
-        regex: bool,
-    },
+    Src(TableTest),
+    Rdns(Option<TableTest>),
+    /// `from auth [...]`: any source; the auth criterion (and its negation) is in `Rule::auth`.
+    Auth,
+    /// `from mail-from <t>`: any source; the criterion is in `Rule::mail_from`.
+    MailFrom,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum For {
     Any,
     Local,
-    Domain {
-        table: String,
-        regex: bool,
-    },
-    /// `for rcpt-to <t>`: any destination, and the rcpt-to criterion.
-    RcptTo {
-        table: String,
-        regex: bool,
-    },
+    Domain(TableTest),
+    /// `for rcpt-to <t>`: any destination; the criterion is in `Rule::rcpt_to`.
+    RcptTo,
 }
 
 /// A table-valued criterion (`tag`, `helo`, `mail-from`, `rcpt-to`, `auth`).
@@ -556,6 +542,25 @@ pub enum Written {
     RcptTo,
     Tls,
     Auth,
+}
+
+impl LocalDelivery {
+    /// The table of users: the one given, else `<getpwnam>`, the system's users.
+    pub fn userbase(&self) -> &str {
+        self.userbase.as_deref().unwrap_or("<getpwnam>")
+    }
+}
+
+impl Rule {
+    /// The slot of a table-valued criterion (`tag`, `helo`, `mail-from`, `rcpt-to`).
+    pub fn table_criterion(&mut self, w: Written) -> &mut Option<Criterion<TableTest>> {
+        match w {
+            Written::Tag => &mut self.tag,
+            Written::Helo => &mut self.helo,
+            Written::MailFrom => &mut self.mail_from,
+            _ => &mut self.rcpt_to,
+        }
+    }
 }
 
 impl Config {

@@ -748,27 +748,19 @@ impl<'e> Parser<'e> {
 
     fn proc_params(&mut self, p: &mut Proc) -> R<()> {
         loop {
-            if self.eat_kw(K::User) {
-                let v = self.string()?;
-                if p.user.is_some() {
-                    return self.fail("user already specified for this processor".into());
-                }
-                p.user = Some(v);
-            } else if self.eat_kw(K::Group) {
-                let v = self.string()?;
-                if p.group.is_some() {
-                    return self.fail("group already specified for this processor".into());
-                }
-                p.group = Some(v);
-            } else if self.eat_kw(K::Chroot) {
-                let v = self.string()?;
-                if p.chroot.is_some() {
-                    return self.fail("chroot already specified for this processor".into());
-                }
-                p.chroot = Some(v);
-            } else {
-                return Ok(());
-            }
+            let (slot, what) = match self.peek() {
+                Tok::Kw(K::User) => (&mut p.user, "user"),
+                Tok::Kw(K::Group) => (&mut p.group, "group"),
+                Tok::Kw(K::Chroot) => (&mut p.chroot, "chroot"),
+                _ => return Ok(()),
+            };
+            self.bump();
+            let v = self.string()?;
+            self.once(
+                slot,
+                v,
+                &format!("{} already specified for this processor", what),
+            )?;
         }
     }
 
@@ -979,13 +971,14 @@ impl<'e> Parser<'e> {
         self.if_listener(on)
     }
 
-    fn listen_filter(&mut self, have: bool) -> R<String> {
-        // `filter` then a name, or an inline chain.
+    /// `filter NAME` or an inline chain `filter { a, b }` (named `<dynchain:N>`), on a listener
+    /// or a relay action; `dup` is the message when a filter was already given.
+    fn filter_option(&mut self, have: bool, dup: &str) -> R<String> {
         self.bump();
         if self.at_str() {
             let name = self.string()?;
             if have {
-                return self.fail("filter already specified".into());
+                return self.fail(dup.to_string());
             }
             if !self.filter_names.contains_key(&name) {
                 return self.fail(format!("no filter exist with that name: {}", name));
@@ -993,7 +986,7 @@ impl<'e> Parser<'e> {
             return Ok(name);
         }
         if have {
-            return self.fail("filter already specified".into());
+            return self.fail(dup.to_string());
         }
         let name = self.dynchain_name();
         self.char(b'{')?;
@@ -1028,31 +1021,59 @@ impl<'e> Parser<'e> {
         }
     }
 
+    /// Sets an option that may be given once, else `MSG` (`... already specified`).
+    fn once<T>(&mut self, slot: &mut Option<T>, value: T, msg: &str) -> R<()> {
+        if slot.is_some() {
+            return self.fail(msg.to_string());
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Reads a flag keyword that may be given once.
+    fn flag(&mut self, slot: &mut bool, msg: &str) -> R<()> {
+        self.bump();
+        self.flag_after_bump(slot, msg)
+    }
+
+    fn flag_after_bump(&mut self, slot: &mut bool, msg: &str) -> R<()> {
+        if *slot {
+            return self.fail(msg.to_string());
+        }
+        *slot = true;
+        Ok(())
+    }
+
+    /// `tag TAG` of a listener: at most 32 characters (SMTPD_TAG_SIZE).
+    fn listen_tag(&mut self, slot: &mut Option<String>) -> R<()> {
+        self.bump();
+        let t = self.string()?;
+        if slot.is_some() {
+            return self.fail("tag already specified".into());
+        }
+        if t.len() >= 33 {
+            return self.fail("tag name too long".into());
+        }
+        *slot = Some(t);
+        Ok(())
+    }
+
     fn socket_listener(&mut self) -> R<()> {
         let mut s = SocketListener {
             declared: true,
             ..Default::default()
         };
         loop {
-            if self.at_kw(K::Filter) {
-                let have = s.filter.is_some();
-                s.filter = Some(self.listen_filter(have)?);
-            } else if self.eat_kw(K::MaskSrc) {
-                if s.mask_src {
-                    return self.fail("mask-source already specified".into());
+            match self.peek() {
+                Tok::Kw(K::Filter) => {
+                    let have = s.filter.is_some();
+                    s.filter = Some(self.filter_option(have, "filter already specified")?);
                 }
-                s.mask_src = true;
-            } else if self.eat_kw(K::Tag) {
-                if s.tag.is_some() {
-                    return self.fail("tag already specified".into());
+                Tok::Kw(K::MaskSrc) => {
+                    self.flag(&mut s.mask_src, "mask-source already specified")?
                 }
-                let t = self.string()?;
-                if t.len() >= 33 {
-                    return self.fail("tag name too long".into());
-                }
-                s.tag = Some(t);
-            } else {
-                break;
+                Tok::Kw(K::Tag) => self.listen_tag(&mut s.tag)?,
+                _ => break,
             }
         }
         if self.conf.socket.declared {
@@ -1063,100 +1084,88 @@ impl<'e> Parser<'e> {
         Ok(())
     }
 
+    /// `port N`, `port NAME`, `port smtp`: the port and how it was written.
+    fn listen_port(&mut self) -> R<(u16, PortSpec, String)> {
+        let arg = self.bump();
+        match arg {
+            Tok::Num(n) if n <= 0 || n > 65535 => self.fail(format!("invalid port: {}", n)),
+            Tok::Num(n) => Ok((n as u16, PortSpec::Number(n as u16), n.to_string())),
+            // A quoted "25" is looked up as a service name, and is not one: OpenSMTPD refuses it.
+            Tok::Str(_) | Tok::Kw(K::Smtp | K::Smtps) => {
+                let name = match arg {
+                    Tok::Str(s) => s,
+                    Tok::Kw(k) => k.as_str().to_string(),
+                    _ => String::new(),
+                };
+                match self.env.service_port(&name) {
+                    Some(p) => Ok((p, PortSpec::Name, name)),
+                    None => self.fail(format!("invalid port: {}", name)),
+                }
+            }
+            _ => Err(Stop::Syntax),
+        }
+    }
+
     fn if_listener(&mut self, on: String) -> R<()> {
         let mut l = Listener::new(on);
-        let mut port_given = false;
         loop {
             let tok = self.peek().clone();
-            match tok {
+            let opt = match tok {
                 Tok::Kw(K::Inet4) | Tok::Kw(K::Inet6) => {
                     self.bump();
-                    if l.family.is_some() {
-                        return self.fail("address family already specified".into());
-                    }
-                    l.family = Some(if tok == Tok::Kw(K::Inet4) {
+                    let f = if tok == Tok::Kw(K::Inet4) {
                         Family::Inet4
                     } else {
                         Family::Inet6
-                    });
-                    l.written.push(ListenOpt::Family);
+                    };
+                    self.once(&mut l.family, f, "address family already specified")?;
+                    ListenOpt::Family
                 }
                 Tok::Kw(K::Port) => {
                     self.bump();
-                    let arg = self.peek().clone();
-                    let (spec, text) = match arg {
-                        Tok::Num(n) => {
-                            self.bump();
-                            (PortSpec::Number(0), n.to_string())
-                        }
-                        Tok::Str(ref s) => {
-                            self.bump();
-                            (PortSpec::Name, s.clone())
-                        }
-                        Tok::Kw(k @ (K::Smtp | K::Smtps)) => {
-                            self.bump();
-                            (PortSpec::Name, k.as_str().to_string())
-                        }
-                        _ => return Err(Stop::Syntax),
-                    };
-                    if port_given {
+                    if !matches!(
+                        self.peek(),
+                        Tok::Num(_) | Tok::Str(_) | Tok::Kw(K::Smtp | K::Smtps)
+                    ) {
+                        return Err(Stop::Syntax);
+                    }
+                    if l.port_spec.is_some() {
+                        self.bump();
                         return self.fail("port already specified".into());
                     }
-                    port_given = true;
-                    l.written.push(ListenOpt::Port);
-                    match (spec, arg) {
-                        (PortSpec::Number(_), Tok::Num(n)) => {
-                            if n <= 0 || n > 65535 {
-                                return self.fail(format!("invalid port: {}", n));
-                            }
-                            l.port = n as u16;
-                            l.port_spec = Some((PortSpec::Number(n as u16), text));
-                        }
-                        _ => match self.env.service_port(&text) {
-                            Some(p) => {
-                                l.port = p;
-                                l.port_spec = Some((PortSpec::Name, text));
-                            }
-                            None => return self.fail(format!("invalid port: {}", text)),
-                        },
-                    }
+                    let (port, spec, text) = self.listen_port()?;
+                    l.port = port;
+                    l.port_spec = Some((spec, text));
+                    ListenOpt::Port
                 }
                 Tok::Kw(K::Filter) => {
                     let have = l.filter.is_some();
-                    l.filter = Some(self.listen_filter(have)?);
-                    l.written.push(ListenOpt::Filter);
+                    l.filter = Some(self.filter_option(have, "filter already specified")?);
+                    ListenOpt::Filter
                 }
                 Tok::Kw(K::Smtps) | Tok::Kw(K::Tls) | Tok::Kw(K::TlsRequire) => {
                     self.bump();
-                    let verify = !matches!(tok, Tok::Kw(K::Tls)) && self.eat_kw(K::Verify);
-                    if l.tls.is_some() {
-                        return self.fail("TLS mode already specified".into());
-                    }
-                    l.tls = Some(match tok {
+                    let verify = tok != Tok::Kw(K::Tls) && self.eat_kw(K::Verify);
+                    let mode = match tok {
                         Tok::Kw(K::Smtps) => TlsMode::Smtps,
                         Tok::Kw(K::Tls) => TlsMode::StartTls,
                         _ => TlsMode::StartTlsRequire,
-                    });
+                    };
+                    self.once(&mut l.tls, mode, "TLS mode already specified")?;
                     l.tls_verify = verify;
-                    l.written.push(ListenOpt::Tls);
+                    ListenOpt::Tls
                 }
                 Tok::Kw(K::Pki) => {
                     self.bump();
                     let v = self.string()?;
-                    if l.pki.is_some() {
-                        return self.fail("pki already specified".into());
-                    }
-                    l.pki = Some(v);
-                    l.written.push(ListenOpt::Pki);
+                    self.once(&mut l.pki, v, "pki already specified")?;
+                    ListenOpt::Pki
                 }
                 Tok::Kw(K::Ca) => {
                     self.bump();
                     let v = self.string()?;
-                    if l.ca.is_some() {
-                        return self.fail("ca already specified".into());
-                    }
-                    l.ca = Some(v);
-                    l.written.push(ListenOpt::Ca);
+                    self.once(&mut l.ca, v, "ca already specified")?;
+                    ListenOpt::Ca
                 }
                 Tok::Kw(K::Auth) | Tok::Kw(K::AuthOptional) => {
                     self.bump();
@@ -1165,103 +1174,71 @@ impl<'e> Parser<'e> {
                     } else {
                         None
                     };
-                    if l.auth.is_some() {
-                        return self.fail("auth already specified".into());
-                    }
-                    l.auth = Some(if tok == Tok::Kw(K::Auth) {
+                    let mode = if tok == Tok::Kw(K::Auth) {
                         AuthMode::Required(table)
                     } else {
                         AuthMode::Optional(table)
-                    });
-                    l.written.push(ListenOpt::Auth);
+                    };
+                    self.once(&mut l.auth, mode, "auth already specified")?;
+                    ListenOpt::Auth
                 }
                 Tok::Kw(K::Tag) => {
-                    self.bump();
-                    let t = self.string()?;
-                    if l.tag.is_some() {
-                        return self.fail("tag already specified".into());
-                    }
-                    if t.len() >= 33 {
-                        return self.fail("tag name too long".into());
-                    }
-                    l.tag = Some(t);
-                    l.written.push(ListenOpt::Tag);
+                    self.listen_tag(&mut l.tag)?;
+                    ListenOpt::Tag
                 }
                 Tok::Kw(K::Hostname) => {
                     self.bump();
                     let h = self.string()?;
-                    if l.hostname.is_some() {
-                        return self.fail("hostname already specified".into());
-                    }
-                    l.hostname = Some(h);
-                    l.written.push(ListenOpt::Hostname);
+                    self.once(&mut l.hostname, h, "hostname already specified")?;
+                    ListenOpt::Hostname
                 }
-                Tok::Kw(K::Hostnames) => {
+                Tok::Kw(K::Hostnames) | Tok::Kw(K::Senders) => {
                     self.bump();
                     let t = self.tables()?;
-                    if l.hostnames.is_some() {
-                        return self.fail("hostnames already specified".into());
+                    let senders = tok == Tok::Kw(K::Senders);
+                    let masquerade = senders && self.eat_kw(K::Masquerade);
+                    let (slot, what, service) = if senders {
+                        (&mut l.senders, "senders", Service::Mailaddrmap)
+                    } else {
+                        (&mut l.hostnames, "hostnames", Service::Addrname)
+                    };
+                    if slot.is_some() {
+                        return self.fail(format!("{} already specified", what));
                     }
-                    if !self.usable(&t, Need::Hash, Service::Addrname) {
+                    if !self.usable(&t, Need::Hash, service) {
                         return self.fail(format!(
-                            "invalid use of table \"{}\" as HOSTNAMES parameter",
-                            t
+                            "invalid use of table \"{}\" as {} parameter",
+                            t,
+                            what.to_ascii_uppercase()
                         ));
                     }
-                    l.hostnames = Some(t);
-                    l.written.push(ListenOpt::Hostnames);
+                    *slot = Some(t);
+                    if senders {
+                        l.masquerade = masquerade;
+                        ListenOpt::Senders
+                    } else {
+                        ListenOpt::Hostnames
+                    }
                 }
                 Tok::Kw(K::MaskSrc) => {
-                    self.bump();
-                    if l.mask_src {
-                        return self.fail("mask-source already specified".into());
-                    }
-                    l.mask_src = true;
-                    l.written.push(ListenOpt::MaskSrc);
+                    self.flag(&mut l.mask_src, "mask-source already specified")?;
+                    ListenOpt::MaskSrc
                 }
                 Tok::Kw(K::ReceivedAuth) => {
-                    self.bump();
-                    if l.received_auth {
-                        return self.fail("received-auth already specified".into());
-                    }
-                    l.received_auth = true;
-                    l.written.push(ListenOpt::ReceivedAuth);
+                    self.flag(&mut l.received_auth, "received-auth already specified")?;
+                    ListenOpt::ReceivedAuth
                 }
                 Tok::Kw(K::NoDsn) => {
-                    self.bump();
-                    if l.no_dsn {
-                        return self.fail("no-dsn already specified".into());
-                    }
-                    l.no_dsn = true;
-                    l.written.push(ListenOpt::NoDsn);
+                    self.flag(&mut l.no_dsn, "no-dsn already specified")?;
+                    ListenOpt::NoDsn
                 }
                 Tok::Kw(K::ProxyV2) => {
-                    self.bump();
-                    if l.proxy_v2 {
-                        return self.fail("proxy-v2 already specified".into());
-                    }
-                    l.proxy_v2 = true;
-                    l.written.push(ListenOpt::ProxyV2);
-                }
-                Tok::Kw(K::Senders) => {
-                    self.bump();
-                    let t = self.tables()?;
-                    let masq = self.eat_kw(K::Masquerade);
-                    if l.senders.is_some() {
-                        return self.fail("senders already specified".into());
-                    }
-                    if !self.usable(&t, Need::Hash, Service::Mailaddrmap) {
-                        return self.fail(format!(
-                            "invalid use of table \"{}\" as SENDERS parameter",
-                            t
-                        ));
-                    }
-                    l.senders = Some(t);
-                    l.masquerade = masq;
-                    l.written.push(ListenOpt::Senders);
+                    self.flag(&mut l.proxy_v2, "proxy-v2 already specified")?;
+                    ListenOpt::ProxyV2
                 }
                 _ => break,
-            }
+            };
+            l.written.push(opt);
         }
         self.create_if_listener(l)
     }
@@ -1442,96 +1419,82 @@ impl<'e> Parser<'e> {
             method,
             alias: None,
             virtual_: None,
-            userbase: "<getpwnam>".into(),
-            userbase_given: false,
+            userbase: None,
             user: None,
             wrapper: None,
             written: Vec::new(),
         };
+        const DUP: &str = "already specified for this dispatcher";
         loop {
-            if self.eat_kw(K::User) {
-                let u = self.string()?;
-                match d.method {
-                    LocalMethod::Mbox => {
-                        return self.fail("user may not be specified for this dispatcher".into())
+            let tok = self.peek().clone();
+            let opt = match tok {
+                Tok::Kw(K::User) => {
+                    self.bump();
+                    let u = self.string()?;
+                    let refused = match d.method {
+                        LocalMethod::Mbox => Some("this dispatcher"),
+                        LocalMethod::ForwardOnly => Some("forward-only"),
+                        LocalMethod::ExpandOnly => Some("expand-only"),
+                        _ => None,
+                    };
+                    if let Some(what) = refused {
+                        return self.fail(format!("user may not be specified for {}", what));
                     }
-                    LocalMethod::ForwardOnly => {
-                        return self.fail("user may not be specified for forward-only".into())
-                    }
-                    LocalMethod::ExpandOnly => {
-                        return self.fail("user may not be specified for expand-only".into())
-                    }
-                    _ => {}
+                    self.once(&mut d.user, u, &format!("user {}", DUP))?;
+                    LocalOpt::User
                 }
-                if d.user.is_some() {
-                    return self.fail("user already specified for this dispatcher".into());
-                }
-                d.user = Some(u);
-                d.written.push(LocalOpt::User);
-            } else if self.at_kw(K::Alias) || self.at_kw(K::Virtual) {
-                let is_virtual = self.at_kw(K::Virtual);
-                self.bump();
-                let t = self.tables()?;
-                if is_virtual {
-                    if d.virtual_.is_some() {
-                        return self
-                            .fail("virtual mapping already specified for this dispatcher".into());
-                    }
-                    if d.alias.is_some() {
-                        return self
-                            .fail("alias mapping already specified for this dispatcher".into());
-                    }
-                } else {
-                    if d.alias.is_some() {
-                        return self
-                            .fail("alias mapping already specified for this dispatcher".into());
-                    }
-                    if d.virtual_.is_some() {
-                        return self
-                            .fail("virtual mapping already specified for this dispatcher".into());
+                Tok::Kw(K::Alias) | Tok::Kw(K::Virtual) => {
+                    self.bump();
+                    let is_virtual = tok == Tok::Kw(K::Virtual);
+                    // alias and virtual share one slot: the same name first, then the other.
+                    let (mine, other) = if is_virtual {
+                        (&d.virtual_, &d.alias)
+                    } else {
+                        (&d.alias, &d.virtual_)
+                    };
+                    let (me, them) = if is_virtual {
+                        ("virtual", "alias")
+                    } else {
+                        ("alias", "virtual")
+                    };
+                    let dup = if mine.is_some() {
+                        Some(format!("{} mapping {}", me, DUP))
+                    } else if other.is_some() {
+                        Some(format!("{} mapping {}", them, DUP))
+                    } else {
+                        None
+                    };
+                    let t = self.checked_tables(dup, Need::Hash, Service::Alias, me)?;
+                    if is_virtual {
+                        d.virtual_ = Some(t);
+                        LocalOpt::Virtual
+                    } else {
+                        d.alias = Some(t);
+                        LocalOpt::Alias
                     }
                 }
-                let what = if is_virtual { "virtual" } else { "alias" };
-                if !self.usable(&t, Need::Hash, Service::Alias) {
-                    return self.fail(format!(
-                        "table \"{}\" may not be used for {} lookups",
-                        t, what
-                    ));
+                Tok::Kw(K::Userbase) => {
+                    self.bump();
+                    let dup = d
+                        .userbase
+                        .is_some()
+                        .then(|| format!("userbase mapping {}", DUP));
+                    let t = self.checked_tables(dup, Need::Hash, Service::Userinfo, "userbase")?;
+                    d.userbase = Some(t);
+                    LocalOpt::Userbase
                 }
-                self.check_contents(&t, Service::Alias)?;
-                if is_virtual {
-                    d.virtual_ = Some(t);
-                    d.written.push(LocalOpt::Virtual);
-                } else {
-                    d.alias = Some(t);
-                    d.written.push(LocalOpt::Alias);
+                Tok::Kw(K::Wrapper) => {
+                    self.bump();
+                    let w = self.string()?;
+                    if !self.conf.mda_wrappers.iter().any(|(n, _)| *n == w) {
+                        return self.fail(format!("no mda wrapper with that name: {}", w));
+                    }
+                    d.wrapper = Some(w);
+                    LocalOpt::Wrapper
                 }
-            } else if self.eat_kw(K::Userbase) {
-                let t = self.tables()?;
-                if d.userbase_given {
-                    return self
-                        .fail("userbase mapping already specified for this dispatcher".into());
-                }
-                if !self.usable(&t, Need::Hash, Service::Userinfo) {
-                    return self.fail(format!(
-                        "table \"{}\" may not be used for userbase lookups",
-                        t
-                    ));
-                }
-                self.check_contents(&t, Service::Userinfo)?;
-                d.userbase = t;
-                d.userbase_given = true;
-                d.written.push(LocalOpt::Userbase);
-            } else if self.eat_kw(K::Wrapper) {
-                let w = self.string()?;
-                if !self.conf.mda_wrappers.iter().any(|(n, _)| *n == w) {
-                    return self.fail(format!("no mda wrapper with that name: {}", w));
-                }
-                d.wrapper = Some(w);
-                d.written.push(LocalOpt::Wrapper);
-            } else {
-                return Ok(d);
-            }
+                _ => return Ok(d),
+            };
+            d.written.push(opt);
         }
     }
 
@@ -1540,73 +1503,36 @@ impl<'e> Parser<'e> {
         const DUP: &str = "already specified for this dispatcher";
         loop {
             let tok = self.peek().clone();
-            match tok {
-                Tok::Kw(K::Helo) => {
+            let opt = match tok {
+                Tok::Kw(K::Helo) | Tok::Kw(K::Pki) | Tok::Kw(K::Ca) | Tok::Kw(K::MailFrom) => {
                     self.bump();
-                    let h = self.string()?;
-                    if r.helo.is_some() {
-                        return self.fail(format!("helo {}", DUP));
-                    }
-                    r.helo = Some(h);
-                    r.written.push(RelayOpt::Helo);
+                    let v = self.string()?;
+                    let (slot, what, opt) = match tok {
+                        Tok::Kw(K::Helo) => (&mut r.helo, "helo", RelayOpt::Helo),
+                        Tok::Kw(K::Pki) => (&mut r.pki, "pki", RelayOpt::Pki),
+                        Tok::Kw(K::Ca) => (&mut r.ca, "ca", RelayOpt::Ca),
+                        _ => (&mut r.mail_from, "mail-from", RelayOpt::MailFrom),
+                    };
+                    self.once(slot, v, &format!("{} {}", what, DUP))?;
+                    opt
                 }
                 Tok::Kw(K::HeloSrc) => {
                     self.bump();
-                    let t = self.tables()?;
-                    if r.helo_src.is_some() {
-                        return self.fail(format!("helo-source mapping {}", DUP));
-                    }
-                    if !self.usable(&t, Need::Hash, Service::Addrname) {
-                        return self.fail(format!(
-                            "table \"{}\" may not be used for helo-source lookups",
-                            t
-                        ));
-                    }
+                    let dup = r
+                        .helo_src
+                        .is_some()
+                        .then(|| format!("helo-source mapping {}", DUP));
+                    let t =
+                        self.checked_tables(dup, Need::Hash, Service::Addrname, "helo-source")?;
                     r.helo_src = Some(t);
-                    r.written.push(RelayOpt::HeloSrc);
-                }
-                Tok::Kw(K::Pki) => {
-                    self.bump();
-                    let p = self.string()?;
-                    if r.pki.is_some() {
-                        return self.fail(format!("pki {}", DUP));
-                    }
-                    r.pki = Some(p);
-                    r.written.push(RelayOpt::Pki);
-                }
-                Tok::Kw(K::Ca) => {
-                    self.bump();
-                    let p = self.string()?;
-                    if r.ca.is_some() {
-                        return self.fail(format!("ca {}", DUP));
-                    }
-                    r.ca = Some(p);
-                    r.written.push(RelayOpt::Ca);
+                    RelayOpt::HeloSrc
                 }
                 Tok::Kw(K::Src) => {
                     self.bump();
-                    let t = self.tables()?;
-                    if r.src.is_some() {
-                        return self.fail(format!("source mapping {}", DUP));
-                    }
-                    if !self.usable(&t, Need::List, Service::Source) {
-                        return self.fail(format!(
-                            "table \"{}\" may not be used for source lookups",
-                            t
-                        ));
-                    }
-                    self.check_contents(&t, Service::Source)?;
-                    r.src = Some(t);
-                    r.written.push(RelayOpt::Src);
-                }
-                Tok::Kw(K::MailFrom) => {
-                    self.bump();
-                    let m = self.string()?;
-                    if r.mail_from.is_some() {
-                        return self.fail(format!("mail-from {}", DUP));
-                    }
-                    r.mail_from = Some(m);
-                    r.written.push(RelayOpt::MailFrom);
+                    let dup = r.src.is_some().then(|| format!("source mapping {}", DUP));
+                    r.src =
+                        Some(self.checked_tables(dup, Need::List, Service::Source, "source")?);
+                    RelayOpt::Src
                 }
                 Tok::Kw(K::Backup) => {
                     self.bump();
@@ -1615,90 +1541,60 @@ impl<'e> Parser<'e> {
                     } else {
                         None
                     };
-                    if r.backup.is_some() {
-                        return self.fail(format!("backup {}", DUP));
-                    }
                     if r.host.is_some() || r.domain.is_some() {
+                        if r.backup.is_some() {
+                            return self.fail(format!("backup {}", DUP));
+                        }
                         return self.fail("backup and host are mutually exclusive".into());
                     }
-                    r.backup = Some(mx);
-                    r.written.push(RelayOpt::Backup);
+                    self.once(&mut r.backup, mx, &format!("backup {}", DUP))?;
+                    RelayOpt::Backup
                 }
                 Tok::Kw(K::Host) | Tok::Kw(K::Domain) => {
                     self.bump();
-                    let t = self.tables()?;
-                    if r.host.is_some() || r.domain.is_some() {
-                        return self.fail(format!("host mapping {}", DUP));
-                    }
                     let is_host = tok == Tok::Kw(K::Host);
-                    if r.backup.is_some() {
+                    // host and domain share OpenSMTPD's one smarthost slot.
+                    let dup = if r.host.is_some() || r.domain.is_some() {
+                        Some(format!("host mapping {}", DUP))
+                    } else if r.backup.is_some() {
                         let what = if is_host { "host" } else { "domain" };
-                        return self.fail(format!("backup and {} are mutually exclusive", what));
-                    }
+                        Some(format!("backup and {} are mutually exclusive", what))
+                    } else {
+                        None
+                    };
                     let need = if is_host { Need::List } else { Need::Hash };
-                    if !self.usable(&t, need, Service::Relayhost) {
-                        return self
-                            .fail(format!("table \"{}\" may not be used for host lookups", t));
-                    }
-                    self.check_contents(&t, Service::Relayhost)?;
+                    let t = self.checked_tables(dup, need, Service::Relayhost, "host")?;
                     if is_host {
                         r.host = Some(t);
-                        r.written.push(RelayOpt::Host);
+                        RelayOpt::Host
                     } else {
                         r.domain = Some(t);
-                        r.written.push(RelayOpt::Domain);
+                        RelayOpt::Domain
                     }
                 }
                 Tok::Kw(K::Tls) => {
                     self.bump();
                     let no_verify = self.eat_kw(K::NoVerify);
-                    if r.tls.is_some() {
-                        return self.fail(format!("tls {}", DUP));
-                    }
-                    r.tls = Some(no_verify);
-                    r.written.push(RelayOpt::Tls);
+                    self.once(&mut r.tls, no_verify, &format!("tls {}", DUP))?;
+                    RelayOpt::Tls
                 }
                 Tok::Kw(K::Auth) => {
                     self.bump();
-                    let t = self.tables()?;
-                    if r.host.is_none() && r.domain.is_none() {
-                        return self
-                            .fail("auth may not be specified without host on a dispatcher".into());
-                    }
-                    if r.auth.is_some() {
-                        return self.fail(format!("auth mapping {}", DUP));
-                    }
-                    if !self.usable(&t, Need::Hash, Service::Credentials) {
-                        return self
-                            .fail(format!("table \"{}\" may not be used for auth lookups", t));
-                    }
+                    let dup = if r.host.is_none() && r.domain.is_none() {
+                        Some("auth may not be specified without host on a dispatcher".to_string())
+                    } else if r.auth.is_some() {
+                        Some(format!("auth mapping {}", DUP))
+                    } else {
+                        None
+                    };
+                    let t = self.checked_tables(dup, Need::Hash, Service::Credentials, "auth")?;
                     r.auth = Some(t);
-                    r.written.push(RelayOpt::Auth);
+                    RelayOpt::Auth
                 }
                 Tok::Kw(K::Filter) => {
-                    self.bump();
-                    if self.at_str() {
-                        let f = self.string()?;
-                        if r.filter.is_some() {
-                            return self.fail(format!("filter {}", DUP));
-                        }
-                        if !self.filter_names.contains_key(&f) {
-                            return self.fail(format!("no filter exist with that name: {}", f));
-                        }
-                        r.filter = Some(f);
-                        r.written.push(RelayOpt::Filter);
-                    } else {
-                        if r.filter.is_some() {
-                            return self.fail(format!("filter {}", DUP));
-                        }
-                        let name = self.dynchain_name();
-                        self.char(b'{')?;
-                        let list = self.filter_list()?;
-                        self.char(b'}')?;
-                        self.register_chain(name.clone(), list, true);
-                        r.filter = Some(name);
-                        r.written.push(RelayOpt::Filter);
-                    }
+                    let have = r.filter.is_some();
+                    r.filter = Some(self.filter_option(have, &format!("filter {}", DUP))?);
+                    RelayOpt::Filter
                 }
                 Tok::Kw(K::Srs) => {
                     self.bump();
@@ -1707,14 +1603,12 @@ impl<'e> Parser<'e> {
                             "an srs key is required for srs to be specified in an action".into(),
                         );
                     }
-                    if r.srs {
-                        return self.fail(format!("srs {}", DUP));
-                    }
-                    r.srs = true;
-                    r.written.push(RelayOpt::Srs);
+                    self.flag_after_bump(&mut r.srs, &format!("srs {}", DUP))?;
+                    RelayOpt::Srs
                 }
                 _ => return Ok(r),
-            }
+            };
+            r.written.push(opt);
         }
     }
 
@@ -1726,44 +1620,19 @@ impl<'e> Parser<'e> {
         loop {
             let negate = self.negation();
             let tok = self.peek().clone();
-            match tok {
+            let written = match tok {
                 Tok::Kw(K::Tag) | Tok::Kw(K::Helo) | Tok::Kw(K::MailFrom) | Tok::Kw(K::RcptTo) => {
                     self.bump();
-                    let regex = self.eat_kw(K::Regex);
-                    let t = self.tables()?;
-                    let (slot, what, written, service) = match tok {
-                        Tok::Kw(K::Tag) => (&rule.tag, "tag", Written::Tag, Service::String),
-                        Tok::Kw(K::Helo) => (&rule.helo, "helo", Written::Helo, Service::Domain),
-                        Tok::Kw(K::MailFrom) => (
-                            &rule.mail_from,
-                            "mail-from",
-                            Written::MailFrom,
-                            Service::Mailaddr,
-                        ),
-                        _ => (&rule.rcpt_to, "rcpt-to", Written::RcptTo, Service::Mailaddr),
+                    let (written, what, plain) = match tok {
+                        Tok::Kw(K::Tag) => (Written::Tag, "tag", Service::String),
+                        Tok::Kw(K::Helo) => (Written::Helo, "helo", Service::Domain),
+                        Tok::Kw(K::MailFrom) => (Written::MailFrom, "mail-from", Service::Mailaddr),
+                        _ => (Written::RcptTo, "rcpt-to", Service::Mailaddr),
                     };
-                    if slot.is_some() {
-                        return self.fail(format!("{} already specified for this rule", what));
-                    }
-                    let service = if regex { Service::Regex } else { service };
-                    if !self.usable(&t, Need::List, service) {
-                        return self.fail(format!(
-                            "table \"{}\" may not be used for {} lookups",
-                            t, what
-                        ));
-                    }
-                    self.check_contents(&t, service)?;
-                    let c = Some(Criterion {
-                        negate,
-                        test: TableTest { table: t, regex },
-                    });
-                    match written {
-                        Written::Tag => rule.tag = c,
-                        Written::Helo => rule.helo = c,
-                        Written::MailFrom => rule.mail_from = c,
-                        _ => rule.rcpt_to = c,
-                    }
-                    rule.written.push(written);
+                    let dup = rule.table_criterion(written).is_some();
+                    let test = self.criterion_table(dup, what, plain, what)?;
+                    *rule.table_criterion(written) = Some(Criterion { negate, test });
+                    written
                 }
                 Tok::Kw(K::Tls) => {
                     self.bump();
@@ -1771,29 +1640,28 @@ impl<'e> Parser<'e> {
                         return self.fail("tls already specified for this rule".into());
                     }
                     rule.tls = Some(!negate);
-                    rule.written.push(Written::Tls);
+                    Written::Tls
                 }
                 Tok::Kw(K::Auth) => {
                     self.bump();
-                    let test = self.opt_regex_tables()?;
-                    if rule.auth.is_some() {
-                        return self.fail("auth already specified for this rule".into());
-                    }
-                    self.check_auth_table(&test, "auth")?;
+                    let test = self.auth_tables(rule.auth.is_some(), "auth", "auth")?;
                     rule.auth = Some(Criterion { negate, test });
-                    rule.written.push(Written::Auth);
+                    Written::Auth
                 }
                 Tok::Kw(K::From) => {
                     self.bump();
                     self.match_from(&mut rule, negate)?;
+                    Written::From
                 }
                 Tok::Kw(K::For) => {
                     self.bump();
                     self.match_for(&mut rule, negate)?;
+                    Written::For
                 }
                 _ if negate => return Err(Stop::Syntax),
                 _ => break,
-            }
+            };
+            rule.written.push(written);
         }
         if self.eat_kw(K::Reject) {
             rule.action = None;
@@ -1810,27 +1678,64 @@ impl<'e> Parser<'e> {
         Ok(())
     }
 
-    /// `[regex] tables`, or nothing (for `auth` and `rdns` whose table is optional).
-    fn opt_regex_tables(&mut self) -> R<Option<TableTest>> {
-        if self.eat_kw(K::Regex) {
-            let t = self.tables()?;
-            return Ok(Some(TableTest {
-                table: t,
-                regex: true,
-            }));
+    /// A `tables` argument checked in OpenSMTPD's order: the option given twice (`dup`, the
+    /// message), then the table's kind for the lookup (`table "T" may not be used for LOOKUP
+    /// lookups`), then (strict mode, at the end) its contents.
+    fn checked_tables(
+        &mut self,
+        dup: Option<String>,
+        need: Need,
+        service: Service,
+        lookup: &str,
+    ) -> R<String> {
+        let table = self.tables()?;
+        if let Some(msg) = dup {
+            return self.fail(msg);
         }
-        if self.table_starts() {
-            let t = self.tables()?;
-            return Ok(Some(TableTest {
-                table: t,
-                regex: false,
-            }));
+        if !self.usable(&table, need, service) {
+            return self.fail(format!(
+                "table \"{}\" may not be used for {} lookups",
+                table, lookup
+            ));
         }
-        Ok(None)
+        self.check_contents(&table, service)?;
+        Ok(table)
     }
 
-    fn check_auth_table(&mut self, test: &Option<TableTest>, what: &str) -> R<()> {
-        if let Some(tt) = test {
+    /// `[regex] tables` of a rule criterion, checked in OpenSMTPD's order: the criterion given
+    /// twice (`WHAT already specified for this rule`), then the table's kind for the lookup
+    /// (`table "T" may not be used for LOOKUP lookups`).
+    fn criterion_table(
+        &mut self,
+        dup: bool,
+        what: &str,
+        plain: Service,
+        lookup: &str,
+    ) -> R<TableTest> {
+        let regex = self.eat_kw(K::Regex);
+        let service = if regex { Service::Regex } else { plain };
+        let dup = dup.then(|| format!("{} already specified for this rule", what));
+        let table = self.checked_tables(dup, Need::List, service, lookup)?;
+        Ok(TableTest { table, regex })
+    }
+
+    /// The optional `[regex] tables` after `auth` or `rdns`.
+    fn opt_regex_tables(&mut self) -> R<Option<TableTest>> {
+        let regex = self.eat_kw(K::Regex);
+        if !regex && !self.table_starts() {
+            return Ok(None);
+        }
+        let table = self.tables()?;
+        Ok(Some(TableTest { table, regex }))
+    }
+
+    /// `auth [[regex] tables]`: a plain table may serve strings or credentials.
+    fn auth_tables(&mut self, dup: bool, what: &str, lookup: &str) -> R<Option<TableTest>> {
+        let test = self.opt_regex_tables()?;
+        if dup {
+            return self.fail(format!("{} already specified for this rule", what));
+        }
+        if let Some(tt) = &test {
             let ok = if tt.regex {
                 self.usable(&tt.table, Need::List, Service::Regex)
             } else {
@@ -1841,7 +1746,7 @@ impl<'e> Parser<'e> {
             if !ok {
                 return self.fail(format!(
                     "table \"{}\" may not be used for {} lookups",
-                    tt.table, what
+                    tt.table, lookup
                 ));
             }
             let s = if tt.regex {
@@ -1849,17 +1754,18 @@ impl<'e> Parser<'e> {
             } else {
                 Service::String
             };
-            self.check_contents(&tt.table.clone(), s)?;
+            self.check_contents(&tt.table, s)?;
         }
-        Ok(())
+        Ok(test)
     }
 
     fn match_from(&mut self, rule: &mut Rule, negate: bool) -> R<()> {
+        let dup = rule.from.is_some();
         let tok = self.peek().clone();
         let from = match tok {
             Tok::Kw(K::Socket) | Tok::Kw(K::Local) | Tok::Kw(K::Any) => {
                 self.bump();
-                if rule.from.is_some() {
+                if dup {
                     return self.fail("from already specified for this rule".into());
                 }
                 match tok {
@@ -1870,26 +1776,13 @@ impl<'e> Parser<'e> {
             }
             Tok::Kw(K::Src) => {
                 self.bump();
-                let regex = self.eat_kw(K::Regex);
-                let t = self.tables()?;
-                if rule.from.is_some() {
-                    return self.fail("from already specified for this rule".into());
-                }
-                let s = if regex {
-                    Service::Regex
-                } else {
-                    Service::Netaddr
-                };
-                if !self.usable(&t, Need::List, s) {
-                    return self.fail(format!("table \"{}\" may not be used for from lookups", t));
-                }
-                self.check_contents(&t, s)?;
-                From::Src { table: t, regex }
+                let t = self.criterion_table(dup, "from", Service::Netaddr, "from")?;
+                From::Src(t)
             }
             Tok::Kw(K::Rdns) => {
                 self.bump();
                 let test = self.opt_regex_tables()?;
-                if rule.from.is_some() {
+                if dup {
                     return self.fail("from already specified for this rule".into());
                 }
                 if let Some(tt) = &test {
@@ -1905,72 +1798,45 @@ impl<'e> Parser<'e> {
                     } else {
                         Service::Domain
                     };
-                    self.check_contents(&tt.table.clone(), s)?;
+                    self.check_contents(&tt.table, s)?;
                 }
-                From::Rdns(test.map(|t| (t.table, t.regex)))
+                From::Rdns(test)
             }
             Tok::Kw(K::Auth) => {
-                self.bump();
-                let test = self.opt_regex_tables()?;
-                if rule.from.is_some() {
-                    return self.fail("from already specified for this rule".into());
-                }
-                self.check_auth_table(&test, "from")?;
                 // `from auth` is `from any` plus an auth criterion that carries the negation.
-                rule.auth = Some(Criterion {
-                    negate,
-                    test: test.clone(),
-                });
+                self.bump();
+                let test = self.auth_tables(dup, "from", "from")?;
+                rule.auth = Some(Criterion { negate, test });
                 rule.from = Some(Criterion {
                     negate: false,
-                    test: From::Auth(test.map(|t| (t.table, t.regex))),
+                    test: From::Auth,
                 });
-                rule.written.push(Written::From);
                 return Ok(());
             }
             Tok::Kw(K::MailFrom) => {
+                // `from mail-from T` is `from any` plus a mail-from criterion.
                 self.bump();
-                let regex = self.eat_kw(K::Regex);
-                let t = self.tables()?;
-                if rule.from.is_some() {
-                    return self.fail("from already specified for this rule".into());
-                }
-                let s = if regex {
-                    Service::Regex
-                } else {
-                    Service::Mailaddr
-                };
-                if !self.usable(&t, Need::List, s) {
-                    return self.fail(format!("table \"{}\" may not be used for from lookups", t));
-                }
-                self.check_contents(&t, s)?;
-                rule.mail_from = Some(Criterion {
-                    negate,
-                    test: TableTest {
-                        table: t.clone(),
-                        regex,
-                    },
-                });
+                let test = self.criterion_table(dup, "from", Service::Mailaddr, "from")?;
+                rule.mail_from = Some(Criterion { negate, test });
                 rule.from = Some(Criterion {
                     negate: false,
-                    test: From::MailFrom { table: t, regex },
+                    test: From::MailFrom,
                 });
-                rule.written.push(Written::From);
                 return Ok(());
             }
             _ => return Err(Stop::Syntax),
         };
         rule.from = Some(Criterion { negate, test: from });
-        rule.written.push(Written::From);
         Ok(())
     }
 
     fn match_for(&mut self, rule: &mut Rule, negate: bool) -> R<()> {
+        let dup = rule.for_.is_some();
         let tok = self.peek().clone();
         let test = match tok {
             Tok::Kw(K::Local) | Tok::Kw(K::Any) => {
                 self.bump();
-                if rule.for_.is_some() {
+                if dup {
                     return self.fail("for already specified for this rule".into());
                 }
                 if tok == Tok::Kw(K::Local) {
@@ -1981,56 +1847,22 @@ impl<'e> Parser<'e> {
             }
             Tok::Kw(K::Domain) => {
                 self.bump();
-                let regex = self.eat_kw(K::Regex);
-                let t = self.tables()?;
-                if rule.for_.is_some() {
-                    return self.fail("for already specified for this rule".into());
-                }
-                let s = if regex {
-                    Service::Regex
-                } else {
-                    Service::Domain
-                };
-                if !self.usable(&t, Need::List, s) {
-                    return self.fail(format!("table \"{}\" may not be used for 'for' lookups", t));
-                }
-                self.check_contents(&t, s)?;
-                For::Domain { table: t, regex }
+                For::Domain(self.criterion_table(dup, "for", Service::Domain, "'for'")?)
             }
             Tok::Kw(K::RcptTo) => {
+                // `for rcpt-to T` is `for any` plus a rcpt-to criterion.
                 self.bump();
-                let regex = self.eat_kw(K::Regex);
-                let t = self.tables()?;
-                if rule.for_.is_some() {
-                    return self.fail("for already specified for this rule".into());
-                }
-                let s = if regex {
-                    Service::Regex
-                } else {
-                    Service::Mailaddr
-                };
-                if !self.usable(&t, Need::List, s) {
-                    return self.fail(format!("table \"{}\" may not be used for for lookups", t));
-                }
-                self.check_contents(&t, s)?;
-                rule.rcpt_to = Some(Criterion {
-                    negate,
-                    test: TableTest {
-                        table: t.clone(),
-                        regex,
-                    },
-                });
+                let test = self.criterion_table(dup, "for", Service::Mailaddr, "for")?;
+                rule.rcpt_to = Some(Criterion { negate, test });
                 rule.for_ = Some(Criterion {
                     negate: false,
-                    test: For::RcptTo { table: t, regex },
+                    test: For::RcptTo,
                 });
-                rule.written.push(Written::For);
                 return Ok(());
             }
             _ => return Err(Stop::Syntax),
         };
         rule.for_ = Some(Criterion { negate, test });
-        rule.written.push(Written::For);
         Ok(())
     }
 

@@ -148,7 +148,7 @@ fn users_and_aliases(c: &Config) {
         }
     );
     assert_eq!(d.alias.as_deref(), Some("aliases"));
-    assert_eq!(d.userbase, "users");
+    assert_eq!(d.userbase(), "users");
     assert_eq!(d.virtual_, None);
 }
 
@@ -183,10 +183,10 @@ fn step4_domain() {
     let c = ok("4-domain-fixed.conf");
     users_and_aliases(&c);
     let f = c.rules[0].for_.clone().unwrap_or_else(|| panic!("for"));
-    let For::Domain {
+    let For::Domain(TableTest {
         table,
         regex: false,
-    } = &f.test
+    }) = &f.test
     else {
         panic!("{f:?}")
     };
@@ -202,10 +202,10 @@ fn step5_domains_table() {
     let f = c.rules[0].for_.clone().unwrap_or_else(|| panic!("for"));
     assert_eq!(
         f.test,
-        For::Domain {
+        For::Domain(TableTest {
             table: "domains".into(),
             regex: false
-        }
+        })
     );
 }
 
@@ -271,6 +271,6 @@ fn step7_deliver() {
     };
     assert_eq!(p.raw, "/opt/vmail/%{user.username}");
     assert!(matches!(&p.parts[1], format::Part::Token(t) if t.name == "user.username"));
-    assert_eq!(d.userbase, "users");
+    assert_eq!(d.userbase(), "users");
     assert_eq!(d.alias.as_deref(), Some("aliases"));
 }
