@@ -149,8 +149,7 @@ impl Dumper<'_> {
             return "{ }".into();
         };
         let items: Vec<String> = t
-            .entries
-            .iter()
+            .entries()
             .map(|(k, v)| match (t.kind, v) {
                 (TableKind::Hash, Some(v)) => format!("{} = {}", quote(k), quote(v)),
                 _ => quote(k),

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod dump;
+pub mod entries;
 pub mod env;
 pub mod format;
 pub mod keyword;

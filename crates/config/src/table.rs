@@ -4,15 +4,7 @@
 //! that answers lookups itself) and every backend a set of *services* (the lookups it can answer).
 //! Each use of a table in the grammar checks both; [`Table::usable_for`] is that check.
 
-use std::hash::BuildHasherDefault;
-
-use indexmap::IndexMap;
-use rustc_hash::FxHasher;
-
-/// Table entries: insertion-ordered (for the dump), one per key, and fast to build for tables of
-/// millions of entries. FxHash is fine here: keys come from the administrator's files, and a
-/// lookup with a client-chosen key cannot degrade the table's shape.
-pub type Entries = IndexMap<String, Option<String>, BuildHasherDefault<FxHasher>>;
+pub use crate::entries::Entries;
 
 /// The shape of a table's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +70,8 @@ pub struct Table {
     pub anonymous: bool,
     pub source: TableSource,
     pub kind: TableKind,
-    /// Entries in the order they were given; keys are lower-cased as OpenSMTPD stores them. A list
-    /// entry has no value. A key given twice keeps its first position and its last value.
-    pub entries: Entries,
+    /// Keys lower-cased as OpenSMTPD stores them; a list entry has no value.
+    entries: Entries,
 }
 
 impl Table {
@@ -114,17 +105,17 @@ impl Table {
             }
             _ => {}
         }
-        self.insert(key.to_ascii_lowercase(), value.map(str::to_string));
-        true
-    }
-
-    fn insert(&mut self, key: String, value: Option<String>) {
-        self.entries.insert(key, value);
+        self.entries.push(key, value).is_ok()
     }
 
     /// The entry for a (lower-cased) key: `Some(None)` for a list entry, `Some(Some(v))` for a map.
-    pub fn get(&self, key: &str) -> Option<&Option<String>> {
+    pub fn get(&self, key: &str) -> Option<Option<&str>> {
         self.entries.get(key)
+    }
+
+    /// The entries in the order given, one per key.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.entries.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -163,39 +154,41 @@ impl Table {
     /// a `# @list` comment comes first. An empty file is a hash.
     pub fn load_static(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
         self.entries.clear();
-        self.entries
-            .reserve(data.iter().filter(|&&b| b == b'\n').count() + 1);
+        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+        self.entries.reserve(lines, data.len());
+        let too_large = || format!("{}: table too large", path);
         let mut kind = TableKind::Empty;
         // One UTF-8 check for the whole file (borrowed when valid, as it nearly always is) rather
         // than one per line: this loop runs a million times for a large alias file.
-        let whole = String::from_utf8_lossy(data);
+        let whole = match std::str::from_utf8(data) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(data),
+        };
+        let is_sep = |b: u8| b == b' ' || b == b'\t' || b == b':';
         for (n, raw) in whole.split('\n').enumerate() {
             let lineno = n + 1;
-            let text = raw.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+            let text = trim_c_space(raw);
             if text.is_empty() {
                 continue;
             }
             if let Some(comment) = text.strip_prefix('#') {
-                if kind == TableKind::Empty
-                    && comment.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8))
-                        == "@list"
-                {
+                if kind == TableKind::Empty && trim_c_space(comment) == "@list" {
                     kind = TableKind::List;
                 }
                 continue;
             }
             if kind == TableKind::Empty {
-                kind = if text.bytes().any(|b| b == b' ' || b == b'\t' || b == b':') {
+                kind = if text.bytes().any(is_sep) {
                     TableKind::Hash
                 } else {
                     TableKind::List
                 };
             }
             if kind == TableKind::List {
-                self.insert(text.to_ascii_lowercase(), None);
+                self.entries.push(text, None).map_err(|_| too_large())?;
                 continue;
             }
-            let Some(sep) = text.find([' ', '\t', ':']) else {
+            let Some(sep) = text.bytes().position(is_sep) else {
                 return Err(format!("{}: invalid map entry line {}", path, lineno));
             };
             let key = &text[..sep];
@@ -213,8 +206,10 @@ impl Table {
             if i >= rest.len() {
                 return Err(format!("{}: invalid map entry line {}", path, lineno));
             }
-            let value = text[sep + 1 + i..].to_string();
-            self.insert(key.to_ascii_lowercase(), Some(value));
+            let value = &text[sep + 1 + i..];
+            self.entries
+                .push(key, Some(value))
+                .map_err(|_| too_large())?;
         }
         self.kind = if kind == TableKind::Empty {
             TableKind::Hash
@@ -240,6 +235,17 @@ pub fn is_map_file(data: &[u8]) -> bool {
 
 /// The first bytes of a map file written by our `makemap`.
 pub const MAP_MAGIC: &[u8] = b"RSMTPD-MAP\n";
+
+/// Trims C `isspace()` characters (ASCII only) from both ends.
+fn trim_c_space(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_c_space(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| !is_c_space(c))
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
 
 fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
@@ -268,10 +274,10 @@ mod tests {
     fn file_values() {
         let t = load("Root:  foo, bar\npostmaster: root\nx\ty\nk: : v\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.get("root").and_then(|v| v.as_deref()), Some("foo, bar"));
-        assert_eq!(t.get("postmaster").and_then(|v| v.as_deref()), Some("root"));
-        assert_eq!(t.get("x").and_then(|v| v.as_deref()), Some("y"));
-        assert_eq!(t.get("k").and_then(|v| v.as_deref()), Some("v"));
+        assert_eq!(t.get("root").flatten(), Some("foo, bar"));
+        assert_eq!(t.get("postmaster").flatten(), Some("root"));
+        assert_eq!(t.get("x").flatten(), Some("y"));
+        assert_eq!(t.get("k").flatten(), Some("v"));
         // a key whose line has no value in a hash
         assert_eq!(
             load("a b\nlonely\n").err(),
@@ -294,7 +300,7 @@ mod tests {
         assert!(h.add("k", Some("1")));
         assert!(h.add("K", Some("2")));
         assert_eq!(h.len(), 1);
-        assert_eq!(h.get("k").and_then(|v| v.as_deref()), Some("2"));
+        assert_eq!(h.get("k").flatten(), Some("2"));
     }
 
     #[test]

@@ -13,10 +13,18 @@ use crate::table::{Service, Table, TableSource};
 
 /// The first entry of `t` that cannot serve lookups of kind `s`, as an error message.
 pub fn table_contents(t: &Table, s: Service) -> Option<String> {
-    if matches!(t.source, TableSource::Builtin) {
+    let checked = matches!(
+        s,
+        Service::Netaddr
+            | Service::Source
+            | Service::Regex
+            | Service::Userinfo
+            | Service::Relayhost
+    );
+    if !checked || matches!(t.source, TableSource::Builtin) {
         return None;
     }
-    for (key, value) in &t.entries {
+    for (key, value) in t.entries() {
         let problem = match s {
             Service::Netaddr | Service::Source => {
                 (!is_netaddr(key)).then(|| format!("invalid network address \"{}\"", key))
@@ -30,7 +38,7 @@ pub fn table_contents(t: &Table, s: Service) -> Option<String> {
                     let last = first.lines().last().unwrap_or("").trim().to_string();
                     format!("invalid regex \"{}\": {}", key, last)
                 }),
-            Service::Userinfo => value.as_deref().and_then(|v| {
+            Service::Userinfo => value.and_then(|v| {
                 (!is_userinfo(v)).then(|| {
                     format!(
                         "invalid userinfo \"{}\" for \"{}\" (need uid:gid:home)",
@@ -39,7 +47,7 @@ pub fn table_contents(t: &Table, s: Service) -> Option<String> {
                 })
             }),
             Service::Relayhost => {
-                let url = value.as_deref().unwrap_or(key);
+                let url = value.unwrap_or(key);
                 relay_url_error(url).map(|why| format!("invalid relay host \"{}\": {}", url, why))
             }
             _ => None,

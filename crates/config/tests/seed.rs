@@ -25,15 +25,14 @@ fn ok(name: &str) -> Config {
 fn list(c: &Config, t: &str) -> Vec<String> {
     let t = c.table(t).unwrap_or_else(|| panic!("no table {t}"));
     assert_eq!(t.kind, TableKind::List, "{} is a list", t.name);
-    t.entries.iter().map(|(k, _)| k.clone()).collect()
+    t.entries().map(|(k, _)| k.to_string()).collect()
 }
 
 fn map(c: &Config, t: &str) -> Vec<(String, String)> {
     let t = c.table(t).unwrap_or_else(|| panic!("no table {t}"));
     assert_eq!(t.kind, TableKind::Hash, "{} is a map", t.name);
-    t.entries
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+    t.entries()
+        .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
         .collect()
 }
 
