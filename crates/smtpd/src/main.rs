@@ -138,9 +138,7 @@ fn main() -> ExitCode {
             let _ = out.flush();
         }
         eprintln!("configuration OK");
-        // Exit without dropping the config: freeing millions of table entries one by one costs
-        // a third of the time of checking a config with a large alias file, for nothing.
-        std::process::exit(0);
+        return ExitCode::SUCCESS;
     }
     // Sessions, queue and delivery are not written yet: the daemon checks its config and stops.
     eprintln!("smtpd: the daemon is not implemented yet; use -n to check a configuration");
