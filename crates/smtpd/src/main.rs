@@ -61,6 +61,11 @@ fn cli() -> Command {
         .arg(Arg::new("x").short('x').action(ArgAction::Set))
 }
 
+/// getopt() names the program as it was invoked.
+fn argv0() -> String {
+    std::env::args().next().unwrap_or_else(|| "smtpd".into())
+}
+
 fn usage() -> ExitCode {
     eprintln!("{}", USAGE);
     ExitCode::from(1)
@@ -77,9 +82,10 @@ fn main() -> ExitCode {
                     || e.kind() == clap::error::ErrorKind::NoEquals
                 {
                     let opt = a.trim_start_matches('-').chars().next().unwrap_or('?');
-                    eprintln!("smtpd: option requires an argument -- '{}'", opt);
-                } else {
-                    eprintln!("smtpd: invalid option -- '{}'", a.trim_start_matches('-'));
+                    eprintln!("{}: option requires an argument -- '{}'", argv0(), opt);
+                } else if let Some(opt) = a.strip_prefix('-') {
+                    // A stray operand gets only the usage line, an unknown option this first.
+                    eprintln!("{}: invalid option -- '{}'", argv0(), opt);
                 }
             }
             return usage();
