@@ -1,12 +1,10 @@
 //! smtpd: the rsmtpd daemon, command-line compatible with OpenSMTPD 6.8's `smtpd`.
 
-mod pki;
-mod system;
-
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, Command};
+use rsmtpd::{pki, system};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
