@@ -2,9 +2,16 @@
 //!
 //! One module per concept, named as an administrator names it.
 
+pub mod daemon;
+pub mod date;
+pub mod dns;
 pub mod expand;
+pub mod listener;
+pub mod log;
 pub mod lookup;
 pub mod pki;
 pub mod queue;
 pub mod rule;
+pub mod server;
+pub mod session;
 pub mod system;

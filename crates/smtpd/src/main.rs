@@ -4,7 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, Command};
-use rsmtpd::{pki, system};
+use std::path::PathBuf;
+
+use rsmtpd::{daemon, pki, system};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
@@ -57,6 +59,10 @@ fn cli() -> Command {
         .arg(Arg::new("T").short('T').action(ArgAction::Append))
         .arg(Arg::new("v").short('v').action(ArgAction::Count))
         .arg(Arg::new("x").short('x').action(ArgAction::Set))
+        // Ours, not OpenSMTPD's: where the queue and the control socket live, so that the
+        // daemon can run without root (tests, trying it out). Also SMTPD_SPOOL, SMTPD_SOCKET.
+        .arg(Arg::new("spool").long("spool").action(ArgAction::Set))
+        .arg(Arg::new("socket").long("socket").action(ArgAction::Set))
 }
 
 /// getopt() names the program as it was invoked.
@@ -112,8 +118,13 @@ fn main() -> ExitCode {
             eprintln!("warn: invalid backend specifier {}", b);
         }
     }
+    let mut traces = 0u32;
     for t in m.get_many::<String>("T").into_iter().flatten() {
-        if !TRACES.contains(&t.as_str()) {
+        if t == "all" {
+            traces = u32::MAX;
+        } else if let Some(tr) = rsmtpd::log::Trace::from_name(t) {
+            traces |= tr as u32;
+        } else if !TRACES.contains(&t.as_str()) {
             eprintln!("warn: unknown trace flag \"{}\"", t);
         }
     }
@@ -144,9 +155,26 @@ fn main() -> ExitCode {
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    // Sessions, queue and delivery are not written yet: the daemon checks its config and stops.
-    eprintln!("smtpd: the daemon is not implemented yet; use -n to check a configuration");
-    ExitCode::from(1)
+    let path = |flag: &str, var: &str, default: &str| -> PathBuf {
+        m.get_one::<String>(flag)
+            .cloned()
+            .or_else(|| std::env::var(var).ok())
+            .unwrap_or_else(|| default.to_string())
+            .into()
+    };
+    let opts = daemon::Options {
+        foreground: m.get_flag("d") || m.get_flag("F"),
+        verbose: m.get_count("v") > 0,
+        traces,
+        spool: path("spool", "SMTPD_SPOOL", "/var/spool/smtpd"),
+        socket: path("socket", "SMTPD_SOCKET", rsmtpd_config::DEFAULT_SOCKET_PATH),
+        resolver: std::env::var("SMTPD_RESOLVER")
+            .ok()
+            .and_then(|s| s.parse().ok()),
+    };
+    // -F stays in the foreground but logs to syslog, as OpenSMTPD's.
+    let log_to_stderr = m.get_flag("d");
+    ExitCode::from(daemon::run(conf, opts, log_to_stderr))
 }
 
 /// What OpenSMTPD checks after parsing, before `configuration OK`.

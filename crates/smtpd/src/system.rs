@@ -80,6 +80,69 @@ fn service_in(text: &str, name: &str) -> Option<u16> {
     None
 }
 
+/// The server's name, as OpenSMTPD finds it (`getmailname`): the first line of /etc/mailname if
+/// there is one, else the host name, made fully qualified through the resolver when it can be.
+pub fn server_hostname() -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string("/etc/mailname") {
+        if let Some(first) = text.lines().next().map(str::trim) {
+            if !first.is_empty() {
+                return Some(first.to_string());
+            }
+        }
+    }
+    let host = nix::unistd::gethostname().ok()?.into_string().ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    Some(canonical_name(&host).unwrap_or(host))
+}
+
+/// `getaddrinfo(name, AI_CANONNAME)`: the fully qualified form of a host name.
+fn canonical_name(host: &str) -> Option<String> {
+    let c_host = std::ffi::CString::new(host).ok()?;
+    // SAFETY: hints is zeroed then filled; res is freed with freeaddrinfo on every path where
+    // getaddrinfo succeeded; ai_canonname is read while res is alive.
+    unsafe {
+        let mut hints: libc::addrinfo = std::mem::zeroed();
+        hints.ai_flags = libc::AI_CANONNAME;
+        hints.ai_family = libc::AF_UNSPEC;
+        let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+        if libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut res) != 0 {
+            return None;
+        }
+        let name = if res.is_null() || (*res).ai_canonname.is_null() {
+            None
+        } else {
+            std::ffi::CStr::from_ptr((*res).ai_canonname)
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        };
+        libc::freeaddrinfo(res);
+        name.filter(|n| !n.is_empty())
+    }
+}
+
+/// Every address of every interface (for the builtin `<localhost>`/`<localnames>` tables).
+pub fn local_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = addrs
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,193 @@
+//! Starting and stopping the daemon: logging, the spool, the listening sockets, the accept loops,
+//! and SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rsmtpd_config::Config;
+use rsmtpd_protocol::received::PeerAddr;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use crate::dns::Dns;
+use crate::listener::{self, addr_text};
+use crate::log;
+use crate::server::{Listening, Server};
+use crate::session::{self, Client};
+
+/// OpenSMTPD keeps this many descriptors aside when it sizes its session cap.
+const SMTP_FD_RESERVE: u64 = 5;
+
+pub struct Options {
+    pub foreground: bool,
+    pub verbose: bool,
+    pub traces: u32,
+    pub spool: PathBuf,
+    pub socket: PathBuf,
+    /// `SMTPD_RESOLVER=ADDR:PORT`: the DNS server to ask instead of /etc/resolv.conf's.
+    pub resolver: Option<std::net::SocketAddr>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the process exit status.
+pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
+    let Some(hostname) = crate::system::server_hostname() else {
+        eprintln!("smtpd: machine does not have a hostname set");
+        return 1;
+    };
+    if !opts.foreground {
+        // Detach before any thread exists: fork() keeps only the calling thread.
+        if let Err(e) = nix::unistd::daemon(false, false) {
+            eprintln!("smtpd: daemon: {}", e);
+            return 1;
+        }
+    }
+    log::init(log_to_stderr, opts.verbose, opts.traces);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::line(log::Level::Crit, &format!("smtpd: runtime: {}", e));
+            return 1;
+        }
+    };
+    rt.block_on(serve(conf, opts, hostname))
+}
+
+async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
+    log::debug("debug: using \"fs\" queue backend");
+    log::debug("debug: using \"ramqueue\" scheduler backend");
+    log::debug("debug: using \"ram\" stat backend");
+    log::info("info: OpenSMTPD 6.8.0p2 starting");
+    let control = match listener::bind_control(&opts.socket) {
+        Ok(c) => c,
+        Err(e) => {
+            log::line(log::Level::Crit, &e);
+            return 1;
+        }
+    };
+    let server = match Server::new(conf, hostname, &opts.spool, Dns::new(opts.resolver)) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::line(log::Level::Crit, &e);
+            return 1;
+        }
+    };
+    let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
+    for l in listener::listenings(&server.config, &server.hostname) {
+        let Some(addr) = l.addr else { continue };
+        log::debug(&format!(
+            "debug: smtp: listen on {} port {} flags 0x{:x} pki \"{}\" ca \"{}\"",
+            addr_text(&addr.ip()),
+            l.port,
+            l.flags,
+            l.pki,
+            l.ca
+        ));
+        match listener::bind_tcp(addr) {
+            Ok(t) => bound.push((t, Arc::new(l))),
+            Err(e) => {
+                log::line(log::Level::Crit, &format!("smtpd: bind: {}: {}", addr, e));
+                return 1;
+            }
+        }
+    }
+    let max = max_sessions();
+    log::debug(&format!("debug: smtp: will accept at most {} clients", max));
+    log::debug("debug: queue: done loading queue into scheduler");
+    log::debug("debug: smtpd: scanning offline queue...");
+    log::debug("debug: smtpd: offline scanning done");
+    let slots = Arc::new(Semaphore::new(usize::try_from(max).unwrap_or(1024)));
+    for (tcp, l) in bound {
+        tokio::spawn(accept_tcp(server.clone(), l, tcp, slots.clone()));
+    }
+    tokio::spawn(accept_control(control));
+    wait_for_signal().await;
+    let _ = std::fs::remove_file(&opts.socket);
+    log::info("Exiting");
+    0
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handling we can still be killed; just never return.
+        std::future::pending::<()>().await;
+        return;
+    };
+    let n = tokio::select! {
+        _ = term.recv() => 15,
+        _ = int.recv() => 2,
+    };
+    log::debug(&format!("debug: got signal {}", n));
+}
+
+/// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a
+/// second descriptor (its message file).
+fn max_sessions() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    };
+    let used = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(16);
+    (limit.saturating_sub(used) / 2)
+        .saturating_sub(SMTP_FD_RESERVE)
+        .max(1)
+}
+
+async fn accept_tcp(
+    server: Arc<Server>,
+    listen: Arc<Listening>,
+    tcp: TcpListener,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match tcp.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn(&format!("warn: smtp: accept: {}", e));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        let listen = listen.clone();
+        tokio::spawn(async move {
+            let ip = peer.ip().to_canonical();
+            let names = server.dns.client_names(ip).await;
+            let client = Client {
+                peer: PeerAddr::Inet(ip),
+                rdns: names.rdns,
+                fcrdns: names.fcrdns,
+            };
+            session::run(server, listen, stream, client).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The control socket. Its protocol (smtpctl, sendmail) is the control issue's work; until then
+/// a connection is accepted and closed, so that clients fail at once instead of hanging.
+async fn accept_control(sock: UnixListener) {
+    loop {
+        if let Ok((stream, _)) = sock.accept().await {
+            drop(stream);
+        }
+    }
+}

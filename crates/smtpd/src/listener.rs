@@ -1,0 +1,140 @@
+//! Listening sockets: one per address of each `listen on` line, plus the control socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use rsmtpd_config::{AuthMode, Config, Listener, TlsMode};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+
+use crate::server::Listening;
+
+/// OpenSMTPD listens with a backlog of 5, so bursts of connections wait on SYN retries; we take
+/// what the system allows (it clamps to net.core.somaxconn).
+const BACKLOG: u32 = 4096;
+
+/// Listener flags as OpenSMTPD prints them in `debug: smtp: listen on ... flags 0x...`.
+pub fn flags(l: &Listener) -> u32 {
+    let mut f = 0;
+    match l.tls {
+        Some(TlsMode::StartTls) => f |= 0x01,
+        Some(TlsMode::StartTlsRequire) => f |= 0x01 | 0x20,
+        Some(TlsMode::Smtps) => f |= 0x02,
+        None => {}
+    }
+    match l.auth {
+        Some(AuthMode::Required(_)) => f |= 0x08 | 0x40,
+        Some(AuthMode::Optional(_)) => f |= 0x08,
+        None => {}
+    }
+    if l.mask_src {
+        f |= 0x100;
+    }
+    if l.tls_verify {
+        f |= 0x200;
+    }
+    if !l.no_dsn {
+        f |= 0x400;
+    }
+    if l.received_auth {
+        f |= 0x800;
+    }
+    if l.senders.is_some() && l.masquerade {
+        f |= 0x1000;
+    }
+    if l.filter.is_some() {
+        f |= 0x2000;
+    }
+    if l.proxy_v2 {
+        f |= 0x4000;
+    }
+    f
+}
+
+/// `ss_to_text()`: IPv6 in brackets.
+pub fn addr_text(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{}]", a),
+    }
+}
+
+/// Everything the sessions of one listening address need to know.
+pub fn listenings(conf: &Config, hostname: &str) -> Vec<Listening> {
+    let mut out = Vec::new();
+    for l in &conf.listeners {
+        for ip in &l.addrs {
+            out.push(Listening {
+                addr: Some(SocketAddr::new(*ip, l.port)),
+                port: l.port,
+                hostname: l.hostname.clone().unwrap_or_else(|| hostname.to_string()),
+                tag: l.tag.clone(),
+                filter: l.filter.clone(),
+                no_dsn: l.no_dsn,
+                mask_src: l.mask_src,
+                received_auth: l.received_auth,
+                local: Listener::is_loopback(ip),
+                flags: flags(l),
+                pki: l.pki.clone().unwrap_or_default(),
+                ca: l.ca.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+/// The `listen on socket` options, for sessions on the control socket (local submission).
+pub fn socket_listening(conf: &Config, hostname: &str) -> Listening {
+    Listening {
+        addr: None,
+        port: 0,
+        hostname: hostname.to_string(),
+        tag: conf.socket.tag.clone(),
+        filter: conf.socket.filter.clone(),
+        no_dsn: false,
+        mask_src: conf.socket.mask_src,
+        received_auth: false,
+        local: true,
+        flags: 0x400,
+        pki: String::new(),
+        ca: String::new(),
+    }
+}
+
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
+/// The control socket, as OpenSMTPD creates it: refuse to start if a daemon already answers
+/// there, else replace a stale socket; anyone may connect (commands check the peer's uid).
+pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err("smtpd: control socket already listening".into());
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)
+        .map_err(|e| format!("smtpd: control_init: bind: {}: {}", path.display(), e))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_flags_are_dsn() {
+        let l = Listener::new("::1".into());
+        assert_eq!(flags(&l), 0x400);
+        assert_eq!(
+            addr_text(&"::1".parse().unwrap_or(IpAddr::from([0u8; 16]))),
+            "[::1]"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Logging as OpenSMTPD does it: plain lines on stderr with `-d`, syslog (facility mail, ident
+//! `smtpd`) otherwise; `-v` adds `debug:` lines, `-T NAME` adds trace lines of a subsystem.
+//!
+//! Log parsers written for OpenSMTPD (fail2ban's `opensmtpd` filter, logwatch) read these lines,
+//! so their text is OpenSMTPD's, byte for byte; the callers format them, this module only routes.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Trace subsystems (`-T`), as OpenSMTPD's TRACE_* bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Trace {
+    Imsg = 0x0002,
+    Io = 0x0004,
+    Smtp = 0x0008,
+    Filters = 0x0010,
+    Mta = 0x0020,
+    Bounce = 0x0040,
+    Scheduler = 0x0080,
+    Lookup = 0x0100,
+    Stat = 0x0200,
+    Rules = 0x0400,
+    Mproc = 0x0800,
+    Expand = 0x1000,
+    Tables = 0x2000,
+    Queue = 0x4000,
+}
+
+impl Trace {
+    /// The `-T` argument names (with OpenSMTPD's aliases); `all` is handled by the caller.
+    pub fn from_name(name: &str) -> Option<Trace> {
+        Some(match name {
+            "imsg" => Trace::Imsg,
+            "io" => Trace::Io,
+            "smtp" => Trace::Smtp,
+            "filters" => Trace::Filters,
+            "mta" | "transfer" => Trace::Mta,
+            "bounce" | "bounces" => Trace::Bounce,
+            "scheduler" => Trace::Scheduler,
+            "lookup" => Trace::Lookup,
+            "stat" | "stats" => Trace::Stat,
+            "rules" => Trace::Rules,
+            "mproc" => Trace::Mproc,
+            "expand" => Trace::Expand,
+            "table" | "tables" => Trace::Tables,
+            "queue" => Trace::Queue,
+            _ => return None,
+        })
+    }
+}
+
+/// syslog(3) levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Crit = 2,
+    Warning = 4,
+    Info = 6,
+    Debug = 7,
+}
+
+enum Sink {
+    Stderr,
+    Syslog(Option<UnixDatagram>),
+}
+
+struct Logger {
+    sink: Mutex<Sink>,
+    verbose: bool,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+static TRACES: AtomicU32 = AtomicU32::new(0);
+
+/// Chooses where lines go. Called once at start; before that, lines go to stderr.
+pub fn init(foreground: bool, verbose: bool, traces: u32) {
+    TRACES.store(traces, Ordering::Relaxed);
+    let sink = if foreground {
+        Sink::Stderr
+    } else {
+        Sink::Syslog(connect_syslog())
+    };
+    let _ = LOGGER.set(Logger {
+        sink: Mutex::new(sink),
+        verbose,
+    });
+}
+
+fn connect_syslog() -> Option<UnixDatagram> {
+    let s = UnixDatagram::unbound().ok()?;
+    s.connect("/dev/log").ok()?;
+    Some(s)
+}
+
+/// Whether a trace subsystem is on (`smtpctl trace` may change it at run time).
+pub fn tracing(t: Trace) -> bool {
+    TRACES.load(Ordering::Relaxed) & (t as u32) != 0
+}
+
+pub fn set_traces(mask: u32) {
+    TRACES.store(mask, Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    LOGGER.get().is_some_and(|l| l.verbose)
+}
+
+/// Writes one line at a level.
+pub fn line(level: Level, text: &str) {
+    let Some(logger) = LOGGER.get() else {
+        eprintln!("{}", text);
+        return;
+    };
+    if level == Level::Debug && !logger.verbose {
+        return;
+    }
+    let Ok(mut sink) = logger.sink.lock() else {
+        return;
+    };
+    match &mut *sink {
+        Sink::Stderr => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}", text);
+        }
+        Sink::Syslog(sock) => {
+            // RFC 3164 as glibc's syslog() writes it; facility mail (2).
+            let pri = (2 << 3) | level as u32;
+            let msg = format!("<{}>smtpd[{}]: {}", pri, std::process::id(), text);
+            if sock
+                .as_ref()
+                .and_then(|s| s.send(msg.as_bytes()).ok())
+                .is_none()
+            {
+                *sock = connect_syslog();
+                if let Some(s) = sock {
+                    let _ = s.send(msg.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+pub fn info(text: &str) {
+    line(Level::Info, text);
+}
+
+pub fn warn(text: &str) {
+    line(Level::Warning, text);
+}
+
+pub fn debug(text: &str) {
+    line(Level::Debug, text);
+}
+
+/// A trace line, shown only when its subsystem is on (OpenSMTPD logs traces at debug level,
+/// but shows them without `-v`).
+pub fn trace(t: Trace, text: &str) {
+    if tracing(t) {
+        line(Level::Info, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_names() {
+        assert_eq!(Trace::from_name("transfer"), Some(Trace::Mta));
+        assert_eq!(Trace::from_name("tables"), Some(Trace::Tables));
+        assert_eq!(Trace::from_name("nope"), None);
+    }
+}

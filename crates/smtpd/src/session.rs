@@ -1,0 +1,196 @@
+//! The async shell around one SMTP session: it moves bytes between the socket and the pure
+//! state machine of the protocol crate, and answers the machine's requests with the server's
+//! I/O (DNS, rules and expansion, the queue).
+//!
+//! It reads only when the machine asks for input, which is how OpenSMTPD's refusal of
+//! pipelining comes out the same; and it writes every reply queued so far before it starts slow
+//! work (a DNS lookup, an fsync), so a client never waits on a reply that is already decided.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsmtpd_protocol::received::PeerAddr;
+use rsmtpd_protocol::session::{
+    envelope_log_line, ConnectionInfo, Event, LogEvent, MessageOpened, Request, Session,
+    SessionConfig,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::log;
+use crate::server::{Listening, Server, Transaction};
+
+/// Reads are bounded: a client cannot make a session buffer more than this per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What a session knows about its client before the banner.
+pub struct Client {
+    pub peer: PeerAddr,
+    /// Reverse name, or None (`<unknown>`).
+    pub rdns: Option<String>,
+    pub fcrdns: bool,
+}
+
+/// Runs one session to its end. Never panics on client input; I/O errors end the session with
+/// OpenSMTPD's `io-error` reason.
+pub async fn run<S>(server: Arc<Server>, listen: Arc<Listening>, stream: S, client: Client)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id: u64 = rand::random();
+    let rdns_text = client.rdns.clone().unwrap_or_else(|| "<unknown>".into());
+    log::info(&format!(
+        "{:016x} smtp connected address={} host={}",
+        id,
+        client.peer.text(),
+        rdns_text
+    ));
+    let cfg = session_config(&server, &listen);
+    let conn = ConnectionInfo {
+        peer: client.peer,
+        rdns: rdns_text,
+        smtpname: None,
+        local_enqueue: matches!(client.peer, PeerAddr::Local),
+    };
+    let mut sess = Session::new(cfg, conn);
+    let mut tx = Transaction::new(id, client, listen.clone());
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        while let Some(ev) = sess.poll_event() {
+            match ev {
+                Event::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                Event::Log(LogEvent::Message {
+                    msgid,
+                    size,
+                    nrcpt,
+                    proto,
+                    sender,
+                    rcpts,
+                }) => {
+                    let line = LogEvent::Message {
+                        msgid,
+                        size,
+                        nrcpt,
+                        proto,
+                        sender: sender.clone(),
+                        rcpts,
+                    }
+                    .line(id);
+                    log::info(&line);
+                    for (evpid, rcpt) in tx.envelopes() {
+                        log::info(&envelope_log_line(id, *evpid, &sender, rcpt));
+                    }
+                }
+                Event::Log(l) => log::info(&l.line(id)),
+                Event::MessageData(d) => tx.write(&d),
+                Event::Rollback { msgid } => server.rollback(&mut tx, msgid),
+                Event::StartTls => {
+                    // Listeners with TLS are not served yet: refuse as a failed handshake would.
+                    let _ = sess.tls_failed(rsmtpd_protocol::session::CloseReason::IoError(
+                        "TLS is not available".into(),
+                    ));
+                }
+                Event::Request(req) => {
+                    if flush(&mut wr, &mut out).await.is_err() {
+                        sess.io_error("write error");
+                        continue;
+                    }
+                    answer(&server, &mut sess, &mut tx, req).await;
+                }
+                Event::Close(reason) => {
+                    let _ = flush(&mut wr, &mut out).await;
+                    let _ = wr.shutdown().await;
+                    server.rollback_open(&mut tx);
+                    log::info(&reason.log_line(id));
+                    return;
+                }
+            }
+        }
+        if flush(&mut wr, &mut out).await.is_err() {
+            sess.io_error("write error");
+            continue;
+        }
+        if !sess.wants_read() {
+            // The machine neither asks for input nor has anything to say: it is waiting for
+            // nothing, which would be a bug; end the session rather than spin.
+            sess.io_error("internal error");
+            continue;
+        }
+        let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
+        match tokio::time::timeout(timeout, rd.read(&mut buf)).await {
+            Err(_) => sess.timed_out(),
+            Ok(Ok(0)) => sess.peer_closed(),
+            Ok(Ok(n)) => sess.receive(&buf[..n]),
+            Ok(Err(e)) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    wr.write_all(out).await?;
+    wr.flush().await?;
+    out.clear();
+    Ok(())
+}
+
+fn session_config(server: &Server, l: &Listening) -> SessionConfig {
+    let o = &server.config.options;
+    SessionConfig {
+        hostname: l.hostname.clone(),
+        max_message_size: o.max_message_size,
+        max_recipients: usize::try_from(o.max_rcpt).unwrap_or(usize::MAX),
+        max_mails: usize::try_from(o.max_mails).unwrap_or(usize::MAX),
+        dsn: !l.no_dsn,
+        filtered: l.filter.is_some(),
+        mask_source: l.mask_src,
+        received_auth: l.received_auth,
+        add_missing_headers: l.local || l.port == 587,
+        ..SessionConfig::default()
+    }
+}
+
+/// Answers one request of the machine with the server's I/O.
+async fn answer(server: &Server, sess: &mut Session, tx: &mut Transaction, req: Request) {
+    use rsmtpd_protocol::session::{FilterDecision, LookupResult};
+    // An answer the machine refuses means the shell and the machine disagree about the state;
+    // the session cannot go on safely.
+    let r = match req {
+        Request::Filter { phase, param } => {
+            let d = server.filter(tx, phase, &param).await;
+            sess.filter_result(d.unwrap_or(FilterDecision::Proceed))
+        }
+        Request::CheckSender { .. } => sess.sender_result(LookupResult::Ok),
+        Request::CreateMessage => sess.message_created(server.create_message(tx).map_err(|_| ())),
+        Request::CheckRecipient { msgid, rcpt } => {
+            let mail = sess.mail_from().cloned();
+            let facts = tx.facts(sess);
+            let res = server.recipient(tx, &facts, msgid, mail.as_ref(), &rcpt);
+            sess.recipient_result(res)
+        }
+        Request::OpenMessage { msgid } => {
+            let opened = server
+                .open_message(tx, msgid)
+                .map_err(|_| ())
+                .map(|_| MessageOpened {
+                    date: crate::server::rfc5322_date(),
+                    message_id_uid: rand::random(),
+                });
+            sess.message_opened(opened)
+        }
+        Request::CommitMessage { msgid, .. } => {
+            let r = server.commit(tx, msgid).await.map_err(|_| ());
+            sess.commit_result(r)
+        }
+        Request::Authenticate { .. } => {
+            // AUTH comes with TLS (a later issue); no listener offers it yet.
+            sess.auth_result(LookupResult::PermFail)
+        }
+    };
+    if r.is_err() {
+        sess.io_error("internal error");
+    }
+}

@@ -1,0 +1,184 @@
+//! Running the real `smtpd` binary for end-to-end tests: a daemon on a free loopback port with
+//! its own spool, its log lines collected, and a minimal SMTP client that sends exact bytes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const REAL_SMTPD: &str = "/usr/sbin/smtpd";
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The host name the daemon will use (the same function it calls).
+pub fn hostname() -> String {
+    rsmtpd::system::server_hostname().unwrap_or_else(|| "localhost".into())
+}
+
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<Vec<String>>>,
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Starts `smtpd -d` on `config`, in which `@PORT@` and `@DIR@` are replaced by a free port
+    /// and the test's folder.
+    pub fn start(config: &str, args: &[&str]) -> Daemon {
+        Self::start_with(env!("CARGO_BIN_EXE_smtpd"), config, args)
+    }
+
+    pub fn start_with(bin: &str, config: &str, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let text = config
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", dir.path().to_str().expect("utf-8 dir"));
+        let conf = dir.path().join("smtpd.conf");
+        std::fs::write(&conf, text).expect("write config");
+        let spool = dir.path().join("spool");
+        // -v: its last start-up line says the listeners are up, which is when tests may connect.
+        let mut child = Command::new(bin)
+            .arg("-d")
+            .arg("-v")
+            .args(args)
+            .arg("-f")
+            .arg(&conf)
+            .env("SMTPD_SPOOL", &spool)
+            .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"))
+            .env("SMTPD_RESOLVER", "127.0.0.1:1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start smtpd");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = log.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        let d = Daemon {
+            child,
+            dir,
+            log,
+            port,
+        };
+        d.wait_log(|l| l == "debug: smtpd: offline scanning done");
+        d
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) for a log line, and returns it.
+    pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            if Instant::now() > deadline {
+                panic!("log line not found; log:\n{}", self.log().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SMTP client that sends exactly what it is given.
+pub struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Client { stream, reader }
+    }
+
+    /// One whole reply (all its lines), CRLFs included.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = Vec::new();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return all,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let more = text.as_bytes().get(3) == Some(&b'-');
+            all.push_str(&text);
+            if !more {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends a command line (CRLF added) and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{}\r\n", line).as_bytes());
+        self.reply()
+    }
+
+    /// Whether the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+}
