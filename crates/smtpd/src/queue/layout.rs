@@ -1,0 +1,191 @@
+//! The spool's directories, their owners and modes (`queue_backend.c:
+//! queue_init`, `queue_fs.c:queue_fs_init`, `util.c:ckdir`), and the start-up
+//! clean-up of what a previous run left half done.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::{chown, Gid, Group, Uid, User};
+
+pub const INCOMING: &str = "incoming";
+pub const QUEUE: &str = "queue";
+pub const OFFLINE: &str = "offline";
+pub const PURGE: &str = "purge";
+pub const TEMPORARY: &str = "temporary";
+pub const MESSAGE: &str = "message";
+
+/// Who owns what we create. OpenSMTPD's queue process runs as the queue
+/// user (`opensmtpq` on Debian, `_smtpq` upstream) and owns every message;
+/// when we are root we give our files to that user so that a queue process
+/// which drops to it later, or an OpenSMTPD started on this spool, can use
+/// them. When not root everything is simply ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Uid,
+    pub gid: Gid,
+    /// True when we are root and must chown what we create.
+    pub chown: bool,
+}
+
+impl Owner {
+    /// The queue user when we are root and it exists, else ourselves.
+    pub fn detect() -> Owner {
+        if Uid::effective().is_root() {
+            for name in ["opensmtpq", "_smtpq"] {
+                if let Ok(Some(u)) = User::from_name(name) {
+                    let gid = match Group::from_name(name) {
+                        Ok(Some(g)) => g.gid,
+                        _ => u.gid,
+                    };
+                    return Owner {
+                        uid: u.uid,
+                        gid,
+                        chown: true,
+                    };
+                }
+            }
+        }
+        Owner {
+            uid: Uid::effective(),
+            gid: Gid::effective(),
+            chown: false,
+        }
+    }
+
+    /// Gives a file or directory we just created to the queue user.
+    pub fn adopt(&self, path: &Path) -> io::Result<()> {
+        if self.chown {
+            chown(path, Some(self.uid), Some(self.gid)).map_err(io::Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// Same for an open file (one syscall, no path lookup).
+    pub fn adopt_file(&self, f: &fs::File) -> io::Result<()> {
+        if self.chown {
+            std::os::unix::fs::fchown(f, Some(self.uid.as_raw()), Some(self.gid.as_raw()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `ckdir`: create `path` with `mode` and owner if missing, then insist on
+/// them, with OpenSMTPD's messages. When not root only the type and mode are
+/// checked: the owner is whoever runs us.
+fn ckdir(path: &Path, mode: u32, uid: Uid, gid: Gid, root: bool) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Created with mode 0 and chmod-ed afterwards, so the umask has no say.
+            fs::DirBuilder::new().mode(0o000).create(path)?;
+            if root {
+                chown(path, Some(uid), Some(gid)).map_err(io::Error::from)?;
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        }
+        Err(e) => return Err(e),
+    }
+    let md = fs::symlink_metadata(path)?;
+    let mut problems = Vec::new();
+    if !md.is_dir() {
+        problems.push(format!("{} is not a directory", path.display()));
+    }
+    if root && md.uid() != uid.as_raw() {
+        problems.push(format!("{} is not owned by uid {}", path.display(), uid));
+    }
+    if root && md.gid() != gid.as_raw() {
+        problems.push(format!("{} is not owned by gid {}", path.display(), gid));
+    }
+    if md.mode() & 0o7777 != mode {
+        problems.push(format!(
+            "{} must be {} ({:o})",
+            path.display(),
+            mode_string(mode),
+            mode
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(problems.join("; ")))
+    }
+}
+
+/// `strmode` without the type letter: `rwx--x--x`.
+fn mode_string(mode: u32) -> String {
+    let mut s = String::with_capacity(9);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// Creates or checks the spool, and moves away what a previous run left in
+/// `incoming/` (messages never acknowledged) and `temporary/`, as OpenSMTPD
+/// does at start.
+pub fn setup(spool: &Path, owner: &Owner) -> io::Result<()> {
+    let root = owner.chown;
+    let r = Uid::from_raw(0);
+    let rg = Gid::from_raw(0);
+    ckdir(spool, 0o711, r, rg, root)?;
+    ckdir(&spool.join(OFFLINE), 0o770, r, owner.gid, root)?;
+    ckdir(&spool.join(PURGE), 0o700, owner.uid, rg, root)?;
+    mvpurge(&spool.join(TEMPORARY), &spool.join(PURGE))?;
+    ckdir(&spool.join(TEMPORARY), 0o700, owner.uid, rg, root)?;
+    mvpurge(&spool.join(INCOMING), &spool.join(PURGE))?;
+    ckdir(&spool.join(QUEUE), 0o700, owner.uid, rg, root)?;
+    ckdir(&spool.join(INCOMING), 0o700, owner.uid, rg, root)?;
+    empty_purge(&spool.join(PURGE));
+    Ok(())
+}
+
+/// Renames `from` into `to/<random>` so that it vanishes in one step; the
+/// slow removal happens afterwards, in `purge/`.
+pub fn mvpurge(from: &Path, to: &Path) -> io::Result<()> {
+    for _ in 0..20 {
+        let dest = to.join(rand::random::<u32>().to_string());
+        match fs::rename(from, &dest) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // The random name exists already: draw another.
+            Err(e)
+                if [
+                    Errno::ENOTEMPTY,
+                    Errno::EISDIR,
+                    Errno::ENOTDIR,
+                    Errno::EEXIST,
+                ]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(*n as i32)) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "cannot move {} to {}",
+        from.display(),
+        to.display()
+    )))
+}
+
+/// OpenSMTPD forks a purge task for this; at our start-up nothing else runs
+/// yet, and what is left here is garbage even if removing it fails.
+fn empty_purge(purge: &Path) {
+    if let Ok(rd) = fs::read_dir(purge) {
+        for entry in rd.flatten() {
+            let p: PathBuf = entry.path();
+            let _ = match entry.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+                _ => fs::remove_file(&p),
+            };
+        }
+    }
+}
