@@ -140,8 +140,9 @@ pub(super) fn commit_fsync(shared: &Shared, batch: Vec<Job>) {
     let mut published = Vec::with_capacity(batch.len());
     let mut buckets = FxHashSet::default();
     let mut new_bucket = false;
-    for job in batch {
-        let r = sync_incoming(shared, &job).and_then(|()| publish(shared, job.msgid));
+    let synced = sync_all_incoming(shared, &batch);
+    for (job, r) in batch.into_iter().zip(synced) {
+        let r = r.and_then(|()| publish(shared, job.msgid));
         match r {
             Ok(created) => {
                 new_bucket |= created;
@@ -168,6 +169,40 @@ pub(super) fn commit_fsync(shared: &Shared, batch: Vec<Job>) {
             .into_iter()
             .for_each(|job| fail(shared, job, clone_err(&e), true)),
     }
+}
+
+/// Concurrent fsyncs on one file system share journal commits (jbd2 joins
+/// them into one transaction), where a single thread's fsyncs queue up one
+/// behind the other: so the files of a batch are synced from a few threads.
+fn sync_all_incoming(shared: &Shared, batch: &[Job]) -> Vec<io::Result<()>> {
+    const THREADS: usize = 16;
+    if batch.len() == 1 {
+        return vec![sync_incoming(shared, &batch[0])];
+    }
+    let per = batch.len().div_ceil(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = batch
+            .chunks(per)
+            .map(|chunk| {
+                let h = s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|job| sync_incoming(shared, job))
+                        .collect::<Vec<_>>()
+                });
+                (chunk.len(), h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(n, h)| match h.join() {
+                Ok(v) => v,
+                Err(_) => (0..n)
+                    .map(|_| Err(io::Error::other("fsync thread panicked")))
+                    .collect(),
+            })
+            .collect()
+    })
 }
 
 /// Message file, envelope files, then the directory naming them.

@@ -1,0 +1,477 @@
+//! The spool on disk: layout, modes, the message lifecycle, crash leftovers,
+//! group commit, and write errors.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::unistd::{Group, User};
+use rsmtpd::queue::{
+    CommitMode, DeliveryType, Envelope, EvpId, MsgId, Queue, QueueOptions, SockAddr,
+};
+use rsmtpd_protocol::Mailaddr;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn spool() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    (dir, spool)
+}
+
+fn envelope(rcpt: &str) -> Envelope {
+    Envelope {
+        dispatcher: "local".into(),
+        kind: DeliveryType::Mda,
+        smtpname: "vm".into(),
+        helo: "client.test".into(),
+        hostname: "localhost".into(),
+        sockaddr: SockAddr::Ip("127.0.0.1".parse().unwrap()),
+        sender: Mailaddr::new("alice", "vm"),
+        rcpt: Mailaddr::new(rcpt, "vm"),
+        dest: Mailaddr::new(rcpt, "vm"),
+        ctime: 1795609943,
+        mda_user: rcpt.into(),
+        ..Envelope::default()
+    }
+}
+
+fn owner_names(p: &Path) -> (String, String, u32) {
+    let md = fs::symlink_metadata(p).unwrap();
+    let user = User::from_uid(md.uid().into()).unwrap().unwrap().name;
+    let group = Group::from_gid(md.gid().into()).unwrap().unwrap().name;
+    (user, group, md.mode() & 0o7777)
+}
+
+fn queue_user() -> Option<String> {
+    ["opensmtpq", "_smtpq"]
+        .into_iter()
+        .find(|n| User::from_name(n).ok().flatten().is_some())
+        .map(String::from)
+}
+
+/// Sends one message with `rcpts` envelopes through the whole lifecycle.
+async fn send(q: &Queue, rcpts: &[&str], body: &[u8]) -> std::io::Result<(MsgId, Vec<Envelope>)> {
+    let msgid = q.create_message()?;
+    let mut envs = Vec::new();
+    for r in rcpts {
+        let mut e = envelope(r);
+        q.create_envelope(msgid, &mut e)?;
+        envs.push(e);
+    }
+    let mut w = q.message_writer(msgid)?;
+    w.write(body)?;
+    q.commit(msgid, w).await?;
+    Ok((msgid, envs))
+}
+
+fn queued_dir(spool: &Path, msgid: MsgId) -> PathBuf {
+    spool
+        .join("queue")
+        .join(msgid.bucket())
+        .join(msgid.to_string())
+}
+
+fn count_entries(p: &Path) -> usize {
+    fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn ids_print_as_opensmtpd() {
+    let m = MsgId(0x42b9051a);
+    assert_eq!(m.to_string(), "42b9051a");
+    assert_eq!(m.bucket(), "42");
+    assert_eq!(MsgId(0x0300_0001).to_string(), "03000001");
+    let e = EvpId(0x898840a88eb2b16e);
+    assert_eq!(e.to_string(), "898840a88eb2b16e");
+    assert_eq!(e.msgid(), MsgId(0x898840a8));
+    assert_eq!(EvpId::from_hex("898840a88eb2b16e"), Some(e));
+    assert_eq!(EvpId::from_hex("898840a88eb2b16"), None);
+    assert_eq!(EvpId::from_hex("+98840a88eb2b16e"), None);
+    for _ in 0..1000 {
+        let m = MsgId::random();
+        assert_ne!(m.0, 0);
+        let e = EvpId::random(m);
+        assert_eq!(e.msgid(), m);
+        assert_ne!(e.0 as u32, 0);
+    }
+}
+
+#[test]
+fn layout_and_modes() {
+    let (_t, spool) = spool();
+    let _q = Queue::open(&spool).unwrap();
+    let expect = [
+        ("", "root", "root", 0o711),
+        ("incoming", "Q", "root", 0o700),
+        ("queue", "Q", "root", 0o700),
+        ("offline", "root", "Q", 0o770),
+        ("purge", "Q", "root", 0o700),
+        ("temporary", "Q", "root", 0o700),
+    ];
+    for (sub, user, group, mode) in expect {
+        let p = spool.join(sub);
+        let (u, g, m) = owner_names(&p);
+        assert_eq!(m, mode, "{sub}");
+        if let (true, Some(qu)) = (is_root(), queue_user()) {
+            let want = |s: &str| if s == "Q" { qu.clone() } else { s.to_string() };
+            assert_eq!((u, g), (want(user), want(group)), "{sub}");
+        }
+    }
+    // A second open accepts what the first made.
+    drop(_q);
+    Queue::open(&spool).unwrap();
+    // OpenSMTPD's ckdir refuses a spool with the wrong mode.
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o755)).unwrap();
+    let err = Queue::open(&spool).err().unwrap().to_string();
+    assert!(err.ends_with("spool must be rwx--x--x (711)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_publishes_rollback_discards() {
+    let (_t, spool) = spool();
+    let q = Queue::open(&spool).unwrap();
+    let body = b"Received: from client.test\nSubject: x\n\nhello\n";
+    let (msgid, envs) = send(&q, &["bob", "carol"], body).await.unwrap();
+    let dir = queued_dir(&spool, msgid);
+    assert_eq!(fs::read(dir.join("message")).unwrap(), body);
+    assert_eq!(q.message_path(msgid), dir.join("message"));
+    for e in &envs {
+        assert_eq!(e.id.msgid(), msgid);
+        let text = fs::read_to_string(dir.join(e.id.to_string())).unwrap();
+        assert_eq!(text, e.to_text());
+        assert_eq!(q.envelope_load(e.id).unwrap(), *e);
+    }
+    assert_eq!(count_entries(&dir), 3);
+    assert_eq!(count_entries(&spool.join("incoming")), 0);
+    let modes = [
+        (dir.clone(), 0o700),
+        (dir.parent().unwrap().to_path_buf(), 0o700),
+        (dir.join("message"), 0o600),
+        (dir.join(envs[0].id.to_string()), 0o600),
+    ];
+    for (p, mode) in modes {
+        let (u, g, m) = owner_names(&p);
+        assert_eq!(m, mode, "{}", p.display());
+        if let (true, Some(qu)) = (is_root(), queue_user()) {
+            assert_eq!((u, g), (qu.clone(), qu.clone()), "{}", p.display());
+        }
+    }
+    assert_eq!(q.stats().commits, 1);
+
+    // Rollback after envelopes and part of the data.
+    let m2 = q.create_message().unwrap();
+    let mut e = envelope("dave");
+    q.create_envelope(m2, &mut e).unwrap();
+    let mut w = q.message_writer(m2).unwrap();
+    w.write(b"partial").unwrap();
+    assert!(spool.join("incoming").join(m2.to_string()).exists());
+    drop(w);
+    q.rollback(m2);
+    q.rollback(m2); // idempotent
+    assert_eq!(count_entries(&spool.join("incoming")), 0);
+    assert!(!queued_dir(&spool, m2).exists());
+    assert!(q.message_writer(m2).is_err());
+
+    // A message without recipients is refused and removed.
+    let m3 = q.create_message().unwrap();
+    let w = q.message_writer(m3).unwrap();
+    assert!(q.commit(m3, w).await.is_err());
+    assert_eq!(count_entries(&spool.join("incoming")), 0);
+    assert!(!queued_dir(&spool, m3).exists());
+    assert_eq!(count_entries(&spool.join("purge")), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_delete_and_bounce_envelopes() {
+    let (_t, spool) = spool();
+    let q = Queue::open(&spool).unwrap();
+    let (msgid, mut envs) = send(&q, &["a", "b"], b"x\n").await.unwrap();
+    let dir = queued_dir(&spool, msgid);
+
+    envs[0].retry = 3;
+    envs[0].errorline = "\"last line for exit 75\"".into();
+    envs[0].esc_class = 4;
+    envs[0].esc_code = 30;
+    q.envelope_update(&envs[0]).unwrap();
+    assert_eq!(q.envelope_load(envs[0].id).unwrap(), envs[0]);
+    assert_eq!(count_entries(&spool.join("temporary")), 0);
+
+    // A bounce added to the committed message keeps it alive.
+    let mut b = envs[1].clone();
+    b.kind = DeliveryType::Bounce;
+    // Agent fields of another type are not saved (as in OpenSMTPD).
+    b.mda_user.clear();
+    let bid = q.create_envelope(msgid, &mut b).unwrap();
+    assert_eq!(bid.msgid(), msgid);
+    assert_eq!(q.envelope_load(bid).unwrap(), b);
+
+    q.envelope_delete(envs[0].id).unwrap();
+    q.envelope_delete(envs[1].id).unwrap();
+    assert!(dir.join("message").exists());
+    // Updating a deleted envelope does not resurrect it.
+    assert!(q.envelope_update(&envs[1]).is_err());
+    assert!(!dir.join(envs[1].id.to_string()).exists());
+    q.envelope_delete(bid).unwrap();
+    assert!(!dir.exists());
+    // The bucket stays, as OpenSMTPD's.
+    assert!(dir.parent().unwrap().is_dir());
+    assert_eq!(count_entries(&spool.join("purge")), 0);
+    assert!(q.create_envelope(msgid, &mut b).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_after_restart_and_crash_leftovers() {
+    let (_t, spool) = spool();
+    let mut all = Vec::new();
+    let kept;
+    {
+        let q = Queue::open(&spool).unwrap();
+        for i in 0..5 {
+            let (_, envs) = send(&q, &[&format!("u{i}"), "v"], b"m\n").await.unwrap();
+            all.extend(envs);
+        }
+        // Crash in the middle of receiving: incoming/ holds a partial message.
+        let m = q.create_message().unwrap();
+        let mut e = envelope("lost");
+        q.create_envelope(m, &mut e).unwrap();
+        q.message_writer(m).unwrap().write(b"half").unwrap();
+        kept = m;
+    }
+    // Other leftovers of a kill -9: a temporary envelope rewrite, a message
+    // whose last envelope was deleted but not the message, junk names, a
+    // corrupt envelope, envelopes whose message file is gone.
+    fs::write(spool.join("temporary/0123456789abcdef.1"), "version: 3\n").unwrap();
+    let orphan = MsgId(0x7f000001);
+    let od = queued_dir(&spool, orphan);
+    fs::create_dir_all(&od).unwrap();
+    fs::write(od.join("message"), "x").unwrap();
+    fs::write(spool.join("queue/README"), "junk").unwrap();
+    fs::create_dir_all(spool.join("queue/zzz")).unwrap();
+    let victim = all.pop().unwrap();
+    let vpath = queued_dir(&spool, victim.id.msgid()).join(victim.id.to_string());
+    fs::write(&vpath, "version: 3\nttl: soon\n").unwrap();
+    fs::write(
+        vpath.with_file_name(format!("{}.tmp", victim.id)),
+        "not an envelope",
+    )
+    .unwrap();
+    let nomsg = MsgId(0x7e000002);
+    let nd = queued_dir(&spool, nomsg);
+    fs::create_dir_all(&nd).unwrap();
+    let nomsg_evp = EvpId(((nomsg.0 as u64) << 32) | 5);
+    fs::write(nd.join(nomsg_evp.to_string()), envelope("z").to_text()).unwrap();
+
+    let q = Queue::open(&spool).unwrap();
+    assert_eq!(count_entries(&spool.join("incoming")), 0);
+    assert_eq!(count_entries(&spool.join("temporary")), 0);
+    assert_eq!(count_entries(&spool.join("purge")), 0);
+    assert!(!spool.join("incoming").join(kept.to_string()).exists());
+    let loaded = q.load().unwrap();
+    all.sort_by_key(|e| e.id);
+    assert_eq!(loaded.envelopes, all);
+    let reasons: Vec<_> = loaded
+        .invalid
+        .iter()
+        .map(|(id, r)| (*id, r.as_str()))
+        .collect();
+    let mut expected = vec![
+        (nomsg_evp, "message file missing"),
+        (victim.id, "envelope: invalid field \"ttl\""),
+    ];
+    expected.sort();
+    assert_eq!(reasons, expected);
+    assert!(!od.exists(), "message without envelopes removed");
+    assert!(spool.join("queue/README").exists());
+
+    // The counts were rebuilt: deleting the last envelope removes the message.
+    let m = all[0].id.msgid();
+    for e in all.iter().filter(|e| e.id.msgid() == m) {
+        q.envelope_delete(e.id).unwrap();
+    }
+    assert!(!queued_dir(&spool, m).exists());
+}
+
+async fn burst(q: &Queue, tasks: usize, per_task: usize, body: Arc<Vec<u8>>) -> usize {
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let q = q.clone();
+        let body = Arc::clone(&body);
+        handles.push(tokio::spawn(async move {
+            for j in 0..per_task {
+                send(&q, &[&format!("r{i}x{j}")], &body).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    tasks * per_task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_commits_share_barriers() {
+    for mode in [CommitMode::GroupSyncfs, CommitMode::GroupFsync] {
+        let (_t, spool) = spool();
+        let q = Queue::open_with(
+            &spool,
+            QueueOptions {
+                commit_mode: mode,
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap();
+        let body = Arc::new(vec![b'x'; 2048]);
+        let n = burst(&q, 200, 1, body).await;
+        let st = q.stats();
+        assert_eq!(st.commits, n as u64, "{mode:?}");
+        assert!(st.batches < n as u64, "{mode:?}: {st:?}");
+        if mode == CommitMode::GroupSyncfs {
+            assert!(st.syncs < n as u64, "{mode:?}: {st:?}");
+        }
+        eprintln!("{mode:?}: {st:?}");
+        assert_eq!(q.load().unwrap().envelopes.len(), n);
+        assert_eq!(count_entries(&spool.join("incoming")), 0);
+    }
+}
+
+/// Unmounts the tmpfs even when the test fails.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_fails_cleanly() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=755", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return;
+    }
+    let _m = Mount(mnt.clone());
+    let spool = mnt.join("spool");
+    for mode in [
+        CommitMode::GroupSyncfs,
+        CommitMode::GroupFsync,
+        CommitMode::Single,
+    ] {
+        let q = Queue::open_with(
+            &spool,
+            QueueOptions {
+                commit_mode: mode,
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap();
+        let big = vec![b'y'; 2 * 1024 * 1024];
+        let msgid = q.create_message().unwrap();
+        let mut e = envelope("big");
+        q.create_envelope(msgid, &mut e).unwrap();
+        let mut w = q.message_writer(msgid).unwrap();
+        // The error may come from a write or only when the buffer is flushed.
+        let mut write_failed = false;
+        for chunk in big.chunks(4096) {
+            write_failed |= w.write(chunk).is_err();
+        }
+        let r = q.commit(msgid, w).await;
+        assert!(r.is_err(), "{mode:?}: commit of 2 MB on 512 KB succeeded");
+        eprintln!("{mode:?}: write_failed={write_failed} commit={r:?}");
+        assert!(!queued_dir(&spool, msgid).exists());
+        assert_eq!(count_entries(&spool.join("incoming")), 0);
+        // The space is back and the queue still works.
+        let (m2, _) = send(&q, &["small"], b"ok\n").await.unwrap();
+        assert!(queued_dir(&spool, m2).join("message").exists());
+        assert_eq!(q.load().unwrap().envelopes.len(), 1);
+        q.envelope_delete(q.load().unwrap().envelopes[0].id)
+            .unwrap();
+        drop(q);
+    }
+}
+
+/// Measurements for the report, not a check:
+/// `cargo test --release -p rsmtpd --test queue_store -- --ignored --nocapture`
+/// (`SPOOL_DIR` picks the file system to measure, default a temp dir).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn measure_commit_rates() {
+    let base = std::env::var_os("SPOOL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let t = tempfile::tempdir_in(&base).unwrap();
+
+    // Raw barrier rates of this disk: write 2 KB + fsync, one thread.
+    let p = t.path().join("probe");
+    let f = fs::File::create(&p).unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < 2.0 {
+        use std::io::Write;
+        (&f).write_all(&[b'z'; 2048]).unwrap();
+        f.sync_all().unwrap();
+        n += 1;
+    }
+    eprintln!(
+        "write 2KB + fsync: {:.0}/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < 2.0 {
+        use std::io::Write;
+        (&f).write_all(&[b'z'; 2048]).unwrap();
+        nix::unistd::syncfs(&f).unwrap();
+        n += 1;
+    }
+    eprintln!(
+        "write 2KB + syncfs: {:.0}/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+
+    for mode in [
+        CommitMode::Single,
+        CommitMode::GroupFsync,
+        CommitMode::GroupSyncfs,
+    ] {
+        let spool = t.path().join(format!("{mode:?}"));
+        let q = Queue::open_with(
+            &spool,
+            QueueOptions {
+                commit_mode: mode,
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap();
+        let body = Arc::new(vec![b'x'; 2048]);
+        let start = Instant::now();
+        let n = burst(&q, 20, 100, body).await;
+        let secs = start.elapsed().as_secs_f64();
+        let st = q.stats();
+        eprintln!(
+            "{mode:?}: 20 committers, {n} commits of 2 KB in {secs:.2}s = {:.0} commits/s; \
+             {} rounds, {} fsync/syncfs calls",
+            n as f64 / secs,
+            st.batches,
+            st.syncs
+        );
+    }
+}
