@@ -3,14 +3,23 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use rsmtpd_config::lexer::strerror;
 use rsmtpd_config::Config;
 use rsmtpd_protocol::address::Mailaddr;
-use rsmtpd_protocol::command::{MailFrom, RcptTo};
+use rsmtpd_protocol::command::{MailFrom, RcptTo, Ret};
 use rsmtpd_protocol::received::PeerAddr;
 use rsmtpd_protocol::session::{FilterDecision, FilterPhase, RecipientResult, Session};
 
 use crate::dns::Dns;
+use crate::expand::{expand, DeliveryType as ExpandType, ExpandContext, SystemForwards};
+use crate::log::{self, Trace};
+use crate::lookup::{HostInfo, Source, SystemUsers, Tables};
+use crate::queue::{
+    DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, SockAddr,
+};
+use crate::rule::RuleEnvelope;
 use crate::session::Client;
 
 /// One listening address and the options its sessions run with.
@@ -38,29 +47,40 @@ pub struct Server {
     pub config: Config,
     pub hostname: String,
     pub dns: Dns,
+    pub tables: Tables,
+    pub queue: Queue,
+    /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
+    /// run as root, else ourselves.
+    pub smtpd_user: String,
 }
 
 /// Per-session state the shell keeps next to the protocol machine.
 pub struct Transaction {
     pub id: u64,
     pub client: Client,
-    pub listen: std::sync::Arc<Listening>,
+    pub listen: Arc<Listening>,
+    msgid: Option<MsgId>,
+    writer: Option<MessageWriter>,
+    /// One per accepted RCPT: the id of its last envelope and the address, for the log.
     envelopes: Vec<(u64, Mailaddr)>,
 }
 
 /// The session facts rules and expansion look at.
 pub struct Facts {
     pub helo: String,
+    pub smtpname: String,
     pub tls: bool,
     pub auth: Option<String>,
 }
 
 impl Transaction {
-    pub fn new(id: u64, client: Client, listen: std::sync::Arc<Listening>) -> Transaction {
+    pub fn new(id: u64, client: Client, listen: Arc<Listening>) -> Transaction {
         Transaction {
             id,
             client,
             listen,
+            msgid: None,
+            writer: None,
             envelopes: Vec::new(),
         }
     }
@@ -70,30 +90,65 @@ impl Transaction {
         &self.envelopes
     }
 
-    pub fn write(&mut self, _data: &[u8]) {}
+    /// Appends message bytes; the first error sticks and fails the commit.
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write(data),
+            None => Err(std::io::Error::other("no message open")),
+        }
+    }
 
     pub fn facts(&self, sess: &Session) -> Facts {
         Facts {
             helo: sess.helo().to_string(),
+            smtpname: sess.smtpname().to_string(),
             tls: sess.is_secure(),
             auth: sess
                 .is_authenticated()
                 .then(|| String::from_utf8_lossy(sess.username()).into_owned()),
         }
     }
+
+    fn source(&self) -> Source {
+        match self.client.peer {
+            PeerAddr::Inet(ip) => Source::Addr(ip),
+            PeerAddr::Local => Source::Local,
+        }
+    }
+
+    fn rdns(&self) -> String {
+        self.client
+            .rdns
+            .clone()
+            .unwrap_or_else(|| "<unknown>".into())
+    }
 }
 
 impl Server {
-    pub fn new(
-        config: Config,
-        hostname: String,
-        _spool: &Path,
-        dns: Dns,
-    ) -> Result<Server, String> {
+    pub fn new(config: Config, hostname: String, spool: &Path, dns: Dns) -> Result<Server, String> {
+        let host = HostInfo {
+            hostname: hostname.clone(),
+            local_addrs: crate::system::local_addresses(),
+        };
+        let tables = Tables::new(&config, &host, Box::new(SystemUsers));
+        let queue = Queue::open(spool)
+            .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
+        let smtpd_user = if nix::unistd::geteuid().is_root() {
+            "_smtpd".to_string()
+        } else {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| "nobody".into())
+        };
         Ok(Server {
             config,
             hostname,
             dns,
+            tables,
+            queue,
+            smtpd_user,
         })
     }
 
@@ -106,35 +161,161 @@ impl Server {
         None
     }
 
-    pub fn create_message(&self, _tx: &mut Transaction) -> std::io::Result<u32> {
-        Ok(rand::random())
+    pub fn create_message(&self, tx: &mut Transaction) -> std::io::Result<u32> {
+        let msgid = self.queue.create_message()?;
+        tx.msgid = Some(msgid);
+        tx.envelopes.clear();
+        Ok(msgid.0)
     }
 
+    /// Rules, expansion, and one envelope per delivery, at RCPT time.
     pub fn recipient(
         &self,
-        _tx: &mut Transaction,
-        _facts: &Facts,
-        _msgid: u32,
-        _mail: Option<&MailFrom>,
-        _rcpt: &RcptTo,
+        tx: &mut Transaction,
+        facts: &Facts,
+        msgid: u32,
+        mail: Option<&MailFrom>,
+        rcpt: &RcptTo,
     ) -> RecipientResult {
-        RecipientResult::Refused("550 Invalid recipient".into())
+        let sender = mail.map(|m| m.sender.clone()).unwrap_or_default();
+        let env = RuleEnvelope {
+            source: tx.source(),
+            hostname: tx.rdns(),
+            helo: facts.helo.clone(),
+            tag: tx.listen.tag.clone().unwrap_or_default(),
+            tls: facts.tls,
+            auth_user: facts.auth.clone(),
+            sender: sender.clone(),
+            dest: rcpt.rcpt.clone(),
+            internal: false,
+        };
+        let cx = ExpandContext {
+            conf: &self.config,
+            tables: &self.tables,
+            forwards: &SystemForwards,
+            smtpd_user: &self.smtpd_user,
+        };
+        let expansion = expand(&cx, &env, &rcpt.rcpt);
+        for line in &expansion.trace {
+            let t = if line.starts_with("expand:") {
+                Trace::Expand
+            } else {
+                Trace::Rules
+            };
+            log::trace(t, line);
+        }
+        for w in &expansion.warnings {
+            log::warn(w);
+        }
+        let deliveries = match expansion.result {
+            Ok(d) => d,
+            Err(e) => return RecipientResult::Refused(e.reply_line()),
+        };
+        let now = crate::date::now();
+        let mut last = None;
+        for d in deliveries {
+            let mut e = Envelope {
+                dispatcher: d.action.clone(),
+                tag: env.tag.clone(),
+                kind: match d.kind {
+                    ExpandType::Mda => DeliveryType::Mda,
+                    ExpandType::Mta => DeliveryType::Mta,
+                },
+                smtpname: facts.smtpname.clone(),
+                helo: facts.helo.clone(),
+                hostname: env.hostname.clone(),
+                username: facts.auth.clone().unwrap_or_default(),
+                sockaddr: match tx.client.peer {
+                    PeerAddr::Inet(ip) => SockAddr::Ip(ip),
+                    PeerAddr::Local => SockAddr::Local,
+                },
+                sender: sender.clone(),
+                rcpt: d.rcpt.clone(),
+                dest: d.dest.clone(),
+                ctime: now,
+                ttl: self
+                    .config
+                    .action(&d.action)
+                    .and_then(|a| a.ttl)
+                    .map_or(0, i64::from),
+                flags: EnvelopeFlags(
+                    if facts.auth.is_some() {
+                        EnvelopeFlags::AUTHENTICATED
+                    } else {
+                        0
+                    } | if d.internal {
+                        EnvelopeFlags::INTERNAL
+                    } else {
+                        0
+                    },
+                ),
+                dsn_notify: rcpt.notify.0,
+                dsn_ret: mail.and_then(|m| match m.ret {
+                    Some(Ret::Full) => Some(DsnRet::Full),
+                    Some(Ret::Hdrs) => Some(DsnRet::Hdrs),
+                    None => None,
+                }),
+                dsn_envid: mail.and_then(|m| m.envid.clone()).unwrap_or_default(),
+                dsn_orcpt: rcpt.orcpt.clone().unwrap_or_default(),
+                mda_exec: d
+                    .mda_exec(crate::system::LIBEXEC_DIRS[1])
+                    .unwrap_or_default(),
+                mda_subaddress: d.subaddress.clone(),
+                mda_user: d.mda_user.clone().unwrap_or_default(),
+                ..Envelope::default()
+            };
+            match self.queue.create_envelope(MsgId(msgid), &mut e) {
+                Ok(id) => last = Some(id),
+                Err(err) => {
+                    log::warn(&format!(
+                        "warn: queue: cannot create envelope: {}",
+                        strerror(&err)
+                    ));
+                    return RecipientResult::EnvelopeFailed;
+                }
+            }
+        }
+        if let Some(id) = last {
+            tx.envelopes.push((id.0, rcpt.rcpt.clone()));
+        }
+        RecipientResult::Accepted
     }
 
-    pub fn open_message(&self, _tx: &mut Transaction, _msgid: u32) -> std::io::Result<()> {
-        Err(std::io::Error::other("queue not available"))
+    pub fn open_message(&self, tx: &mut Transaction, msgid: u32) -> std::io::Result<()> {
+        tx.writer = Some(self.queue.message_writer(MsgId(msgid))?);
+        Ok(())
     }
 
-    pub async fn commit(&self, _tx: &mut Transaction, _msgid: u32) -> std::io::Result<()> {
-        Err(std::io::Error::other("queue not available"))
+    /// Makes the message durable; `Ok` only once it is on stable storage.
+    pub async fn commit(&self, tx: &mut Transaction, msgid: u32) -> std::io::Result<()> {
+        tx.msgid = None;
+        let Some(w) = tx.writer.take() else {
+            self.queue.rollback(MsgId(msgid));
+            return Err(std::io::Error::other("no message open"));
+        };
+        let r = self.queue.commit(MsgId(msgid), w).await;
+        if let Err(e) = &r {
+            log::warn(&format!(
+                "warn: queue: cannot commit message {:08x}: {}",
+                msgid,
+                strerror(e)
+            ));
+        }
+        r
     }
 
-    pub fn rollback(&self, tx: &mut Transaction, _msgid: u32) {
+    pub fn rollback(&self, tx: &mut Transaction, msgid: u32) {
+        tx.writer = None;
+        tx.msgid = None;
         tx.envelopes.clear();
+        self.queue.rollback(MsgId(msgid));
     }
 
+    /// The session ended: forget a message it had not committed.
     pub fn rollback_open(&self, tx: &mut Transaction) {
-        tx.envelopes.clear();
+        if let Some(m) = tx.msgid {
+            self.rollback(tx, m.0);
+        }
     }
 }
 

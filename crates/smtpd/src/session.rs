@@ -83,7 +83,11 @@ where
                     }
                 }
                 Event::Log(l) => log::info(&l.line(id)),
-                Event::MessageData(d) => tx.write(&d),
+                Event::MessageData(d) => {
+                    if tx.write(&d).is_err() {
+                        sess.message_write_failed();
+                    }
+                }
                 Event::Rollback { msgid } => server.rollback(&mut tx, msgid),
                 Event::StartTls => {
                     // Listeners with TLS are not served yet: refuse as a failed handshake would.
