@@ -663,3 +663,32 @@ fn pointers(line: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[test]
+fn include_and_virtual_as_observed() {
+    // real: ":include:" of "inca\nincb, foo #\nnobody\n" delivers to inca and incb only;
+    // virtual bob+x@example.com -> carol -> alice (carol looked up again with no domain).
+    let mut w = World::new(concat!(
+        "table aliases { inc = \":include:/tmp/probe/inc/list2\" }\n",
+        "table users { foo = \"2000:2000:/var/empty\", inca = \"2000:2000:/var/empty\", incb = \"2000:2000:/var/empty\", carol = \"2000:2000:/var/empty\", alice = \"2000:2000:/var/empty\" }\n",
+        "table v { \"bob+tag@example.com\" = alice, \"bob@example.com\" = carol, \"@example.com\" = foo, carol = alice }\n",
+        "action \"l\" maildir userbase <users> alias <aliases>\n",
+        "action \"vl\" maildir userbase <users> virtual <v>\n",
+        "match from any for domain \"example.com\" action \"vl\"\n",
+        "match from any for local action \"l\"\n",
+    ));
+    w.files.includes.insert(
+        "/tmp/probe/inc/list2".into(),
+        "inca\nincb, foo #\nnobody\n".into(),
+    );
+    let users = |w: &World, r: &str| -> Vec<String> {
+        w.deliveries(r)
+            .iter()
+            .filter_map(|d| d.mda_user.clone())
+            .collect()
+    };
+    assert_eq!(users(&w, "inc"), vec!["inca", "incb"]);
+    assert_eq!(users(&w, "bob+tag@example.com"), vec!["alice"]);
+    assert_eq!(users(&w, "bob+x@example.com"), vec!["alice"]);
+    assert_eq!(users(&w, "zed@example.com"), vec!["foo"]);
+}
