@@ -74,6 +74,9 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
+    for line in crate::filter::init_trace(&server.config) {
+        log::trace(log::Trace::Filters, &line);
+    }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listener::listenings(&server.config, &server.hostname) {
         let Some(addr) = l.addr else { continue };

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod date;
 pub mod dns;
 pub mod expand;
+pub mod filter;
 pub mod listener;
 pub mod log;
 pub mod lookup;

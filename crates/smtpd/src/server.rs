@@ -14,6 +14,7 @@ use rsmtpd_protocol::session::{FilterDecision, FilterPhase, RecipientResult, Ses
 
 use crate::dns::Dns;
 use crate::expand::{expand, DeliveryType as ExpandType, ExpandContext, SystemForwards};
+use crate::filter::FilterFacts;
 use crate::log::{self, Trace};
 use crate::lookup::{HostInfo, Source, SystemUsers, Tables};
 use crate::queue::{
@@ -63,6 +64,8 @@ pub struct Transaction {
     writer: Option<MessageWriter>,
     /// One per accepted RCPT: the id of its last envelope and the address, for the log.
     envelopes: Vec<(u64, Mailaddr)>,
+    filter_helo: Option<String>,
+    filter_mail_from: Option<String>,
 }
 
 /// The session facts rules and expansion look at.
@@ -82,6 +85,8 @@ impl Transaction {
             msgid: None,
             writer: None,
             envelopes: Vec::new(),
+            filter_helo: None,
+            filter_mail_from: None,
         }
     }
 
@@ -133,6 +138,14 @@ impl Server {
         let tables = Tables::new(&config, &host, Box::new(SystemUsers));
         let queue = Queue::open(spool)
             .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
+        // Rebuilds the queue's index and drops what a crash left half-done; the scheduler (the
+        // delivery issue) will take the envelopes from here.
+        let loaded = queue
+            .load()
+            .map_err(|e| format!("smtpd: queue: load: {}", strerror(&e)))?;
+        for (evpid, why) in &loaded.invalid {
+            log::warn(&format!("warn: queue: envelope {}: {}", evpid, why));
+        }
         let smtpd_user = if nix::unistd::geteuid().is_root() {
             "_smtpd".to_string()
         } else {
@@ -152,13 +165,51 @@ impl Server {
         })
     }
 
+    /// The listener's builtin filters for one command.
     pub async fn filter(
         &self,
-        _tx: &mut Transaction,
-        _phase: FilterPhase,
-        _param: &str,
+        tx: &mut Transaction,
+        phase: FilterPhase,
+        param: &str,
     ) -> Option<FilterDecision> {
-        None
+        let name = tx.listen.filter.clone()?;
+        let mut facts = FilterFacts {
+            rdns: tx.rdns(),
+            fcrdns: tx.client.fcrdns,
+            src: Some(tx.source()),
+            helo: tx.filter_helo.clone(),
+            username: None,
+            mail_from: tx.filter_mail_from.clone(),
+        };
+        // The session's filter state follows the commands, as lka_filter.c's filter_protocol().
+        match phase {
+            FilterPhase::Helo | FilterPhase::Ehlo => {
+                tx.filter_helo = Some(param.to_string());
+                facts.helo = tx.filter_helo.clone();
+            }
+            FilterPhase::MailFrom => {
+                let addr = param
+                    .strip_prefix('<')
+                    .map(|s| s.split('>').next().unwrap_or(s))
+                    .unwrap_or(param);
+                tx.filter_mail_from = Some(addr.to_string());
+                facts.mail_from = tx.filter_mail_from.clone();
+            }
+            _ => {}
+        }
+        let out = crate::filter::run(
+            &self.config,
+            &self.tables,
+            &name,
+            phase,
+            param,
+            &facts,
+            tx.id,
+        );
+        for line in &out.trace {
+            log::trace(Trace::Filters, line);
+        }
+        Some(out.decision)
     }
 
     pub fn create_message(&self, tx: &mut Transaction) -> std::io::Result<u32> {

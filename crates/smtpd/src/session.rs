@@ -16,7 +16,7 @@ use rsmtpd_protocol::session::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::log;
+use crate::log::{self, Trace};
 use crate::server::{Listening, Server, Transaction};
 
 /// Reads are bounded: a client cannot make a session buffer more than this per read.
@@ -44,6 +44,12 @@ where
         client.peer.text(),
         rdns_text
     ));
+    if listen.filter.is_some() {
+        log::trace(
+            Trace::Filters,
+            &format!("{:016x} filters session-begin", id),
+        );
+    }
     let cfg = session_config(&server, &listen);
     let conn = ConnectionInfo {
         peer: client.peer,
@@ -107,6 +113,9 @@ where
                     let _ = wr.shutdown().await;
                     server.rollback_open(&mut tx);
                     log::info(&reason.log_line(id));
+                    if tx.listen.filter.is_some() {
+                        log::trace(Trace::Filters, &format!("{:016x} filters session-end", id));
+                    }
                     return;
                 }
             }

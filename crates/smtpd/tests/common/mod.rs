@@ -182,3 +182,127 @@ impl Client {
         matches!(self.reader.read(&mut b), Ok(0))
     }
 }
+
+/// Connects from a chosen loopback source address (127.0.0.x).
+pub fn connect_from(src: &str, addr: SocketAddr) -> Client {
+    let src_ip: std::net::IpAddr = src.parse().expect("source address");
+    let sock = match src_ip {
+        std::net::IpAddr::V4(_) => socket2_free_connect(src_ip, addr),
+        std::net::IpAddr::V6(_) => socket2_free_connect(src_ip, addr),
+    };
+    sock
+}
+
+/// Binds a TCP socket to `src` then connects (std has no bind-before-connect; nix does).
+fn socket2_free_connect(src: std::net::IpAddr, dst: SocketAddr) -> Client {
+    use nix::sys::socket::{
+        bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    };
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let family = if src.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::empty(), None).expect("socket");
+    let raw = fd.into_raw_fd();
+    match (src, dst) {
+        (std::net::IpAddr::V4(s), SocketAddr::V4(d)) => {
+            bind(raw, &SockaddrIn::from(std::net::SocketAddrV4::new(s, 0))).expect("bind");
+            connect(raw, &SockaddrIn::from(d)).expect("connect");
+        }
+        (std::net::IpAddr::V6(s), SocketAddr::V6(d)) => {
+            bind(
+                raw,
+                &SockaddrIn6::from(std::net::SocketAddrV6::new(s, 0, 0, 0)),
+            )
+            .expect("bind");
+            connect(raw, &SockaddrIn6::from(d)).expect("connect");
+        }
+        _ => panic!("address families differ"),
+    }
+    // SAFETY: raw is a connected socket we own and hand over to TcpStream.
+    let stream = unsafe { TcpStream::from_raw_fd(raw) };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let reader = BufReader::new(stream.try_clone().expect("clone"));
+    Client { stream, reader }
+}
+
+/// One client session: the banner, then each command's reply; stops when the server closes.
+pub fn converse(src: &str, addr: SocketAddr, cmds: &[&str]) -> Vec<String> {
+    let mut c = connect_from(src, addr);
+    let mut out = vec![c.reply()];
+    for cmd in cmds {
+        if out.last().is_some_and(|r| r.is_empty()) {
+            break;
+        }
+        out.push(c.cmd(cmd));
+    }
+    out
+}
+
+/// Session log lines with their ids and queue ids replaced, so two runs compare.
+pub fn normalized_session_log(log: &[String]) -> Vec<String> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    log.iter()
+        .filter(|l| l.len() > 17 && l.as_bytes()[16] == b' ' && hex(&l[..16], 16))
+        .map(|l| {
+            l[17..]
+                .split(' ')
+                .map(|w| {
+                    if let Some(v) = w.strip_prefix("msgid=") {
+                        if hex(v, 8) {
+                            return "msgid=MSGID".to_string();
+                        }
+                    }
+                    if let Some(v) = w.strip_prefix("evpid=") {
+                        if hex(v, 16) {
+                            return "evpid=EVPID".to_string();
+                        }
+                    }
+                    w.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Replies with the queue id in `250 2.0.0 XXXXXXXX Message accepted` replaced.
+pub fn normalized_replies(replies: &[String]) -> Vec<String> {
+    replies
+        .iter()
+        .map(|r| match r.strip_prefix("250 2.0.0 ") {
+            Some(rest) if rest.len() > 9 && rest.as_bytes()[8] == b' ' => {
+                format!("250 2.0.0 MSGID{}", &rest[8..])
+            }
+            _ => r.clone(),
+        })
+        .collect()
+}
+
+/// One real OpenSMTPD at a time, across test processes too: it always uses /var/spool/smtpd and
+/// /var/run/smtpd.sock. Hold the returned lock while it runs.
+pub fn real_lock() -> RealLock {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/rsmtpd-real-smtpd.lock")
+        .expect("lock file");
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+    }
+    RealLock(f)
+}
+
+pub struct RealLock(#[allow(dead_code)] std::fs::File);
+
+/// Whether the reference program can be run here (installed, and we are root as it requires).
+pub fn real_available() -> bool {
+    std::path::Path::new(REAL_SMTPD).exists() && nix::unistd::geteuid().is_root()
+}

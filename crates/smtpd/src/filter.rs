@@ -1,0 +1,283 @@
+//! Builtin filters (`filter NAME phase PHASE match CHECK DECISION`) and chains, as OpenSMTPD's
+//! lka_filter.c runs them: for one phase, the chain's filters of that phase in order; the first
+//! whose check holds decides, except `report` (logged, the chain goes on) and `bypass` (the rest of
+//! the chain is skipped, the command proceeds).
+//!
+//! Pure: the caller gives the session's facts and gets the decision and `-T filters` lines.
+
+use rsmtpd_config::{BuiltinFilter, Config, Decision, FilterCheck, FilterKind, Phase};
+use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
+
+use crate::lookup::{Source, Tables};
+
+/// What the filters know of a session (`struct filter_session`).
+#[derive(Debug, Clone, Default)]
+pub struct FilterFacts {
+    /// Reverse name, or `<unknown>`.
+    pub rdns: String,
+    pub fcrdns: bool,
+    pub src: Option<Source>,
+    pub helo: Option<String>,
+    pub username: Option<String>,
+    /// The MAIL FROM address without brackets, once given.
+    pub mail_from: Option<String>,
+}
+
+/// The decision of a chain for one command, with the trace lines OpenSMTPD prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: FilterDecision,
+    pub trace: Vec<String>,
+    /// `report "..."` texts to send to report subscribers (none exist without proc filters).
+    pub reports: Vec<String>,
+}
+
+/// The phase name in traces, and which builtin phase a session phase runs.
+fn phase_of(p: FilterPhase) -> Option<(Phase, &'static str)> {
+    Some(match p {
+        FilterPhase::Connect => (Phase::Connect, "connect"),
+        FilterPhase::Helo => (Phase::Helo, "helo"),
+        FilterPhase::Ehlo => (Phase::Ehlo, "ehlo"),
+        FilterPhase::MailFrom => (Phase::MailFrom, "mail-from"),
+        FilterPhase::RcptTo => (Phase::RcptTo, "rcpt-to"),
+        FilterPhase::Data => (Phase::Data, "data"),
+        FilterPhase::Commit => (Phase::Commit, "commit"),
+        _ => return None,
+    })
+}
+
+/// The phase a builtin filter hooks. OpenSMTPD's parser never sets the phase of an `auth` filter,
+/// so it keeps the zero value, FILTER_CONNECT: such filters run at connect. We do the same, so
+/// that a config behaves as it did.
+fn hooked_phase(b: &BuiltinFilter) -> Phase {
+    if b.phase == Phase::Auth {
+        Phase::Connect
+    } else {
+        b.phase
+    }
+}
+
+/// The filters of a listener's `filter` name, in chain order.
+fn members<'c>(conf: &'c Config, name: &str) -> Vec<(&'c str, &'c BuiltinFilter)> {
+    let Some(f) = conf.filter(name) else {
+        return Vec::new();
+    };
+    let names: Vec<&str> = match &f.kind {
+        FilterKind::Chain(list) => list.iter().map(String::as_str).collect(),
+        _ => vec![f.name.as_str()],
+    };
+    names
+        .into_iter()
+        .filter_map(|n| match conf.filter(n).map(|f| &f.kind) {
+            Some(FilterKind::Builtin(b)) => Some((n, b)),
+            // proc and proc-exec filters are not run yet (the external filters issue).
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the chain `name` for one session phase. `param` is what the session passes (the client
+/// address at connect, the HELO name, `<addr>` at MAIL/RCPT).
+pub fn run(
+    conf: &Config,
+    tables: &Tables,
+    name: &str,
+    phase: FilterPhase,
+    param: &str,
+    facts: &FilterFacts,
+    sessid: u64,
+) -> Outcome {
+    let mut out = Outcome {
+        decision: FilterDecision::Proceed,
+        trace: Vec::new(),
+        reports: Vec::new(),
+    };
+    let Some((p, pname)) = phase_of(phase) else {
+        return out;
+    };
+    // filter_protocol(): MAIL FROM and RCPT TO are matched without their brackets.
+    let param = match phase {
+        FilterPhase::MailFrom | FilterPhase::RcptTo => param
+            .strip_prefix('<')
+            .map(|s| s.split('>').next().unwrap_or(s))
+            .unwrap_or(param),
+        _ => param,
+    };
+    // OpenSMTPD walks the chain recursively; every step after the first is a "resume".
+    let mut resume = "n";
+    for (fname, b) in members(conf, name)
+        .into_iter()
+        .filter(|(_, b)| hooked_phase(b) == p)
+    {
+        let head = format!(
+            "{:016x} filters protocol phase={}, resume={}",
+            sessid, pname, resume
+        );
+        resume = "y";
+        if !check(tables, b, phase, param, facts) {
+            out.trace.push(format!(
+                "{}, action=proceed, filter={}, query={}",
+                head, fname, param
+            ));
+            continue;
+        }
+        match &b.decision {
+            Decision::Rewrite(r) => {
+                out.trace.push(format!(
+                    "{}, action=rewrite, filter={}, query={}, response={}",
+                    head, fname, param, r
+                ));
+                out.decision = FilterDecision::Rewrite(r.clone());
+                return out;
+            }
+            Decision::Disconnect(r) => {
+                out.trace.push(format!(
+                    "{}, action=disconnect, filter={}, query={}, response={}",
+                    head, fname, param, r
+                ));
+                out.decision = FilterDecision::Disconnect(r.clone());
+                return out;
+            }
+            Decision::Junk => {
+                out.trace.push(format!(
+                    "{}, action=junk, filter={}, query={}",
+                    head, fname, param
+                ));
+                out.decision = FilterDecision::Junk;
+                return out;
+            }
+            Decision::Report(r) => {
+                // sic: no comma before "response", as OpenSMTPD prints it.
+                out.trace.push(format!(
+                    "{}, action=report, filter={}, query={} response={}",
+                    head, fname, param, r
+                ));
+                out.reports.push(r.clone());
+                out.trace.push(format!(
+                    "{}, action=proceed, filter={}, query={}",
+                    head, fname, param
+                ));
+            }
+            Decision::Bypass => {
+                out.trace.push(format!(
+                    "{}, action=bypass, filter={}, query={}",
+                    head, fname, param
+                ));
+                return out;
+            }
+            Decision::Reject(r) => {
+                out.trace.push(format!(
+                    "{}, action=reject, filter={}, query={}, response={}",
+                    head, fname, param, r
+                ));
+                out.decision = FilterDecision::Reject(r.clone());
+                return out;
+            }
+        }
+    }
+    out.trace.push(format!(
+        "{:016x} filters protocol phase={}, resume={}, action=proceed",
+        sessid, pname, resume
+    ));
+    out
+}
+
+/// `filter_builtins_*`: whether the filter's check holds (negation applied).
+fn check(
+    tables: &Tables,
+    b: &BuiltinFilter,
+    phase: FilterPhase,
+    param: &str,
+    f: &FilterFacts,
+) -> bool {
+    use FilterCheck::*;
+    let src_text = f.src.map(|s| s.to_text()).unwrap_or_default();
+    // A failed lookup counts as no match, as `table_match() > 0` does.
+    let yes = |m: crate::lookup::Match| m.unwrap_or(false);
+    let raw = match &b.check {
+        Fcrdns => f.fcrdns,
+        // "<unknown>", or a name that is really an address, is no reverse name.
+        Rdns => f.rdns != "<unknown>" && crate::lookup::text_to_netaddr(&f.rdns).is_none(),
+        RdnsTable(t) => yes(tables.match_domain(t, &f.rdns)),
+        RdnsRegex(t) => yes(tables.match_regex(t, &f.rdns)),
+        SrcTable(t) => match f.src {
+            Some(s) => yes(tables.match_netaddr(t, s)),
+            None => false,
+        },
+        SrcRegex(t) => yes(tables.match_regex(t, &src_text)),
+        HeloTable(t) => f
+            .helo
+            .as_deref()
+            .is_some_and(|h| yes(tables.match_domain(t, h))),
+        HeloRegex(t) => f
+            .helo
+            .as_deref()
+            .is_some_and(|h| yes(tables.match_regex(t, h))),
+        Auth => f.username.is_some(),
+        AuthTable(t) => f.username.as_deref().is_some_and(|u| {
+            yes(tables.match_string(t, u))
+                || matches!(tables.credentials(t, u), crate::lookup::Lookup::Found(_))
+        }),
+        AuthRegex(t) => f
+            .username
+            .as_deref()
+            .is_some_and(|u| yes(tables.match_regex(t, u))),
+        MailFromTable(t) => f
+            .mail_from
+            .as_deref()
+            .is_some_and(|m| yes(tables.match_mailaddr_text(t, m))),
+        MailFromRegex(t) => f
+            .mail_from
+            .as_deref()
+            .is_some_and(|m| yes(tables.match_regex(t, m))),
+        // Only the rcpt-to phase looks at the recipient.
+        RcptToTable(t) => phase == FilterPhase::RcptTo && yes(tables.match_mailaddr_text(t, param)),
+        RcptToRegex(t) => phase == FilterPhase::RcptTo && yes(tables.match_regex(t, param)),
+    };
+    raw != b.negate
+}
+
+/// OpenSMTPD's `enum filter_phase` index of a builtin filter's hook.
+fn phase_index(p: Phase) -> u32 {
+    match p {
+        Phase::Connect | Phase::Auth => 0,
+        Phase::Helo => 1,
+        Phase::Ehlo => 2,
+        Phase::MailFrom => 5,
+        Phase::RcptTo => 6,
+        Phase::Data => 7,
+        Phase::Commit => 14,
+    }
+}
+
+/// The `filters init ...` trace lines OpenSMTPD prints at start: single filters, then chains,
+/// each in name order (its dictionary's order).
+pub fn init_trace(conf: &Config) -> Vec<String> {
+    let mut filters: Vec<&rsmtpd_config::Filter> = conf.filters.iter().collect();
+    filters.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for f in &filters {
+        match &f.kind {
+            FilterKind::Builtin(b) => out.push(format!(
+                "filters init type=builtin, name={}, hooks={:08x}",
+                f.name,
+                1u32 << phase_index(b.phase)
+            )),
+            FilterKind::Proc(p) => out.push(format!(
+                "filters init type=proc, name={}, proc={}",
+                f.name, p
+            )),
+            FilterKind::Chain(_) => {}
+        }
+    }
+    for f in &filters {
+        if let FilterKind::Chain(list) = &f.kind {
+            out.push(format!(
+                "filters init type=chain, name={} {{ {} }}",
+                f.name,
+                list.join(", ")
+            ));
+        }
+    }
+    out
+}
