@@ -186,15 +186,11 @@ impl Client {
 /// Connects from a chosen loopback source address (127.0.0.x).
 pub fn connect_from(src: &str, addr: SocketAddr) -> Client {
     let src_ip: std::net::IpAddr = src.parse().expect("source address");
-    let sock = match src_ip {
-        std::net::IpAddr::V4(_) => socket2_free_connect(src_ip, addr),
-        std::net::IpAddr::V6(_) => socket2_free_connect(src_ip, addr),
-    };
-    sock
+    bind_connect(src_ip, addr)
 }
 
 /// Binds a TCP socket to `src` then connects (std has no bind-before-connect; nix does).
-fn socket2_free_connect(src: std::net::IpAddr, dst: SocketAddr) -> Client {
+fn bind_connect(src: std::net::IpAddr, dst: SocketAddr) -> Client {
     use nix::sys::socket::{
         bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     };
