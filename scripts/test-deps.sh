@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its
+# dialogues and
 # verdicts are re-checked), netbase (/etc/services, for `port smtp`), and the Rust components
 # for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase)
+pkgs=(opensmtpd netbase swaks curl python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
