@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its
-# dialogues and
-# verdicts are re-checked), netbase (/etc/services, for `port smtp`), and the Rust components
+# Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its config
+# verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
+# `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), and the Rust components
 # for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
 pkgs=(opensmtpd netbase swaks curl python3)
