@@ -174,6 +174,9 @@ async fn accept_tcp(
         tokio::spawn(async move {
             let ip = peer.ip().to_canonical();
             let names = server.dns.client_names(ip).await;
+            for w in &names.warnings {
+                log::warn(w);
+            }
             let client = Client {
                 peer: PeerAddr::Inet(ip),
                 rdns: names.rdns,

@@ -20,12 +20,27 @@ use hickory_resolver::TokioResolver;
 pub struct ClientNames {
     /// The reverse name, without its final dot; None when there is none.
     pub rdns: Option<String>,
-    /// The reverse name resolves back to the client address.
+    /// The reverse name resolves back to the client address (false when unknown).
     pub fcrdns: bool,
+    /// `getnameinfo: ...` / `getaddrinfo: ...` warnings OpenSMTPD logs when DNS fails.
+    pub warnings: Vec<String>,
 }
+
+/// A DNS answer as OpenSMTPD tells them apart: a name with no such record (EAI_NONAME or
+/// EAI_NODATA) is not an error, anything else is a temporary failure.
+enum Answer<T> {
+    Found(T),
+    Nothing,
+    TempFail,
+}
+
+/// gai_strerror(EAI_AGAIN), the text OpenSMTPD logs for a DNS failure.
+const EAI_AGAIN_TEXT: &str = "Temporary failure in name resolution";
 
 pub struct Dns {
     resolver: Option<TokioResolver>,
+    /// No server override: loopback reverse lookups go to the system's resolver (see `ptr`).
+    system: bool,
 }
 
 impl Dns {
@@ -53,53 +68,155 @@ impl Dns {
             None => TokioResolver::builder_tokio().ok(),
         };
         let resolver = builder.and_then(|b| b.with_options(opts).build().ok());
-        Dns { resolver }
+        Dns {
+            resolver,
+            system: server.is_none(),
+        }
     }
 
-    /// Reverse name of `ip`, then forward confirmation.
+    /// Reverse name of `ip`, then forward confirmation with records of the client's family, as
+    /// smtp_session.c does it.
     pub async fn client_names(&self, ip: IpAddr) -> ClientNames {
+        let mut warnings = Vec::new();
         let rdns = match self.ptr(ip).await {
-            Some(n) => Some(n),
-            None => hosts_reverse(ip),
+            Answer::Found(n) => Some(n),
+            Answer::Nothing => hosts_reverse(ip),
+            Answer::TempFail => {
+                let h = hosts_reverse(ip);
+                if h.is_none() {
+                    warnings.push(format!(
+                        "getnameinfo: {}: {}",
+                        crate::listener::addr_text(&ip),
+                        EAI_AGAIN_TEXT
+                    ));
+                }
+                h
+            }
         };
         let fcrdns = match &rdns {
-            Some(name) => self.forward(name).await.contains(&ip),
+            Some(name) => match self.forward(name, ip.is_ipv4()).await {
+                Answer::Found(addrs) => addrs.contains(&ip),
+                Answer::Nothing => false,
+                Answer::TempFail => {
+                    warnings.push(format!("getaddrinfo: {}: {}", name, EAI_AGAIN_TEXT));
+                    false
+                }
+            },
             None => false,
         };
-        ClientNames { rdns, fcrdns }
-    }
-
-    async fn ptr(&self, ip: IpAddr) -> Option<String> {
-        // hickory answers loopback PTR queries itself with `localhost` (RFC 6761); OpenSMTPD
-        // asks its DNS server then /etc/hosts, which on many machines does not name ::1. Leave
-        // loopback to /etc/hosts so `host=` agrees with OpenSMTPD's.
-        if ip.is_loopback() {
-            return None;
+        ClientNames {
+            rdns,
+            fcrdns,
+            warnings,
         }
-        let r = self.resolver.as_ref()?;
-        let lookup = r.reverse_lookup(ip).await.ok()?;
-        lookup.answers().iter().find_map(|rec| match &rec.data {
-            RData::PTR(name) => Some(name.to_utf8().trim_end_matches('.').to_string()),
-            _ => None,
-        })
     }
 
-    /// Addresses of a name: DNS A and AAAA, then /etc/hosts.
-    pub async fn forward(&self, name: &str) -> Vec<IpAddr> {
-        let mut out = Vec::new();
-        let local_name = name.eq_ignore_ascii_case("localhost")
-            || name.to_ascii_lowercase().ends_with(".localhost");
-        if let (Some(r), false) = (&self.resolver, local_name) {
+    async fn ptr(&self, ip: IpAddr) -> Answer<String> {
+        // hickory answers loopback PTR queries itself with `localhost` (RFC 6761), while
+        // OpenSMTPD asks its DNS server and /etc/hosts, which on many machines name 127.0.0.1
+        // but not ::1. So loopback goes to the C library's resolver, which asks the same
+        // sources; with a test server (`SMTPD_RESOLVER`) only /etc/hosts is asked.
+        if ip.is_loopback() {
+            if !self.system {
+                return Answer::Nothing;
+            }
+            return match tokio::task::spawn_blocking(move || getnameinfo(ip)).await {
+                Ok(Some(name)) => Answer::Found(name),
+                _ => Answer::Nothing,
+            };
+        }
+        let Some(r) = self.resolver.as_ref() else {
+            return Answer::Nothing;
+        };
+        match r.reverse_lookup(ip).await {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .find_map(|rec| match &rec.data {
+                    RData::PTR(name) => Some(name.to_utf8().trim_end_matches('.').to_string()),
+                    _ => None,
+                })
+                .map_or(Answer::Nothing, Answer::Found),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Answer::Nothing,
+            Err(_) => Answer::TempFail,
+        }
+    }
+
+    /// Addresses of a name of one family: DNS, then /etc/hosts.
+    async fn forward(&self, name: &str, v4: bool) -> Answer<Vec<IpAddr>> {
+        let mut answer = Answer::Nothing;
+        if let Some(r) = &self.resolver {
             let fqdn = format!("{}.", name.trim_end_matches('.'));
-            if let Ok(ips) = r.lookup_ip(fqdn.as_str()).await {
-                out.extend(ips.iter());
+            let res = if v4 {
+                r.ipv4_lookup(fqdn.as_str()).await
+            } else {
+                r.ipv6_lookup(fqdn.as_str()).await
+            };
+            answer = match res {
+                Ok(lookup) => {
+                    let addrs: Vec<IpAddr> = lookup
+                        .answers()
+                        .iter()
+                        .filter_map(|rec| match &rec.data {
+                            RData::A(a) => Some(IpAddr::V4(a.0)),
+                            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                            _ => None,
+                        })
+                        .collect();
+                    if addrs.is_empty() {
+                        Answer::Nothing
+                    } else {
+                        Answer::Found(addrs)
+                    }
+                }
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => Answer::Nothing,
+                Err(_) => Answer::TempFail,
+            };
+        }
+        match answer {
+            Answer::Found(a) => Answer::Found(a),
+            other => {
+                let h: Vec<IpAddr> = hosts_forward(name)
+                    .into_iter()
+                    .filter(|a| a.is_ipv4() == v4)
+                    .collect();
+                if h.is_empty() {
+                    other
+                } else {
+                    Answer::Found(h)
+                }
             }
         }
-        if out.is_empty() {
-            out = hosts_forward(name);
-        }
-        out
     }
+}
+
+/// `getnameinfo(NI_NAMEREQD)` through the C library.
+fn getnameinfo(ip: IpAddr) -> Option<String> {
+    let sa: std::net::SocketAddr = (ip, 0).into();
+    let storage = nix::sys::socket::SockaddrStorage::from(sa);
+    let mut host = [0 as libc::c_char; 1025];
+    use nix::sys::socket::SockaddrLike;
+    // SAFETY: the sockaddr and its length come from nix; host is a buffer of the given size,
+    // NUL-terminated by getnameinfo on success.
+    let rc = unsafe {
+        libc::getnameinfo(
+            storage.as_ptr(),
+            storage.len(),
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: NUL-terminated on success.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
+    name.to_str()
+        .ok()
+        .map(|s| s.trim_end_matches('.').to_string())
 }
 
 fn hosts_entries() -> Vec<(IpAddr, Vec<String>)> {

@@ -32,18 +32,23 @@ pub struct Outcome {
     pub reports: Vec<String>,
 }
 
-/// The phase name in traces, and which builtin phase a session phase runs.
-fn phase_of(p: FilterPhase) -> Option<(Phase, &'static str)> {
-    Some(match p {
-        FilterPhase::Connect => (Phase::Connect, "connect"),
-        FilterPhase::Helo => (Phase::Helo, "helo"),
-        FilterPhase::Ehlo => (Phase::Ehlo, "ehlo"),
-        FilterPhase::MailFrom => (Phase::MailFrom, "mail-from"),
-        FilterPhase::RcptTo => (Phase::RcptTo, "rcpt-to"),
-        FilterPhase::Data => (Phase::Data, "data"),
-        FilterPhase::Commit => (Phase::Commit, "commit"),
-        _ => return None,
-    })
+/// The phase name in traces, and which builtin phase a session phase runs (None: no builtin
+/// filter can hook it, but OpenSMTPD still walks the empty chain and traces it).
+fn phase_of(p: FilterPhase) -> (Option<Phase>, &'static str) {
+    match p {
+        FilterPhase::Connect => (Some(Phase::Connect), "connect"),
+        FilterPhase::Helo => (Some(Phase::Helo), "helo"),
+        FilterPhase::Ehlo => (Some(Phase::Ehlo), "ehlo"),
+        FilterPhase::MailFrom => (Some(Phase::MailFrom), "mail-from"),
+        FilterPhase::RcptTo => (Some(Phase::RcptTo), "rcpt-to"),
+        FilterPhase::Data => (Some(Phase::Data), "data"),
+        FilterPhase::Commit => (Some(Phase::Commit), "commit"),
+        FilterPhase::StartTls => (None, "starttls"),
+        FilterPhase::Auth => (None, "auth"),
+        FilterPhase::Rset => (None, "rset"),
+        FilterPhase::Quit => (None, "quit"),
+        FilterPhase::Noop => (None, "noop"),
+    }
 }
 
 /// The phase a builtin filter hooks. OpenSMTPD's parser never sets the phase of an `auth` filter,
@@ -92,9 +97,7 @@ pub fn run(
         trace: Vec::new(),
         reports: Vec::new(),
     };
-    let Some((p, pname)) = phase_of(phase) else {
-        return out;
-    };
+    let (p, pname) = phase_of(phase);
     // filter_protocol(): MAIL FROM and RCPT TO are matched without their brackets.
     let param = match phase {
         FilterPhase::MailFrom | FilterPhase::RcptTo => param
@@ -107,7 +110,7 @@ pub fn run(
     let mut resume = "n";
     for (fname, b) in members(conf, name)
         .into_iter()
-        .filter(|(_, b)| hooked_phase(b) == p)
+        .filter(|(_, b)| Some(hooked_phase(b)) == p)
     {
         let head = format!(
             "{:016x} filters protocol phase={}, resume={}",
