@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its config
 # verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
-# `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), and the Rust components
+# `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
+# (DNS tests in network namespaces of their own), and the Rust components
 # for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,6 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null || true
     # Make sure no packaged daemon keeps running and holding ports.
     pkill -x smtpd 2>/dev/null || true
+    # The unbound package starts a resolver on :53 where it can; the tests run their own.
+    pkill -x unbound 2>/dev/null || true
   else
     echo "warning: not root, cannot install: ${missing[*]} (tests that need them are skipped)" >&2
   fi

@@ -40,6 +40,18 @@ impl Daemon {
     }
 
     pub fn start_with(bin: &str, config: &str, args: &[&str]) -> Daemon {
+        Self::launch(&[], bin, config, args, Some("127.0.0.1:1"))
+    }
+
+    /// Starts `bin` behind a command prefix (`ip netns exec NS`), with the test resolver or, when
+    /// `resolver` is None, the system's (/etc/netns/NS/resolv.conf inside a namespace).
+    pub fn launch(
+        prefix: &[&str],
+        bin: &str,
+        config: &str,
+        args: &[&str],
+        resolver: Option<&str>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let text = config
@@ -49,15 +61,26 @@ impl Daemon {
         std::fs::write(&conf, text).expect("write config");
         let spool = dir.path().join("spool");
         // -v: its last start-up line says the listeners are up, which is when tests may connect.
-        let mut child = Command::new(bin)
-            .arg("-d")
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("-d")
             .arg("-v")
             .args(args)
             .arg("-f")
             .arg(&conf)
             .env("SMTPD_SPOOL", &spool)
-            .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"))
-            .env("SMTPD_RESOLVER", "127.0.0.1:1")
+            .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"));
+        match resolver {
+            Some(r) => cmd.env("SMTPD_RESOLVER", r),
+            None => cmd.env_remove("SMTPD_RESOLVER"),
+        };
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
