@@ -18,7 +18,11 @@ fn queued(d: &Daemon) -> Vec<String> {
     let mut out = Vec::new();
     let q = d.spool().join("queue");
     for bucket in std::fs::read_dir(&q).into_iter().flatten().flatten() {
-        for msg in std::fs::read_dir(bucket.path()).into_iter().flatten().flatten() {
+        for msg in std::fs::read_dir(bucket.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(t) = std::fs::read_to_string(msg.path().join("message")) {
                 out.push(t);
             }
@@ -40,9 +44,19 @@ fn swaks_smtplib_and_curl_deliver_into_the_queue() {
     let server = format!("127.0.0.1:{}", d.port);
     let mut sent = 0;
 
-    assert!(have("swaks"), "swaks is needed (scripts/test-deps.sh installs it)");
+    assert!(
+        have("swaks"),
+        "swaks is needed (scripts/test-deps.sh installs it)"
+    );
     let out = Command::new("swaks")
-        .args(["--server", &server, "--from", "bob@example.net", "--to", "alice@example.org"])
+        .args([
+            "--server",
+            &server,
+            "--from",
+            "bob@example.net",
+            "--to",
+            "alice@example.org",
+        ])
         .args(["--h-Subject", "from swaks", "--body", "swaks body"])
         .output()
         .expect("swaks");
@@ -65,20 +79,36 @@ fn swaks_smtplib_and_curl_deliver_into_the_queue() {
         .args(["-c", &py])
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     sent += 1;
 
-    assert!(have("curl"), "curl is needed (scripts/test-deps.sh installs it)");
+    assert!(
+        have("curl"),
+        "curl is needed (scripts/test-deps.sh installs it)"
+    );
     let mail = d.dir.path().join("curl.eml");
     std::fs::write(&mail, "Subject: from curl\r\n\r\ncurl body\r\n").expect("write");
     let out = Command::new("curl")
         .args(["-sS", "--url", &format!("smtp://{}", server)])
-        .args(["--mail-from", "bob@example.net", "--mail-rcpt", "alice@example.org"])
+        .args([
+            "--mail-from",
+            "bob@example.net",
+            "--mail-rcpt",
+            "alice@example.org",
+        ])
         .arg("--upload-file")
         .arg(&mail)
         .output()
         .expect("curl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     sent += 1;
 
     let msgs = queued(&d);
@@ -95,7 +125,10 @@ fn swaks_smtplib_and_curl_deliver_into_the_queue() {
         );
     }
     assert_eq!(
-        d.log().iter().filter(|l| l.contains(" smtp message msgid=")).count(),
+        d.log()
+            .iter()
+            .filter(|l| l.contains(" smtp message msgid="))
+            .count(),
         sent
     );
 }
