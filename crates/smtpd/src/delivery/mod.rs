@@ -1,0 +1,713 @@
+//! Local delivery agents: maildir, mbox, mda (a command), lmtp, and the file/pipe targets of
+//! aliases and forwards. One call delivers one envelope:
+//!
+//! ```text
+//! scheduler ──DeliveryRequest──▶ deliver() ──▶ Outcome { Ok | TempFail(stat) | PermFail(stat) }
+//!              loop check, Return-Path/Delivered-To, %{...} expansion, run the agent as the user
+//! ```
+//!
+//! The texts of `TempFail`/`PermFail` are what OpenSMTPD 6.8 logs after `stat=` (`Loop detected`,
+//! `Error (temporary failure: "mail.maildir: No such file or directory")`, ...);
+//! [`deliver_report`] also gives the envelope's `errorline` (the text without the `Error (…)`
+//! wrapper, as the queue stores it).
+//!
+//! Privileges: when the daemon runs as root, every delivery runs in a child process switched to
+//! the user (`setgroups`, `setresgid`, `setresuid`, all three ids, so it cannot come back):
+//! - maildir, mbox and mboxfile are our own code run in a `fork()`ed child (no exec; the child
+//!   only does file system calls, and reports an error line over a pipe and an exit status like
+//!   OpenSMTPD's mail.* helpers);
+//! - mda commands and pipes are `/bin/sh -c` started with the credentials switched between fork
+//!   and exec;
+//! - lmtp needs no file system access, so it speaks to the server from the daemon itself.
+//!
+//! When not root, everything runs as our own user: maildir/mbox on a blocking thread, commands
+//! as plain children.
+
+pub mod format;
+pub mod headers;
+pub mod lmtp;
+pub mod maildir;
+pub mod mbox;
+pub mod mda;
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rsmtpd_config::model::{Action, LocalMethod, Method};
+use rsmtpd_protocol::address::Mailaddr;
+
+use crate::expand::Target;
+use crate::lookup::UserInfo;
+
+use format::Values;
+use headers::addr_text;
+
+/// The result of one delivery attempt, with the `stat=` text OpenSMTPD logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    TempFail(String),
+    PermFail(String),
+}
+
+impl Outcome {
+    /// `Ok`, `TempFail` or `PermFail`, as in `result=`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "Ok",
+            Outcome::TempFail(_) => "TempFail",
+            Outcome::PermFail(_) => "PermFail",
+        }
+    }
+
+    /// The `stat=` text (`Delivered` when Ok).
+    pub fn stat(&self) -> &str {
+        match self {
+            Outcome::Ok => "Delivered",
+            Outcome::TempFail(s) | Outcome::PermFail(s) => s,
+        }
+    }
+
+    /// The delivery loop (`Delivered-To:` already present): OpenSMTPD logs it as a PermFail but
+    /// the queue treats it apart (`IMSG_MDA_DELIVERY_LOOP`: class 4, delayed DSN with 4.4.6).
+    pub fn is_loop(&self) -> bool {
+        matches!(self, Outcome::PermFail(s) if s == LOOP)
+    }
+}
+
+const LOOP: &str = "Loop detected";
+
+/// The outcome and what the envelope keeps of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// The envelope's `errorline`: `"last line"` quoted, or `exited abnormally`,
+    /// `terminated; signal 9`... Empty when delivered.
+    pub errorline: String,
+}
+
+/// Everything one delivery needs, as plain data.
+#[derive(Debug, Clone)]
+pub struct DeliveryRequest {
+    pub sender: Mailaddr,
+    /// The original RCPT (may be empty; then `Delivered-To:` names `dest`).
+    pub rcpt: Mailaddr,
+    pub dest: Mailaddr,
+    /// `mda-subaddress` (the `+tag`, lowercased by the expansion).
+    pub subaddress: String,
+    /// What the envelope delivers to: the action's method, a file or a pipe.
+    pub target: Target,
+    /// The action (dispatcher) of the envelope.
+    pub action: Action,
+    /// The `mda wrapper` command named by the action, if any (resolved from the config).
+    pub wrapper: Option<String>,
+    /// The userbase entry of `mda-user`.
+    pub user: UserInfo,
+    /// The queued message (`Queue::message_path(msgid)`).
+    pub message: PathBuf,
+    /// The name in maildir file names; `None` = `gethostname()` as mail.maildir does.
+    pub hostname: Option<String>,
+    /// Where system mailboxes live (`/var/mail`).
+    pub mail_spool: PathBuf,
+    /// The sub-address delimiter, for `%{...:strip}`.
+    pub sub_addr_delim: char,
+    /// The mda alarm (OpenSMTPD: 300 s).
+    pub timeout: Duration,
+}
+
+impl DeliveryRequest {
+    /// A request with OpenSMTPD's defaults for the rest.
+    pub fn new(
+        action: Action,
+        user: UserInfo,
+        message: PathBuf,
+        sender: Mailaddr,
+        rcpt: Mailaddr,
+        dest: Mailaddr,
+    ) -> DeliveryRequest {
+        DeliveryRequest {
+            sender,
+            rcpt,
+            dest,
+            subaddress: String::new(),
+            target: Target::Action,
+            action,
+            wrapper: None,
+            user,
+            message,
+            hostname: None,
+            mail_spool: PathBuf::from("/var/mail"),
+            sub_addr_delim: '+',
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Delivers one envelope.
+pub async fn deliver(req: &DeliveryRequest) -> Outcome {
+    deliver_report(req).await.outcome
+}
+
+/// An agent's failure: its exit status and the line it printed (mail.maildir's `err()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentError {
+    pub code: i32,
+    pub text: String,
+}
+
+impl AgentError {
+    pub fn new(code: i32, text: String) -> AgentError {
+        AgentError { code, text }
+    }
+}
+
+/// How a delivery process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// The credentials a delivery child takes.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Creds {
+    /// Drops to these ids with raw system calls (safe between fork and exec: no allocation,
+    /// no locks; this process has one thread, so per-thread credentials are the process's).
+    pub fn drop_raw(&self) -> std::io::Result<()> {
+        // SAFETY: plain system calls with a valid pointer and length.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_setgroups,
+                self.groups.len() as libc::c_long,
+                self.groups.as_ptr(),
+            ) == -1
+                || libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) == -1
+                || libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `strerror()` of an I/O error, without Rust's ` (os error N)`.
+pub fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// `strnvis(VIS_SAFE|VIS_CSTYLE|VIS_NL)` as OpenBSD's vis(3) encodes.
+pub fn vis(s: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, &c) in s.iter().enumerate() {
+        let next_digit = s.get(i + 1).is_some_and(|n| (b'0'..=b'7').contains(n));
+        let enc = match c {
+            b'\\' => "\\\\".to_string(),
+            b'\t' | b'\x08' | b'\x07' | b'\r' => (c as char).to_string(),
+            0x21..=0x7e | b' ' => (c as char).to_string(),
+            b'\n' => "\\n".into(),
+            0x0b => "\\v".into(),
+            0x0c => "\\f".into(),
+            0 if next_digit => "\\000".into(),
+            0 => "\\0".into(),
+            _ => {
+                let mut e = String::from("\\");
+                if (c & 0x7f) == b' ' {
+                    e = format!("\\{:03o}", c);
+                    e
+                } else {
+                    let mut c7 = c;
+                    if c7 & 0x80 != 0 {
+                        c7 &= 0x7f;
+                        e.push('M');
+                    }
+                    if c7 < 0x20 || c7 == 0x7f {
+                        e.push('^');
+                        e.push(if c7 == 0x7f { '?' } else { (c7 + b'@') as char });
+                    } else {
+                        e.push('-');
+                        e.push(c7 as char);
+                    }
+                    e
+                }
+            }
+        };
+        // strnvis into mda.c's 256-byte buffer: 253 characters at most, whole encodings only.
+        if out.len() + enc.len() > 253 {
+            break;
+        }
+        out.push_str(&enc);
+    }
+    out
+}
+
+fn sysexit_text(code: i32) -> Option<&'static str> {
+    Some(match code {
+        64 => "command line usage error",
+        65 => "data format error",
+        66 => "cannot open input",
+        67 => "user unknown",
+        68 => "host name unknown",
+        69 => "service unavailable",
+        70 => "internal software error",
+        71 => "system resource problem",
+        72 => "critical OS file missing",
+        73 => "can't create user output file",
+        74 => "input/output error",
+        75 => "temporary failure",
+        76 => "remote error in protocol",
+        77 => "permission denied",
+        78 => "local configuration error",
+        _ => return None,
+    })
+}
+
+const EX_NOUSER: i32 = 67;
+const EX_NOPERM: i32 = 77;
+const EX_TEMPFAIL: i32 = 75;
+
+fn failed(temp: bool, sysexit: i32, error: String) -> Report {
+    let stat = match sysexit_text(sysexit) {
+        Some(s) => format!("Error ({s}: {error})"),
+        None => format!("Error ({error})"),
+    };
+    Report {
+        outcome: if temp {
+            Outcome::TempFail(stat)
+        } else {
+            Outcome::PermFail(stat)
+        },
+        errorline: error,
+    }
+}
+
+/// A failure decided before anything ran (mda.c's fixed strings: no `Error (…)` wrapper).
+fn plain(temp: bool, text: &str) -> Report {
+    Report {
+        outcome: if temp {
+            Outcome::TempFail(text.into())
+        } else {
+            Outcome::PermFail(text.into())
+        },
+        errorline: text.into(),
+    }
+}
+
+/// smtpd.c's SIGCHLD handler and mda.c's IMSG_MDA_DONE: exit status + output → outcome.
+pub fn map_exit(exit: ExitKind, last: Option<&[u8]>, fully_written: bool) -> Report {
+    let out = last.map(|l| format!("\"{}\"", vis(l)));
+    match exit {
+        ExitKind::Exited(0) if fully_written => Report {
+            outcome: Outcome::Ok,
+            errorline: String::new(),
+        },
+        ExitKind::Exited(0) => failed(true, 0, "mda exited prematurely".into()),
+        ExitKind::Exited(n) => failed(
+            n == 71 || n == 75,
+            n,
+            out.unwrap_or_else(|| "exited abnormally".into()),
+        ),
+        ExitKind::Signaled(sig) => {
+            let cause = if sig == libc::SIGALRM {
+                "terminated; timeout".to_string()
+            } else {
+                format!("terminated; signal {sig}")
+            };
+            failed(true, 0, out.unwrap_or(cause))
+        }
+    }
+}
+
+/// The user a delivery runs as (forkmda's `pw_*`).
+struct RunAs {
+    name: String,
+    uid: u32,
+    gid: u32,
+    dir: String,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Runs a native agent: in a forked child with `creds` when given (`prep` runs first, still
+/// privileged), else on a blocking thread.
+async fn run_native<P, F>(creds: Option<Creds>, timeout: Duration, prep: P, f: F) -> Report
+where
+    P: FnOnce() -> Result<(), AgentError> + Send + 'static,
+    F: FnOnce() -> Result<(), AgentError> + Send + 'static,
+{
+    let res = tokio::task::spawn_blocking(move || -> (ExitKind, Option<Vec<u8>>) {
+        let Some(creds) = creds else {
+            return match f() {
+                Ok(()) => (ExitKind::Exited(0), None),
+                Err(e) => (ExitKind::Exited(e.code), Some(e.text.into_bytes())),
+            };
+        };
+        let (rd, wr) = match nix::unistd::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    ExitKind::Exited(71),
+                    Some(format!("pipe: {}", e.desc()).into_bytes()),
+                )
+            }
+        };
+        let alarm = timeout.as_secs().clamp(1, u32::MAX as u64) as libc::c_uint;
+        // SAFETY: the child only runs our file system code (no locks held by other threads are
+        // taken: no stdio, no environment, no tokio), then _exit()s.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => (
+                ExitKind::Exited(71),
+                Some(format!("fork: {}", e.desc()).into_bytes()),
+            ),
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(rd);
+                // SAFETY: see above.
+                unsafe {
+                    libc::alarm(alarm);
+                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    prep()?;
+                    creds.drop_raw().map_err(|e| {
+                        AgentError::new(
+                            1,
+                            format!("smtpd: forkmda: cannot drop privileges: {}", strerror(&e)),
+                        )
+                    })?;
+                    f()
+                }));
+                let (code, text) = match r {
+                    Ok(Ok(())) => (0, None),
+                    Ok(Err(e)) => (e.code, Some(e.text)),
+                    Err(_) => (70, Some("internal error".to_string())),
+                };
+                if let Some(t) = text {
+                    let msg = format!("{t}\n");
+                    // SAFETY: writing our own buffer to our pipe, then leaving at once.
+                    unsafe {
+                        libc::write(wr.as_raw_fd(), msg.as_ptr() as *const _, msg.len());
+                    }
+                }
+                // SAFETY: terminate the child without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                drop(wr);
+                let mut out = Vec::new();
+                let mut f = File::from(rd);
+                let _ = f.by_ref().take(64 * 1024).read_to_end(&mut out);
+                let status = loop {
+                    match nix::sys::wait::waitpid(child, None) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        other => break other,
+                    }
+                };
+                let exit = match status {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => ExitKind::Exited(c),
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
+                        ExitKind::Signaled(s as i32)
+                    }
+                    _ => ExitKind::Exited(71),
+                };
+                let last = if out.is_empty() {
+                    None
+                } else {
+                    if out.last() == Some(&b'\n') {
+                        out.pop();
+                    }
+                    let start = out.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+                    Some(out[start..].to_vec())
+                };
+                (exit, last)
+            }
+        }
+    })
+    .await;
+    match res {
+        Ok((exit, last)) => map_exit(exit, last.as_deref(), true),
+        Err(_) => plain(true, "Error (internal error)"),
+    }
+}
+
+/// Delivers one envelope and says what the queue should remember.
+pub async fn deliver_report(req: &DeliveryRequest) -> Report {
+    let Method::Local(local) = &req.action.method else {
+        return plain(false, "Error (not a local action)");
+    };
+    let is_mbox = matches!(local.method, LocalMethod::Mbox);
+    let has_exec = matches!(req.target, Target::File(_) | Target::Pipe(_));
+    if matches!(req.target, Target::Relay) {
+        return plain(false, "Error (not a local delivery)");
+    }
+    let root = is_root();
+
+    // forkmda(): who the delivery runs as.
+    let mut pw = RunAs {
+        name: req.user.username.clone(),
+        uid: req.user.uid,
+        gid: req.user.gid,
+        dir: req.user.directory.clone(),
+    };
+    if let Some(u) = &local.user {
+        match nix::unistd::User::from_name(u) {
+            Ok(Some(p)) => {
+                pw = RunAs {
+                    name: p.name,
+                    uid: p.uid.as_raw(),
+                    gid: p.gid.as_raw(),
+                    dir: p.dir.to_string_lossy().into_owned(),
+                }
+            }
+            _ => {
+                return failed(
+                    false,
+                    EX_NOUSER,
+                    format!("delivery user '{u}' does not exist"),
+                )
+            }
+        }
+    }
+    if pw.uid == 0 && has_exec {
+        pw = RunAs {
+            name: req.user.username.clone(),
+            uid: req.user.uid,
+            gid: req.user.gid,
+            dir: req.user.directory.clone(),
+        };
+    }
+    if root && pw.uid == 0 && !is_mbox {
+        return failed(
+            false,
+            EX_NOPERM,
+            format!("not allowed to deliver to: {}", req.user.username),
+        );
+    }
+
+    // The message, the loop check, the delivery headers.
+    let path = req.message.clone();
+    let dest_text = addr_text(&req.dest);
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(File, bool)> {
+        let mut f = File::open(&path)?;
+        let looped = headers::check_loop(&mut f, &dest_text)?;
+        Ok((f, looped))
+    })
+    .await;
+    let (message, looped) = match opened {
+        Ok(Ok(x)) => x,
+        _ => return plain(true, "Cannot get message fd"),
+    };
+    if looped {
+        return plain(false, LOOP);
+    }
+    let prefix = headers::delivery_headers(&req.sender, &req.rcpt, &req.dest);
+
+    if req.wrapper.is_some() {
+        return failed(
+            true,
+            EX_TEMPFAIL,
+            "\"mda wrappers are not supported\"".into(),
+        );
+    }
+
+    let values = Values {
+        sender: Some(&req.sender),
+        rcpt: Some(&req.rcpt),
+        dest: Some(&req.dest),
+        username: &req.user.username,
+        directory: &req.user.directory,
+        mda: None,
+        delim: req.sub_addr_delim,
+    };
+    let expand = |raw: &str| format::expand(raw, &values);
+    let not_expanded = || {
+        failed(
+            false,
+            1,
+            "\"smtpd: mda command line could not be expanded\"".into(),
+        )
+    };
+    let creds = |extra_group: Option<u32>| {
+        root.then(|| {
+            let mut groups = vec![pw.gid];
+            if let Some(g) = extra_group {
+                if g != pw.gid {
+                    groups.push(g);
+                }
+            }
+            Creds {
+                uid: pw.uid,
+                gid: pw.gid,
+                groups,
+            }
+        })
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+
+    let mut env = vec![
+        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+        ("DOMAIN".into(), req.rcpt.domain.clone()),
+        ("HOME".into(), pw.dir.clone()),
+        (
+            "RECIPIENT".into(),
+            format!("{}@{}", req.dest.user, req.dest.domain),
+        ),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("LOCAL".into(), req.rcpt.user.clone()),
+        ("LOGNAME".into(), pw.name.clone()),
+        ("USER".into(), pw.name.clone()),
+        (
+            "SENDER".into(),
+            if req.sender.user.is_empty() {
+                String::new()
+            } else {
+                format!("{}@{}", req.sender.user, req.sender.domain)
+            },
+        ),
+    ];
+    if !req.subaddress.is_empty() {
+        env.push(("EXTENSION".into(), req.subaddress.clone()));
+    }
+
+    let command = match (&req.target, &local.method) {
+        (Target::Pipe(cmd), _) => Some(match expand(cmd) {
+            Ok(c) => c,
+            Err(_) => return not_expanded(),
+        }),
+        // mail.mda "CMD": the outer shell reads CMD inside double quotes, mail.mda's
+        // system() runs the result with sh -c again.
+        (Target::Action, LocalMethod::Mda { command }) => match expand(&command.raw) {
+            Ok(c) => Some(format!("exec /bin/sh -c \"{c}\"")),
+            Err(_) => return not_expanded(),
+        },
+        _ => None,
+    };
+    if let Some(command) = command {
+        let run = mda::Run {
+            command,
+            env,
+            home: pw.dir.clone(),
+            creds: creds(None),
+            timeout: req.timeout,
+        };
+        let r = tokio::task::spawn_blocking(move || mda::run(&run, prefix, message)).await;
+        return match r {
+            Ok(Ok(f)) => map_exit(f.exit, f.last_line.as_deref(), f.fully_written),
+            Ok(Err(e)) => failed(true, 71, format!("fork: {}", strerror(&e))),
+            Err(_) => plain(true, "Error (internal error)"),
+        };
+    }
+
+    let from = match expand("%{mbox.from}") {
+        Ok(f) => f,
+        Err(_) => return not_expanded(),
+    };
+    match (&req.target, &local.method) {
+        (Target::File(path), _) => {
+            let path = PathBuf::from(path);
+            let from_line = mbox::from_line(&from, now);
+            run_native(
+                creds(None),
+                req.timeout,
+                || Ok(()),
+                move || mbox::deliver_file(&path, &from_line, headers::stream(prefix, message)),
+            )
+            .await
+        }
+        (_, LocalMethod::Mbox) => {
+            let Ok(username) = expand("%{user.username}") else {
+                return not_expanded();
+            };
+            let path = req.mail_spool.join(username);
+            let from_line = mbox::from_line(&from, now);
+            let spool_gid = std::fs::metadata(&req.mail_spool).ok().map(|m| m.gid());
+            let (uid, gid) = (req.user.uid, req.user.gid);
+            let p2 = path.clone();
+            run_native(
+                creds(spool_gid),
+                req.timeout,
+                move || mbox::init(&p2, uid, gid),
+                move || mbox::deliver(&path, &from_line, headers::stream(prefix, message)),
+            )
+            .await
+        }
+        (_, LocalMethod::Maildir { path, junk }) => {
+            let dir = match path {
+                Some(p) => match expand(&p.raw) {
+                    Ok(d) => Some(d),
+                    Err(_) => return not_expanded(),
+                },
+                None => None,
+            };
+            let hostname = req.hostname.clone().unwrap_or_else(|| {
+                nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "localhost".into())
+            });
+            let m = maildir::Maildir {
+                dir,
+                home: pw.dir.clone(),
+                junk: *junk,
+                extension: req.subaddress.clone(),
+                hostname,
+                now,
+                random: rand::random(),
+            };
+            run_native(
+                creds(None),
+                req.timeout,
+                || Ok(()),
+                move || maildir::deliver(&m, headers::stream(prefix, message)).map(|_| ()),
+            )
+            .await
+        }
+        (
+            _,
+            LocalMethod::Lmtp {
+                destination,
+                rcpt_to,
+            },
+        ) => {
+            let Ok(dest) = expand(&destination.raw) else {
+                return not_expanded();
+            };
+            let l = lmtp::Lmtp {
+                destination: dest,
+                lhlo: "localhost".into(),
+                mail_from: env
+                    .iter()
+                    .find(|(k, _)| k == "SENDER")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                rcpt_to: if *rcpt_to {
+                    format!("{}@{}", req.dest.user, req.dest.domain)
+                } else {
+                    pw.name.clone()
+                },
+            };
+            let r = tokio::time::timeout(req.timeout, lmtp::deliver(&l, prefix, message)).await;
+            match r {
+                Ok(Ok(())) => map_exit(ExitKind::Exited(0), None, true),
+                Ok(Err(e)) => map_exit(ExitKind::Exited(e.code), Some(e.text.as_bytes()), true),
+                Err(_) => map_exit(ExitKind::Signaled(libc::SIGALRM), None, true),
+            }
+        }
+        _ => plain(false, "Error (no delivery method)"),
+    }
+}
