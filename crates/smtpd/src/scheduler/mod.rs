@@ -55,9 +55,17 @@ pub enum AgentResult {
     /// the DSN: `"last line"`, `exited abnormally`...), `stat` to the log
     /// (`Error (temporary failure: "last line")`), `code` is the enhanced
     /// status detail (30 → 4.3.0).
-    TempFail { error: String, stat: String, code: u8 },
+    TempFail {
+        error: String,
+        stat: String,
+        code: u8,
+    },
     /// Bounced at once.
-    PermFail { error: String, stat: String, code: u8 },
+    PermFail {
+        error: String,
+        stat: String,
+        code: u8,
+    },
     /// The message already holds `Delivered-To: <dest>`: logged `PermFail
     /// stat=Loop detected`, bounced as OpenSMTPD does (a delayed DSN, 4.4.6).
     Loop,
@@ -214,7 +222,12 @@ impl Settings {
     pub fn from_config(conf: &rsmtpd_config::Config) -> Settings {
         let mut s = Settings {
             queue_ttl: i64::from(conf.options.queue_ttl),
-            bounce_warn: conf.options.bounce_warn.iter().map(|&d| i64::from(d)).collect(),
+            bounce_warn: conf
+                .options
+                .bounce_warn
+                .iter()
+                .map(|&d| i64::from(d))
+                .collect(),
             ..Settings::default()
         };
         for a in &conf.actions {
@@ -354,7 +367,7 @@ enum Cmd {
 
 enum Event {
     Delivered {
-        env: Envelope,
+        env: Box<Envelope>,
         result: AgentResult,
         session: u64,
     },
@@ -573,7 +586,12 @@ impl Runner {
         match task {
             Task::Remove(evpid) => {
                 if let Ok(env) = self.queue.envelope_load(evpid) {
-                    log::info(&queue_log_line(&env, now, "Remove", "Removed by administrator"));
+                    log::info(&queue_log_line(
+                        &env,
+                        now,
+                        "Remove",
+                        "Removed by administrator",
+                    ));
                     let _ = self.queue.envelope_delete(evpid);
                 }
             }
@@ -593,7 +611,10 @@ impl Runner {
                     return;
                 };
                 if env.kind != DeliveryType::Bounce {
-                    log::warn(&format!("warn: bounce: evp:{} is not of type D_BOUNCE!", evpid));
+                    log::warn(&format!(
+                        "warn: bounce: evp:{} is not of type D_BOUNCE!",
+                        evpid
+                    ));
                     self.sched.done(evpid);
                     return;
                 }
@@ -653,7 +674,7 @@ impl Runner {
                     let session = rand::random::<u64>();
                     let result = agent.deliver(&env, &path).await;
                     let _ = tx.send(Event::Delivered {
-                        env,
+                        env: Box::new(env),
                         result,
                         session,
                     });
@@ -687,7 +708,10 @@ impl Runner {
         match self.queue.create_envelope(env.id.msgid(), &mut b) {
             Err(_) => log::warn("warn: queue: cannot bounce!"),
             Ok(id) => {
-                log::debug(&format!("debug: queue: bouncing evp:{} as evp:{}", env.id, id));
+                log::debug(&format!(
+                    "debug: queue: bouncing evp:{} as evp:{}",
+                    env.id, id
+                ));
                 self.insert(vec![b]);
             }
         }
@@ -700,7 +724,7 @@ impl Runner {
                 env,
                 result,
                 session,
-            } => self.delivered(env, result, session, now),
+            } => self.delivered(*env, result, session, now),
             Event::Bounced {
                 report,
                 timeout,
@@ -751,7 +775,13 @@ impl Runner {
             }
             AgentResult::Loop => {
                 if log_mda {
-                    log::info(&mda_log_line(session, &env, now, "PermFail", "Loop detected"));
+                    log::info(&mda_log_line(
+                        session,
+                        &env,
+                        now,
+                        "PermFail",
+                        "Loop detected",
+                    ));
                 }
                 env.errorline = "Loop detected".into();
                 env.esc_class = ESC_STATUS_TEMPFAIL;
@@ -800,12 +830,16 @@ impl Runner {
         if !self.reports.iter().any(|r| r.timeout <= now) {
             return;
         }
-        let (due, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.reports).into_iter().partition(|r| r.timeout <= now);
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reports)
+            .into_iter()
+            .partition(|r| r.timeout <= now);
         self.reports = rest;
         let mut sessions: Vec<(String, Vec<PendingReport>)> = Vec::new();
         for r in due {
-            match sessions.iter_mut().find(|(n, _)| *n == r.report.key.smtpname) {
+            match sessions
+                .iter_mut()
+                .find(|(n, _)| *n == r.report.key.smtpname)
+            {
                 Some((_, v)) => v.push(r),
                 None => sessions.push((r.report.key.smtpname.clone(), vec![r])),
             }

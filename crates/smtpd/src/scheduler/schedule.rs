@@ -125,6 +125,8 @@ struct Entry {
     /// When it became due / went in flight.
     since: Time,
     removed: bool,
+    /// Past its ttl, waiting in the expired queue.
+    expired: bool,
     suspended: bool,
 }
 
@@ -216,6 +218,7 @@ impl Schedule {
             state: RunState::Pending,
             since: 0,
             removed: false,
+            expired: false,
             suspended: false,
         };
         self.pending.insert((e.key(), evpid));
@@ -234,6 +237,7 @@ impl Schedule {
             e.state = RunState::Scheduled;
             e.since = now;
             if e.expire <= now {
+                e.expired = true;
                 self.q_expired.push_back(evpid);
             } else {
                 match e.kind {
@@ -393,16 +397,12 @@ impl Schedule {
         let mut n = 0;
         for evpid in self.ids(target) {
             let e = self.entries[&evpid].clone();
-            if e.removed {
+            if e.removed || e.expired {
                 continue;
             }
             n += 1;
             if e.state == RunState::Inflight {
                 self.entries.get_mut(&evpid).expect("entry").removed = true;
-                continue;
-            }
-            if e.state == RunState::Scheduled && self.q_expired.contains(&evpid) {
-                n -= 1;
                 continue;
             }
             self.unlink(evpid, &e);
@@ -471,7 +471,7 @@ impl Schedule {
     pub fn list(&self) -> Vec<EnvelopeState> {
         self.entries
             .iter()
-            .filter(|(_, e)| !e.removed && !(e.state == RunState::Scheduled && e.since != 0 && e.expire <= e.since))
+            .filter(|(_, e)| !e.removed && !e.expired)
             .map(|(k, e)| EnvelopeState {
                 evpid: *k,
                 kind: e.kind,
@@ -493,7 +493,11 @@ impl Schedule {
             evpid,
             kind: e.kind,
             state: e.state,
-            time: if e.state == RunState::Pending { e.sched } else { e.since },
+            time: if e.state == RunState::Pending {
+                e.sched
+            } else {
+                e.since
+            },
             expire: e.expire,
             suspended: e.suspended,
         })
