@@ -96,6 +96,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             }
         }
     }
+    start_scheduler(&server);
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");
@@ -110,6 +111,30 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     let _ = std::fs::remove_file(&opts.socket);
     log::info("Exiting");
     0
+}
+
+/// Starts delivery: the scheduler, with the local delivery agents and bounces injected through
+/// local SMTP sessions, taking over what the queue held at start.
+fn start_scheduler(server: &Arc<Server>) {
+    let loaded = server
+        .loaded
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    let agent = Arc::new(crate::mda::MdaAgent {
+        server: server.clone(),
+    });
+    let injector = Arc::new(crate::inject::LocalInjector {
+        server: server.clone(),
+    });
+    let handle = crate::scheduler::start(
+        server.queue.clone(),
+        loaded,
+        agent,
+        injector,
+        crate::scheduler::Settings::from_config(&server.config),
+    );
+    let _ = server.scheduler.set(handle);
 }
 
 async fn wait_for_signal() {

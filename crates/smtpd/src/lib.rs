@@ -4,15 +4,19 @@
 
 pub mod daemon;
 pub mod date;
+pub mod delivery;
 pub mod dns;
 pub mod expand;
 pub mod filter;
+pub mod inject;
 pub mod listener;
 pub mod log;
 pub mod lookup;
+pub mod mda;
 pub mod pki;
 pub mod queue;
 pub mod rule;
+pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod system;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
 use rsmtpd_config::Config;
@@ -21,6 +21,7 @@ use crate::queue::{
     DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, SockAddr,
 };
 use crate::rule::RuleEnvelope;
+use crate::scheduler::Handle;
 use crate::session::Client;
 
 /// One listening address and the options its sessions run with.
@@ -53,6 +54,10 @@ pub struct Server {
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
     /// run as root, else ourselves.
     pub smtpd_user: String,
+    /// The scheduler, once started (it needs the server for its agents).
+    pub scheduler: OnceLock<Handle>,
+    /// What the queue held at start, for the scheduler.
+    pub loaded: std::sync::Mutex<Vec<Envelope>>,
 }
 
 /// Per-session state the shell keeps next to the protocol machine.
@@ -64,6 +69,8 @@ pub struct Transaction {
     writer: Option<MessageWriter>,
     /// One per accepted RCPT: the id of its last envelope and the address, for the log.
     envelopes: Vec<(u64, Mailaddr)>,
+    /// Every envelope of the message, for the scheduler once it is committed.
+    created: Vec<Envelope>,
     filter_helo: Option<String>,
     filter_mail_from: Option<String>,
 }
@@ -85,6 +92,7 @@ impl Transaction {
             msgid: None,
             writer: None,
             envelopes: Vec::new(),
+            created: Vec::new(),
             filter_helo: None,
             filter_mail_from: None,
         }
@@ -146,6 +154,17 @@ impl Server {
         for (evpid, why) in &loaded.invalid {
             log::warn(&format!("warn: queue: envelope {}: {}", evpid, why));
         }
+        // As OpenSMTPD: an envelope whose action is gone from the config cannot be scheduled.
+        let (known, unknown): (Vec<Envelope>, Vec<Envelope>) = loaded
+            .envelopes
+            .into_iter()
+            .partition(|e| config.action(&e.dispatcher).is_some());
+        for e in unknown {
+            log::warn(&format!(
+                "warn: invalid envelope {}: unknown dispatcher",
+                e.id
+            ));
+        }
         let smtpd_user = if nix::unistd::geteuid().is_root() {
             "_smtpd".to_string()
         } else {
@@ -162,6 +181,8 @@ impl Server {
             tables,
             queue,
             smtpd_user,
+            scheduler: OnceLock::new(),
+            loaded: std::sync::Mutex::new(known),
         })
     }
 
@@ -216,6 +237,7 @@ impl Server {
         let msgid = self.queue.create_message()?;
         tx.msgid = Some(msgid);
         tx.envelopes.clear();
+        tx.created.clear();
         Ok(msgid.0)
     }
 
@@ -316,7 +338,10 @@ impl Server {
                 ..Envelope::default()
             };
             match self.queue.create_envelope(MsgId(msgid), &mut e) {
-                Ok(id) => last = Some(id),
+                Ok(id) => {
+                    last = Some(id);
+                    tx.created.push(e);
+                }
                 Err(err) => {
                     log::warn(&format!(
                         "warn: queue: cannot create envelope: {}",
@@ -345,6 +370,12 @@ impl Server {
             return Err(std::io::Error::other("no message open"));
         };
         let r = self.queue.commit(MsgId(msgid), w).await;
+        let created = std::mem::take(&mut tx.created);
+        if r.is_ok() {
+            if let Some(s) = self.scheduler.get() {
+                s.insert(created);
+            }
+        }
         if let Err(e) = &r {
             log::warn(&format!(
                 "warn: queue: cannot commit message {:08x}: {}",
@@ -357,6 +388,7 @@ impl Server {
 
     pub fn rollback(&self, tx: &mut Transaction, msgid: u32) {
         tx.writer = None;
+        tx.created.clear();
         tx.msgid = None;
         tx.envelopes.clear();
         self.queue.rollback(MsgId(msgid));

@@ -27,6 +27,32 @@ fn ip(args: &[&str]) {
 
 impl Netns {
     fn new(tag: &str) -> Netns {
+        let mut ns = Self::bare(tag);
+        ns.start_unbound();
+        ns
+    }
+
+    /// A namespace whose DNS server (on ::1 port 53) reads queries and never answers.
+    fn with_silent_dns(tag: &str) -> Netns {
+        let mut ns = Self::bare(tag);
+        let script = "import socket,threading\n\
+            u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); u.bind(('::1',53))\n\
+            t=socket.socket(socket.AF_INET6); t.bind(('::1',53)); t.listen(50)\n\
+            held=[]\n\
+            threading.Thread(target=lambda: [held.append(t.accept()) for _ in iter(int,1)], daemon=True).start()\n\
+            while True: u.recvfrom(4096)\n";
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        ns.children.push(child);
+        std::thread::sleep(Duration::from_millis(300));
+        ns
+    }
+
+    fn bare(tag: &str) -> Netns {
         let name = format!("rsmtpd-{}-{}", tag, std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         ip(&["netns", "add", &name]);
@@ -42,13 +68,11 @@ impl Netns {
         std::fs::create_dir_all(&etc).expect("/etc/netns");
         std::fs::write(format!("{}/resolv.conf", etc), "nameserver ::1\n").expect("resolv.conf");
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut ns = Netns {
+        Netns {
             name,
             children: Vec::new(),
             dir,
-        };
-        ns.start_unbound();
-        ns
+        }
     }
 
     fn exec(&self) -> Vec<&str> {
@@ -109,7 +133,7 @@ impl Netns {
         let script = "import socket,sys,json\n\
             src=sys.argv[1]; cmds=sys.argv[2:]\n\
             s=socket.socket(socket.AF_INET6); s.bind((src,0)); s.connect(('::1',2525))\n\
-            s.settimeout(10); f=s.makefile('rb'); out=[]\n\
+            s.settimeout(60); f=s.makefile('rb'); out=[]\n\
             def reply():\n\
             \x20   r=b''\n\
             \x20   while True:\n\
@@ -365,4 +389,82 @@ fn step7_no_rdns_is_junk_and_goes_in() {
     assert!(log
         .iter()
         .any(|l| l == "smtp envelope evpid=EVPID from=<> to=<foo@bsdsx.fr>"));
+}
+
+#[test]
+fn a_silent_dns_server_delays_only_the_sessions_waiting_for_it() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::with_silent_dns("slow");
+    let config = "listen on ::1 port 2525\nmatch from any reject\n";
+    let run = |bin: &str| {
+        let d = Daemon::launch(&ns.exec(), bin, config, &[], None);
+        let t0 = std::time::Instant::now();
+        let ns = &ns;
+        let replies: Vec<Vec<String>> = std::thread::scope(|sc| {
+            let a = sc.spawn(|| ns.converse("2001:db8:666::1", &["QUIT"]));
+            let b = sc.spawn(|| ns.converse("2001:db8:666::2", &["QUIT"]));
+            vec![a.join().unwrap_or_default(), b.join().unwrap_or_default()]
+        });
+        let took = t0.elapsed();
+        eprintln!("{bin}: both sessions took {took:?}");
+        d.wait_log(|_| {
+            d.log()
+                .iter()
+                .filter(|x| x.ends_with("reason=quit"))
+                .count()
+                >= 2
+        });
+        let warnings: Vec<String> = d
+            .log()
+            .into_iter()
+            .filter(|l| l.starts_with("getnameinfo:") || l.starts_with("getaddrinfo:"))
+            .collect();
+        (replies, normalized_session_log(&d.log()), warnings, took)
+    };
+    let (replies, log, warnings, took) = run(env!("CARGO_BIN_EXE_smtpd"));
+    let h = hostname();
+    for r in &replies {
+        assert_eq!(
+            r,
+            &vec![
+                format!("220 {h} ESMTP OpenSMTPD\r\n"),
+                "221 2.0.0 Bye\r\n".into()
+            ]
+        );
+    }
+    assert!(
+        log.contains(&"smtp connected address=[2001:db8:666::1] host=<unknown>".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"smtp connected address=[2001:db8:666::2] host=<unknown>".to_string()),
+        "{log:?}"
+    );
+    assert_eq!(
+        warnings.len(),
+        2,
+        "one getnameinfo warning per session: {warnings:?}"
+    );
+    // Both waited for the same silent server at the same time, not one after the other.
+    assert!(
+        took < Duration::from_secs(19),
+        "sessions were serialized: {took:?}"
+    );
+    if real_available() {
+        let _one = real_lock();
+        let (theirs, their_log, their_warnings, _) = run(REAL_SMTPD);
+        assert_eq!(theirs, replies);
+        let mut a = their_log.clone();
+        let mut b = log.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        let mut w1 = their_warnings;
+        let mut w2 = warnings;
+        w1.sort();
+        w2.sort();
+        assert_eq!(w1, w2, "DNS failure warnings differ");
+    }
 }

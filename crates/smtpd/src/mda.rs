@@ -1,0 +1,107 @@
+//! The scheduler's delivery agent (OpenSMTPD's mda process): it turns a queued envelope back
+//! into a delivery request for the local agents, and their report into a scheduler result.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rsmtpd_config::Method;
+
+use crate::delivery::{deliver_report, DeliveryRequest, Outcome};
+use crate::expand::Target;
+use crate::lookup::{Lookup, UserInfo, Users};
+use crate::queue::{DeliveryType, Envelope};
+use crate::scheduler::{Agent, AgentResult, BoxFuture};
+use crate::server::Server;
+
+/// `ESC_OTHER_MAIL_SYSTEM_STATUS`, the detail code of delivery failures (4.3.0 / 5.3.0).
+const ESC_OTHER: u8 = 30;
+
+pub struct MdaAgent {
+    pub server: Arc<Server>,
+}
+
+impl Agent for MdaAgent {
+    fn deliver<'a>(&'a self, env: &'a Envelope, message: &'a Path) -> BoxFuture<'a, AgentResult> {
+        Box::pin(async move { self.run(env, message).await })
+    }
+}
+
+impl MdaAgent {
+    async fn run(&self, env: &Envelope, message: &Path) -> AgentResult {
+        if env.kind != DeliveryType::Mda {
+            // Relaying is the relay issue's work; the envelope waits in the queue until then.
+            return AgentResult::temp("relay delivery is not available yet");
+        }
+        let conf = &self.server.config;
+        let Some(action) = conf.action(&env.dispatcher) else {
+            return AgentResult::perm("unknown dispatcher");
+        };
+        let Method::Local(local) = &action.method else {
+            return AgentResult::perm("not a local action");
+        };
+        let user = match self.user(local.userbase(), &env.mda_user) {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        let mut req = DeliveryRequest::new(
+            action.clone(),
+            user,
+            message.to_path_buf(),
+            env.sender.clone(),
+            env.rcpt.clone(),
+            env.dest.clone(),
+        );
+        req.subaddress = env.mda_subaddress.clone();
+        req.target = target_of(env);
+        req.sub_addr_delim = conf.options.sub_addr_delim;
+        req.wrapper = local.wrapper.as_ref().and_then(|w| {
+            conf.mda_wrappers
+                .iter()
+                .find(|(n, _)| n == w)
+                .map(|(_, c)| c.clone())
+        });
+        let report = deliver_report(&req).await;
+        match report.outcome {
+            Outcome::Ok => AgentResult::Ok,
+            o if o.is_loop() => AgentResult::Loop,
+            Outcome::TempFail(stat) => AgentResult::TempFail {
+                error: report.errorline,
+                stat,
+                code: ESC_OTHER,
+            },
+            Outcome::PermFail(stat) => AgentResult::PermFail {
+                error: report.errorline,
+                stat,
+                code: ESC_OTHER,
+            },
+        }
+    }
+
+    /// The user the delivery runs as: the action's userbase entry, or (for files and commands of
+    /// system aliases, which run as the unprivileged user) the system's.
+    fn user(&self, userbase: &str, name: &str) -> Result<UserInfo, AgentResult> {
+        match self.server.tables.userinfo(userbase, name) {
+            Lookup::Found(u) => Ok(u),
+            Lookup::TempFail => Err(AgentResult::temp("user lookup failed")),
+            Lookup::NotFound => match crate::lookup::SystemUsers.getpwnam(name) {
+                Lookup::Found(u) => Ok(u),
+                _ => Err(AgentResult::perm(format!(
+                    "delivery user '{}' does not exist",
+                    name
+                ))),
+            },
+        }
+    }
+}
+
+/// What an envelope delivers to, from its `mda-exec` (empty for the action's own method).
+fn target_of(env: &Envelope) -> Target {
+    if env.mda_exec.is_empty() {
+        return Target::Action;
+    }
+    // Files from aliases are stored as the mail.mboxfile command OpenSMTPD runs.
+    match env.mda_exec.split_once("/mail.mboxfile -f %{mbox.from} ") {
+        Some((_, path)) => Target::File(path.to_string()),
+        None => Target::Pipe(env.mda_exec.clone()),
+    }
+}
