@@ -106,7 +106,14 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for (tcp, l) in bound {
         tokio::spawn(accept_tcp(server.clone(), l, tcp, slots.clone()));
     }
-    tokio::spawn(accept_control(control));
+    let ctx = Arc::new(crate::control_ctx::DaemonControl::new(server.clone()));
+    tokio::spawn(accept_control(control, ctx));
+    // Messages sendmail left while we were down.
+    let spool = opts.spool.clone();
+    let socket = opts.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
+    });
     wait_for_signal().await;
     let _ = std::fs::remove_file(&opts.socket);
     log::info("Exiting");
@@ -154,6 +161,15 @@ async fn wait_for_signal() {
     log::debug(&format!("debug: got signal {}", n));
 }
 
+/// The smtpctl that resubmits offline messages: the one installed beside us.
+fn smtpctl_path() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("smtpctl")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/smtpctl"))
+}
+
 /// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a
 /// second descriptor (its message file).
 fn max_sessions() -> u64 {
@@ -185,6 +201,13 @@ async fn accept_tcp(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
+        // `smtpctl pause smtp`: stop accepting until resumed.
+        while server
+            .smtp_paused
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -213,12 +236,12 @@ async fn accept_tcp(
     }
 }
 
-/// The control socket. Its protocol (smtpctl, sendmail) is the control issue's work; until then
-/// a connection is accepted and closed, so that clients fail at once instead of hanging.
-async fn accept_control(sock: UnixListener) {
+/// The control socket: smtpctl's commands and sendmail's submissions.
+async fn accept_control(sock: UnixListener, ctx: Arc<crate::control_ctx::DaemonControl>) {
     loop {
         if let Ok((stream, _)) = sock.accept().await {
-            drop(stream);
+            let ctx = ctx.clone();
+            tokio::spawn(async move { crate::control::serve(stream, &*ctx).await });
         }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! One module per concept, named as an administrator names it.
 
+pub mod control;
+pub mod control_ctx;
 pub mod daemon;
 pub mod date;
 pub mod delivery;

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Trace subsystems (`-T`), as OpenSMTPD's TRACE_* bits.
@@ -68,15 +68,17 @@ enum Sink {
 
 struct Logger {
     sink: Mutex<Sink>,
-    verbose: bool,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 static TRACES: AtomicU32 = AtomicU32::new(0);
+/// `-v`, or `smtpctl log verbose`.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// Chooses where lines go. Called once at start; before that, lines go to stderr.
 pub fn init(foreground: bool, verbose: bool, traces: u32) {
     TRACES.store(traces, Ordering::Relaxed);
+    VERBOSE.store(verbose, Ordering::Relaxed);
     let sink = if foreground {
         Sink::Stderr
     } else {
@@ -84,7 +86,6 @@ pub fn init(foreground: bool, verbose: bool, traces: u32) {
     };
     let _ = LOGGER.set(Logger {
         sink: Mutex::new(sink),
-        verbose,
     });
 }
 
@@ -104,7 +105,11 @@ pub fn set_traces(mask: u32) {
 }
 
 pub fn verbose() -> bool {
-    LOGGER.get().is_some_and(|l| l.verbose)
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
 }
 
 /// Writes one line at a level.
@@ -113,7 +118,7 @@ pub fn line(level: Level, text: &str) {
         eprintln!("{}", text);
         return;
     };
-    if level == Level::Debug && !logger.verbose {
+    if level == Level::Debug && !verbose() {
         return;
     }
     let Ok(mut sink) = logger.sink.lock() else {

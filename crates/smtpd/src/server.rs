@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
@@ -58,6 +59,62 @@ pub struct Server {
     pub scheduler: OnceLock<Handle>,
     /// What the queue held at start, for the scheduler.
     pub loaded: std::sync::Mutex<Vec<Envelope>>,
+    /// `smtpctl pause smtp`: listeners stop accepting.
+    pub smtp_paused: AtomicBool,
+    pub stats: Stats,
+}
+
+/// Counters for `smtpctl show stats`, named as OpenSMTPD names them.
+#[derive(Default)]
+pub struct Stats {
+    pub sessions: AtomicI64,
+    pub sessions_inet4: AtomicI64,
+    pub sessions_inet6: AtomicI64,
+    pub sessions_local: AtomicI64,
+    pub messages: AtomicI64,
+}
+
+impl Stats {
+    /// A session starts; the returned guard counts it as ended when dropped.
+    pub fn session(&self, peer: &PeerAddr) -> SessionCount<'_> {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        let total = match peer {
+            PeerAddr::Inet(std::net::IpAddr::V4(_)) => &self.sessions_inet4,
+            PeerAddr::Inet(std::net::IpAddr::V6(_)) => &self.sessions_inet6,
+            PeerAddr::Local => &self.sessions_local,
+        };
+        total.fetch_add(1, Ordering::Relaxed);
+        SessionCount(self)
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, rsmtpd_control::StatValue)> {
+        use rsmtpd_control::StatValue::Counter;
+        let g = |a: &AtomicI64| a.load(Ordering::Relaxed);
+        vec![
+            ("smtp.session".into(), Counter(g(&self.sessions))),
+            (
+                "smtp.session.inet4".into(),
+                Counter(g(&self.sessions_inet4)),
+            ),
+            (
+                "smtp.session.inet6".into(),
+                Counter(g(&self.sessions_inet6)),
+            ),
+            (
+                "smtp.session.local".into(),
+                Counter(g(&self.sessions_local)),
+            ),
+            ("queue.message".into(), Counter(g(&self.messages))),
+        ]
+    }
+}
+
+pub struct SessionCount<'a>(&'a Stats);
+
+impl Drop for SessionCount<'_> {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-session state the shell keeps next to the protocol machine.
@@ -183,6 +240,8 @@ impl Server {
             smtpd_user,
             scheduler: OnceLock::new(),
             loaded: std::sync::Mutex::new(known),
+            smtp_paused: AtomicBool::new(false),
+            stats: Stats::default(),
         })
     }
 
@@ -372,6 +431,7 @@ impl Server {
         let r = self.queue.commit(MsgId(msgid), w).await;
         let created = std::mem::take(&mut tx.created);
         if r.is_ok() {
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             if let Some(s) = self.scheduler.get() {
                 s.insert(created);
             }

@@ -37,6 +37,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id: u64 = rand::random();
+    let _counted = server.stats.session(&client.peer);
     let rdns_text = client.rdns.clone().unwrap_or_else(|| "<unknown>".into());
     log::info(&format!(
         "{:016x} smtp connected address={} host={}",

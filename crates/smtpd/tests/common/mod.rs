@@ -103,7 +103,10 @@ impl Daemon {
             log,
             port,
         };
-        d.wait_log(|l| l == "debug: smtpd: offline scanning done");
+        // Generous: OpenSMTPD's start waits on DNS when the DNS server is silent.
+        d.wait_log_for(Duration::from_secs(60), |l| {
+            l == "debug: smtpd: offline scanning done"
+        });
         d
     }
 
@@ -113,7 +116,11 @@ impl Daemon {
 
     /// Waits (up to 10 s) for a log line, and returns it.
     pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_log_for(Duration::from_secs(10), pred)
+    }
+
+    pub fn wait_log_for(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
                 return l;

@@ -1,0 +1,214 @@
+//! What smtpctl's commands do to this daemon: the scheduler and queue behind the control
+//! socket, and local submission (`sendmail`) as a session on the control connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rsmtpd_control::{
+    flags, Agent as CAgent, EnvelopeInfo, RunState as CRunState, Source as CSource, StatValue,
+    Status, Subsystem, Target as CTarget,
+};
+use rsmtpd_protocol::received::PeerAddr;
+use tokio::net::UnixStream;
+
+use crate::control::{BoxFuture, ControlContext};
+use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
+use crate::scheduler::schedule::{RunState, Target};
+use crate::server::Server;
+use crate::session::{self, Client};
+
+pub struct DaemonControl {
+    pub server: Arc<Server>,
+    pub started: i64,
+    pub smtp_paused: AtomicBool,
+    pub mda_paused: AtomicBool,
+    pub mta_paused: AtomicBool,
+}
+
+impl DaemonControl {
+    pub fn new(server: Arc<Server>) -> DaemonControl {
+        DaemonControl {
+            server,
+            started: crate::date::now(),
+            smtp_paused: AtomicBool::new(false),
+            mda_paused: AtomicBool::new(false),
+            mta_paused: AtomicBool::new(false),
+        }
+    }
+}
+
+fn target(t: CTarget) -> Target {
+    match t {
+        CTarget::All => Target::All,
+        CTarget::Message(m) => Target::Message(MsgId(m)),
+        CTarget::Envelope(e) => Target::Envelope(EvpId(e)),
+    }
+}
+
+fn addr(m: &rsmtpd_protocol::address::Mailaddr) -> String {
+    format!("{}@{}", m.user, m.domain)
+}
+
+impl ControlContext for DaemonControl {
+    fn list_envelopes(
+        &self,
+        msgid: Option<u32>,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Vec<EnvelopeInfo>> {
+        Box::pin(async move {
+            let Some(h) = self.server.scheduler.get() else {
+                return Vec::new();
+            };
+            let mut states = h.list().await;
+            states.retain(|s| s.evpid.0 >= from && msgid.is_none_or(|m| s.evpid.msgid().0 == m));
+            states.sort_by_key(|s| s.evpid.0);
+            states.truncate(limit);
+            let mut out = Vec::new();
+            for s in states {
+                let Ok(env) = self.server.queue.envelope_load(s.evpid) else {
+                    continue;
+                };
+                let mut f = 0;
+                if env.flags.contains(EnvelopeFlags::BOUNCE) {
+                    f |= flags::BOUNCE;
+                }
+                if env.flags.contains(EnvelopeFlags::AUTHENTICATED) {
+                    f |= flags::AUTH;
+                }
+                if env.flags.contains(EnvelopeFlags::INTERNAL) {
+                    f |= flags::INTERNAL;
+                }
+                if s.suspended {
+                    f |= flags::SUSPEND;
+                }
+                out.push(EnvelopeInfo {
+                    id: s.evpid.0,
+                    source: match env.sockaddr {
+                        SockAddr::Local => CSource::Local,
+                        SockAddr::Ip(std::net::IpAddr::V4(_)) => CSource::Inet4,
+                        SockAddr::Ip(std::net::IpAddr::V6(_)) => CSource::Inet6,
+                        SockAddr::Unspec => CSource::Unknown,
+                    },
+                    agent: match s.kind {
+                        DeliveryType::Mda => CAgent::Mda,
+                        DeliveryType::Mta => CAgent::Mta,
+                        DeliveryType::Bounce => CAgent::Bounce,
+                    },
+                    flags: f,
+                    sender: addr(&env.sender),
+                    rcpt: addr(&env.rcpt),
+                    dest: addr(&env.dest),
+                    creation: env.ctime,
+                    ttl: env.ttl,
+                    lasttry: env.last_try,
+                    retry: u32::from(env.retry),
+                    state: match s.state {
+                        RunState::Inflight => CRunState::Inflight,
+                        RunState::Pending | RunState::Scheduled => {
+                            CRunState::Pending { nexttry: s.time }
+                        }
+                    },
+                    errorline: env.errorline.clone(),
+                });
+            }
+            out
+        })
+    }
+
+    fn schedule(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            match self.server.scheduler.get() {
+                Some(h) => h.schedule(target(t)).await as u64,
+                None => 0,
+            }
+        })
+    }
+
+    fn remove(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            match self.server.scheduler.get() {
+                Some(h) => h.remove(target(t)).await as u64,
+                None => 0,
+            }
+        })
+    }
+
+    fn pause_envelopes(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            match self.server.scheduler.get() {
+                Some(h) => h.suspend(target(t)).await as u64,
+                None => 0,
+            }
+        })
+    }
+
+    fn resume_envelopes(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            match self.server.scheduler.get() {
+                Some(h) => h.resume(target(t)).await as u64,
+                None => 0,
+            }
+        })
+    }
+
+    fn set_paused(&self, subsystem: Subsystem, paused: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match subsystem {
+                Subsystem::Smtp => {
+                    self.smtp_paused.store(paused, Ordering::Relaxed);
+                    self.server.smtp_paused.store(paused, Ordering::Relaxed);
+                }
+                Subsystem::Mda => {
+                    self.mda_paused.store(paused, Ordering::Relaxed);
+                    if let Some(h) = self.server.scheduler.get() {
+                        h.pause(DeliveryType::Mda, paused);
+                    }
+                }
+                Subsystem::Mta => {
+                    self.mta_paused.store(paused, Ordering::Relaxed);
+                    if let Some(h) = self.server.scheduler.get() {
+                        h.pause(DeliveryType::Mta, paused);
+                    }
+                }
+            }
+        })
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            mda_paused: self.mda_paused.load(Ordering::Relaxed),
+            mta_paused: self.mta_paused.load(Ordering::Relaxed),
+            smtp_paused: self.smtp_paused.load(Ordering::Relaxed),
+        }
+    }
+
+    fn stats(&self) -> (i64, Vec<(String, StatValue)>) {
+        (self.started, self.server.stats.snapshot())
+    }
+
+    fn set_verbose(&self, verbose: bool) {
+        crate::log::set_verbose(verbose);
+    }
+
+    fn update_table(&self, _name: &str) -> BoxFuture<'_, bool> {
+        // Tables are read at start; reloading them live is not implemented yet.
+        Box::pin(async { false })
+    }
+
+    fn enqueue(&self, conn: UnixStream, _uid: u32) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let server = self.server.clone();
+            let listen = Arc::new(crate::listener::socket_listening(
+                &server.config,
+                &server.hostname,
+            ));
+            let client = Client {
+                peer: PeerAddr::Local,
+                rdns: Some(server.hostname.clone()),
+                fcrdns: true,
+            };
+            session::run(server, listen, conn, client).await;
+        })
+    }
+}
