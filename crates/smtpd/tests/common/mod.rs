@@ -27,9 +27,12 @@ pub fn hostname() -> String {
 
 pub struct Daemon {
     child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
     log: Arc<Mutex<Vec<String>>>,
     pub port: u16,
+    /// How it was started, for `restart`.
+    command: Vec<String>,
+    resolver: Option<String>,
 }
 
 impl Daemon {
@@ -59,24 +62,28 @@ impl Daemon {
             .replace("@DIR@", dir.path().to_str().expect("utf-8 dir"));
         let conf = dir.path().join("smtpd.conf");
         std::fs::write(&conf, text).expect("write config");
-        let spool = dir.path().join("spool");
         // -v: its last start-up line says the listeners are up, which is when tests may connect.
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        cmd.arg("-d")
-            .arg("-v")
-            .args(args)
-            .arg("-f")
-            .arg(&conf)
+        let mut command: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        command.push(bin.to_string());
+        command.extend(["-d", "-v"].iter().map(|s| s.to_string()));
+        command.extend(args.iter().map(|s| s.to_string()));
+        command.push("-f".into());
+        command.push(conf.to_string_lossy().into_owned());
+        Self::spawn(Arc::new(dir), port, command, resolver.map(str::to_string))
+    }
+
+    fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        port: u16,
+        command: Vec<String>,
+        resolver: Option<String>,
+    ) -> Daemon {
+        let spool = dir.path().join("spool");
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..])
             .env("SMTPD_SPOOL", &spool)
             .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"));
-        match resolver {
+        match &resolver {
             Some(r) => cmd.env("SMTPD_RESOLVER", r),
             None => cmd.env_remove("SMTPD_RESOLVER"),
         };
@@ -102,12 +109,24 @@ impl Daemon {
             dir,
             log,
             port,
+            command,
+            resolver,
         };
         // Generous: OpenSMTPD's start waits on DNS when the DNS server is silent.
         d.wait_log_for(Duration::from_secs(60), |l| {
             l == "debug: smtpd: offline scanning done"
         });
         d
+    }
+
+    /// The same daemon started again on the same spool (after `stop`).
+    pub fn restart(&self) -> Daemon {
+        Self::spawn(
+            self.dir.clone(),
+            self.port,
+            self.command.clone(),
+            self.resolver.clone(),
+        )
     }
 
     pub fn log(&self) -> Vec<String> {

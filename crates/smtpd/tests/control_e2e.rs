@@ -1,0 +1,263 @@
+//! smtpctl and sendmail against the running daemon, through its control socket: the seed's
+//! step 0, the queue commands on envelopes that wait, submission while the daemon is down, and
+//! what a user who is not root may do.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The smtpctl binary of this build (another package of the workspace, built beside us).
+fn smtpctl() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let p = dir.join("smtpctl");
+    assert!(
+        p.exists(),
+        "{} not built (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// Runs smtpctl under a name (`sendmail`, `mailq`...), as the daemon's client.
+fn ctl(d: &Daemon, name: &str, args: &[&str], stdin: &str, uid: Option<u32>) -> Output {
+    let link = d.dir.path().join(name);
+    if !link.exists() {
+        std::os::unix::fs::symlink(smtpctl(), &link).expect("symlink");
+    }
+    let mut c = Command::new(&link);
+    c.args(args)
+        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .env("SMTPD_SPOOL", d.spool())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = uid {
+        c.uid(u).gid(u);
+    }
+    let mut child = c.spawn().expect("smtpctl");
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("smtpctl output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn step0_sendmail_root_is_refused() {
+    let h = hostname();
+    let d = Daemon::start(
+        &std::fs::read_to_string(format!(
+            "{}/../../../shared/seed/configs/0-minimal.conf",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("seed"),
+        &[],
+    );
+    let out = ctl(&d, "sendmail", &["root"], "Wed Nov 25 2026\n", None);
+    assert_eq!(
+        text(&out.stderr),
+        format!("sendmail: command failed: 550 Invalid recipient: <root@{h}>\n")
+    );
+    assert_eq!(out.status.code(), Some(70));
+    d.wait_log(|l| l.ends_with("smtp disconnected reason=disconnect"));
+    assert_eq!(
+        normalized_session_log(&d.log()),
+        vec![
+            format!("smtp connected address=local host={h}"),
+            format!(
+                "smtp failed-command command=\"RCPT TO:<root@{h}> \" result=\"550 Invalid recipient: <root@{h}>\""
+            ),
+            "smtp disconnected reason=disconnect".to_string(),
+        ]
+    );
+}
+
+const WAITING: &str = "listen on 127.0.0.1 port @PORT@
+table users { foo = \"@UID@:@UID@:@DIR@/home\" }
+action \"later\" mda \"exit 75\" userbase <users>
+action \"mail\" maildir \"@DIR@/Maildir\" userbase <users>
+match from any for domain \"example.org\" action \"later\"
+match from local for any action \"mail\"
+";
+
+/// The delivering config, for a user the deliveries can run as: as root, uid 1000 with its
+/// Maildir made for it; otherwise ourselves.
+fn start_waiting() -> Daemon {
+    let root = nix::unistd::geteuid().is_root();
+    let uid = if root {
+        1000
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let d = Daemon::start(&WAITING.replace("@UID@", &uid.to_string()), &[]);
+    if root {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711));
+        let md = d.dir.path().join("Maildir");
+        let _ = std::fs::create_dir(&md);
+        let _ = nix::unistd::chown(
+            &md,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(uid)),
+        );
+    }
+    d
+}
+
+#[test]
+fn queue_commands_on_waiting_envelopes() {
+    let d = start_waiting();
+    let addr = format!("127.0.0.1:{}", d.port).parse().expect("addr");
+    for _ in 0..2 {
+        let r = converse(
+            "127.0.0.1",
+            addr,
+            &[
+                "HELO client",
+                "MAIL FROM:<bob@example.net>",
+                "RCPT TO:<foo@example.org>",
+                "DATA",
+                "Subject: waits\r\n\r\nhi\r\n.",
+                "QUIT",
+            ],
+        );
+        assert!(r[5].starts_with("250 2.0.0 "), "{r:?}");
+    }
+    // Both tried once and wait.
+    d.wait_log_for(Duration::from_secs(20), |_| {
+        d.log()
+            .iter()
+            .filter(|l| l.contains("result=TempFail"))
+            .count()
+            >= 2
+    });
+    let out = ctl(&d, "smtpctl", &["show", "queue"], "", None);
+    let q = text(&out.stdout);
+    let lines: Vec<&str> = q.lines().collect();
+    assert_eq!(lines.len(), 2, "{q}");
+    for l in &lines {
+        let f: Vec<&str> = l.split('|').collect();
+        // RUNSTATE is `pending|SECONDS`, itself two fields.
+        assert_eq!(f.len(), 14, "{l}");
+        assert_eq!(f[0].len(), 16);
+        assert_eq!(
+            &f[1..7],
+            &[
+                "inet4",
+                "mda",
+                "",
+                "bob@example.net",
+                "foo@example.org",
+                "foo@example.org"
+            ],
+            "{l}"
+        );
+        assert_eq!(f[10], "1", "one failed attempt: {l}");
+        assert_eq!(f[11], "pending");
+        assert!(f[12].parse::<u32>().is_ok(), "{l}");
+        assert_eq!(f[13], "exited abnormally");
+    }
+    let stats = text(&ctl(&d, "smtpctl", &["show", "stats"], "", None).stdout);
+    assert!(
+        stats.lines().any(|l| l == "smtp.session.inet4=2"),
+        "{stats}"
+    );
+    assert!(stats.lines().any(|l| l.starts_with("uptime=")), "{stats}");
+
+    let first = lines[0].split('|').next().unwrap_or("").to_string();
+    let out = ctl(&d, "smtpctl", &["schedule", &first], "", None);
+    assert_eq!(text(&out.stdout), "1 envelope scheduled\n");
+    let out = ctl(&d, "smtpctl", &["pause", "envelope", "all"], "", None);
+    assert_eq!(text(&out.stdout), "2 envelopes paused\n");
+    let out = ctl(&d, "smtpctl", &["resume", "envelope", "all"], "", None);
+    assert_eq!(text(&out.stdout), "2 envelopes resumed\n");
+    let out = ctl(&d, "smtpctl", &["pause", "mda"], "", None);
+    assert_eq!(text(&out.stdout), "command succeeded\n");
+    let out = ctl(&d, "smtpctl", &["show", "status"], "", None);
+    assert!(
+        text(&out.stdout).contains("MDA paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ctl(&d, "smtpctl", &["resume", "mda"], "", None);
+    assert_eq!(text(&out.stdout), "command succeeded\n");
+    let out = ctl(&d, "smtpctl", &["remove", "all"], "", None);
+    assert_eq!(text(&out.stdout), "2 envelopes removed\n");
+    assert_eq!(
+        text(&ctl(&d, "smtpctl", &["show", "queue"], "", None).stdout),
+        ""
+    );
+}
+
+#[test]
+fn sendmail_delivers_and_a_user_cannot_remove() {
+    let d = start_waiting();
+    let out = ctl(
+        &d,
+        "sendmail",
+        &["-t"],
+        "To: foo\nSubject: cron\n\nhello from cron\n",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    d.wait_log(|l| l.contains("result=Ok stat=Delivered"));
+    let new = d.dir.path().join("Maildir/new");
+    let files: Vec<_> = std::fs::read_dir(&new).expect("Maildir/new").collect();
+    assert_eq!(files.len(), 1);
+    if nix::unistd::geteuid().is_root() {
+        // nobody may submit, but not steer the queue.
+        let nobody = 65534;
+        let out = ctl(&d, "smtpctl", &["remove", "all"], "", Some(nobody));
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("need root privileges"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn mail_submitted_while_the_daemon_is_down_is_delivered_at_start() {
+    let mut d = start_waiting();
+    assert_eq!(d.stop(), Some(0));
+    let out = ctl(
+        &d,
+        "sendmail",
+        &["foo"],
+        "Subject: offline\n\nqueued while down\n",
+        None,
+    );
+    // EX_TEMPFAIL, as enqueue.c's offline mode answers.
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    let offline: Vec<_> = std::fs::read_dir(d.spool().join("offline"))
+        .expect("offline dir")
+        .collect();
+    assert_eq!(offline.len(), 1, "the message waits in offline/");
+    let d2 = Daemon::restart(&d);
+    d2.wait_log_for(Duration::from_secs(20), |l| {
+        l.contains("result=Ok stat=Delivered")
+    });
+    let new = d.dir.path().join("Maildir/new");
+    let files: Vec<_> = std::fs::read_dir(&new)
+        .expect("Maildir/new")
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    let body = std::fs::read_to_string(files[0].path()).unwrap_or_default();
+    assert!(body.contains("queued while down"), "{body}");
+}
