@@ -119,7 +119,7 @@ const MAX_KEY: usize = 1023;
 enum Backend {
     Static,
     Getpwnam,
-    /// db: and external backends: not implemented, every lookup fails temporarily.
+    /// External backends, and db: files in Berkeley DB format: every lookup fails temporarily.
     Unsupported,
 }
 
@@ -211,16 +211,29 @@ impl std::fmt::Debug for Tables {
     }
 }
 
+/// A `db:` table written by our makemap, loaded into memory as a static table. Berkeley DB
+/// files (OpenSMTPD's makemap) are not read: such a table stays unsupported and its lookups fail
+/// temporarily, so mail waits instead of bouncing.
+fn db_table(name: &str, path: &str) -> Option<Table> {
+    let data = std::fs::read(path).ok()?;
+    let map = rsmtpd_control::map::read_map(&data).ok()?;
+    let mut t = Table::new(name.to_string(), false, TableSource::Inline);
+    for (k, v) in &map.entries {
+        t.add(k, v.as_deref());
+    }
+    Some(t)
+}
+
 impl Tables {
     /// Copies the configuration's tables, fills the builtin ones as `config.c` does, and compiles
     /// the regex tables the rules and filters use.
     pub fn new(conf: &Config, host: &HostInfo, users: Box<dyn Users>) -> Tables {
         let mut map = FxHashMap::default();
         for t in &conf.tables {
-            let table = if matches!(t.source, TableSource::Builtin) {
-                builtin(&t.name, host).unwrap_or_else(|| t.clone())
-            } else {
-                t.clone()
+            let table = match &t.source {
+                TableSource::Builtin => builtin(&t.name, host).unwrap_or_else(|| t.clone()),
+                TableSource::Db(path) => db_table(&t.name, path).unwrap_or_else(|| t.clone()),
+                _ => t.clone(),
             };
             map.insert(t.name.clone(), Compiled::new(table));
         }

@@ -261,3 +261,47 @@ fn mail_submitted_while_the_daemon_is_down_is_delivered_at_start() {
     let body = std::fs::read_to_string(files[0].path()).unwrap_or_default();
     assert!(body.contains("queued while down"), "{body}");
 }
+
+#[test]
+fn a_db_table_made_by_makemap_serves_aliases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("aliases");
+    std::fs::write(&src, "abuse: postmaster\npostmaster: foo\n").expect("write");
+    let makemap = dir.path().join("makemap");
+    std::os::unix::fs::symlink(smtpctl(), &makemap).expect("symlink");
+    let db = dir.path().join("aliases.db");
+    let out = Command::new(&makemap)
+        .arg("-o")
+        .arg(&db)
+        .arg(&src)
+        .output()
+        .expect("makemap");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table aliases db:{}\n\
+         table users {{ foo = \"1000:1000:@DIR@\" }}\n\
+         action \"l\" maildir alias <aliases> userbase <users>\n\
+         match from any for domain \"example.org\" action \"l\"\n",
+        db.display()
+    );
+    let d = Daemon::start(&config, &["-T", "expand"]);
+    let addr = format!("127.0.0.1:{}", d.port).parse().expect("addr");
+    let r = converse(
+        "127.0.0.1",
+        addr,
+        &[
+            "HELO x",
+            "MAIL FROM:<>",
+            "RCPT TO:<abuse@example.org>",
+            "RCPT TO:<nobody@example.org>",
+            "QUIT",
+        ],
+    );
+    assert_eq!(
+        r[3],
+        "250 2.1.5 Destination address valid: Recipient ok\r\n"
+    );
+    assert_eq!(r[4], "550 Invalid recipient: <nobody@example.org>\r\n");
+    d.wait_log(|l| l.contains("username: foo [depth=3"));
+}
