@@ -54,7 +54,10 @@ impl Netns {
 
     fn bare(tag: &str) -> Netns {
         let name = format!("rsmtpd-{}-{}", tag, std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         ip(&["netns", "add", &name]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
         for a in [
