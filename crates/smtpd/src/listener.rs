@@ -113,7 +113,7 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// The control socket, as OpenSMTPD creates it: refuse to start if a daemon already answers
 /// there, else replace a stale socket; anyone may connect (commands check the peer's uid).
 pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    if control_answers(path) {
         return Err("smtpd: control socket already listening".into());
     }
     let _ = std::fs::remove_file(path);
@@ -122,6 +122,23 @@ pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
     Ok(l)
+}
+
+/// Whether a daemon answers on the control socket. OpenSMTPD only tries to connect; we also ask
+/// for the status, because after a crash a delivery child forked by the dead daemon may still
+/// hold the listening socket for a moment: connecting succeeds, but nobody answers.
+fn control_answers(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let frame = rsmtpd_control::Request::ShowStatus.encode();
+    if rsmtpd_control::write_frame(&mut s, &frame).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(1))
 }
 
 #[cfg(test)]

@@ -155,6 +155,12 @@ impl Daemon {
         self.dir.path().join("spool")
     }
 
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
         let _ = nix::sys::signal::kill(
@@ -179,6 +185,12 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client on an already connected stream.
+pub fn client_from(stream: TcpStream) -> Client {
+    let reader = BufReader::new(stream.try_clone().expect("clone"));
+    Client { stream, reader }
 }
 
 /// An SMTP client that sends exactly what it is given.
