@@ -26,6 +26,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// `SMTPD_RESOLVER=ADDR:PORT`: the DNS server to ask instead of /etc/resolv.conf's.
     pub resolver: Option<std::net::SocketAddr>,
+    /// `-P smtp|mda|mta`: start with that subsystem paused.
+    pub paused: Vec<String>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit status.
@@ -97,6 +99,24 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         }
     }
     start_scheduler(&server);
+    for p in &opts.paused {
+        match p.as_str() {
+            "smtp" => server
+                .smtp_paused
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            "mda" | "mta" => {
+                if let Some(h) = server.scheduler.get() {
+                    let kind = if p == "mda" {
+                        crate::queue::DeliveryType::Mda
+                    } else {
+                        crate::queue::DeliveryType::Mta
+                    };
+                    h.pause(kind, true);
+                }
+            }
+            _ => {}
+        }
+    }
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");

@@ -171,6 +171,12 @@ fn main() -> ExitCode {
         resolver: std::env::var("SMTPD_RESOLVER")
             .ok()
             .and_then(|s| s.parse().ok()),
+        paused: m
+            .get_many::<String>("P")
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
     };
     // -F stays in the foreground but logs to syslog, as OpenSMTPD's.
     let log_to_stderr = m.get_flag("d");
