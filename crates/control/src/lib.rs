@@ -34,6 +34,7 @@
 
 pub mod map;
 pub mod offline;
+pub mod text;
 mod wire;
 
 use std::io::{self, Read, Write};

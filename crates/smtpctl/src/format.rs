@@ -2,37 +2,7 @@
 
 use rsmtpd_control::{flags, Agent, EnvelopeInfo, RunState, Source, StatValue, Status};
 
-/// to.c's duration_to_text: `0s`, `3s`, `1d2h3m4s`, `-5s`.
-pub fn duration_to_text(t: i64) -> String {
-    if t == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut t = t;
-    if t < 0 {
-        out.push('-');
-        t = -t;
-    }
-    let s = t % 60;
-    t /= 60;
-    let m = t % 60;
-    t /= 60;
-    let h = t % 24;
-    let d = t / 24;
-    if d != 0 {
-        out.push_str(&format!("{d}d"));
-    }
-    if h != 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m != 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s != 0 {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
+pub use rsmtpd_control::text::duration_to_text;
 
 /// `N envelope(s) VERB` with smtpctl's plural rule (`> 1`).
 pub fn envelopes_done(n: u64, verb: &str) -> String {

@@ -2,6 +2,7 @@
 //! /var/run/smtpd.sock); reads the spool (`SMTPD_SPOOL`, default /var/spool/smtpd) directly for
 //! `show envelope`, `show message` and `show queue` when the daemon is down.
 
+use rsmtpd_control::text::time_to_text;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -563,48 +564,6 @@ fn mailname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
-}
-
-extern "C" {
-    fn tzset();
-}
-
-fn time_to_text(t: i64) -> String {
-    const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MON: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // SAFETY: localtime_r fills the struct we own; tm_zone points to static storage.
-    unsafe {
-        let tt: libc::time_t = t as libc::time_t;
-        let mut tm: libc::tm = std::mem::zeroed();
-        tzset();
-        if libc::localtime_r(&tt, &mut tm).is_null() {
-            return String::new();
-        }
-        let off = tm.tm_gmtoff;
-        let zone = if tm.tm_zone.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(tm.tm_zone)
-                .to_string_lossy()
-                .into_owned()
-        };
-        format!(
-            "{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02} ({})",
-            DAY[tm.tm_wday as usize % 7],
-            tm.tm_mday,
-            MON[tm.tm_mon as usize % 12],
-            tm.tm_year + 1900,
-            tm.tm_hour,
-            tm.tm_min,
-            tm.tm_sec,
-            if off >= 0 { '+' } else { '-' },
-            (off / 3600).abs(),
-            (off % 3600).abs() / 60,
-            zone
-        )
-    }
 }
 
 fn offline_file() -> (std::fs::File, PathBuf) {

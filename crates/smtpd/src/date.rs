@@ -1,80 +1,6 @@
-//! Dates as OpenSMTPD writes them in headers (`time_to_text`): local time, English names, no
-//! zero before the day: `Wed, 5 Nov 2026 12:31:05 +0000 (UTC)`.
+//! The daemon's clock. Formatting lives with smtpctl's in `rsmtpd_control::text` (to.c).
 
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// The broken-down local time of a Unix time.
-pub struct LocalTime {
-    pub wday: usize,
-    pub mday: i32,
-    pub mon: usize,
-    pub year: i32,
-    pub hour: i32,
-    pub min: i32,
-    pub sec: i32,
-    pub gmtoff: i64,
-    pub zone: String,
-}
-
-pub fn local_time(when: i64) -> Option<LocalTime> {
-    let t: libc::time_t = when;
-    // SAFETY: localtime_r writes into our zeroed struct; tm_zone points into static storage of
-    // the C library, read right away.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return None;
-        }
-        let zone = if tm.tm_zone.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(tm.tm_zone)
-                .to_string_lossy()
-                .into_owned()
-        };
-        Some(LocalTime {
-            wday: usize::try_from(tm.tm_wday).unwrap_or(0) % 7,
-            mday: tm.tm_mday,
-            mon: usize::try_from(tm.tm_mon).unwrap_or(0) % 12,
-            year: tm.tm_year + 1900,
-            hour: tm.tm_hour,
-            min: tm.tm_min,
-            sec: tm.tm_sec,
-            gmtoff: tm.tm_gmtoff,
-            zone,
-        })
-    }
-}
-
-/// `time_to_text()`.
-pub fn time_to_text(when: i64) -> String {
-    match local_time(when) {
-        Some(t) => format_time(&t),
-        None => String::new(),
-    }
-}
-
-pub fn format_time(t: &LocalTime) -> String {
-    let sign = if t.gmtoff >= 0 { '+' } else { '-' };
-    let off = t.gmtoff.abs();
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02} ({})",
-        DAYS[t.wday],
-        t.mday,
-        MONTHS[t.mon],
-        t.year,
-        t.hour,
-        t.min,
-        t.sec,
-        sign,
-        off / 3600,
-        (off % 3600) / 60,
-        t.zone
-    )
-}
+pub use rsmtpd_control::text::{format_time, local_time, time_to_text, LocalTime};
 
 /// Now, as a Unix time.
 pub fn now() -> i64 {
@@ -82,32 +8,4 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format() {
-        let t = LocalTime {
-            wday: 5,
-            mday: 30,
-            mon: 3,
-            year: 2021,
-            hour: 18,
-            min: 45,
-            sec: 46,
-            gmtoff: 7200,
-            zone: "CEST".into(),
-        };
-        assert_eq!(format_time(&t), "Fri, 30 Apr 2021 18:45:46 +0200 (CEST)");
-        let u = LocalTime {
-            mday: 5,
-            gmtoff: -16200,
-            zone: "X".into(),
-            ..t
-        };
-        assert_eq!(format_time(&u), "Fri, 5 Apr 2021 18:45:46 -0430 (X)");
-    }
 }

@@ -273,31 +273,7 @@ impl Settings {
     }
 }
 
-/// `duration_to_text()` (to.c): `0s`, `1m30s`, `2d1h`, `-10s`.
-pub fn duration_to_text(t: i64) -> String {
-    if t == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut t = if t < 0 {
-        out.push('-');
-        t.unsigned_abs()
-    } else {
-        t as u64
-    };
-    let s = t % 60;
-    t /= 60;
-    let m = t % 60;
-    t /= 60;
-    let h = t % 24;
-    let d = t / 24;
-    for (n, u) in [(d, 'd'), (h, 'h'), (m, 'm'), (s, 's')] {
-        if n != 0 {
-            out.push_str(&format!("{}{}", n, u));
-        }
-    }
-    out
-}
+pub use rsmtpd_control::text::duration_to_text;
 
 /// The `mda delivery` line (mda.c `mda_log`).
 pub fn mda_log_line(session: u64, env: &Envelope, now: Time, result: &str, stat: &str) -> String {
