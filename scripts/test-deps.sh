@@ -2,10 +2,11 @@
 # Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its config
 # verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
 # `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
-# (DNS tests in network namespaces of their own), and the Rust components
+# (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs), and
+# the Rust components
 # for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
