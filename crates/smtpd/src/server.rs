@@ -294,6 +294,10 @@ impl Server {
 
     pub fn create_message(&self, tx: &mut Transaction) -> std::io::Result<u32> {
         let msgid = self.queue.create_message()?;
+        log::trace(
+            Trace::Queue,
+            &format!("queue-backend: queue_message_create() -> 1 ({})", msgid),
+        );
         tx.msgid = Some(msgid);
         tx.envelopes.clear();
         tx.created.clear();
@@ -398,6 +402,15 @@ impl Server {
             };
             match self.queue.create_envelope(MsgId(msgid), &mut e) {
                 Ok(id) => {
+                    log::trace(
+                        Trace::Queue,
+                        &format!(
+                            "queue-backend: queue_envelope_create({:016x}, {}) -> 1 ({})",
+                            u64::from(msgid) << 32,
+                            e.to_text().len(),
+                            id
+                        ),
+                    );
                     last = Some(id);
                     tx.created.push(e);
                 }
@@ -429,6 +442,14 @@ impl Server {
             return Err(std::io::Error::other("no message open"));
         };
         let r = self.queue.commit(MsgId(msgid), w).await;
+        log::trace(
+            Trace::Queue,
+            &format!(
+                "queue-backend: queue_message_commit({:08x}) -> {}",
+                msgid,
+                i32::from(r.is_ok())
+            ),
+        );
         let created = std::mem::take(&mut tx.created);
         if r.is_ok() {
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +473,10 @@ impl Server {
         tx.msgid = None;
         tx.envelopes.clear();
         self.queue.rollback(MsgId(msgid));
+        log::trace(
+            Trace::Queue,
+            &format!("queue-backend: queue_message_delete({:08x}) -> 1", msgid),
+        );
     }
 
     /// The session ended: forget a message it had not committed.

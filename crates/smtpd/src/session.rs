@@ -38,6 +38,21 @@ where
 {
     let id: u64 = rand::random();
     let _counted = server.stats.session(&client.peer);
+    // OpenSMTPD traces the new session before it looks the client up.
+    let mut trace = SmtpTrace::new(id);
+    if log::tracing(Trace::Smtp) {
+        log::trace(
+            Trace::Smtp,
+            &format!(
+                "smtp: {}: connected to listener {} [hostname={}, port={}, tag={}]",
+                trace.ptr,
+                pointer(listen.port as u64),
+                listen.hostname,
+                listen.port,
+                listen.tag.as_deref().unwrap_or("(null)")
+            ),
+        );
+    }
     let rdns_text = client.rdns.clone().unwrap_or_else(|| "<unknown>".into());
     log::info(&format!(
         "{:016x} smtp connected address={} host={}",
@@ -66,7 +81,11 @@ where
     loop {
         while let Some(ev) = sess.poll_event() {
             match ev {
-                Event::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                Event::Reply(r) => {
+                    let bytes = r.to_bytes();
+                    trace.replied(&bytes);
+                    out.extend_from_slice(&bytes);
+                }
                 Event::Log(LogEvent::Message {
                     msgid,
                     size,
@@ -135,8 +154,72 @@ where
         match tokio::time::timeout(timeout, rd.read(&mut buf)).await {
             Err(_) => sess.timed_out(),
             Ok(Ok(0)) => sess.peer_closed(),
-            Ok(Ok(n)) => sess.receive(&buf[..n]),
+            Ok(Ok(n)) => {
+                trace.received(&buf[..n]);
+                sess.receive(&buf[..n]);
+            }
             Ok(Err(e)) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
+        }
+    }
+}
+
+/// A made-up pointer for trace lines, where OpenSMTPD prints its session's address.
+fn pointer(n: u64) -> String {
+    format!("0x{:012x}", n & 0xffff_ffff_ffff)
+}
+
+/// `-T smtp`: the lines a session reads and writes, as OpenSMTPD traces them.
+struct SmtpTrace {
+    ptr: String,
+    on: bool,
+    partial: Vec<u8>,
+    in_data: bool,
+}
+
+impl SmtpTrace {
+    fn new(id: u64) -> SmtpTrace {
+        SmtpTrace {
+            ptr: pointer(id),
+            on: log::tracing(Trace::Smtp),
+            partial: Vec::new(),
+            in_data: false,
+        }
+    }
+
+    fn replied(&mut self, bytes: &[u8]) {
+        if !self.on {
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        for line in text.split_terminator("\r\n") {
+            log::trace(Trace::Smtp, &format!("smtp: {}: >>> {}", self.ptr, line));
+        }
+        // A 354 opens the message; its end is the line "." below.
+        if bytes.starts_with(b"354") {
+            self.in_data = true;
+        }
+    }
+
+    fn received(&mut self, bytes: &[u8]) {
+        if !self.on {
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.partial.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let text = String::from_utf8_lossy(&line);
+            if !self.in_data {
+                log::trace(Trace::Smtp, &format!("smtp: {}: <<< {}", self.ptr, text));
+            } else if text == "." {
+                log::trace(Trace::Smtp, "<<< [EOM]");
+                self.in_data = false;
+            } else {
+                log::trace(Trace::Smtp, &format!("<<< [MSG] {}", text));
+            }
         }
     }
 }
