@@ -289,8 +289,13 @@ async fn load_after_restart_and_crash_leftovers() {
     assert!(!od.exists(), "message without envelopes removed");
     assert!(spool.join("queue/README").exists());
 
-    // The counts were rebuilt: deleting the last envelope removes the message.
-    let m = all[0].id.msgid();
+    // The counts were rebuilt: deleting the last envelope removes the message. (Not the
+    // victim's message: its unreadable envelope file stays, so its folder does too.)
+    let m = all
+        .iter()
+        .map(|e| e.id.msgid())
+        .find(|m| *m != victim.id.msgid())
+        .unwrap();
     for e in all.iter().filter(|e| e.id.msgid() == m) {
         q.envelope_delete(e.id).unwrap();
     }
