@@ -267,6 +267,62 @@ impl Tables {
         tables
     }
 
+    /// `table_lookup()`'s `-T lookup` line for a match.
+    fn trace_match(&self, table: &str, kind: &str, key: &str, r: &Match) {
+        if !crate::log::tracing(crate::log::Trace::Lookup) {
+            return;
+        }
+        let result = match r {
+            Ok(true) => "true",
+            Ok(false) => "false",
+            Err(_) => "error: ",
+        };
+        crate::log::trace(
+            crate::log::Trace::Lookup,
+            &format!(
+                "lookup: match \"{}\" as {} in table {}:{} -> {}",
+                key,
+                kind,
+                self.backend_name(table),
+                table,
+                result
+            ),
+        );
+    }
+
+    /// `table_lookup()`'s `-T lookup` line for a lookup with a value.
+    fn trace_lookup(&self, table: &str, kind: &str, key: &str, r: &Lookup<String>) {
+        if !crate::log::tracing(crate::log::Trace::Lookup) {
+            return;
+        }
+        let result = match r {
+            Lookup::Found(v) => format!("\"{}\"", v),
+            Lookup::NotFound => "none".to_string(),
+            Lookup::TempFail => "error: ".to_string(),
+        };
+        crate::log::trace(
+            crate::log::Trace::Lookup,
+            &format!(
+                "lookup: lookup \"{}\" as {} in table {}:{} -> {}",
+                key,
+                kind,
+                self.backend_name(table),
+                table,
+                result
+            ),
+        );
+    }
+
+    /// The backend's name in traces (`static`, `getpwnam`, `db`, `proc`).
+    fn backend_name(&self, table: &str) -> &'static str {
+        match self.map.get(table).map(|c| &c.table.source) {
+            Some(TableSource::Getpwnam) => "getpwnam",
+            Some(TableSource::Db(_)) => "db",
+            Some(TableSource::Proc { .. }) => "proc",
+            _ => "static",
+        }
+    }
+
     /// The sub-address delimiter (`smtp sub-addr-delim`).
     pub fn delim(&self) -> char {
         self.delim
@@ -285,6 +341,12 @@ impl Tables {
 
     /// `K_DOMAIN`: `hostname_match()` against every entry (`*` wildcards, case-insensitive).
     pub fn match_domain(&self, table: &str, domain: &str) -> Match {
+        let r = self.match_domain_untraced(table, domain);
+        self.trace_match(table, "DOMAIN", domain, &r);
+        r
+    }
+
+    fn match_domain_untraced(&self, table: &str, domain: &str) -> Match {
         let c = self.static_table(table)?;
         let key = lower_key(domain)?;
         if c.table.get(&key).is_some() {
@@ -324,6 +386,12 @@ impl Tables {
     /// (case-insensitive) match, else both sides are parsed as networks and compared under the
     /// entry's mask. Used as such for `from rdns <t>`, where OpenSMTPD passes the host name.
     pub fn match_netaddr_text(&self, table: &str, key: &str) -> Match {
+        let r = self.match_netaddr_text_untraced(table, key);
+        self.trace_match(table, "NETADDR", key, &r);
+        r
+    }
+
+    fn match_netaddr_text_untraced(&self, table: &str, key: &str) -> Match {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         if c.table.get(&key).is_some() {
@@ -347,6 +415,12 @@ impl Tables {
     /// `@domain`, `user`, `user@domain`; a domain may have `*` wildcards; an entry's user without
     /// the sub-address delimiter also matches `user+tag`.
     pub fn match_mailaddr_text(&self, table: &str, key: &str) -> Match {
+        let r = self.match_mailaddr_text_untraced(table, key);
+        self.trace_match(table, "MAILADDR", key, &r);
+        r
+    }
+
+    fn match_mailaddr_text_untraced(&self, table: &str, key: &str) -> Match {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         let (user, domain) = split_mailaddr(&key);
@@ -390,6 +464,12 @@ impl Tables {
     /// `K_REGEX`: POSIX extended regexes, searched (not anchored) in the lower-cased key; a
     /// pattern starting with `(?i)` is case-insensitive (moot, since both sides are lower-cased).
     pub fn match_regex(&self, table: &str, key: &str) -> Match {
+        let r = self.match_regex_untraced(table, key);
+        self.trace_match(table, "REGEX", key, &r);
+        r
+    }
+
+    fn match_regex_untraced(&self, table: &str, key: &str) -> Match {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         Ok(c.regexes().is_match(&key))
@@ -397,6 +477,12 @@ impl Tables {
 
     /// `K_STRING`: exact (lower-cased) key.
     pub fn match_string(&self, table: &str, key: &str) -> Match {
+        let r = self.match_string_untraced(table, key);
+        self.trace_match(table, "STRING", key, &r);
+        r
+    }
+
+    fn match_string_untraced(&self, table: &str, key: &str) -> Match {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         Ok(c.table.get(&key).is_some())
@@ -405,6 +491,17 @@ impl Tables {
     /// The value of a key, exact (what `K_ALIAS`, `K_MAILADDRMAP`, `K_ADDRNAME`, `K_CREDENTIALS`
     /// and `K_RELAYHOST` look up in a static table).
     fn value(&self, table: &str, key: &str) -> Lookup<String> {
+        self.value_of(table, "ALIAS", key)
+    }
+
+    /// [`value`] for a service, traced as `-T lookup` shows it.
+    fn value_of(&self, table: &str, kind: &str, key: &str) -> Lookup<String> {
+        let r = self.value_untraced(table, key);
+        self.trace_lookup(table, kind, key, &r);
+        r
+    }
+
+    fn value_untraced(&self, table: &str, key: &str) -> Lookup<String> {
         let Ok(c) = self.static_table(table) else {
             return Lookup::TempFail;
         };
@@ -437,7 +534,7 @@ impl Tables {
         match c.backend {
             Backend::Getpwnam => self.users.getpwnam(&key),
             Backend::Unsupported => Lookup::TempFail,
-            Backend::Static => match self.value(table, &key) {
+            Backend::Static => match self.value_of(table, "USERINFO", &key) {
                 Lookup::Found(v) => match parse_userinfo(&key, &v) {
                     Some(u) => Lookup::Found(u),
                     None => Lookup::TempFail,
@@ -450,7 +547,7 @@ impl Tables {
 
     /// `K_CREDENTIALS`: `user:password` or just `password` (the key being the user).
     pub fn credentials(&self, table: &str, user: &str) -> Lookup<Credentials> {
-        match self.value(table, user) {
+        match self.value_of(table, "CREDENTIALS", user) {
             Lookup::Found(v) => match parse_credentials(&user.to_ascii_lowercase(), &v) {
                 Some(c) => Lookup::Found(c),
                 None => Lookup::TempFail,
@@ -462,7 +559,7 @@ impl Tables {
 
     /// `K_MAILADDRMAP` (listener `senders <t>`): the addresses a user may send as.
     pub fn mailaddrmap(&self, table: &str, key: &str) -> Lookup<Vec<Mailaddr>> {
-        match self.value(table, key) {
+        match self.value_of(table, "MAILADDRMAP", key) {
             Lookup::Found(v) => match parse_mailaddr_line(&v) {
                 Some(list) => Lookup::Found(list),
                 None => Lookup::TempFail,
@@ -475,12 +572,12 @@ impl Tables {
     /// `K_ADDRNAME` (listener `hostnames <t>`): the name to present on a local address.
     pub fn addrname(&self, table: &str, addr: IpAddr) -> Lookup<String> {
         let key = Source::Addr(addr).to_text();
-        self.value(table, &key)
+        self.value_of(table, "ADDRNAME", &key)
     }
 
     /// `K_RELAYHOST`: a relay URL by key.
     pub fn relayhost(&self, table: &str, key: &str) -> Lookup<String> {
-        self.value(table, key)
+        self.value_of(table, "RELAYHOST", key)
     }
 }
 
