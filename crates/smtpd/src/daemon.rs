@@ -58,6 +58,7 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
 }
 
 async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
+    let signals = catch_signals();
     log::debug("debug: using \"fs\" queue backend");
     log::debug("debug: using \"ramqueue\" scheduler backend");
     log::debug("debug: using \"ram\" stat backend");
@@ -134,7 +135,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     tokio::task::spawn_blocking(move || {
         crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
     });
-    wait_for_signal().await;
+    wait_for_signal(signals).await;
     let _ = std::fs::remove_file(&opts.socket);
     log::info("Exiting");
     0
@@ -164,12 +165,20 @@ fn start_scheduler(server: &Arc<Server>) {
     let _ = server.scheduler.set(handle);
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, caught from the first moment: a signal that came before the handlers
+/// would kill the daemon without its clean exit.
+fn catch_signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    Some((
+        signal(SignalKind::terminate()).ok()?,
+        signal(SignalKind::interrupt()).ok()?,
+    ))
+}
+
+async fn wait_for_signal(
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+) {
+    let Some((mut term, mut int)) = signals else {
         // Without signal handling we can still be killed; just never return.
         std::future::pending::<()>().await;
         return;
