@@ -2,10 +2,10 @@
 # Installs what the test suite needs on a Debian machine: the real OpenSMTPD 6.8.0p2 (its config
 # verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
 # `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
-# (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs), and
-# the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
+# (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs),
+# Dovecot (it reads our Maildirs and takes our LMTP), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,6 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # The unbound package starts a resolver on :53 where it can; the tests run their own.
     pkill -x unbound 2>/dev/null || true
     pkill -f fail2ban-server 2>/dev/null || true
+    pkill -x dovecot 2>/dev/null || true
   else
     echo "warning: not root, cannot install: ${missing[*]} (tests that need them are skipped)" >&2
   fi
