@@ -8,14 +8,13 @@ use rsmtpd_control::{
     flags, Agent as CAgent, EnvelopeInfo, RunState as CRunState, Source as CSource, StatValue,
     Status, Subsystem, Target as CTarget,
 };
-use rsmtpd_protocol::received::PeerAddr;
 use tokio::net::UnixStream;
 
 use crate::control::{BoxFuture, ControlContext};
 use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
 use crate::scheduler::schedule::{RunState, Target};
 use crate::server::Server;
-use crate::session::{self, Client};
+use crate::session;
 
 pub struct DaemonControl {
     pub server: Arc<Server>,
@@ -199,16 +198,8 @@ impl ControlContext for DaemonControl {
     fn enqueue(&self, conn: UnixStream, _uid: u32) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let server = self.server.clone();
-            let listen = Arc::new(crate::listener::socket_listening(
-                &server.config,
-                &server.hostname,
-            ));
-            let client = Client {
-                peer: PeerAddr::Local,
-                rdns: Some(server.hostname.clone()),
-                fcrdns: true,
-            };
-            session::run(server, listen, conn, client).await;
+            let rdns = server.hostname.clone();
+            session::run_local(server, conn, rdns).await;
         })
     }
 }

@@ -78,7 +78,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         }
     };
     for line in crate::filter::init_trace(&server.config) {
-        log::trace(log::Trace::Filters, &line);
+        log::trace(log::Trace::Filters, format_args!("{}", line));
     }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listener::listenings(&server.config, &server.hostname) {

@@ -20,6 +20,7 @@ use rsmtpd_config::model::{Action, LocalDelivery, LocalMethod, Method};
 use rsmtpd_config::Config;
 use rsmtpd_protocol::address::Mailaddr;
 
+use crate::log::TraceLines;
 use crate::lookup::{Lookup, Tables, UserInfo};
 use crate::rule::{match_rule, RuleEnvelope, RuleMatch};
 
@@ -211,6 +212,8 @@ pub struct ExpandContext<'a> {
     /// The unprivileged user files and commands from system aliases run as (`_smtpd` upstream,
     /// `opensmtpd` in Debian's build).
     pub smtpd_user: &'a str,
+    /// Whether the trace lines will be logged (`-T expand` or `-T rules`); off, none is built.
+    pub trace: bool,
 }
 
 /// The result, with the `-T expand`/`-T rules` trace lines and warnings to log.
@@ -301,7 +304,7 @@ struct Session<'a, 'c> {
     cur_rule: Option<usize>,
     cur_parent: Option<usize>,
     deliveries: Vec<Delivery>,
-    trace: Vec<String>,
+    trace: TraceLines,
     warnings: Vec<String>,
 }
 
@@ -317,7 +320,7 @@ pub fn expand(cx: &ExpandContext<'_>, env: &RuleEnvelope, rcpt: &Mailaddr) -> Ex
         cur_rule: None,
         cur_parent: None,
         deliveries: Vec::new(),
-        trace: Vec::new(),
+        trace: TraceLines::new(cx.trace),
         warnings: Vec::new(),
     };
     s.base.internal = false;
@@ -329,16 +332,19 @@ pub fn expand(cx: &ExpandContext<'_>, env: &RuleEnvelope, rcpt: &Mailaddr) -> Ex
     s.insert(start);
     let mut result = s.run();
     if result.is_ok() && s.deliveries.is_empty() {
-        s.trace
-            .push("expand: lka_done: expanded to empty delivery list".to_string());
+        s.trace.line(format_args!(
+            "expand: lka_done: expanded to empty delivery list"
+        ));
         result = Err(ExpandError::perm(Some(PERM_EXPANSION)));
     }
-    s.trace
-        .push(format!("expand: {:#x}: clearing expand tree", EXPAND_ID));
+    s.trace.line(format_args!(
+        "expand: {:#x}: clearing expand tree",
+        EXPAND_ID
+    ));
     let deliveries = std::mem::take(&mut s.deliveries);
     Expansion {
         result: result.map(|()| deliveries),
-        trace: s.trace,
+        trace: s.trace.lines,
         warnings: s.warnings,
     }
 }
@@ -385,7 +391,7 @@ impl<'a, 'c> Session<'a, 'c> {
         let parent = self.cur_parent;
         let rule = self.cur_rule;
         let info = self.info(&item, parent, rule);
-        self.trace.push(format!(
+        self.trace.line(format_args!(
             "expand: {:#x}: expand_insert() called for {}",
             EXPAND_ID, info
         ));
@@ -394,8 +400,10 @@ impl<'a, 'c> Session<'a, 'c> {
             if let Some(p) = parent {
                 let pn = &self.nodes[p];
                 if pn.item.kind == Kind::Username && pn.item.text == item.text {
-                    self.trace
-                        .push(format!("expand: {:#x}: setting sameuser = 1", EXPAND_ID));
+                    self.trace.line(format_args!(
+                        "expand: {:#x}: setting sameuser = 1",
+                        EXPAND_ID
+                    ));
                     sameuser = true;
                 }
             }
@@ -412,14 +420,16 @@ impl<'a, 'c> Session<'a, 'c> {
             userinfo: None,
         };
         if self.nodes.iter().any(|n| self.same(n, &candidate)) {
-            self.trace
-                .push(format!("expand: {:#x}: node found, discarding", EXPAND_ID));
+            self.trace.line(format_args!(
+                "expand: {:#x}: node found, discarding",
+                EXPAND_ID
+            ));
             return false;
         }
         let idx = self.nodes.len();
         self.nodes.push(candidate);
         self.queue.push_back(idx);
-        self.trace.push(format!(
+        self.trace.line(format_args!(
             "expand: {:#x}: inserted node {}",
             EXPAND_ID,
             node_ptr(idx)
@@ -466,7 +476,7 @@ impl<'a, 'c> Session<'a, 'c> {
         let depth = self.nodes[i].depth;
         if depth >= EXPAND_DEPTH {
             self.trace
-                .push("expand: lka_expand: node too deep.".to_string());
+                .line(format_args!("expand: lka_expand: node too deep."));
             return Err(ExpandError::perm(Some(PERM_EXPANSION)));
         }
         match self.nodes[i].item.kind {
@@ -480,7 +490,7 @@ impl<'a, 'c> Session<'a, 'c> {
 
     fn expand_address(&mut self, i: usize) -> Result<(), ExpandError> {
         let (user, domain) = self.nodes[i].item.addr.clone();
-        self.trace.push(format!(
+        self.trace.line(format_args!(
             "expand: lka_expand: address: {}@{} [depth={}]",
             user, domain, self.nodes[i].depth
         ));
@@ -509,13 +519,14 @@ impl<'a, 'c> Session<'a, 'c> {
                 match self.virtual_get(table, &addr) {
                     Lookup::Found(n) if n > 0 => Ok(()),
                     Lookup::TempFail => {
-                        self.trace
-                            .push("expand: lka_expand: error in virtual alias lookup".to_string());
+                        self.trace.line(format_args!(
+                            "expand: lka_expand: error in virtual alias lookup"
+                        ));
                         Err(ExpandError::temp(Some(TEMP_EXPANSION)))
                     }
                     _ => {
                         self.trace
-                            .push("expand: lka_expand: no aliases for virtual".to_string());
+                            .line(format_args!("expand: lka_expand: no aliases for virtual"));
                         Err(ExpandError::perm(Some(PERM_EXPANSION)))
                     }
                 }
@@ -536,7 +547,7 @@ impl<'a, 'c> Session<'a, 'c> {
 
     fn expand_username(&mut self, i: usize) -> Result<(), ExpandError> {
         let n = &self.nodes[i];
-        self.trace.push(format!(
+        self.trace.line(format_args!(
             "expand: lka_expand: username: {} [depth={}, sameuser={}]",
             n.item.text,
             n.depth,
@@ -564,7 +575,7 @@ impl<'a, 'c> Session<'a, 'c> {
             match r {
                 Lookup::TempFail => {
                     self.trace
-                        .push("expand: lka_expand: error in alias lookup".to_string());
+                        .line(format_args!("expand: lka_expand: error in alias lookup"));
                     return Err(ExpandError::temp(Some(TEMP_EXPANSION)));
                 }
                 Lookup::Found(n) if n > 0 => return Ok(()),
@@ -583,13 +594,15 @@ impl<'a, 'c> Session<'a, 'c> {
         let info = match self.cx.tables.userinfo(local.userbase(), &user) {
             Lookup::Found(u) => u,
             Lookup::TempFail => {
-                self.trace
-                    .push("expand: lka_expand: backend error while searching user".to_string());
+                self.trace.line(format_args!(
+                    "expand: lka_expand: backend error while searching user"
+                ));
                 return Err(ExpandError::temp(None));
             }
             Lookup::NotFound => {
-                self.trace
-                    .push("expand: lka_expand: user-part does not match system user".to_string());
+                self.trace.line(format_args!(
+                    "expand: lka_expand: user-part does not match system user"
+                ));
                 return Err(ExpandError::perm(None));
             }
         };
@@ -601,7 +614,7 @@ impl<'a, 'c> Session<'a, 'c> {
             .is_some_and(|p| self.nodes[p].forwarded);
         if self.nodes[i].sameuser && parent_forwarded {
             self.trace
-                .push("expand: lka_expand: same user, submitting".to_string());
+                .line(format_args!("expand: lka_expand: same user, submitting"));
             self.submit(rule, i);
             return Ok(());
         }
@@ -612,19 +625,19 @@ impl<'a, 'c> Session<'a, 'c> {
         let name = &info.username;
         let no_forward = |s: &mut Self, what: &str| -> Result<(), ExpandError> {
             if forward_only {
-                s.trace.push(format!(
+                s.trace.line(format_args!(
                     "expand: {} .forward for user {} on forward-only rule",
                     what, name
                 ));
                 Err(ExpandError::temp(Some(TEMP_EXPANSION)))
             } else if expand_only {
-                s.trace.push(format!(
+                s.trace.line(format_args!(
                     "expand: {} .forward for user {} and no default action on rule",
                     what, name
                 ));
                 Err(ExpandError::perm(Some(PERM_EXPANSION)))
             } else {
-                s.trace.push(format!(
+                s.trace.line(format_args!(
                     "expand: {} .forward for user {}, just deliver",
                     what, name
                 ));
@@ -636,7 +649,7 @@ impl<'a, 'c> Session<'a, 'c> {
             ForwardFile::Missing => no_forward(self, "no"),
             ForwardFile::PermFail => {
                 self.trace
-                    .push(format!("expand: ~/.forward failed for user {}", name));
+                    .line(format_args!("expand: ~/.forward failed for user {}", name));
                 Err(ExpandError::perm(Some(PERM_EXPANSION)))
             }
             ForwardFile::TempFail => Err(ExpandError::temp(Some(TEMP_EXPANSION))),
@@ -645,8 +658,10 @@ impl<'a, 'c> Session<'a, 'c> {
                 self.cur_parent = Some(i);
                 match self.forwards_get(&data) {
                     None => {
-                        self.trace
-                            .push(format!("expand: temporary forward error for user {}", name));
+                        self.trace.line(format_args!(
+                            "expand: temporary forward error for user {}",
+                            name
+                        ));
                         Err(ExpandError::temp(Some(TEMP_EXPANSION)))
                     }
                     Some(false) => no_forward(self, "empty"),
@@ -688,14 +703,14 @@ impl<'a, 'c> Session<'a, 'c> {
             .is_some_and(|l| matches!(l.method, LocalMethod::ForwardOnly));
         let kind = self.nodes[i].item.kind;
         if forward_only {
-            self.trace.push(format!(
+            self.trace.line(format_args!(
                 "expand: {} matched on forward-only rule",
                 kind.name()
             ));
             return Err(ExpandError::temp(None));
         }
         let text = self.nodes[i].item.text.clone();
-        self.trace.push(format!(
+        self.trace.line(format_args!(
             "expand: lka_expand: {}: {} [depth={}]",
             kind.name(),
             text,
@@ -788,18 +803,20 @@ impl<'a, 'c> Session<'a, 'c> {
         };
         let mut tree: Vec<Item> = Vec::new();
         for (n, it) in items.into_iter().enumerate() {
-            self.trace.push(format!(
+            self.trace.line(format_args!(
                 "expand: {:#x}: expand_insert() called for {}:{}[parent=(nil), rule=(nil)]",
                 SUBTREE_ID,
                 it.kind.name(),
                 it.value_text()
             ));
             if tree.contains(&it) {
-                self.trace
-                    .push(format!("expand: {:#x}: node found, discarding", SUBTREE_ID));
+                self.trace.line(format_args!(
+                    "expand: {:#x}: node found, discarding",
+                    SUBTREE_ID
+                ));
                 continue;
             }
-            self.trace.push(format!(
+            self.trace.line(format_args!(
                 "expand: {:#x}: inserted node {:#x}",
                 SUBTREE_ID,
                 0x5600_0030_0000u64 + 0x60 * n as u64
@@ -821,10 +838,14 @@ impl<'a, 'c> Session<'a, 'c> {
                 n += 1;
             }
         }
-        self.trace
-            .push(format!("expand: {:#x}: clearing expand tree", SUBTREE_ID));
-        self.trace
-            .push(format!("expand: {:#x}: freeing expand tree", SUBTREE_ID));
+        self.trace.line(format_args!(
+            "expand: {:#x}: clearing expand tree",
+            SUBTREE_ID
+        ));
+        self.trace.line(format_args!(
+            "expand: {:#x}: freeing expand tree",
+            SUBTREE_ID
+        ));
         n
     }
 

@@ -8,6 +8,7 @@
 use rsmtpd_config::{BuiltinFilter, Config, Decision, FilterCheck, FilterKind, Phase};
 use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
 
+use crate::log::TraceLines;
 use crate::lookup::{Source, Tables};
 
 /// What the filters know of a session (`struct filter_session`).
@@ -27,7 +28,7 @@ pub struct FilterFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub decision: FilterDecision,
-    pub trace: Vec<String>,
+    pub trace: TraceLines,
     /// `report "..."` texts to send to report subscribers (none exist without proc filters).
     pub reports: Vec<String>,
 }
@@ -82,7 +83,8 @@ fn members<'c>(conf: &'c Config, name: &str) -> Vec<(&'c str, &'c BuiltinFilter)
 }
 
 /// Runs the chain `name` for one session phase. `param` is what the session passes (the client
-/// address at connect, the HELO name, `<addr>` at MAIL/RCPT).
+/// address at connect, the HELO name, `<addr>` at MAIL/RCPT). `trace_as` is the session id
+/// when the `-T filters` lines are wanted; without it none is formatted.
 pub fn run(
     conf: &Config,
     tables: &Tables,
@@ -90,20 +92,18 @@ pub fn run(
     phase: FilterPhase,
     param: &str,
     facts: &FilterFacts,
-    sessid: u64,
+    trace_as: Option<u64>,
 ) -> Outcome {
+    let sessid = trace_as.unwrap_or(0);
     let mut out = Outcome {
         decision: FilterDecision::Proceed,
-        trace: Vec::new(),
+        trace: TraceLines::new(trace_as.is_some()),
         reports: Vec::new(),
     };
     let (p, pname) = phase_of(phase);
     // filter_protocol(): MAIL FROM and RCPT TO are matched without their brackets.
     let param = match phase {
-        FilterPhase::MailFrom | FilterPhase::RcptTo => param
-            .strip_prefix('<')
-            .map(|s| s.split('>').next().unwrap_or(s))
-            .unwrap_or(param),
+        FilterPhase::MailFrom | FilterPhase::RcptTo => strip_brackets(param),
         _ => param,
     };
     // OpenSMTPD walks the chain recursively; every step after the first is a "resume".
@@ -112,77 +112,67 @@ pub fn run(
         .into_iter()
         .filter(|(_, b)| Some(hooked_phase(b)) == p)
     {
-        let head = format!(
-            "{:016x} filters protocol phase={}, resume={}",
-            sessid, pname, resume
-        );
+        let step = resume;
         resume = "y";
-        if !check(tables, b, phase, param, facts) {
-            out.trace.push(format!(
-                "{}, action=proceed, filter={}, query={}",
-                head, fname, param
-            ));
-            continue;
+        let head = format_args!(
+            "{:016x} filters protocol phase={}, resume={}",
+            sessid, pname, step
+        );
+        let (action, response, end) = if !check(tables, b, phase, param, facts) {
+            ("proceed", None, None)
+        } else {
+            match &b.decision {
+                Decision::Rewrite(r) => {
+                    ("rewrite", Some(r), Some(FilterDecision::Rewrite(r.clone())))
+                }
+                Decision::Disconnect(r) => (
+                    "disconnect",
+                    Some(r),
+                    Some(FilterDecision::Disconnect(r.clone())),
+                ),
+                Decision::Reject(r) => ("reject", Some(r), Some(FilterDecision::Reject(r.clone()))),
+                Decision::Junk => ("junk", None, Some(FilterDecision::Junk)),
+                // A bypass ends the chain but decides nothing: the command proceeds.
+                Decision::Bypass => ("bypass", None, Some(FilterDecision::Proceed)),
+                Decision::Report(r) => {
+                    // sic: no comma before "response", as OpenSMTPD prints it.
+                    out.trace.line(format_args!(
+                        "{}, action=report, filter={}, query={} response={}",
+                        head, fname, param, r
+                    ));
+                    out.reports.push(r.clone());
+                    ("proceed", None, None)
+                }
+            }
+        };
+        match response {
+            Some(r) => out.trace.line(format_args!(
+                "{}, action={}, filter={}, query={}, response={}",
+                head, action, fname, param, r
+            )),
+            None => out.trace.line(format_args!(
+                "{}, action={}, filter={}, query={}",
+                head, action, fname, param
+            )),
         }
-        match &b.decision {
-            Decision::Rewrite(r) => {
-                out.trace.push(format!(
-                    "{}, action=rewrite, filter={}, query={}, response={}",
-                    head, fname, param, r
-                ));
-                out.decision = FilterDecision::Rewrite(r.clone());
-                return out;
-            }
-            Decision::Disconnect(r) => {
-                out.trace.push(format!(
-                    "{}, action=disconnect, filter={}, query={}, response={}",
-                    head, fname, param, r
-                ));
-                out.decision = FilterDecision::Disconnect(r.clone());
-                return out;
-            }
-            Decision::Junk => {
-                out.trace.push(format!(
-                    "{}, action=junk, filter={}, query={}",
-                    head, fname, param
-                ));
-                out.decision = FilterDecision::Junk;
-                return out;
-            }
-            Decision::Report(r) => {
-                // sic: no comma before "response", as OpenSMTPD prints it.
-                out.trace.push(format!(
-                    "{}, action=report, filter={}, query={} response={}",
-                    head, fname, param, r
-                ));
-                out.reports.push(r.clone());
-                out.trace.push(format!(
-                    "{}, action=proceed, filter={}, query={}",
-                    head, fname, param
-                ));
-            }
-            Decision::Bypass => {
-                out.trace.push(format!(
-                    "{}, action=bypass, filter={}, query={}",
-                    head, fname, param
-                ));
-                return out;
-            }
-            Decision::Reject(r) => {
-                out.trace.push(format!(
-                    "{}, action=reject, filter={}, query={}, response={}",
-                    head, fname, param, r
-                ));
-                out.decision = FilterDecision::Reject(r.clone());
-                return out;
-            }
+        if let Some(decision) = end {
+            out.decision = decision;
+            return out;
         }
     }
-    out.trace.push(format!(
+    out.trace.line(format_args!(
         "{:016x} filters protocol phase={}, resume={}, action=proceed",
         sessid, pname, resume
     ));
     out
+}
+
+/// A MAIL FROM or RCPT TO parameter without its brackets, as filters and their tables see it.
+pub fn strip_brackets(param: &str) -> &str {
+    param
+        .strip_prefix('<')
+        .map(|s| s.split('>').next().unwrap_or(s))
+        .unwrap_or(param)
 }
 
 /// `filter_builtins_*`: whether the filter's check holds (negation applied).

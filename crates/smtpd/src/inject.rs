@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use rsmtpd_protocol::received::PeerAddr;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::scheduler::{BoxFuture, Injector};
 use crate::server::Server;
-use crate::session::{self, Client};
+use crate::session;
 
 pub struct LocalInjector {
     pub server: Arc<Server>,
@@ -28,18 +27,12 @@ impl Injector for LocalInjector {
 impl LocalInjector {
     async fn run(&self, smtpname: &str, to: &str, payload: &[u8]) -> Result<(), String> {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        let server = self.server.clone();
-        let listen = Arc::new(crate::listener::socket_listening(
-            &server.config,
-            &server.hostname,
-        ));
         // A local session whose client is "localhost" is the bounce session of OpenSMTPD.
-        let client = Client {
-            peer: PeerAddr::Local,
-            rdns: Some("localhost".into()),
-            fcrdns: true,
-        };
-        tokio::spawn(session::run(server, listen, theirs, client));
+        tokio::spawn(session::run_local(
+            self.server.clone(),
+            theirs,
+            "localhost".into(),
+        ));
         let (rd, mut wr) = tokio::io::split(ours);
         let mut rd = BufReader::new(rd);
         expect(&mut rd, '2').await?;

@@ -160,10 +160,34 @@ pub fn debug(text: &str) {
 }
 
 /// A trace line, shown only when its subsystem is on (OpenSMTPD logs traces at debug level,
-/// but shows them without `-v`).
-pub fn trace(t: Trace, text: &str) {
+/// but shows them without `-v`). It takes `format_args!` so that a line nobody will see is
+/// never formatted: traces sit on the per-session and per-message paths.
+pub fn trace(t: Trace, text: std::fmt::Arguments<'_>) {
     if tracing(t) {
-        line(Level::Info, text);
+        line(Level::Info, &text.to_string());
+    }
+}
+
+/// Trace lines that pure steps (rule matching, expansion, filters) collect for their caller to
+/// log. When the caller will not log them, `line` formats nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceLines {
+    on: bool,
+    pub lines: Vec<String>,
+}
+
+impl TraceLines {
+    pub fn new(on: bool) -> TraceLines {
+        TraceLines {
+            on,
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        if self.on {
+            self.lines.push(text.to_string());
+        }
     }
 }
 

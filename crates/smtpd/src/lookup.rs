@@ -279,7 +279,7 @@ impl Tables {
         };
         crate::log::trace(
             crate::log::Trace::Lookup,
-            &format!(
+            format_args!(
                 "lookup: match \"{}\" as {} in table {}:{} -> {}",
                 key,
                 kind,
@@ -302,7 +302,7 @@ impl Tables {
         };
         crate::log::trace(
             crate::log::Trace::Lookup,
-            &format!(
+            format_args!(
                 "lookup: lookup \"{}\" as {} in table {}:{} -> {}",
                 key,
                 kind,

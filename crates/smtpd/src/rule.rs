@@ -8,6 +8,7 @@ use rsmtpd_config::model::{Criterion, For, From, Rule, TableTest};
 use rsmtpd_config::Config;
 use rsmtpd_protocol::address::Mailaddr;
 
+use crate::log::TraceLines;
 use crate::lookup::{Match, Source, Tables, TempFail};
 
 /// What the ruleset looks at in an envelope.
@@ -49,12 +50,12 @@ pub fn match_rule<'c>(
     conf: &'c Config,
     tables: &Tables,
     env: &RuleEnvelope,
-    trace: &mut Vec<String>,
+    trace: &mut TraceLines,
 ) -> RuleMatch<'c> {
     for (index, rule) in conf.rules.iter().enumerate() {
         match rule_matches(rule, tables, env) {
             Ok(true) => {
-                trace.push(format!(
+                trace.line(format_args!(
                     "rule #{} matched: {}",
                     index + 1,
                     rule_to_text(rule)
@@ -63,12 +64,12 @@ pub fn match_rule<'c>(
             }
             Ok(false) => {}
             Err(TempFail) => {
-                trace.push("temporary failure in processing of a rule".to_string());
+                trace.line(format_args!("temporary failure in processing of a rule"));
                 return RuleMatch::TempFail;
             }
         }
     }
-    trace.push("no rule matched".to_string());
+    trace.line(format_args!("no rule matched"));
     RuleMatch::NoMatch
 }
 

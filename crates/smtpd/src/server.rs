@@ -62,6 +62,9 @@ pub struct Server {
     /// `smtpctl pause smtp`: listeners stop accepting.
     pub smtp_paused: AtomicBool,
     pub stats: Stats,
+    /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
+    /// built once rather than per message.
+    pub local_listen: Arc<Listening>,
 }
 
 /// Counters for `smtpctl show stats`, named as OpenSMTPD names them.
@@ -231,7 +234,9 @@ impl Server {
                 .map(|u| u.name)
                 .unwrap_or_else(|| "nobody".into())
         };
+        let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
         Ok(Server {
+            local_listen,
             config,
             hostname,
             dns,
@@ -268,11 +273,7 @@ impl Server {
                 facts.helo = tx.filter_helo.clone();
             }
             FilterPhase::MailFrom => {
-                let addr = param
-                    .strip_prefix('<')
-                    .map(|s| s.split('>').next().unwrap_or(s))
-                    .unwrap_or(param);
-                tx.filter_mail_from = Some(addr.to_string());
+                tx.filter_mail_from = Some(crate::filter::strip_brackets(param).to_string());
                 facts.mail_from = tx.filter_mail_from.clone();
             }
             _ => {}
@@ -284,10 +285,10 @@ impl Server {
             phase,
             param,
             &facts,
-            tx.id,
+            log::tracing(Trace::Filters).then_some(tx.id),
         );
-        for line in &out.trace {
-            log::trace(Trace::Filters, line);
+        for line in &out.trace.lines {
+            log::trace(Trace::Filters, format_args!("{}", line));
         }
         Some(out.decision)
     }
@@ -296,7 +297,7 @@ impl Server {
         let msgid = self.queue.create_message()?;
         log::trace(
             Trace::Queue,
-            &format!("queue-backend: queue_message_create() -> 1 ({})", msgid),
+            format_args!("queue-backend: queue_message_create() -> 1 ({})", msgid),
         );
         tx.msgid = Some(msgid);
         tx.envelopes.clear();
@@ -330,6 +331,7 @@ impl Server {
             tables: &self.tables,
             forwards: &SystemForwards,
             smtpd_user: &self.smtpd_user,
+            trace: log::tracing(Trace::Expand) || log::tracing(Trace::Rules),
         };
         let expansion = expand(&cx, &env, &rcpt.rcpt);
         for line in &expansion.trace {
@@ -338,7 +340,7 @@ impl Server {
             } else {
                 Trace::Rules
             };
-            log::trace(t, line);
+            log::trace(t, format_args!("{}", line));
         }
         for w in &expansion.warnings {
             log::warn(w);
@@ -404,7 +406,7 @@ impl Server {
                 Ok(id) => {
                     log::trace(
                         Trace::Queue,
-                        &format!(
+                        format_args!(
                             "queue-backend: queue_envelope_create({:016x}, {}) -> 1 ({})",
                             u64::from(msgid) << 32,
                             e.to_text().len(),
@@ -444,7 +446,7 @@ impl Server {
         let r = self.queue.commit(MsgId(msgid), w).await;
         log::trace(
             Trace::Queue,
-            &format!(
+            format_args!(
                 "queue-backend: queue_message_commit({:08x}) -> {}",
                 msgid,
                 i32::from(r.is_ok())
@@ -475,7 +477,7 @@ impl Server {
         self.queue.rollback(MsgId(msgid));
         log::trace(
             Trace::Queue,
-            &format!("queue-backend: queue_message_delete({:08x}) -> 1", msgid),
+            format_args!("queue-backend: queue_message_delete({:08x}) -> 1", msgid),
         );
     }
 

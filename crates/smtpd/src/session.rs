@@ -30,6 +30,21 @@ pub struct Client {
     pub fcrdns: bool,
 }
 
+/// A session on the local socket listener (sendmail's enqueue, bounces): the client is this
+/// host, named `rdns` (the hostname for sendmail, "localhost" for OpenSMTPD's bounce session).
+pub async fn run_local<S>(server: Arc<Server>, stream: S, rdns: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let listen = server.local_listen.clone();
+    let client = Client {
+        peer: PeerAddr::Local,
+        rdns: Some(rdns),
+        fcrdns: true,
+    };
+    run(server, listen, stream, client).await
+}
+
 /// Runs one session to its end. Never panics on client input; I/O errors end the session with
 /// OpenSMTPD's `io-error` reason.
 pub async fn run<S>(server: Arc<Server>, listen: Arc<Listening>, stream: S, client: Client)
@@ -43,7 +58,7 @@ where
     if log::tracing(Trace::Smtp) {
         log::trace(
             Trace::Smtp,
-            &format!(
+            format_args!(
                 "smtp: {}: connected to listener {} [hostname={}, port={}, tag={}]",
                 trace.ptr,
                 pointer(listen.port as u64),
@@ -63,7 +78,7 @@ where
     if listen.filter.is_some() {
         log::trace(
             Trace::Filters,
-            &format!("{:016x} filters session-begin", id),
+            format_args!("{:016x} filters session-begin", id),
         );
     }
     let cfg = session_config(&server, &listen);
@@ -134,7 +149,10 @@ where
                     server.rollback_open(&mut tx);
                     log::info(&reason.log_line(id));
                     if tx.listen.filter.is_some() {
-                        log::trace(Trace::Filters, &format!("{:016x} filters session-end", id));
+                        log::trace(
+                            Trace::Filters,
+                            format_args!("{:016x} filters session-end", id),
+                        );
                     }
                     return;
                 }
@@ -192,7 +210,10 @@ impl SmtpTrace {
         }
         let text = String::from_utf8_lossy(bytes);
         for line in text.split_terminator("\r\n") {
-            log::trace(Trace::Smtp, &format!("smtp: {}: >>> {}", self.ptr, line));
+            log::trace(
+                Trace::Smtp,
+                format_args!("smtp: {}: >>> {}", self.ptr, line),
+            );
         }
         // A 354 opens the message; its end is the line "." below.
         if bytes.starts_with(b"354") {
@@ -213,12 +234,15 @@ impl SmtpTrace {
             }
             let text = String::from_utf8_lossy(&line);
             if !self.in_data {
-                log::trace(Trace::Smtp, &format!("smtp: {}: <<< {}", self.ptr, text));
+                log::trace(
+                    Trace::Smtp,
+                    format_args!("smtp: {}: <<< {}", self.ptr, text),
+                );
             } else if text == "." {
-                log::trace(Trace::Smtp, "<<< [EOM]");
+                log::trace(Trace::Smtp, format_args!("<<< [EOM]"));
                 self.in_data = false;
             } else {
-                log::trace(Trace::Smtp, &format!("<<< [MSG] {}", text));
+                log::trace(Trace::Smtp, format_args!("<<< [MSG] {}", text));
             }
         }
     }

@@ -115,6 +115,7 @@ impl World {
             tables: &self.tables,
             forwards: &self.files,
             smtpd_user: "opensmtpd",
+            trace: true,
         };
         expand(&cx, e, &addr(rcpt))
     }

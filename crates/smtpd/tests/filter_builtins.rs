@@ -52,7 +52,7 @@ const REJECT: &str = "550 no";
 
 fn decide(filter: &str, phase: FilterPhase, param: &str, f: &FilterFacts) -> FilterDecision {
     let (conf, tables) = setup(&format!("filter chk {filter}"));
-    run(&conf, &tables, "chk", phase, param, f, 1).decision
+    run(&conf, &tables, "chk", phase, param, f, None).decision
 }
 
 /// (check, facts that make it hold, facts that make it fail)
@@ -215,12 +215,12 @@ fn chains_bypass_report_and_first_decision() {
         FilterPhase::Connect,
         "192.0.2.7",
         &trusted,
-        0x2a,
+        Some(0x2a),
     );
     assert_eq!(out.decision, FilterDecision::Proceed);
     assert_eq!(out.reports, vec!["no rdns".to_string()]);
     assert_eq!(
-        out.trace,
+        out.trace.lines,
         vec![
             "000000000000002a filters protocol phase=connect, resume=n, action=report, filter=rep, query=192.0.2.7 response=no rdns",
             "000000000000002a filters protocol phase=connect, resume=n, action=proceed, filter=rep, query=192.0.2.7",
@@ -236,17 +236,26 @@ fn chains_bypass_report_and_first_decision() {
         FilterPhase::Connect,
         "198.51.100.1",
         &other,
-        1,
+        Some(1),
     );
     assert_eq!(out.decision, FilterDecision::Junk);
     assert!(out
         .trace
+        .lines
         .last()
         .is_some_and(|l| l.contains("action=junk, filter=mark")));
     // A phase without filters is walked and proceeds.
-    let out = run(&conf, &tables, "chk", FilterPhase::Quit, "", &other, 1);
+    let out = run(
+        &conf,
+        &tables,
+        "chk",
+        FilterPhase::Quit,
+        "",
+        &other,
+        Some(1),
+    );
     assert_eq!(
-        out.trace,
+        out.trace.lines,
         vec!["0000000000000001 filters protocol phase=quit, resume=n, action=proceed"]
     );
 }

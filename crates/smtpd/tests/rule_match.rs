@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use rsmtpd::log::TraceLines;
 use rsmtpd::lookup::{HostInfo, Lookup, Source, Tables, UserInfo, Users};
 use rsmtpd::rule::{match_rule, rule_to_text, RuleEnvelope, RuleMatch};
 use rsmtpd_config::{parse_file, Config, ParseOptions, StaticEnvironment};
@@ -54,7 +55,7 @@ fn env() -> RuleEnvelope {
 
 /// Which rule (1-based) matches, 0 for none, -1 for a temporary failure.
 fn which(c: &Config, t: &Tables, e: &RuleEnvelope) -> i32 {
-    let mut trace = Vec::new();
+    let mut trace = TraceLines::new(true);
     match match_rule(c, t, e, &mut trace) {
         RuleMatch::Matched { index, .. } => index as i32 + 1,
         RuleMatch::NoMatch => 0,
@@ -95,10 +96,10 @@ fn defaults_are_from_local_for_local() {
     assert_eq!(which(&c, &t, &e), 0, "remote domain");
     e.dest.domain = "localhost".into();
     assert_eq!(which(&c, &t, &e), 1);
-    let mut trace = Vec::new();
+    let mut trace = TraceLines::new(true);
     match_rule(&c, &t, &e, &mut trace);
     assert_eq!(
-        trace,
+        trace.lines,
         vec!["rule #1 matched: match from local for local action a"]
     );
 }
@@ -312,9 +313,12 @@ fn tls_criterion_is_a_temporary_failure() {
         ));
         let t = tables(&c);
         assert_eq!(which(&c, &t, &e), -1, "{}", crit);
-        let mut trace = Vec::new();
+        let mut trace = TraceLines::new(true);
         match_rule(&c, &t, &e, &mut trace);
-        assert_eq!(trace, vec!["temporary failure in processing of a rule"]);
+        assert_eq!(
+            trace.lines,
+            vec!["temporary failure in processing of a rule"]
+        );
     }
     // A criterion failing earlier skips the rule before tls is looked at.
     let c = conf("action a maildir\naction r relay\nmatch from any for domain \"x.test\" tls action a\nmatch from any for any action r\n");
@@ -333,25 +337,25 @@ fn first_match_wins_and_reject() {
     let mut e = env();
     assert_eq!(which(&c, &t, &e), 2);
     e.dest.domain = "spam.test".into();
-    let mut trace = Vec::new();
+    let mut trace = TraceLines::new(true);
     match match_rule(&c, &t, &e, &mut trace) {
         RuleMatch::Matched { index: 0, rule } => assert!(rule.action.is_none()),
         other => panic!("{:?}", other),
     }
     // real: a reject rule prints "action reject".
     assert_eq!(
-        trace,
+        trace.lines,
         vec!["rule #1 matched: match from any for domain <dynamic:0> action reject"]
     );
     e.dest.domain = "else.test".into();
     assert_eq!(which(&c, &t, &e), 3);
     let c = conf("action a maildir\nmatch from any for domain \"x\" action a\n");
-    let mut trace = Vec::new();
+    let mut trace = TraceLines::new(true);
     assert_eq!(
         match_rule(&c, &tables(&c), &e, &mut trace),
         RuleMatch::NoMatch
     );
-    assert_eq!(trace, vec!["no rule matched"]);
+    assert_eq!(trace.lines, vec!["no rule matched"]);
 }
 
 #[test]

@@ -478,7 +478,7 @@ impl Runner {
             if log::tracing(log::Trace::Scheduler) {
                 log::trace(
                     log::Trace::Scheduler,
-                    &format!("scheduler: inserting evp:{}", env.id),
+                    format_args!("scheduler: inserting evp:{}", env.id),
                 );
             }
         }
