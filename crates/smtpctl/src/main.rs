@@ -798,35 +798,7 @@ fn save_dead_letter(
     fromname: Option<&str>,
     date: &str,
 ) {
-    let mut out = Vec::new();
-    if !msg.saw_from {
-        out.extend_from_slice(
-            format!(
-                "From: {}{}<{}>\n",
-                fromname.unwrap_or(""),
-                if fromname.is_some() { " " } else { "" },
-                from
-            )
-            .as_bytes(),
-        );
-    }
-    if !msg.saw_date {
-        out.extend_from_slice(format!("Date: {date}\n").as_bytes());
-    }
-    if msg.need_linesplit {
-        if !msg.saw_mime_version {
-            out.extend_from_slice(b"MIME-Version: 1.0\n");
-        }
-        if !msg.saw_content_type {
-            out.extend_from_slice(b"Content-Type: text/plain; charset=unknown-8bit\n");
-        }
-        if !msg.saw_content_disposition {
-            out.extend_from_slice(b"Content-Disposition: inline\n");
-        }
-        if !msg.saw_content_transfer_encoding {
-            out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\n");
-        }
-    }
+    let mut out = sendmail::added_headers(msg, from, fromname, date, "\n");
     if msg.noheader {
         out.push(b'\n');
     }

@@ -489,39 +489,54 @@ fn qp_line(out: &mut Vec<u8>, line: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The header lines sendmail adds in front of a message: From: and Date: when it has none, and
+/// MIME headers when long lines will be encoded. `eol` is "\r\n" on the wire and "\n" in
+/// dead.letter.
+pub fn added_headers(
+    msg: &Message,
+    from: &str,
+    fromname: Option<&str>,
+    date: &str,
+    eol: &str,
+) -> Vec<u8> {
+    let mut out = String::new();
+    if !msg.saw_from {
+        out.push_str(&format!(
+            "From: {}{}<{}>{eol}",
+            fromname.unwrap_or(""),
+            if fromname.is_some() { " " } else { "" },
+            from
+        ));
+    }
+    if !msg.saw_date {
+        out.push_str(&format!("Date: {date}{eol}"));
+    }
+    if msg.need_linesplit {
+        let mime = [
+            (msg.saw_mime_version, "MIME-Version: 1.0"),
+            (
+                msg.saw_content_type,
+                "Content-Type: text/plain; charset=unknown-8bit",
+            ),
+            (msg.saw_content_disposition, "Content-Disposition: inline"),
+            (
+                msg.saw_content_transfer_encoding,
+                "Content-Transfer-Encoding: quoted-printable",
+            ),
+        ];
+        for (_, header) in mime.iter().filter(|(saw, _)| !saw) {
+            out.push_str(header);
+            out.push_str(eol);
+        }
+    }
+    out.into_bytes()
+}
+
 /// What sendmail writes after `DATA` is accepted, up to and including `.\r\n`: the From:
 /// and Date: it adds, MIME headers for long lines, the message dot-stuffed, `From ` and
 /// `Return-Path:` header lines dropped. `date` is time_to_text's.
 pub fn data_section(msg: &Message, from: &str, fromname: Option<&str>, date: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    if !msg.saw_from {
-        out.extend_from_slice(
-            format!(
-                "From: {}{}<{}>\r\n",
-                fromname.unwrap_or(""),
-                if fromname.is_some() { " " } else { "" },
-                from
-            )
-            .as_bytes(),
-        );
-    }
-    if !msg.saw_date {
-        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
-    }
-    if msg.need_linesplit {
-        if !msg.saw_mime_version {
-            out.extend_from_slice(b"MIME-Version: 1.0\r\n");
-        }
-        if !msg.saw_content_type {
-            out.extend_from_slice(b"Content-Type: text/plain; charset=unknown-8bit\r\n");
-        }
-        if !msg.saw_content_disposition {
-            out.extend_from_slice(b"Content-Disposition: inline\r\n");
-        }
-        if !msg.saw_content_transfer_encoding {
-            out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n");
-        }
-    }
+    let mut out = added_headers(msg, from, fromname, date, "\r\n");
     let mut inheaders = true;
     if msg.noheader {
         out.extend_from_slice(b"\r\n");
