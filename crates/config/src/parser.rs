@@ -1009,9 +1009,22 @@ impl<'e> Parser<'e> {
     fn register_chain(&mut self, name: String, list: Vec<String>, anonymous: bool) {
         self.filter_names
             .insert(name.clone(), FilterName { is_chain: true });
+        self.add_filter(name, FilterKind::Chain(list), anonymous);
+    }
+
+    /// Refuses a filter name already declared.
+    fn new_filter_name(&mut self, name: &str) -> R<()> {
+        if self.filter_names.contains_key(name) {
+            return self.fail(format!("filter already exists with that name: {}", name));
+        }
+        Ok(())
+    }
+
+    /// Adds a filter; anonymous ones (chains a listener names inline) are not dumped.
+    fn add_filter(&mut self, name: String, kind: FilterKind, anonymous: bool) {
         self.conf.filters.push(Filter {
             name,
-            kind: FilterKind::Chain(list),
+            kind,
             anonymous,
         });
         if !anonymous {
@@ -1876,30 +1889,19 @@ impl<'e> Parser<'e> {
             Tok::Kw(K::Proc) => {
                 self.bump();
                 let p = self.string()?;
-                if self.filter_names.contains_key(&name) {
-                    return self.fail(format!("filter already exists with that name: {}", name));
-                }
+                self.new_filter_name(&name)?;
                 if self.conf.proc_(&p).is_none() {
                     return self.fail(format!("no processor exist with that name: {}", p));
                 }
                 self.filter_names
                     .insert(name.clone(), FilterName { is_chain: false });
-                self.conf.filters.push(Filter {
-                    name,
-                    kind: FilterKind::Proc(p),
-                    anonymous: false,
-                });
-                self.conf
-                    .order
-                    .push(Decl::Filter(self.conf.filters.len() - 1));
+                self.add_filter(name, FilterKind::Proc(p), false);
                 Ok(())
             }
             Tok::Kw(K::ProcExec) => {
                 self.bump();
                 let command = self.string()?;
-                if self.filter_names.contains_key(&name) {
-                    return self.fail(format!("filter already exists with that name: {}", name));
-                }
+                self.new_filter_name(&name)?;
                 self.filter_names
                     .insert(name.clone(), FilterName { is_chain: false });
                 let mut p = Proc {
@@ -1915,39 +1917,21 @@ impl<'e> Parser<'e> {
                 // of that name, as OpenSMTPD's dictionary does.
                 self.conf.procs.retain(|q| q.name != p.name);
                 self.conf.procs.push(p);
-                self.conf.filters.push(Filter {
-                    name: name.clone(),
-                    kind: FilterKind::Proc(name),
-                    anonymous: false,
-                });
-                self.conf
-                    .order
-                    .push(Decl::Filter(self.conf.filters.len() - 1));
+                self.add_filter(name.clone(), FilterKind::Proc(name), false);
                 Ok(())
             }
             Tok::Kw(K::Phase) => {
                 self.bump();
-                if self.filter_names.contains_key(&name) {
-                    return self.fail(format!("filter already exists with that name: {}", name));
-                }
+                self.new_filter_name(&name)?;
                 self.filter_names
                     .insert(name.clone(), FilterName { is_chain: false });
                 let b = self.filter_phase()?;
-                self.conf.filters.push(Filter {
-                    name,
-                    kind: FilterKind::Builtin(b),
-                    anonymous: false,
-                });
-                self.conf
-                    .order
-                    .push(Decl::Filter(self.conf.filters.len() - 1));
+                self.add_filter(name, FilterKind::Builtin(b), false);
                 Ok(())
             }
             Tok::Kw(K::Chain) => {
                 self.bump();
-                if self.filter_names.contains_key(&name) {
-                    return self.fail(format!("filter already exists with that name: {}", name));
-                }
+                self.new_filter_name(&name)?;
                 self.char(b'{')?;
                 let list = self.filter_list()?;
                 self.char(b'}')?;
