@@ -12,16 +12,18 @@ use crate::log::TraceLines;
 use crate::lookup::{Source, Tables};
 
 /// What the filters know of a session (`struct filter_session`).
+/// It borrows from the session: filters run at every command, and copying the session's names
+/// for each would be work on the per-command path.
 #[derive(Debug, Clone, Default)]
-pub struct FilterFacts {
+pub struct FilterFacts<'a> {
     /// Reverse name, or `<unknown>`.
-    pub rdns: String,
+    pub rdns: &'a str,
     pub fcrdns: bool,
     pub src: Option<Source>,
-    pub helo: Option<String>,
-    pub username: Option<String>,
+    pub helo: Option<&'a str>,
+    pub username: Option<&'a str>,
     /// The MAIL FROM address without brackets, once given.
-    pub mail_from: Option<String>,
+    pub mail_from: Option<&'a str>,
 }
 
 /// The decision of a chain for one command, with the trace lines OpenSMTPD prints.
@@ -184,45 +186,31 @@ fn check(
     f: &FilterFacts,
 ) -> bool {
     use FilterCheck::*;
-    let src_text = f.src.map(|s| s.to_text()).unwrap_or_default();
     // A failed lookup counts as no match, as `table_match() > 0` does.
     let yes = |m: crate::lookup::Match| m.unwrap_or(false);
     let raw = match &b.check {
         Fcrdns => f.fcrdns,
         // "<unknown>", or a name that is really an address, is no reverse name.
-        Rdns => f.rdns != "<unknown>" && crate::lookup::text_to_netaddr(&f.rdns).is_none(),
-        RdnsTable(t) => yes(tables.match_domain(t, &f.rdns)),
-        RdnsRegex(t) => yes(tables.match_regex(t, &f.rdns)),
+        Rdns => f.rdns != "<unknown>" && crate::lookup::text_to_netaddr(f.rdns).is_none(),
+        RdnsTable(t) => yes(tables.match_domain(t, f.rdns)),
+        RdnsRegex(t) => yes(tables.match_regex(t, f.rdns)),
         SrcTable(t) => match f.src {
             Some(s) => yes(tables.match_netaddr(t, s)),
             None => false,
         },
-        SrcRegex(t) => yes(tables.match_regex(t, &src_text)),
-        HeloTable(t) => f
-            .helo
-            .as_deref()
-            .is_some_and(|h| yes(tables.match_domain(t, h))),
-        HeloRegex(t) => f
-            .helo
-            .as_deref()
-            .is_some_and(|h| yes(tables.match_regex(t, h))),
+        SrcRegex(t) => yes(tables.match_regex(t, &f.src.map(|s| s.to_text()).unwrap_or_default())),
+        HeloTable(t) => f.helo.is_some_and(|h| yes(tables.match_domain(t, h))),
+        HeloRegex(t) => f.helo.is_some_and(|h| yes(tables.match_regex(t, h))),
         Auth => f.username.is_some(),
-        AuthTable(t) => f.username.as_deref().is_some_and(|u| {
+        AuthTable(t) => f.username.is_some_and(|u| {
             yes(tables.match_string(t, u))
                 || matches!(tables.credentials(t, u), crate::lookup::Lookup::Found(_))
         }),
-        AuthRegex(t) => f
-            .username
-            .as_deref()
-            .is_some_and(|u| yes(tables.match_regex(t, u))),
+        AuthRegex(t) => f.username.is_some_and(|u| yes(tables.match_regex(t, u))),
         MailFromTable(t) => f
             .mail_from
-            .as_deref()
             .is_some_and(|m| yes(tables.match_mailaddr_text(t, m))),
-        MailFromRegex(t) => f
-            .mail_from
-            .as_deref()
-            .is_some_and(|m| yes(tables.match_regex(t, m))),
+        MailFromRegex(t) => f.mail_from.is_some_and(|m| yes(tables.match_regex(t, m))),
         // Only the rcpt-to phase looks at the recipient.
         RcptToTable(t) => phase == FilterPhase::RcptTo && yes(tables.match_mailaddr_text(t, param)),
         RcptToRegex(t) => phase == FilterPhase::RcptTo && yes(tables.match_regex(t, param)),

@@ -257,31 +257,28 @@ impl Server {
         phase: FilterPhase,
         param: &str,
     ) -> Option<FilterDecision> {
-        let name = tx.listen.filter.clone()?;
-        let mut facts = FilterFacts {
-            rdns: tx.rdns(),
-            fcrdns: tx.client.fcrdns,
-            src: Some(tx.source()),
-            helo: tx.filter_helo.clone(),
-            username: None,
-            mail_from: tx.filter_mail_from.clone(),
-        };
+        let listen = tx.listen.clone();
+        let name = listen.filter.as_deref()?;
         // The session's filter state follows the commands, as lka_filter.c's filter_protocol().
         match phase {
-            FilterPhase::Helo | FilterPhase::Ehlo => {
-                tx.filter_helo = Some(param.to_string());
-                facts.helo = tx.filter_helo.clone();
-            }
+            FilterPhase::Helo | FilterPhase::Ehlo => tx.filter_helo = Some(param.to_string()),
             FilterPhase::MailFrom => {
-                tx.filter_mail_from = Some(crate::filter::strip_brackets(param).to_string());
-                facts.mail_from = tx.filter_mail_from.clone();
+                tx.filter_mail_from = Some(crate::filter::strip_brackets(param).to_string())
             }
             _ => {}
         }
+        let facts = FilterFacts {
+            rdns: tx.client.rdns.as_deref().unwrap_or("<unknown>"),
+            fcrdns: tx.client.fcrdns,
+            src: Some(tx.source()),
+            helo: tx.filter_helo.as_deref(),
+            username: None,
+            mail_from: tx.filter_mail_from.as_deref(),
+        };
         let out = crate::filter::run(
             &self.config,
             &self.tables,
-            &name,
+            name,
             phase,
             param,
             &facts,

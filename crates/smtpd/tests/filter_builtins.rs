@@ -36,15 +36,15 @@ fn setup(filters: &str) -> (rsmtpd_config::Config, Tables) {
     (conf, tables)
 }
 
-fn facts(src: &str, rdns: &str, fcrdns: bool) -> FilterFacts {
+fn facts<'a>(src: &str, rdns: &'a str, fcrdns: bool) -> FilterFacts<'a> {
     let ip: IpAddr = src.parse().unwrap_or_else(|e| panic!("{e}"));
     FilterFacts {
-        rdns: rdns.into(),
+        rdns,
         fcrdns,
         src: Some(Source::Addr(ip)),
-        helo: Some("mx1.example.org".into()),
+        helo: Some("mx1.example.org"),
         username: None,
-        mail_from: Some("bob@example.org".into()),
+        mail_from: Some("bob@example.org"),
     }
 }
 
@@ -56,15 +56,15 @@ fn decide(filter: &str, phase: FilterPhase, param: &str, f: &FilterFacts) -> Fil
 }
 
 /// (check, facts that make it hold, facts that make it fail)
-fn checks() -> Vec<(&'static str, FilterFacts, FilterFacts)> {
+fn checks() -> Vec<(&'static str, FilterFacts<'static>, FilterFacts<'static>)> {
     let good = facts("192.0.2.7", "mx.example.org", true);
     let bad = facts("198.51.100.1", "<unknown>", false);
     let mut helo_other = good.clone();
-    helo_other.helo = Some("other.test".into());
+    helo_other.helo = Some("other.test");
     let mut from_other = good.clone();
-    from_other.mail_from = Some("eve@example.com".into());
+    from_other.mail_from = Some("eve@example.com");
     let mut authed = good.clone();
-    authed.username = Some("alice".into());
+    authed.username = Some("alice");
     vec![
         ("fcrdns", good.clone(), bad.clone()),
         ("rdns", good.clone(), bad.clone()),
