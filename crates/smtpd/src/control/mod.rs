@@ -150,55 +150,26 @@ pub async fn serve(mut conn: UnixStream, ctx: &dyn ControlContext) {
         Err(_) => return,
     };
     loop {
-        let payload = match read_frame(&mut conn).await {
+        // Each request gets one answer; `go_on` says whether the connection survives it.
+        let (resp, go_on) = match read_frame(&mut conn).await {
             None => return,
-            Some(Ok(p)) => p,
-            Some(Err(())) => {
-                let _ = conn.write_all(&Response::Fail(None).encode()).await;
-                return;
-            }
-        };
-        let req = match Request::decode(&payload) {
-            Ok(r) => r,
-            Err(rsmtpd_control::DecodeError::Version(_)) => {
+            Some(Err(())) => (Response::Fail(None), false),
+            Some(Ok(payload)) => match Request::decode(&payload) {
                 // The client sees our version in the answer: "incompatible smtpctl and smtpd".
-                if conn
-                    .write_all(&Response::Fail(None).encode())
-                    .await
-                    .is_err()
-                {
+                Err(rsmtpd_control::DecodeError::Version(_)) => (Response::Fail(None), true),
+                Err(_) => (Response::Fail(None), false),
+                Ok(req) if !req.allowed_for(uid) => (Response::Fail(None), true),
+                Ok(Request::Enqueue) if ctx.status().smtp_paused => (Response::Fail(None), false),
+                Ok(Request::Enqueue) => {
+                    if conn.write_all(&Response::Ok.encode()).await.is_ok() {
+                        ctx.enqueue(conn, uid).await;
+                    }
                     return;
                 }
-                continue;
-            }
-            Err(_) => {
-                let _ = conn.write_all(&Response::Fail(None).encode()).await;
-                return;
-            }
+                Ok(req) => (answer(req, ctx).await, true),
+            },
         };
-        if !req.allowed_for(uid) {
-            if conn
-                .write_all(&Response::Fail(None).encode())
-                .await
-                .is_err()
-            {
-                return;
-            }
-            continue;
-        }
-        if req == Request::Enqueue {
-            if ctx.status().smtp_paused {
-                let _ = conn.write_all(&Response::Fail(None).encode()).await;
-                return;
-            }
-            if conn.write_all(&Response::Ok.encode()).await.is_err() {
-                return;
-            }
-            ctx.enqueue(conn, uid).await;
-            return;
-        }
-        let resp = answer(req, ctx).await;
-        if conn.write_all(&resp.encode()).await.is_err() {
+        if conn.write_all(&resp.encode()).await.is_err() || !go_on {
             return;
         }
     }
