@@ -34,13 +34,34 @@ impl Netns {
 
     /// A namespace whose DNS server (on ::1 port 53) reads queries and never answers.
     fn with_silent_dns(tag: &str) -> Netns {
-        let mut ns = Self::bare(tag);
-        let script = "import socket,threading\n\
+        Self::with_python_dns(
+            tag,
+            "import socket,threading\n\
             u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); u.bind(('::1',53))\n\
             t=socket.socket(socket.AF_INET6); t.bind(('::1',53)); t.listen(50)\n\
             held=[]\n\
             threading.Thread(target=lambda: [held.append(t.accept()) for _ in iter(int,1)], daemon=True).start()\n\
-            while True: u.recvfrom(4096)\n";
+            while True: u.recvfrom(4096)\n",
+        )
+    }
+
+    /// A namespace whose DNS server (on ::1 port 53, UDP) answers every query SERVFAIL at once:
+    /// the question echoed, no records, QR+RA and rcode 2.
+    fn with_servfail_dns(tag: &str) -> Netns {
+        Self::with_python_dns(
+            tag,
+            "import socket\n\
+            u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); u.bind(('::1',53))\n\
+            while True:\n\
+            \x20   d,a=u.recvfrom(4096)\n\
+            \x20   i=12\n\
+            \x20   while i<len(d) and d[i]: i+=d[i]+1\n\
+            \x20   u.sendto(d[:2]+bytes([0x80|(d[2]&0x79),0x82])+b'\\0\\1'+bytes(6)+d[12:i+5],a)\n",
+        )
+    }
+
+    fn with_python_dns(tag: &str, script: &str) -> Netns {
+        let mut ns = Self::bare(tag);
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, "python3", "-c", script])
             .stdout(Stdio::null())
@@ -462,4 +483,53 @@ fn a_silent_dns_server_delays_only_the_sessions_waiting_for_it() {
     // Not compared with OpenSMTPD live: its own resolver asks DNS before /etc/hosts even for its
     // host name at start, so with a silent server it takes minutes to start at all. The
     // warning text is the one its smtp_session.c logs for EAI_AGAIN.
+}
+
+#[test]
+fn a_servfail_answer_is_no_reverse_name_and_the_rdns_filter_applies() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::with_servfail_dns("servfail");
+    let config =
+        "filter check_rdns phase connect match !rdns disconnect \"550 no rDNS please fix\"\n\
+        listen on ::1 port 2525 filter check_rdns\n\
+        match from any reject\n";
+    // Compared live with OpenSMTPD: replies and session log lines.
+    let (replies, log) = both(&ns, config, &[("2001:db8:666::1", &["QUIT"])]);
+    assert_eq!(
+        replies,
+        vec![vec![
+            "550 no rDNS please fix\r\n".to_string(),
+            String::new()
+        ]]
+    );
+    for line in [
+        "smtp connected address=[2001:db8:666::1] host=<unknown>",
+        "smtp failed-command command=\"\" result=\"550 no rDNS please fix\"",
+    ] {
+        assert!(
+            log.iter().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            log.join("\n")
+        );
+    }
+    // The failure is told apart from a missing record: OpenSMTPD's EAI_AGAIN warning.
+    let d = Daemon::launch(&ns.exec(), env!("CARGO_BIN_EXE_smtpd"), config, &[], None);
+    let r = ns.converse("2001:db8:666::1", &["QUIT"]);
+    assert_eq!(
+        r.first().map(String::as_str),
+        Some("550 no rDNS please fix\r\n")
+    );
+    d.wait_log(|x| x.starts_with("getnameinfo:"));
+    let warnings: Vec<String> = d
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("getnameinfo:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Temporary failure in name resolution"),
+        "{warnings:?}"
+    );
 }
