@@ -23,42 +23,8 @@ import subprocess
 import sys
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    return s[s.rindex(")") + 2:].split()  # rest[0] is field 3 (state)
-
-
-def tree(root):
-    children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            ppid = int(stat_fields(d)[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [int(root)]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_proc(root):
-    total = 0
-    for p in tree(root):
-        try:
-            f = stat_fields(p)
-        except OSError:
-            continue
-        total += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
-    return total / TICK
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from proctree import cpu, listening, rss  # noqa: E402
 
 
 def cpu_cg(cg):
@@ -69,19 +35,6 @@ def cpu_cg(cg):
         return 0.0
 
 
-def rss(root):
-    total = 0
-    for p in tree(root):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
 def count(d):
     try:
         return sum(1 for _ in os.scandir(d))
@@ -90,8 +43,8 @@ def count(d):
 
 
 def run(pid, cg, newdir, n, timeout, cmd):
-    c0, p0 = cpu_cg(cg), cpu_proc(pid)
-    peak = rss(pid)
+    c0, p0 = cpu_cg(cg), cpu(pid)
+    peak = rss(pid)[0]
     t0 = time.monotonic()
     src = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     t_acc = t_del = None
@@ -106,9 +59,9 @@ def run(pid, cg, newdir, n, timeout, cmd):
             last, last_move = k, now
         if k >= n and t_del is None:
             t_del = now - t0
-            c1, p1 = cpu_cg(cg), cpu_proc(pid)
+            c1, p1 = cpu_cg(cg), cpu(pid)
         if now - last_rss >= 0.1:
-            peak = max(peak, rss(pid))
+            peak = max(peak, rss(pid)[0])
             last_rss = now
         if t_del is not None and t_acc is not None:
             break
@@ -120,7 +73,7 @@ def run(pid, cg, newdir, n, timeout, cmd):
         t_acc = -1
     rc = src.wait()
     if c1 is None:
-        c1, p1 = cpu_cg(cg), cpu_proc(pid)
+        c1, p1 = cpu_cg(cg), cpu(pid)
     print(f"{t_acc:.3f} {(t_del if t_del is not None else -1):.3f} {count(newdir)} "
           f"{c1 - c0:.3f} {p1 - p0:.3f} {peak} {rc}")
 
@@ -165,20 +118,6 @@ def fsync_rate(d, seconds):
     for i in range(n):
         os.unlink(os.path.join(d, f"fsync-probe-{i}"))
     print(f"{same:.1f} {new:.1f}")
-
-
-def listening(port):
-    want = f":{port:04X}"
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                for line in f.readlines()[1:]:
-                    p = line.split()
-                    if len(p) > 3 and p[1].endswith(want) and p[3] == "0A":
-                        return True
-        except OSError:
-            pass
-    return False
 
 
 def main():

@@ -38,35 +38,13 @@ if [ -n "${BENCH_DIR:-}" ]; then mkdir -p "$BENCH_DIR"; else
     BENCH_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rsmtpd-delivery.XXXXXX")"; fi
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
 chmod 711 "$BENCH_DIR"   # the delivery user must reach its Maildir below
-say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+. "$REPO/bench/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || { echo "error: run as root (OpenSMTPD and setuid deliveries need it)" >&2; exit 1; }
 [ -x "$OPENSMTPD" ] || { echo "error: OpenSMTPD not found at $OPENSMTPD" >&2; exit 1; }
 
-# --- smtp-source: shared with bench/smtp-accept (Debian's postfix conflicts with opensmtpd) ----
-TOOLS="$REPO/bench/smtp-accept/.tools"
-SRC="$TOOLS/usr/sbin/smtp-source"
-export LD_LIBRARY_PATH="$TOOLS/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-if [ ! -x "$SRC" ]; then
-    say "fetching postfix (apt-get download) for smtp-source..."
-    mkdir -p "$TOOLS/deb"
-    (cd "$TOOLS/deb" && { apt-get download postfix >/dev/null 2>&1 \
-        || { apt-get update >/dev/null && apt-get download postfix >/dev/null; }; })
-    dpkg-deb -x "$TOOLS"/deb/postfix_*.deb "$TOOLS"
-fi
-if ldd "$SRC" | grep -q "not found"; then
-    echo "error: $SRC misses libraries:" >&2; ldd "$SRC" >&2; exit 1
-fi
-
-if [ -z "${OURS_PREBUILT:-}" ]; then
-    say "building rsmtpd (release)..."
-    (cd "$REPO" && cargo build --release -q -p rsmtpd) >&2
-fi
-[ -x "$OURS" ] || { echo "error: our smtpd not found at $OURS" >&2; exit 1; }
-mkdir -p "$BENCH_DIR/bin"   # private copy: target/ is shared and rebuilt by others
-cp "$OURS" "$BENCH_DIR/bin/smtpd"
-OURS_REV="$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-OURS="$BENCH_DIR/bin/smtpd"
+smtp_source
+build_ours
 
 for port in "$PORT_OURS" "$PORT_REAL"; do
     if $HELPER listening "$port"; then echo "error: port $port already in use" >&2; exit 1; fi

@@ -41,41 +41,15 @@ HELPER="python3 $HERE/helper.py"
 if [ -n "${BENCH_DIR:-}" ]; then mkdir -p "$BENCH_DIR"; else
     BENCH_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rsmtpd-filters.XXXXXX")"; fi
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
-say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+. "$REPO/bench/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || { echo "error: run as root (OpenSMTPD, ip netns)" >&2; exit 1; }
 [ -x "$OPENSMTPD" ] || { echo "error: OpenSMTPD not found at $OPENSMTPD" >&2; exit 1; }
 command -v unbound >/dev/null || { echo "error: unbound not installed" >&2; exit 1; }
 [ -r "$SEED_CONF" ] || { echo "error: seed config $SEED_CONF not found" >&2; exit 1; }
 
-# --- smtp-source from Debian's postfix package (postfix conflicts with opensmtpd) --------------
-TOOLS="$HERE/.tools"
-SRC="$TOOLS/usr/sbin/smtp-source"
-export LD_LIBRARY_PATH="$TOOLS/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-if [ ! -x "$SRC" ]; then
-    if [ -x "$HERE/../smtp-accept/.tools/usr/sbin/smtp-source" ]; then
-        cp -a "$HERE/../smtp-accept/.tools" "$TOOLS"
-    else
-        say "fetching postfix (apt-get download) for smtp-source..."
-        mkdir -p "$TOOLS/deb"
-        (cd "$TOOLS/deb" && { apt-get download postfix >/dev/null 2>&1 \
-            || { apt-get update >/dev/null && apt-get download postfix >/dev/null; }; })
-        dpkg-deb -x "$TOOLS"/deb/postfix_*.deb "$TOOLS"
-    fi
-fi
-if ldd "$SRC" | grep -q "not found"; then
-    echo "error: $SRC misses libraries:" >&2; ldd "$SRC" >&2; exit 1
-fi
-
-if [ -z "${OURS_PREBUILT:-}" ]; then
-    say "building rsmtpd (release)..."
-    (cd "$REPO" && cargo build --release -q -p rsmtpd -p rsmtpd-smtpctl) >&2
-fi
-[ -x "$OURS" ] || { echo "error: our smtpd not found at $OURS" >&2; exit 1; }
-mkdir -p "$BENCH_DIR/bin"
-cp "$OURS" "$BENCH_DIR/bin/smtpd"
-OURS_REV="${OURS_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
-OURS="$BENCH_DIR/bin/smtpd"
+smtp_source
+build_ours
 
 # --- the network namespace: lo up, the client's address on lo, resolv.conf, unbound on :53 ----
 # Everything (unbound, both servers, smtp-source) runs in it. The servers listen on CLIENT_IP and

@@ -16,46 +16,8 @@ import resource
 import sys
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    # the command name may hold spaces: fields start after the last ')'
-    rest = s[s.rindex(")") + 2:].split()
-    return rest  # rest[0] is field 3 (state)
-
-
-def tree(root):
-    """root and all its descendants (pids)."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            ppid = int(stat_fields(d)[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [int(root)]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu(root):
-    total = 0
-    for p in tree(root):
-        try:
-            f = stat_fields(p)
-        except OSError:
-            continue
-        # utime stime cutime cstime are fields 14..17 (1-based), rest[0] is field 3
-        total += sum(int(x) for x in f[11:15])
-    return total / TICK
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from proctree import cpu, listening, tree  # noqa: E402
 
 
 def mem(root):
@@ -77,20 +39,6 @@ def mem(root):
         except OSError:
             pass
     return rss, pss, n
-
-
-def listening(port):
-    want = f":{port:04X}"
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                for line in f.readlines()[1:]:
-                    p = line.split()
-                    if len(p) > 3 and p[1].endswith(want) and p[3] == "0A":
-                        return True
-        except OSError:
-            pass
-    return False
 
 
 async def idle(port, n, root):
