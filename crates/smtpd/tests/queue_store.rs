@@ -81,6 +81,23 @@ fn count_entries(p: &Path) -> usize {
     fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Entries of `purge/` other than the inodes parked for reuse.
+fn count_garbage(purge: &Path) -> usize {
+    fs::read_dir(purge)
+        .map(|d| {
+            d.filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                !name.to_str().unwrap().starts_with("spare.")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+fn inode(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().ino()
+}
+
 #[test]
 fn ids_print_as_opensmtpd() {
     let m = MsgId(0x42b9051a);
@@ -221,7 +238,7 @@ async fn update_delete_and_bounce_envelopes() {
     assert!(!dir.exists());
     // The bucket stays, as OpenSMTPD's.
     assert!(dir.parent().unwrap().is_dir());
-    assert_eq!(count_entries(&spool.join("purge")), 0);
+    assert_eq!(count_garbage(&spool.join("purge")), 0);
     assert!(q.create_envelope(msgid, &mut b).is_err());
 }
 
@@ -479,4 +496,87 @@ async fn measure_commit_rates() {
             st.syncs
         );
     }
+}
+
+/// Finished messages give their inodes to later ones, but only after a
+/// commit barrier: until their removal is on disk, a crash could bring their
+/// old names back pointing at new content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_inodes_are_reused_after_a_barrier_with_no_stale_content() {
+    let (_t, spool) = spool();
+    let q = Queue::open(&spool).unwrap();
+    let (m1, e1) = send(&q, &["old"], b"old message, longer than the next one\n")
+        .await
+        .unwrap();
+    let d1 = queued_dir(&spool, m1);
+    let (dir_ino, msg_ino, env_ino) = (
+        inode(&d1),
+        inode(&d1.join("message")),
+        inode(&d1.join(e1[0].id.to_string())),
+    );
+    q.envelope_delete(e1[0].id).unwrap();
+    assert!(!d1.exists());
+    let purge = spool.join("purge");
+    assert_eq!(
+        count_entries(&purge),
+        2,
+        "parked: the directory and the envelope"
+    );
+
+    // No barrier since they were parked: a new message gets fresh inodes.
+    let (m2, e2) = send(&q, &["second"], b"second\n").await.unwrap();
+    let d2 = queued_dir(&spool, m2);
+    assert_ne!(inode(&d2), dir_ino);
+    assert_ne!(inode(&d2.join(e2[0].id.to_string())), env_ino);
+
+    // That commit's syncfs made the parked ones reusable.
+    let (m3, e3) = send(&q, &["third", "fourth"], b"new\n").await.unwrap();
+    let d3 = queued_dir(&spool, m3);
+    assert_eq!(inode(&d3), dir_ino);
+    assert_eq!(inode(&d3.join("message")), msg_ino);
+    let env_inodes: Vec<u64> = e3
+        .iter()
+        .map(|e| inode(&d3.join(e.id.to_string())))
+        .collect();
+    assert!(env_inodes.contains(&env_ino));
+    // Nothing of the old message survives in the reused inodes.
+    assert_eq!(fs::read(d3.join("message")).unwrap(), b"new\n");
+    for e in &e3 {
+        assert_eq!(&q.envelope_load(e.id).unwrap(), e);
+    }
+    let names: Vec<String> = fs::read_dir(&d3)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "message and two envelopes: {names:?}");
+    assert_eq!(count_entries(&purge), 0);
+
+    // A restart forgets the parked inodes with the rest of purge/.
+    for e in e2.iter().chain(&e3) {
+        q.envelope_delete(e.id).unwrap();
+    }
+    assert!(count_entries(&purge) > 0);
+    drop(q);
+    let q = Queue::open(&spool).unwrap();
+    assert_eq!(count_entries(&purge), 0);
+    assert!(q.load().unwrap().envelopes.is_empty());
+}
+
+/// A directory holding anything besides its message is removed, not parked:
+/// the stray file would be carried into the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_with_strays_is_not_reused() {
+    let (_t, spool) = spool();
+    let q = Queue::open(&spool).unwrap();
+    let (m1, e1) = send(&q, &["a"], b"m\n").await.unwrap();
+    let d1 = queued_dir(&spool, m1);
+    fs::write(d1.join("stray"), b"x").unwrap();
+    q.envelope_delete(e1[0].id).unwrap();
+    assert!(!d1.exists());
+    let parked: Vec<String> = fs::read_dir(spool.join("purge"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(parked.len(), 1, "only the envelope: {parked:?}");
+    assert!(parked[0].starts_with("spare.e."));
 }

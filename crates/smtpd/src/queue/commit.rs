@@ -97,11 +97,13 @@ fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>) {
                 Err(e) => fail(shared, job, e, false),
             }
         }
+        let promotion = shared.barrier_begins();
         let synced = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);
         match synced {
             Ok(()) => {
+                shared.barrier_done(promotion);
                 for job in published {
                     succeed(shared, job);
                 }

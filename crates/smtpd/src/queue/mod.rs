@@ -24,6 +24,16 @@
 //! At start: `Queue::open` (cleans `incoming/`), then `load()` for the
 //! scheduler, before any session runs. Delivery: `message_path`,
 //! `envelope_update` after a temporary failure, `envelope_delete` when done.
+//!
+//! Recycled inodes: the layout costs three inodes per message (directory,
+//! `message`, envelope), created at RCPT/DATA and freed at delivery. On ext4
+//! without a journal (this project's benchmark and CI machines) every inode
+//! allocation skips the inodes freed in the last minutes (`recently_deleted`,
+//! one inode-table lookup each), so create+delete churn made `open(O_CREAT)`
+//! and `mkdir` half of the daemon's CPU under load. Finished message
+//! directories and envelope files are therefore renamed into `purge/` and
+//! renamed back in for the next message (see [`Spares`]): steady traffic
+//! allocates and frees no spool inode at all, on any file system.
 
 pub mod commit;
 pub mod envelope;
@@ -106,6 +116,37 @@ struct State {
     /// Committed messages and how many envelopes they still have: the last
     /// `envelope_delete` removes the message.
     queued: FxHashMap<MsgId, u32>,
+    spares: Spares,
+}
+
+/// Finished message directories (holding only their `message` file) and
+/// envelope files, parked in `purge/` to be reused instead of freed.
+///
+/// A parked inode is not reused at once: its old name (`queue/XX/MSGID/...`)
+/// may still be on disk, since deletions are not synced. Reused before that
+/// rename reached the disk, a crash could leave the old name pointing at the
+/// new message's content. So a spare waits in `pending` until a commit
+/// barrier (`syncfs`, which writes every earlier rename) that began after it
+/// was parked has completed. Only the syncfs committer promotes spares; in
+/// the other commit modes nothing is parked.
+#[derive(Default)]
+struct Spares {
+    pending_dirs: Vec<PathBuf>,
+    pending_envs: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    envs: Vec<PathBuf>,
+}
+
+/// Enough for the messages a busy queue finishes between two barriers.
+const MAX_SPARE_DIRS: usize = 1024;
+const MAX_SPARE_ENVS: usize = 4096;
+
+/// What a barrier takes from `pending` when it begins, to promote when it
+/// has completed.
+#[derive(Default)]
+struct Promotion {
+    dirs: Vec<PathBuf>,
+    envs: Vec<PathBuf>,
 }
 
 /// What the committer thread shares with the sessions.
@@ -120,6 +161,10 @@ struct Shared {
     owner: Owner,
     state: Mutex<State>,
     stats: Stats,
+    /// Whether finished inodes are parked for reuse (syncfs commits only).
+    recycle: bool,
+    /// Names spares uniquely in `purge/` (emptied at every start).
+    spare_seq: AtomicU64,
 }
 
 impl Shared {
@@ -155,6 +200,114 @@ impl Shared {
             }
             Err(_) => {
                 let _ = fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// Parks `path` (a finished message directory or envelope file) in
+    /// `purge/` for reuse. False when not parked: the caller frees it.
+    fn park(&self, path: &Path, dir: bool) -> bool {
+        if !self.recycle {
+            return false;
+        }
+        {
+            let st = self.state();
+            let sp = &st.spares;
+            let full = if dir {
+                sp.dirs.len() + sp.pending_dirs.len() >= MAX_SPARE_DIRS
+            } else {
+                sp.envs.len() + sp.pending_envs.len() >= MAX_SPARE_ENVS
+            };
+            if full {
+                return false;
+            }
+        }
+        let n = self.spare_seq.fetch_add(1, Ordering::Relaxed);
+        let kind = if dir { "d" } else { "e" };
+        let target = self.purge.join(format!("spare.{kind}.{n}"));
+        if fs::rename(path, &target).is_err() {
+            return false;
+        }
+        let mut st = self.state();
+        if dir {
+            st.spares.pending_dirs.push(target);
+        } else {
+            st.spares.pending_envs.push(target);
+        }
+        true
+    }
+
+    /// A finished message directory: parked if it holds nothing but its
+    /// `message` (anything else would be carried into the next message),
+    /// else removed.
+    fn retire_dir(&self, dir: &Path) {
+        let only_message = fs::read_dir(dir).is_ok_and(|rd| {
+            let mut names = rd.map(|e| e.map(|e| e.file_name()));
+            matches!(names.next(), Some(Ok(n)) if n == MESSAGE) && names.next().is_none()
+        });
+        if !(only_message && self.park(dir, true)) {
+            self.remove_tree(dir);
+        }
+    }
+
+    /// Called by the committer as a barrier begins: the spares parked so
+    /// far become usable once it completes.
+    fn barrier_begins(&self) -> Promotion {
+        let mut st = self.state();
+        Promotion {
+            dirs: std::mem::take(&mut st.spares.pending_dirs),
+            envs: std::mem::take(&mut st.spares.pending_envs),
+        }
+    }
+
+    /// The barrier completed: its spares may be reused. (After a failed
+    /// barrier they are dropped instead; `purge/` is emptied at next start.)
+    fn barrier_done(&self, p: Promotion) {
+        let mut st = self.state();
+        st.spares.dirs.extend(p.dirs);
+        st.spares.envs.extend(p.envs);
+    }
+
+    /// Moves a ready spare to `dest` unless `dest` exists. `Ok(false)`: no
+    /// spare (or it vanished); the caller creates a fresh inode.
+    fn reuse(&self, dir: bool, dest: &Path) -> io::Result<bool> {
+        let spare = {
+            let mut st = self.state();
+            if dir {
+                st.spares.dirs.pop()
+            } else {
+                st.spares.envs.pop()
+            }
+        };
+        let Some(spare) = spare else {
+            return Ok(false);
+        };
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        match renameat2(
+            AT_FDCWD,
+            &spare,
+            AT_FDCWD,
+            dest,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => Ok(true),
+            Err(nix::errno::Errno::EEXIST) => {
+                let mut st = self.state();
+                if dir {
+                    st.spares.dirs.push(spare);
+                } else {
+                    st.spares.envs.push(spare);
+                }
+                Err(io::Error::from(io::ErrorKind::AlreadyExists))
+            }
+            // EINVAL: a file system without renameat2 flags. Forget it.
+            Err(_) => {
+                let _ = if dir {
+                    fs::remove_dir_all(&spare)
+                } else {
+                    fs::remove_file(&spare)
+                };
+                Ok(false)
             }
         }
     }
@@ -240,6 +393,8 @@ impl Queue {
             owner,
             state: Mutex::new(State::default()),
             stats: Stats::default(),
+            recycle: opts.commit_mode == CommitMode::GroupSyncfs,
+            spare_seq: AtomicU64::new(0),
         });
         let committer = match opts.commit_mode {
             CommitMode::Single => None,
@@ -285,6 +440,16 @@ impl Queue {
                 Err(e) => return Err(e),
             }
             let dir = sh.incoming_dir(msgid);
+            match sh.reuse(true, &dir) {
+                Ok(true) => {
+                    // A recycled directory is already ours, mode and owner.
+                    sh.state().incoming.insert(msgid, Vec::new());
+                    return Ok(msgid);
+                }
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
             match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -314,7 +479,13 @@ impl Queue {
             let evpid = EvpId::random(msgid);
             env.id = evpid;
             let path = dir.join(evpid.to_string());
-            let mut f = match sh.new_file(&path) {
+            let opened = match sh.reuse(false, &path) {
+                // Its old text goes: truncated, then rewritten.
+                Ok(true) => OpenOptions::new().write(true).truncate(true).open(&path),
+                Ok(false) => sh.new_file(&path),
+                Err(e) => Err(e),
+            };
+            let mut f = match opened {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -402,7 +573,15 @@ impl Queue {
         if !sh.state().incoming.contains_key(&msgid) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
-        let f = sh.new_file(&sh.incoming_dir(msgid).join(MESSAGE))?;
+        // A recycled directory brings its old `message`: truncate it. The
+        // directory is this message's alone, so no exclusive create is needed.
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(sh.incoming_dir(msgid).join(MESSAGE))?;
+        sh.owner.adopt_file(&f)?;
         Ok(MessageWriter {
             msgid,
             out: BufWriter::with_capacity(64 * 1024, f),
@@ -503,12 +682,15 @@ impl Queue {
         let sh = &self.shared;
         let msgid = evpid.msgid();
         let dir = sh.queued_dir(msgid);
-        match fs::remove_file(dir.join(evpid.to_string())) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
         let known = sh.state().queued.contains_key(&msgid);
+        let path = dir.join(evpid.to_string());
+        if !(known && sh.park(&path, false)) {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         if known {
             self.forget_envelope(msgid);
         } else if !has_envelopes(&dir, msgid)? {
@@ -536,7 +718,7 @@ impl Queue {
             }
         };
         if last {
-            sh.remove_tree(&sh.queued_dir(msgid));
+            sh.retire_dir(&sh.queued_dir(msgid));
         }
     }
 
