@@ -405,3 +405,8 @@ def define(c):
     I("action-alias-no-table", "alias without a table", 'action "b" mbox alias\n' + M)
     I("table-keyword-key", "an unquoted keyword as an inline map key", 'table t { match = x }\n' + M)
     I("include-empty-name", "include of an empty file name", 'include ""\n' + M)
+    I("table-db-btree", "db table built with makemap -d btree: OpenSMTPD opens db files as hashes",
+      f'table t db:{D}/aliases-btree.db\n' + M)
+    I("table-db-zeros", "db table whose first page is all zeros", f'table t db:{D}/zeros.db\n' + M)
+    I("table-db-long-text", "db table pointing to a text file longer than a Berkeley DB metadata page",
+      f'table t db:{D}/long-text\n' + M)

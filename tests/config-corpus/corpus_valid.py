@@ -610,3 +610,7 @@ def define(c):
       'action "a" mbox\nmatch from any for any tag "' + 'T' * 40 + '" action "a"\n')
     V("pki-empty-name", "an empty pki name is accepted",
       f'pki "" cert "{D}/cert.pem"\npki "" key "{D}/key.pem"\n' + M)
+    V("table-db-big-endian", "db table written on a big-endian machine (db_load -c db_lorder=4321)",
+      f'table aliases db:{D}/aliases-be.db\naction "a" mbox alias <aliases>\nmatch from any for any action "a"\n')
+    V("table-db-empty", "db table built with makemap from an empty file",
+      f'table aliases db:{D}/empty.db\naction "a" mbox alias <aliases>\nmatch from any for any action "a"\n')

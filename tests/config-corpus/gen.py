@@ -36,6 +36,9 @@ DATA = {
     "domain-relays": "example.org smtp://mx.example.org\nexample.com lmtp://127.0.0.1:24\n",
     "relayhosts-list": "# @list\nsmtp+tls://label1@mx.example.org:587\nsmtps://mx2.example.org\n",
     "tags": "TAG1\nTAG2\n",
+    # Bytes 24 and 26 of a Berkeley DB metadata page are its encryption and checksum flags: here
+    # ":" and "s", both set, so libdb asks 100 times for a key it was not given, then gives up.
+    "long-text": "# not a Berkeley DB file: see how libdb reads it\n" + "# padding\n" * 60,
     # include files (relative includes resolve against the cwd of smtpd)
     "inc-tables.conf": "# included: tables\ntable inc_domains { example.org, example.com }\n",
     "inc-action.conf": "# included: action\naction \"inc_local\" mbox\n",
@@ -89,6 +92,20 @@ def main():
                         os.path.join(data, "aliases")], check=True)
         subprocess.run(["makemap", "-o", os.path.join(data, "domains.db"), "-t", "set",
                         os.path.join(data, "domains")], check=True)
+    if shutil.which("makemap") and not os.path.exists(os.path.join(data, "aliases-btree.db")):
+        subprocess.run(["makemap", "-d", "btree", "-o", os.path.join(data, "aliases-btree.db"),
+                        os.path.join(data, "aliases")], check=True)
+        subprocess.run(["makemap", "-o", os.path.join(data, "empty.db"),
+                        os.path.join(data, "empty")], check=True)
+    db_load = shutil.which("db5.3_load") or shutil.which("db_load")
+    if db_load and not os.path.exists(os.path.join(data, "aliases-be.db")):
+        # what makemap stores: keys lower-cased, both sides NUL-terminated (\\00 for db_load -T)
+        pairs = "".join(f"{k}\\00\n{v}\\00\n" for k, v in
+                        [("root", "admin@example.org"), ("postmaster", "root")])
+        subprocess.run([db_load, "-T", "-t", "hash", "-c", "db_lorder=4321",
+                        os.path.join(data, "aliases-be.db")], input=pairs.encode(), check=True)
+    with open(os.path.join(data, "zeros.db"), "wb") as f:
+        f.write(bytes(4096))
     for sub, items in (("valid", VALID), ("invalid", INVALID)):
         d = os.path.join(HERE, sub)
         os.makedirs(d, exist_ok=True)

@@ -12,6 +12,7 @@
 //! assert!(out.ok());
 //! ```
 
+pub mod dbfile;
 pub mod dump;
 pub mod entries;
 pub mod env;

@@ -858,21 +858,19 @@ impl<'e> Parser<'e> {
         let source = self.conf.tables[idx].source.clone();
         let loaded = match &source {
             TableSource::File(path) => match self.env.read_file(path) {
-                Ok(data) => self.conf.tables[idx].load_static(path, &data),
-                Err(e) => Err(format!("{}: fopen: {}", path, strerror(&e))),
+                Ok(data) => self.conf.tables[idx]
+                    .load_static(path, &data)
+                    .map_err(|l| vec![l]),
+                Err(e) => Err(vec![format!("{}: fopen: {}", path, strerror(&e))]),
             },
             TableSource::Db(path) => match self.env.read_file(path) {
-                Ok(data) if crate::table::is_map_file(&data) => Ok(()),
-                Ok(_) => Err(format!(
-                    "BDB0004 fop_read_meta: {}: unexpected file type or format",
-                    path
-                )),
-                Err(_) => Err(String::new()),
+                Ok(data) => crate::dbfile::check_db_file(path, &data),
+                Err(_) => Err(Vec::new()),
             },
             _ => Ok(()),
         };
-        if let Err(line) = loaded {
-            if !line.is_empty() {
+        if let Err(lines) = loaded {
+            for line in lines {
                 self.lx.messages.push(Message::Plain(line));
             }
             let shown = if cfg.is_empty() { "(null)" } else { &cfg };

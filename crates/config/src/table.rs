@@ -220,19 +220,6 @@ impl Table {
     }
 }
 
-/// Whether a `db:` file is one `makemap` wrote: a Berkeley DB hash (OpenSMTPD's makemap) or our own
-/// map format (see the smtpctl crate's makemap).
-pub fn is_map_file(data: &[u8]) -> bool {
-    const BDB_HASH_MAGIC: u32 = 0x0006_1561;
-    if data.starts_with(MAP_MAGIC) {
-        return true;
-    }
-    data.get(12..16).is_some_and(|m| {
-        let b = [m[0], m[1], m[2], m[3]];
-        u32::from_le_bytes(b) == BDB_HASH_MAGIC || u32::from_be_bytes(b) == BDB_HASH_MAGIC
-    })
-}
-
 /// The first bytes of a map file written by our `makemap`.
 pub const MAP_MAGIC: &[u8] = b"RSMTPD-MAP\n";
 

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Nothing follows the last entry. The daemon loads a map with [`read_map`]; a Berkeley DB file
-//! (OpenSMTPD's makemap) is recognised by `rsmtpd_config::table::is_map_file` but not read here.
+//! (OpenSMTPD's makemap) is read by the `rsmtpd-bdb` crate instead
+//! (`rsmtpd_config::dbfile::bdb_entries`).
 
 use std::fmt;
 

@@ -481,8 +481,26 @@ fn makemap_main(args: &[String], newaliases: bool) -> i32 {
     if m.dump {
         let data =
             std::fs::read(&source).unwrap_or_else(|e| errx(1, &format!("dbopen: {source}: {e}")));
-        let map =
-            map::read_map(&data).unwrap_or_else(|e| errx(1, &format!("dbopen: {source}: {e}")));
+        let map = match map::read_map(&data) {
+            Ok(map) => map,
+            // A Berkeley DB file from OpenSMTPD's makemap: dumped as its dump_db() prints it,
+            // each side up to its NUL.
+            Err(e) => match rsmtpd_bdb::read(&data) {
+                Ok(db) => {
+                    let c_str = |b: &[u8]| b.split(|&c| c == 0).next().unwrap_or_default().to_vec();
+                    let mut out = Vec::new();
+                    for (k, v) in &db.entries {
+                        out.extend(c_str(k));
+                        out.push(b'\t');
+                        out.extend(c_str(v));
+                        out.push(b'\n');
+                    }
+                    let _ = std::io::stdout().write_all(&out);
+                    return 0;
+                }
+                Err(_) => errx(1, &format!("dbopen: {source}: {e}")),
+            },
+        };
         for (k, v) in map.entries {
             let v = v.unwrap_or_else(|| "<set>".into());
             println!("{k}\t{v}");

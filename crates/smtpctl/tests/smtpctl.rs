@@ -425,3 +425,41 @@ fn makemap_binary_round_trip() {
         "usage: makemap [-U] [-d dbtype] [-o dbfile] [-t type] file\n"
     );
 }
+
+/// `makemap -U` on a map written by OpenSMTPD's makemap (Berkeley DB): the real `makemap -U`'s
+/// output, same order, each side without its NUL.
+#[test]
+fn makemap_dumps_berkeley_db_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = personality_bin(dir.path(), "makemap");
+    let fixtures = format!("{}/../bdb/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    for name in ["makemap-aliases.db", "makemap-set.db", "be-hash-512.db"] {
+        let path = format!("{fixtures}/{name}");
+        let out = std::process::Command::new(&bin)
+            .args(["-U", &path])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        match name {
+            "makemap-aliases.db" => {
+                assert!(text.contains("root\tjules, bob\n"), "{text}");
+                assert!(
+                    text.contains("érik\terik@example.org, /var/mail/erik\n"),
+                    "{text}"
+                );
+                assert_eq!(text.lines().count(), 4);
+            }
+            "makemap-set.db" => assert!(text.contains("example.net\t<set>\n"), "{text}"),
+            _ => assert_eq!(text.lines().count(), 100),
+        }
+        let real = std::path::Path::new("/usr/sbin/makemap");
+        if real.exists() {
+            let want = std::process::Command::new(real)
+                .args(["-U", &path])
+                .output()
+                .unwrap();
+            assert_eq!(text.as_bytes(), &want.stdout[..], "{name}");
+        }
+    }
+}

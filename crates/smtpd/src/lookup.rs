@@ -211,15 +211,23 @@ impl std::fmt::Debug for Tables {
     }
 }
 
-/// A `db:` table written by our makemap, loaded into memory as a static table. Berkeley DB
-/// files (OpenSMTPD's makemap) are not read: such a table stays unsupported and its lookups fail
-/// temporarily, so mail waits instead of bouncing.
+/// A `db:` table loaded into memory as a static table: written by our makemap, or a Berkeley DB
+/// hash written by OpenSMTPD's (read as its table_db.c finds entries). A file neither can read
+/// leaves the table unsupported: its lookups fail temporarily, so mail waits instead of bouncing.
 fn db_table(name: &str, path: &str) -> Option<Table> {
     let data = std::fs::read(path).ok()?;
-    let map = rsmtpd_control::map::read_map(&data).ok()?;
     let mut t = Table::new(name.to_string(), false, TableSource::Inline);
-    for (k, v) in &map.entries {
-        t.add(k, v.as_deref());
+    match rsmtpd_control::map::read_map(&data) {
+        Ok(map) => {
+            for (k, v) in &map.entries {
+                t.add(k, v.as_deref());
+            }
+        }
+        Err(_) => {
+            for (k, v) in rsmtpd_config::dbfile::bdb_entries(&data)? {
+                t.add(&k, Some(&v));
+            }
+        }
     }
     Some(t)
 }
