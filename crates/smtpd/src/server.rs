@@ -17,7 +17,7 @@ use crate::dns::Dns;
 use crate::expand::{expand, DeliveryType as ExpandType, ExpandContext, SystemForwards};
 use crate::filter::FilterFacts;
 use crate::log::{self, Trace};
-use crate::lookup::{HostInfo, Source, SystemUsers, Tables};
+use crate::lookup::{HostInfo, LiveTables, Source, SystemUsers, Tables};
 use crate::queue::{
     DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, SockAddr,
 };
@@ -50,7 +50,10 @@ pub struct Server {
     pub config: Config,
     pub hostname: String,
     pub dns: Dns,
-    pub tables: Tables,
+    /// Read through [`LiveTables::load`]: `update table` swaps them while sessions run. The
+    /// contents of the tables are there only, not in `config.tables` (see
+    /// [`Tables::take_from`]).
+    pub tables: LiveTables,
     pub queue: Queue,
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
     /// run as root, else ourselves.
@@ -198,12 +201,17 @@ impl Transaction {
 }
 
 impl Server {
-    pub fn new(config: Config, hostname: String, spool: &Path, dns: Dns) -> Result<Server, String> {
+    pub fn new(
+        mut config: Config,
+        hostname: String,
+        spool: &Path,
+        dns: Dns,
+    ) -> Result<Server, String> {
         let host = HostInfo {
             hostname: hostname.clone(),
             local_addrs: crate::system::local_addresses(),
         };
-        let tables = Tables::new(&config, &host, Box::new(SystemUsers));
+        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
         let queue = Queue::open(spool)
             .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
         // Rebuilds the queue's index and drops what a crash left half-done; the scheduler (the
@@ -277,7 +285,7 @@ impl Server {
         };
         let out = crate::filter::run(
             &self.config,
-            &self.tables,
+            &self.tables.load(),
             name,
             phase,
             param,
@@ -323,9 +331,11 @@ impl Server {
             dest: rcpt.rcpt.clone(),
             internal: false,
         };
+        // One snapshot for the whole RCPT: its rules and expansion see one version of each table.
+        let tables = self.tables.load();
         let cx = ExpandContext {
             conf: &self.config,
-            tables: &self.tables,
+            tables: &tables,
             forwards: &SystemForwards,
             smtpd_user: &self.smtpd_user,
             trace: log::tracing(Trace::Expand) || log::tracing(Trace::Rules),
