@@ -295,8 +295,23 @@ impl LiveTables {
         let (outcome, next) = now.updated(name);
         if let Some(next) = next {
             self.current.store(Arc::new(next));
+            // Frees the old contents, unless a session still reads them (then it frees them).
+            drop(now);
+            trim_heap();
         }
         outcome
+    }
+}
+
+/// Gives freed memory back to the system. The file and the new table were allocated on a
+/// blocking-pool thread, in a malloc arena of its own, and glibc keeps the freed pages of such
+/// arenas: without this, each update of a large table left tens of MiB resident (measured: 55 MiB
+/// after start with a million aliases, 190 MiB after a few updates; see bench/config-check).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim() only releases free memory; it is thread-safe and takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
