@@ -188,6 +188,10 @@ impl ControlContext for DaemonControl {
         (self.started, self.server.stats.snapshot())
     }
 
+    fn digest(&self) -> rsmtpd_control::Digest {
+        self.server.stats.digest()
+    }
+
     fn set_verbose(&self, verbose: bool) {
         crate::log::set_verbose(verbose);
     }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
@@ -70,10 +70,17 @@ pub struct Server {
     pub local_listen: Arc<Listening>,
 }
 
-/// Counters for `smtpctl show stats`, named as OpenSMTPD names them.
+/// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
+/// `smtpctl monitor`.
 #[derive(Default)]
 pub struct Stats {
     pub sessions: AtomicI64,
+    /// Sessions started and ended since start (`monitor`'s `conn` and `disc`: the increments and
+    /// decrements of `smtp.session`).
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// The scheduler's part of `monitor`, handed to it when it starts.
+    pub scheduler: Arc<crate::scheduler::Counters>,
     pub sessions_inet4: AtomicI64,
     pub sessions_inet6: AtomicI64,
     pub sessions_local: AtomicI64,
@@ -84,6 +91,7 @@ impl Stats {
     /// A session starts; the returned guard counts it as ended when dropped.
     pub fn session(&self, peer: &PeerAddr) -> SessionCount<'_> {
         self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.connects.fetch_add(1, Ordering::Relaxed);
         let total = match peer {
             PeerAddr::Inet(std::net::IpAddr::V4(_)) => &self.sessions_inet4,
             PeerAddr::Inet(std::net::IpAddr::V6(_)) => &self.sessions_inet6,
@@ -91,6 +99,25 @@ impl Stats {
         };
         total.fetch_add(1, Ordering::Relaxed);
         SessionCount(self)
+    }
+
+    /// `monitor`'s counters now.
+    pub fn digest(&self) -> rsmtpd_control::Digest {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.scheduler;
+        rsmtpd_control::Digest {
+            clt_connect: g(&self.connects),
+            clt_disconnect: g(&self.disconnects),
+            evp_enqueued: g(&c.enqueued),
+            evp_dequeued: g(&c.dequeued),
+            evp_expired: g(&c.expired),
+            evp_removed: g(&c.removed),
+            evp_bounce: g(&c.bounce),
+            dlv_ok: g(&c.ok),
+            dlv_permfail: g(&c.permfail),
+            dlv_tempfail: g(&c.tempfail),
+            dlv_loop: g(&c.looped),
+        }
     }
 
     pub fn snapshot(&self) -> Vec<(String, rsmtpd_control::StatValue)> {
@@ -120,6 +147,7 @@ pub struct SessionCount<'a>(&'a Stats);
 impl Drop for SessionCount<'_> {
     fn drop(&mut self) {
         self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.0.disconnects.fetch_add(1, Ordering::Relaxed);
     }
 }
 
