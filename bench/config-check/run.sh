@@ -9,6 +9,7 @@
 #   DOMAINS     domain table entries (default 100000)
 #   OPENSMTPD   the reference binary (default /usr/sbin/smtpd)
 #   OURS        our binary (default <repo>/target/release/smtpd, built if missing or stale)
+#   GENERATE_ONLY=1  only write the data and the config into BENCH_DIR, then stop (daemon-rss.sh)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,11 +40,11 @@ if [ ! -x /usr/bin/time ]; then
 fi
 [ -x "$OPENSMTPD" ] || { echo "error: OpenSMTPD not found at $OPENSMTPD" >&2; exit 1; }
 
-if [ -z "${OURS_PREBUILT:-}" ]; then
+if [ -z "${OURS_PREBUILT:-}" ] && [ -z "${GENERATE_ONLY:-}" ]; then
     echo "building rsmtpd (release)..." >&2
     (cd "$REPO" && cargo build --release -q -p rsmtpd) >&2
 fi
-[ -x "$OURS" ] || { echo "error: our smtpd not found at $OURS" >&2; exit 1; }
+[ -n "${GENERATE_ONLY:-}" ] || [ -x "$OURS" ] || { echo "error: our smtpd not found at $OURS" >&2; exit 1; }
 
 # --- data ----------------------------------------------------------------------------------------
 CONF="$BENCH_DIR/smtpd.conf"
@@ -96,6 +97,8 @@ CONF
     rm -f "$BENCH_DIR"/.generated-*
     touch "$STAMP"
 fi
+
+[ -z "${GENERATE_ONLY:-}" ] || exit 0
 
 # --- validity: both must accept the config -------------------------------------------------------
 for prog in "$OPENSMTPD" "$OURS"; do

@@ -150,14 +150,21 @@ impl Table {
     ///
     /// The format: one entry per line, blank lines and `#` comments ignored. A line with a space,
     /// tab or `:` is a `key value` pair (the separator and following blanks, or `:` followed by a
-    /// blank, are skipped), else a list entry. The first data line decides the table's kind, unless
-    /// a `# @list` comment comes first. An empty file is a hash.
+    /// blank, are skipped), else a list entry. The first data line decides the kind of a table that
+    /// has none yet, unless a `# @list` comment comes first. An empty file is a hash.
+    ///
+    /// A table that already has a kind keeps it, as `table_static_config()` starts from the
+    /// table's type when `update table` reloads the file: a hash reloaded from a file of bare
+    /// keys fails with "invalid map entry line", and a list takes `key value` lines as keys.
     pub fn load_static(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
         self.entries.clear();
         let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
         self.entries.reserve(lines, data.len());
         let too_large = || format!("{}: table too large", path);
-        let mut kind = TableKind::Empty;
+        let mut kind = match self.kind {
+            TableKind::List | TableKind::Hash => self.kind,
+            TableKind::Empty | TableKind::Dynamic => TableKind::Empty,
+        };
         // One UTF-8 check for the whole file (borrowed when valid, as it nearly always is) rather
         // than one per line: this loop runs a million times for a large alias file.
         let whole = match std::str::from_utf8(data) {
@@ -274,6 +281,26 @@ mod tests {
             load("a b\nc:\n").err(),
             Some("/f: invalid map entry line 2".to_string())
         );
+    }
+
+    #[test]
+    fn reload_keeps_the_kind() {
+        let reload = |kind: TableKind, text: &str| {
+            let mut t = Table::new("t".into(), false, TableSource::File("/f".into()));
+            t.kind = kind;
+            t.load_static("/f", text.as_bytes()).map(|_| t)
+        };
+        assert_eq!(
+            reload(TableKind::Hash, "a\n").err(),
+            Some("/f: invalid map entry line 1".to_string())
+        );
+        let l = reload(TableKind::List, "# @list\na b\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.kind, TableKind::List);
+        assert_eq!(l.get("a b"), Some(None));
+        let h = reload(TableKind::Hash, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.kind, TableKind::Hash);
+        let l = reload(TableKind::List, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.kind, TableKind::List);
     }
 
     #[test]

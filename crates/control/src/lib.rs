@@ -138,7 +138,8 @@ pub enum Request {
         enable: bool,
         name: String,
     },
-    /// `update table NAME`: Ok, or Fail when there is no such table.
+    /// `update table NAME`: Ok when the table was updated; Fail when there is no such table or
+    /// its file could not be loaded (it then keeps its contents).
     UpdateTable(String),
 }
 

@@ -11,6 +11,8 @@ use rsmtpd_control::{
 use tokio::net::UnixStream;
 
 use crate::control::{BoxFuture, ControlContext};
+use crate::log;
+use crate::lookup::Update;
 use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
 use crate::scheduler::schedule::{RunState, Target};
 use crate::server::Server;
@@ -186,13 +188,47 @@ impl ControlContext for DaemonControl {
         (self.started, self.server.stats.snapshot())
     }
 
+    fn digest(&self) -> rsmtpd_control::Digest {
+        self.server.stats.digest()
+    }
+
     fn set_verbose(&self, verbose: bool) {
         crate::log::set_verbose(verbose);
     }
 
-    fn update_table(&self, _name: &str) -> BoxFuture<'_, bool> {
-        // Tables are read at start; reloading them live is not implemented yet.
-        Box::pin(async { false })
+    fn update_table(&self, name: &str) -> BoxFuture<'_, bool> {
+        let server = self.server.clone();
+        let name = name.to_string();
+        Box::pin(async move {
+            // Reading a large file is blocking work: not on the async workers.
+            let (name, outcome) = match tokio::task::spawn_blocking(move || {
+                let outcome = server.tables.update(&name);
+                (name, outcome)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => return false,
+            };
+            // The lines lka.c and the table backends log.
+            match outcome {
+                Update::NotFound => {
+                    log::warn(&format!("warn: Lookup table not found: \"{name}\""));
+                    false
+                }
+                Update::StaticUpdated => {
+                    log::info(&format!("info: Table \"{name}\" successfully updated"));
+                    true
+                }
+                Update::StaticFailed(line) => {
+                    log::warn(&line);
+                    log::info(&format!("info: Failed to update table \"{name}\""));
+                    false
+                }
+                Update::Updated => true,
+                Update::Failed => false,
+            }
+        })
     }
 
     fn enqueue(&self, conn: UnixStream, _uid: u32) -> BoxFuture<'_, ()> {

@@ -155,13 +155,11 @@ fn start_scheduler(server: &Arc<Server>) {
     let injector = Arc::new(crate::inject::LocalInjector {
         server: server.clone(),
     });
-    let handle = crate::scheduler::start(
-        server.queue.clone(),
-        loaded,
-        agent,
-        injector,
-        crate::scheduler::Settings::from_config(&server.config),
-    );
+    let settings = crate::scheduler::Settings {
+        counters: server.stats.scheduler.clone(),
+        ..crate::scheduler::Settings::from_config(&server.config)
+    };
+    let handle = crate::scheduler::start(server.queue.clone(), loaded, agent, injector, settings);
     let _ = server.scheduler.set(handle);
 }
 

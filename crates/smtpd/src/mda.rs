@@ -80,7 +80,7 @@ impl MdaAgent {
     /// The user the delivery runs as: the action's userbase entry, or (for files and commands of
     /// system aliases, which run as the unprivileged user) the system's.
     fn user(&self, userbase: &str, name: &str) -> Result<UserInfo, AgentResult> {
-        match self.server.tables.userinfo(userbase, name) {
+        match self.server.tables.load().userinfo(userbase, name) {
             Lookup::Found(u) => Ok(u),
             Lookup::TempFail => Err(AgentResult::temp("user lookup failed")),
             Lookup::NotFound => match crate::lookup::SystemUsers.getpwnam(name) {

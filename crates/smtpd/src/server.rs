@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
@@ -17,7 +17,7 @@ use crate::dns::Dns;
 use crate::expand::{expand, DeliveryType as ExpandType, ExpandContext, SystemForwards};
 use crate::filter::FilterFacts;
 use crate::log::{self, Trace};
-use crate::lookup::{HostInfo, Source, SystemUsers, Tables};
+use crate::lookup::{HostInfo, LiveTables, Source, SystemUsers, Tables};
 use crate::queue::{
     DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, SockAddr,
 };
@@ -50,7 +50,10 @@ pub struct Server {
     pub config: Config,
     pub hostname: String,
     pub dns: Dns,
-    pub tables: Tables,
+    /// Read through [`LiveTables::load`]: `update table` swaps them while sessions run. The
+    /// contents of the tables are there only, not in `config.tables` (see
+    /// [`Tables::take_from`]).
+    pub tables: LiveTables,
     pub queue: Queue,
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
     /// run as root, else ourselves.
@@ -67,10 +70,17 @@ pub struct Server {
     pub local_listen: Arc<Listening>,
 }
 
-/// Counters for `smtpctl show stats`, named as OpenSMTPD names them.
+/// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
+/// `smtpctl monitor`.
 #[derive(Default)]
 pub struct Stats {
     pub sessions: AtomicI64,
+    /// Sessions started and ended since start (`monitor`'s `conn` and `disc`: the increments and
+    /// decrements of `smtp.session`).
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// The scheduler's part of `monitor`, handed to it when it starts.
+    pub scheduler: Arc<crate::scheduler::Counters>,
     pub sessions_inet4: AtomicI64,
     pub sessions_inet6: AtomicI64,
     pub sessions_local: AtomicI64,
@@ -81,6 +91,7 @@ impl Stats {
     /// A session starts; the returned guard counts it as ended when dropped.
     pub fn session(&self, peer: &PeerAddr) -> SessionCount<'_> {
         self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.connects.fetch_add(1, Ordering::Relaxed);
         let total = match peer {
             PeerAddr::Inet(std::net::IpAddr::V4(_)) => &self.sessions_inet4,
             PeerAddr::Inet(std::net::IpAddr::V6(_)) => &self.sessions_inet6,
@@ -88,6 +99,25 @@ impl Stats {
         };
         total.fetch_add(1, Ordering::Relaxed);
         SessionCount(self)
+    }
+
+    /// `monitor`'s counters now.
+    pub fn digest(&self) -> rsmtpd_control::Digest {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.scheduler;
+        rsmtpd_control::Digest {
+            clt_connect: g(&self.connects),
+            clt_disconnect: g(&self.disconnects),
+            evp_enqueued: g(&c.enqueued),
+            evp_dequeued: g(&c.dequeued),
+            evp_expired: g(&c.expired),
+            evp_removed: g(&c.removed),
+            evp_bounce: g(&c.bounce),
+            dlv_ok: g(&c.ok),
+            dlv_permfail: g(&c.permfail),
+            dlv_tempfail: g(&c.tempfail),
+            dlv_loop: g(&c.looped),
+        }
     }
 
     pub fn snapshot(&self) -> Vec<(String, rsmtpd_control::StatValue)> {
@@ -117,6 +147,7 @@ pub struct SessionCount<'a>(&'a Stats);
 impl Drop for SessionCount<'_> {
     fn drop(&mut self) {
         self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.0.disconnects.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -198,12 +229,17 @@ impl Transaction {
 }
 
 impl Server {
-    pub fn new(config: Config, hostname: String, spool: &Path, dns: Dns) -> Result<Server, String> {
+    pub fn new(
+        mut config: Config,
+        hostname: String,
+        spool: &Path,
+        dns: Dns,
+    ) -> Result<Server, String> {
         let host = HostInfo {
             hostname: hostname.clone(),
             local_addrs: crate::system::local_addresses(),
         };
-        let tables = Tables::new(&config, &host, Box::new(SystemUsers));
+        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
         let queue = Queue::open(spool)
             .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
         // Rebuilds the queue's index and drops what a crash left half-done; the scheduler (the
@@ -277,7 +313,7 @@ impl Server {
         };
         let out = crate::filter::run(
             &self.config,
-            &self.tables,
+            &self.tables.load(),
             name,
             phase,
             param,
@@ -323,9 +359,11 @@ impl Server {
             dest: rcpt.rcpt.clone(),
             internal: false,
         };
+        // One snapshot for the whole RCPT: its rules and expansion see one version of each table.
+        let tables = self.tables.load();
         let cx = ExpandContext {
             conf: &self.config,
-            tables: &self.tables,
+            tables: &tables,
             forwards: &SystemForwards,
             smtpd_user: &self.smtpd_user,
             trace: log::tracing(Trace::Expand) || log::tracing(Trace::Rules),

@@ -4,53 +4,10 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// The smtpctl binary of this build (another package of the workspace, built beside us).
-fn smtpctl() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let p = dir.join("smtpctl");
-    assert!(
-        p.exists(),
-        "{} not built (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-/// Runs smtpctl under a name (`sendmail`, `mailq`...), as the daemon's client.
-fn ctl(d: &Daemon, name: &str, args: &[&str], stdin: &str, uid: Option<u32>) -> Output {
-    let link = d.dir.path().join(name);
-    if !link.exists() {
-        std::os::unix::fs::symlink(smtpctl(), &link).expect("symlink");
-    }
-    let mut c = Command::new(&link);
-    c.args(args)
-        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
-        .env("SMTPD_SPOOL", d.spool())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(u) = uid {
-        c.uid(u).gid(u);
-    }
-    let mut child = c.spawn().expect("smtpctl");
-    if let Some(mut i) = child.stdin.take() {
-        use std::io::Write;
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    child.wait_with_output().expect("smtpctl output")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

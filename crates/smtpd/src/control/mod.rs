@@ -22,6 +22,9 @@ use tokio::net::UnixStream;
 
 use crate::log;
 
+/// glibc's `LINE_MAX`.
+const LINE_MAX: usize = 2048;
+
 /// A boxed future, so that [`ControlContext`] can be used as `&dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -78,7 +81,8 @@ pub trait ControlContext: Send + Sync {
         log::set_traces(mask);
     }
 
-    /// `update table NAME`: reloads a table; false when there is no such table.
+    /// `update table NAME`: reloads a table as OpenSMTPD's `table_update()` does, logging what it
+    /// logs; whether it worked (false too when there is no such table).
     fn update_table(&self, name: &str) -> BoxFuture<'_, bool>;
 
     /// `show hosts|relays|routes|hoststats|mta paused`: the lines to print.
@@ -237,6 +241,8 @@ pub async fn answer(req: Request, ctx: &dyn ControlContext) -> Response {
             }
         },
         Request::Profile { name, .. } => ok_fail(name == "imsg" || name == "queue"),
+        // control.c refuses a name of LINE_MAX bytes or more before asking the lookup process.
+        Request::UpdateTable(name) if name.len() >= LINE_MAX => Response::Fail(None),
         Request::UpdateTable(name) => ok_fail(ctx.update_table(&name).await),
     }
 }

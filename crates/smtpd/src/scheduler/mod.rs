@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -202,6 +203,32 @@ pub struct Settings {
     /// `scheduler limit max-inflight`, `max-schedule`.
     pub limits: Limits,
     pub clock: Clock,
+    /// `smtpctl monitor`'s envelope and delivery counters, shared with whoever reports them.
+    pub counters: Arc<Counters>,
+}
+
+/// The scheduler's part of `smtpctl monitor` (OpenSMTPD's `struct stat_digest`, which control.c
+/// adds up from the `stat_increment()`s of scheduler.c and queue.c): running totals since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// `scheduler.envelope` up: envelopes handed to the scheduler (new, loaded at start, bounces).
+    pub enqueued: AtomicU64,
+    /// `scheduler.envelope` down: envelopes done with (delivered, failed, expired, removed).
+    pub dequeued: AtomicU64,
+    pub expired: AtomicU64,
+    pub removed: AtomicU64,
+    /// `queue.bounce`: bounce envelopes created.
+    pub bounce: AtomicU64,
+    pub ok: AtomicU64,
+    pub tempfail: AtomicU64,
+    pub permfail: AtomicU64,
+    pub looped: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl Default for Settings {
@@ -214,6 +241,7 @@ impl Default for Settings {
             mda_max_user_session: 7,
             limits: Limits::default(),
             clock: Clock::System,
+            counters: Arc::default(),
         }
     }
 }
@@ -471,6 +499,7 @@ impl Runner {
     }
 
     fn insert(&mut self, envelopes: Vec<Envelope>) {
+        Counters::add(&self.settings.counters.enqueued, envelopes.len() as u64);
         for env in envelopes {
             let ttl = self.settings.ttl_of(&env);
             self.sched
@@ -561,6 +590,9 @@ impl Runner {
     fn task(&mut self, task: Task, now: Time) {
         match task {
             Task::Remove(evpid) => {
+                let c = &self.settings.counters;
+                Counters::add(&c.removed, 1);
+                Counters::add(&c.dequeued, 1);
                 if let Ok(env) = self.queue.envelope_load(evpid) {
                     log::info(&queue_log_line(
                         &env,
@@ -572,6 +604,9 @@ impl Runner {
                 }
             }
             Task::Expire(evpid) => {
+                let c = &self.settings.counters;
+                Counters::add(&c.expired, 1);
+                Counters::add(&c.dequeued, 1);
                 if let Ok(mut env) = self.queue.envelope_load(evpid) {
                     env.errorline = "Envelope expired".into();
                     env.esc_class = ESC_STATUS_TEMPFAIL;
@@ -688,6 +723,7 @@ impl Runner {
                     "debug: queue: bouncing evp:{} as evp:{}",
                     env.id, id
                 ));
+                Counters::add(&self.settings.counters.bounce, 1);
                 self.insert(vec![b]);
             }
         }
@@ -712,6 +748,7 @@ impl Runner {
     fn delivered(&mut self, mut env: Envelope, result: AgentResult, session: u64, now: Time) {
         let evpid = env.id;
         let log_mda = env.kind == DeliveryType::Mda;
+        self.count_result(&result);
         match result {
             AgentResult::Ok => {
                 if log_mda {
@@ -766,6 +803,21 @@ impl Runner {
                 let _ = self.queue.envelope_delete(evpid);
                 self.sched.done(evpid);
             }
+        }
+    }
+
+    /// `monitor`'s counters for a delivery's outcome (scheduler.c's `IMSG_QUEUE_DELIVERY_*`).
+    fn count_result(&self, result: &AgentResult) {
+        let c = &self.settings.counters;
+        let (counter, done) = match result {
+            AgentResult::Ok => (&c.ok, true),
+            AgentResult::TempFail { .. } => (&c.tempfail, false),
+            AgentResult::PermFail { .. } => (&c.permfail, true),
+            AgentResult::Loop => (&c.looped, true),
+        };
+        Counters::add(counter, 1);
+        if done {
+            Counters::add(&c.dequeued, 1);
         }
     }
 
@@ -854,6 +906,18 @@ impl Runner {
             Err(s) if s.starts_with('5') || s.starts_with('6') => ("PermFail", s.clone()),
             Err(s) => ("TempFail", s.clone()),
         };
+        // Each envelope of the report is a delivery for `monitor`, as bounce.c reports each to
+        // the queue as ok, tempfail or permfail.
+        let c = &self.settings.counters;
+        let n64 = n as u64;
+        match verdict {
+            "Ok" => Counters::add(&c.ok, n64),
+            "PermFail" => Counters::add(&c.permfail, n64),
+            _ => Counters::add(&c.tempfail, n64),
+        }
+        if verdict != "TempFail" {
+            Counters::add(&c.dequeued, n64);
+        }
         for line in &report.lines {
             if verdict == "TempFail" {
                 let Ok(mut env) = self.queue.envelope_load(line.evpid) else {

@@ -5,8 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -379,4 +380,63 @@ pub struct RealLock(#[allow(dead_code)] std::fs::File);
 /// Whether the reference program can be run here (installed, and we are root as it requires).
 pub fn real_available() -> bool {
     std::path::Path::new(REAL_SMTPD).exists() && nix::unistd::geteuid().is_root()
+}
+
+/// The smtpctl binary of this build (another package of the workspace, built beside us).
+pub fn smtpctl() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let p = dir.join("smtpctl");
+    assert!(
+        p.exists(),
+        "{} not built (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// Runs smtpctl under a name (`sendmail`, `mailq`...), as the daemon's client.
+pub fn ctl(d: &Daemon, name: &str, args: &[&str], stdin: &str, uid: Option<u32>) -> Output {
+    ctl_with(&smtpctl(), d, name, args, stdin, uid)
+}
+
+/// Runs `bin` under a name: itself when that is its name, else through a link in the daemon's
+/// folder. OpenSMTPD's smtpctl ignores `SMTPD_SOCKET` and `SMTPD_SPOOL`.
+pub fn ctl_with(
+    bin: &std::path::Path,
+    d: &Daemon,
+    name: &str,
+    args: &[&str],
+    stdin: &str,
+    uid: Option<u32>,
+) -> Output {
+    let exe = if bin.file_name().is_some_and(|n| n == name) {
+        bin.to_path_buf()
+    } else {
+        let link = d.dir.path().join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(bin, &link).expect("symlink");
+        }
+        link
+    };
+    let mut c = Command::new(&exe);
+    c.args(args)
+        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .env("SMTPD_SPOOL", d.spool())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = uid {
+        c.uid(u).gid(u);
+    }
+    let mut child = c.spawn().expect("smtpctl");
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("smtpctl output")
 }
