@@ -345,8 +345,19 @@ fn smtpctl_main(args: &[String]) -> i32 {
     }
 }
 
+/// smtpctl.c's `display()`: the file as it is, or inflated when it is gzip (`queue compression`),
+/// recognized by its magic bytes as `is_gzip_fp()` does.
 fn display(path: PathBuf) -> i32 {
-    match std::fs::read(&path) {
+    let inflated = std::fs::read(&path).and_then(|data| {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut out)?;
+            Ok(out)
+        } else {
+            Ok(data)
+        }
+    });
+    match inflated {
         Ok(data) => {
             let _ = std::io::stdout().write_all(&data);
             0

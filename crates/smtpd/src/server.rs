@@ -19,7 +19,8 @@ use crate::filter::FilterFacts;
 use crate::log::{self, Trace};
 use crate::lookup::{HostInfo, LiveTables, Source, SystemUsers, Tables};
 use crate::queue::{
-    DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, SockAddr,
+    DeliveryType, DsnRet, Envelope, EnvelopeFlags, MessageWriter, MsgId, Queue, QueueOptions,
+    SockAddr,
 };
 use crate::rule::RuleEnvelope;
 use crate::scheduler::Handle;
@@ -240,7 +241,11 @@ impl Server {
             local_addrs: crate::system::local_addresses(),
         };
         let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
-        let queue = Queue::open(spool)
+        let queue_options = QueueOptions {
+            compression: config.options.queue_compression,
+            ..QueueOptions::default()
+        };
+        let queue = Queue::open_with(spool, queue_options)
             .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
         // Rebuilds the queue's index and drops what a crash left half-done; the scheduler (the
         // delivery issue) will take the envelopes from here.

@@ -40,6 +40,7 @@ fn smtpctl(d: &Daemon, args: &[&str]) -> String {
     let out = Command::new(bin)
         .args(args)
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .env("SMTPD_SPOOL", d.spool())
         .output()
         .expect("smtpctl");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -226,4 +227,82 @@ fn an_mda_asking_to_retry_then_refusing_bounces_once() {
     assert!(b.contains("please deliver"), "{b}");
     // Nothing left: the envelope went with the bounce, and the bounce was delivered.
     assert_eq!(smtpctl(&d, &["show", "queue"]), "");
+}
+
+/// Not a failure, but the same path: with `queue compression` the spool holds gzip and the
+/// mailbox, a bounce and `smtpctl show message` get the message as it was sent.
+#[test]
+fn a_compressed_queue_delivers_and_bounces_the_original_text() {
+    let uid = if is_root() {
+        1000
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let config = format!(
+        "queue compression\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         table users {{ frank = \"{uid}:{uid}:@DIR@/frank\", gone = \"{uid}:{uid}:@DIR@/frank\" }}\n\
+         action \"broken\" mda \"exit 1\" userbase <users>\n\
+         action \"mail\" maildir \"@DIR@/frank/Maildir\" userbase <users>\n\
+         match from any for rcpt-to \"gone@example.org\" action \"broken\"\n\
+         match from any for domain \"example.org\" action \"mail\"\n\
+         match from local for local action \"mail\"\n"
+    );
+    let d = Daemon::start(&config, &[]);
+    let _ = std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    );
+    let frank = d.dir.path().join("frank");
+    std::fs::create_dir_all(&frank).expect("mkdir");
+    if is_root() {
+        chown(&frank, uid);
+    }
+    let body = "compressible text, ".repeat(400);
+    // Held: show message reads the spool while it waits.
+    assert_eq!(smtpctl(&d, &["pause", "mda"]), "command succeeded\n");
+    let r = converse(
+        "127.0.0.1",
+        addr(&d),
+        &[
+            "HELO client",
+            "MAIL FROM:<frank@example.org>",
+            "RCPT TO:<frank@example.org>",
+            "RCPT TO:<gone@example.org>",
+            "DATA",
+            &format!("Subject: zipped\r\n\r\n{body}\r\n."),
+            "QUIT",
+        ],
+    );
+    assert!(r[6].starts_with("250 2.0.0 "), "{r:?}");
+    let msgid = r[6].split_whitespace().nth(2).expect("msgid").to_string();
+    let spooled = d
+        .spool()
+        .join("queue")
+        .join(&msgid[..2])
+        .join(&msgid)
+        .join("message");
+    let raw = std::fs::read(&spooled).expect("spooled");
+    assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip on disk");
+    let shown = smtpctl(&d, &["show", "message", &msgid]);
+    assert!(shown.contains("Subject: zipped"), "{shown}");
+    assert!(shown.contains(&body), "show message inflates");
+
+    smtpctl(&d, &["resume", "mda"]);
+    d.wait_log_for(Duration::from_secs(20), |l| {
+        l.contains("to=<frank@example.org>") && l.contains("Ok stat=Delivered")
+    });
+    d.wait_log_for(Duration::from_secs(20), |l| l.contains("result=PermFail"));
+    for _ in 0..200 {
+        if count(&frank.join("Maildir/new")) == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = read_all(&frank.join("Maildir/new"));
+    assert_eq!(got.len(), 2, "the message and its bounce");
+    assert!(got.iter().all(|m| m.contains(&body)), "both carry the text");
+    assert!(got
+        .iter()
+        .any(|m| m.contains("Final-Recipient: rfc822; gone@example.org")));
 }

@@ -47,6 +47,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -69,6 +72,8 @@ pub struct QueueOptions {
     pub commit_mode: CommitMode,
     /// Who owns created files; `None` = [`Owner::detect`].
     pub owner: Option<Owner>,
+    /// `queue compression`: message files are written gzip-compressed.
+    pub compression: bool,
 }
 
 /// Counters for tests and `smtpctl show stats`.
@@ -165,6 +170,7 @@ struct Shared {
     recycle: bool,
     /// Names spares uniquely in `purge/` (emptied at every start).
     spare_seq: AtomicU64,
+    compression: bool,
 }
 
 impl Shared {
@@ -330,9 +336,14 @@ impl Shared {
 /// 4xx.
 pub struct MessageWriter {
     msgid: MsgId,
-    out: BufWriter<File>,
+    out: Out,
     error: Option<io::Error>,
     size: u64,
+}
+
+enum Out {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
 }
 
 impl MessageWriter {
@@ -349,7 +360,11 @@ impl MessageWriter {
         if let Some(e) = &self.error {
             return Err(io::Error::new(e.kind(), e.to_string()));
         }
-        match self.out.write_all(data) {
+        let written = match &mut self.out {
+            Out::Plain(w) => w.write_all(data),
+            Out::Gzip(w) => w.write_all(data),
+        };
+        match written {
             Ok(()) => {
                 self.size += data.len() as u64;
                 Ok(())
@@ -366,8 +381,41 @@ impl MessageWriter {
         if let Some(e) = self.error {
             return Err(e);
         }
-        self.out.into_inner().map_err(|e| e.into_error())
+        let buffered = match self.out {
+            Out::Plain(w) => w,
+            Out::Gzip(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
     }
+}
+
+/// gzip's first two bytes.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Opens a queued message for reading, as delivery agents and bounces see
+/// it. With `queue compression` (`compressed`) a gzip file is inflated into
+/// an unnamed temporary file beside it, as OpenSMTPD's `queue_message_fd_r`
+/// uncompresses into a temporary file: agents get a plain, seekable file.
+/// A message queued before compression was turned on is read as it is.
+/// Without the option nothing is ever inflated, so a sender's message that
+/// happens to start with gzip's magic bytes is delivered untouched.
+pub fn open_message_file(path: &Path, compressed: bool) -> io::Result<File> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    if !compressed {
+        return Ok(f);
+    }
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    f.seek(SeekFrom::Start(0))?;
+    if n < 2 || magic != GZIP_MAGIC {
+        return Ok(f);
+    }
+    let dir = path.parent().unwrap_or(Path::new("/tmp"));
+    let mut out = tempfile::tempfile_in(dir)?;
+    io::copy(&mut GzDecoder::new(io::BufReader::new(f)), &mut out)?;
+    out.seek(SeekFrom::Start(0))?;
+    Ok(out)
 }
 
 impl Queue {
@@ -395,6 +443,7 @@ impl Queue {
             stats: Stats::default(),
             recycle: opts.commit_mode == CommitMode::GroupSyncfs,
             spare_seq: AtomicU64::new(0),
+            compression: opts.compression,
         });
         let committer = match opts.commit_mode {
             CommitMode::Single => None,
@@ -582,9 +631,17 @@ impl Queue {
             .mode(0o600)
             .open(sh.incoming_dir(msgid).join(MESSAGE))?;
         sh.owner.adopt_file(&f)?;
+        let buffered = BufWriter::with_capacity(64 * 1024, f);
+        // Level 1: mail text shrinks by half or more already, and the
+        // session waits for this on every line it writes.
+        let out = if sh.compression {
+            Out::Gzip(GzEncoder::new(buffered, Compression::fast()))
+        } else {
+            Out::Plain(buffered)
+        };
         Ok(MessageWriter {
             msgid,
-            out: BufWriter::with_capacity(64 * 1024, f),
+            out,
             error: None,
             size: 0,
         })
@@ -659,6 +716,17 @@ impl Queue {
     /// `queue/XX/MSGID/message`, for delivery agents.
     pub fn message_path(&self, msgid: MsgId) -> PathBuf {
         self.shared.queued_dir(msgid).join(MESSAGE)
+    }
+
+    /// Whether message files are written compressed (`queue compression`).
+    pub fn compression(&self) -> bool {
+        self.shared.compression
+    }
+
+    /// A committed message, readable as it was received (see
+    /// [`open_message_file`]). Blocking.
+    pub fn open_message(&self, msgid: MsgId) -> io::Result<File> {
+        open_message_file(&self.message_path(msgid), self.shared.compression)
     }
 
     /// `queue_fs_envelope_update`: the new text replaces the file atomically

@@ -880,10 +880,17 @@ impl Runner {
             tokio::spawn(async move {
                 let boundary = bounce::new_boundary();
                 for p in reports {
-                    let path = queue.message_path(p.report.key.msgid);
-                    let result = match tokio::fs::read(&path).await {
-                        Err(_) => Err("Could not open message fd".to_string()),
-                        Ok(msg) => {
+                    let q = queue.clone();
+                    let msgid = p.report.key.msgid;
+                    let read = tokio::task::spawn_blocking(move || {
+                        let mut msg = Vec::new();
+                        std::io::Read::read_to_end(&mut q.open_message(msgid)?, &mut msg)?;
+                        Ok::<_, std::io::Error>(msg)
+                    })
+                    .await;
+                    let result = match read {
+                        Err(_) | Ok(Err(_)) => Err("Could not open message fd".to_string()),
+                        Ok(Ok(msg)) => {
                             let payload = bounce::compose(&p.report, &msg, &date, boundary);
                             injector.inject(&smtpname, &p.report.to, &payload).await
                         }
