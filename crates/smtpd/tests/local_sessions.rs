@@ -60,15 +60,9 @@ fn doomed(d: &Daemon, from: &str) {
     assert!(r[5].starts_with("250 2.0.0 "), "{r:?}");
 }
 
-/// Waits until `n` sessions have ended.
+/// Waits until `n` sessions have ended with `QUIT`.
 fn sessions_done(d: &Daemon, n: usize) {
-    d.wait_log_for(Duration::from_secs(30), |_| {
-        d.log()
-            .iter()
-            .filter(|l| l.ends_with(" smtp disconnected reason=quit"))
-            .count()
-            >= n
-    });
+    sessions_done_with(d, n, " smtp disconnected reason=quit");
 }
 
 /// Each session's lines, in the order the sessions started: its `smtp` log lines (ids, message
@@ -252,4 +246,61 @@ fn bounce_and_sendmail_sessions_log_as_opensmtpd() {
     let _lock = real_lock();
     let real = scenario(REAL_SMTPD, PathBuf::from("/usr/sbin/smtpctl"));
     assert_eq!(ours, real);
+}
+
+/// `sendmail -R`/`-N` on the socket listener OpenSMTPD makes when the config has no `listen on
+/// socket`: it offers no DSN, so it refuses their parameters; what smtpctl prints, and the
+/// session's lines.
+fn dsn_refused(bin: &str, smtpctl: PathBuf) -> Vec<String> {
+    let config = "listen on 127.0.0.1 port @PORT@\n\
+                  action \"mail\" maildir \"@DIR@/%{user.username}\"\n\
+                  match from local for local action \"mail\"\n";
+    let d = if bin == REAL_SMTPD {
+        Daemon::start_with(bin, config, &[])
+    } else {
+        Daemon::start(config, &[])
+    };
+    let mut v = Vec::new();
+    for args in [&["-R", "hdrs", "root"][..], &["-N", "never", "root"][..]] {
+        let out = ctl_with(&smtpctl, &d, "sendmail", args, "Subject: x\n\nhi\n", None);
+        v.push(format!(
+            "{args:?}: rc={:?} err={:?}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    sessions_done_with(&d, 2, "reason=disconnect");
+    v.extend(normalized_session_log(&d.log()));
+    v
+}
+
+/// Waits until `n` sessions have ended with a line ending in `reason`.
+fn sessions_done_with(d: &Daemon, n: usize, reason: &str) {
+    d.wait_log_for(Duration::from_secs(30), |_| {
+        d.log().iter().filter(|l| l.ends_with(reason)).count() >= n
+    });
+}
+
+#[test]
+fn the_default_socket_listener_refuses_dsn_parameters() {
+    let ours = dsn_refused(env!("CARGO_BIN_EXE_smtpd"), smtpctl());
+    let h = hostname();
+    let want: Vec<String> = [
+        "[\"-R\", \"hdrs\", \"root\"]: rc=Some(70) err=\"sendmail: command failed: 503 5.5.4 Invalid command arguments: Unsupported option RET=hdrs\\n\\n\"".to_string(),
+        "[\"-N\", \"never\", \"root\"]: rc=Some(70) err=\"sendmail: command failed: 503 Unsupported option NOTIFY=never\\n\\n\"".to_string(),
+        format!("smtp connected address=local host={h}"),
+        format!("smtp failed-command command=\"MAIL FROM:<root@{h}> RET=hdrs \" result=\"503 5.5.4 Invalid command arguments: Unsupported option RET=hdrs\""),
+        "smtp disconnected reason=disconnect".to_string(),
+        format!("smtp connected address=local host={h}"),
+        format!("smtp failed-command command=\"RCPT TO:<root@{h}> NOTIFY=never\" result=\"503 Unsupported option NOTIFY=never\""),
+        "smtp disconnected reason=disconnect".to_string(),
+    ]
+    .to_vec();
+    assert_eq!(ours, want);
+    if !real_available() {
+        return;
+    }
+    let _lock = real_lock();
+    let real = dsn_refused(REAL_SMTPD, PathBuf::from("/usr/sbin/smtpctl"));
+    assert_eq!(real, want, "OpenSMTPD");
 }
