@@ -775,7 +775,8 @@ fn smtp_dialogue(
                 continue;
             }
             if line[0] != b'2' && line[0] != b'3' {
-                eprint!("{}: command failed: {text}", progname());
+                // warnx() adds a newline to the reply's own: enqueue.c prints a blank line after.
+                eprintln!("{}: command failed: {text}", progname());
                 return false;
             }
             return true;

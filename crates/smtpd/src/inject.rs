@@ -25,32 +25,47 @@ impl Injector for LocalInjector {
 }
 
 impl LocalInjector {
+    /// One bounce, sent as bounce.c sends it, so that the session logs what OpenSMTPD's logs:
+    /// the client's name is the server's host name (smtp_enqueue() passes `sc_hostname`), the
+    /// commands have bounce.c's bytes (`MAIL FROM: <>`, `RCPT TO: <...>`, a space after the
+    /// colon), and every ending, success or refusal, goes through `QUIT` and its reply, so the
+    /// session ends with `reason=quit`.
     async fn run(&self, smtpname: &str, to: &str, payload: &[u8]) -> Result<(), String> {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        // A local session whose client is "localhost" is the bounce session of OpenSMTPD.
         tokio::spawn(session::run_local(
             self.server.clone(),
             theirs,
-            "localhost".into(),
+            self.server.hostname.clone(),
         ));
         let (rd, mut wr) = tokio::io::split(ours);
         let mut rd = BufReader::new(rd);
-        expect(&mut rd, '2').await?;
-        let steps = [
-            format!("EHLO {}\r\n", smtpname),
-            "MAIL FROM:<>\r\n".to_string(),
-            format!("RCPT TO:<{}>\r\n", to),
-            "DATA\r\n".to_string(),
-        ];
-        for (i, s) in steps.iter().enumerate() {
-            wr.write_all(s.as_bytes()).await.map_err(io_text)?;
-            expect(&mut rd, if i == 3 { '3' } else { '2' }).await?;
+        let outcome = async {
+            expect(&mut rd, '2').await?;
+            let steps = [
+                format!("EHLO {}\r\n", smtpname),
+                "MAIL FROM: <>\r\n".to_string(),
+                format!("RCPT TO: <{}>\r\n", to),
+                "DATA\r\n".to_string(),
+            ];
+            for (i, s) in steps.iter().enumerate() {
+                wr.write_all(s.as_bytes()).await.map_err(io_text)?;
+                expect(&mut rd, if i == 3 { '3' } else { '2' }).await?;
+            }
+            wr.write_all(payload).await.map_err(io_text)?;
+            wr.write_all(b".\r\n").await.map_err(io_text)?;
+            expect(&mut rd, '2').await
         }
-        wr.write_all(payload).await.map_err(io_text)?;
-        wr.write_all(b".\r\n").await.map_err(io_text)?;
-        expect(&mut rd, '2').await?;
-        let _ = wr.write_all(b"QUIT\r\n").await;
-        Ok(())
+        .await;
+        // bounce.c answers a refusal with QUIT too (BOUNCE_QUIT), and closes only once QUIT is
+        // answered (BOUNCE_CLOSE). After an I/O error there is no one to say it to.
+        let session_alive = match &outcome {
+            Ok(()) => true,
+            Err(e) => !e.starts_with("421 "),
+        };
+        if session_alive && wr.write_all(b"QUIT\r\n").await.is_ok() {
+            let _ = expect(&mut rd, '2').await;
+        }
+        outcome
     }
 }
 

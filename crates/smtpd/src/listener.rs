@@ -90,11 +90,15 @@ pub fn socket_listening(conf: &Config, hostname: &str) -> Listening {
         hostname: hostname.to_string(),
         tag: conf.socket.tag.clone(),
         filter: conf.socket.filter.clone(),
-        no_dsn: false,
+        // parse.y sets F_EXT_DSN on every `listen` line, but the socket listener it makes when
+        // there is none starts from zeroed options: no DSN in its EHLO reply, and DSN
+        // parameters of MAIL FROM and RCPT TO refused as unsupported.
+        no_dsn: !conf.socket.declared,
         mask_src: conf.socket.mask_src,
         received_auth: false,
         local: true,
-        flags: 0x400,
+        // F_EXT_DSN only when declared, as above.
+        flags: if conf.socket.declared { 0x400 } else { 0 },
         pki: String::new(),
         ca: String::new(),
     }

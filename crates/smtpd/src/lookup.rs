@@ -7,10 +7,10 @@
 //! networks, regexes) are scanned, each list built once per table.
 //!
 //! Backends: static tables (inline, `file:`), the builtin ones (filled from [`HostInfo`]),
-//! `db:` files our makemap wrote (loaded into memory) and `<getpwnam>` (through [`Users`]) are
-//! served. Berkeley DB files and external `table-NAME` backends are not yet: every lookup in
-//! them is a temporary failure, which the callers turn into `451`/`424` replies, so mail is
-//! deferred rather than misrouted.
+//! `db:` files (ours or OpenSMTPD's makemap's, loaded into memory, following their file: see
+//! [`DbFile`]) and `<getpwnam>` (through [`Users`]) are served. External `table-NAME` backends
+//! are not yet: every lookup in them is a temporary failure, which the callers turn into
+//! `451`/`424` replies, so mail is deferred rather than misrouted.
 //!
 //! The daemon holds its tables in a [`LiveTables`], which `smtpctl update table` swaps one table
 //! at a time (see there).
@@ -124,7 +124,8 @@ const MAX_KEY: usize = 1023;
 enum Backend {
     Static,
     Getpwnam,
-    /// External backends, and db: files in Berkeley DB format: every lookup fails temporarily.
+    /// External backends, and a `db:` file that could not be read at start (until it is): every
+    /// lookup fails temporarily.
     Unsupported,
 }
 
@@ -226,10 +227,209 @@ impl Compiled {
     }
 }
 
+/// A table as [`Tables`] holds it.
+// Each slot is alone in its Arc, allocated once: boxing the larger variant would only add a hop.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    /// Contents fixed until `update table` replaces the slot.
+    Fixed(Compiled),
+    /// A `db:` table, whose contents follow its file.
+    Db(DbFile),
+}
+
+/// A `db:` table that follows its file as OpenSMTPD's table_db.c does: every lookup stat()s the
+/// file first; while that fails the lookup fails temporarily (`-1`, so a RCPT gets `424`/`451`
+/// and the mail waits); when the file changed, it is opened again before the lookup, and if it
+/// cannot be (libdb refuses what is there now) the lookup answers from the contents it had, and
+/// the next lookup tries again. So `makemap aliases` takes effect at the next lookup, without
+/// `smtpctl update table`.
+///
+/// The contents are behind an `ArcSwap` of their own rather than swapped through [`LiveTables`]:
+/// a lookup has only its [`Tables`] snapshot, and every snapshot shares this one slot, so a
+/// reopen is seen by all of them at once, as the single handle of OpenSMTPD's lookup process is.
+/// A lookup of an unchanged file costs one stat() and an atomic load.
+struct DbFile {
+    name: String,
+    path: String,
+    current: ArcSwap<DbVersion>,
+    /// One reopen at a time, and the file version that last failed to open: while the file stays
+    /// as it was, lookups repeat libdb's lines (OpenSMTPD calls dbopen() at each lookup, and
+    /// libdb prints them each time) without reading the whole file again.
+    reopening: Mutex<Option<(Stamp, Vec<String>)>>,
+}
+
+struct DbVersion {
+    compiled: Compiled,
+    /// The file they were read from; `None` when it could not be stat()ed at start.
+    stamp: Option<Stamp>,
+}
+
+/// What tells a new version of a file. OpenSMTPD compares `st_mtime` in whole seconds, and so
+/// misses a map rebuilt in the second it last opened it (until the next change); we compare the
+/// time to the nanosecond, and the inode (makemap renames a new file into place), so no rebuild
+/// goes unnoticed. The change time also counts, so a file made readable again (chmod) is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &str) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+impl DbFile {
+    /// `table_db_open()` at start: `loaded` is what [`db_table`] read, if it could.
+    fn new(shell: Table, path: &str, stamp: Option<Stamp>, loaded: Option<Table>) -> DbFile {
+        let source = shell.source.clone();
+        let name = shell.name.clone();
+        let compiled = Compiled::new(loaded.unwrap_or(shell), source);
+        DbFile {
+            name,
+            path: path.to_string(),
+            current: ArcSwap::from_pointee(DbVersion { compiled, stamp }),
+            reopening: Mutex::new(None),
+        }
+    }
+
+    /// The contents to look up in: `table_db_lookup()`'s stat(), and its reopen when the file
+    /// changed. The error is the stat()'s `strerror()`, which `-T lookup` shows.
+    fn contents(&self) -> Result<arc_swap::Guard<Arc<DbVersion>>, Failed> {
+        let stamp = Stamp::of(&self.path).map_err(|e| Failed {
+            why: Some(rsmtpd_config::lexer::strerror(&e)),
+        })?;
+        let cur = self.current.load();
+        if cur.stamp == Some(stamp) {
+            return Ok(cur);
+        }
+        drop(cur);
+        blocking(|| self.reopen(stamp, false));
+        Ok(self.current.load())
+    }
+
+    /// `table_db_update()`: opens the file again; when libdb refuses it, its lines are logged and
+    /// the table keeps its contents. `force` (an `update table`) reads the file even if it did
+    /// not change, or failed the same way before. Returns whether the table now reflects it.
+    fn reopen(&self, stamp: Stamp, force: bool) -> bool {
+        // A poisoned lock only means a reopen panicked; the contents are whole.
+        let mut failed = self.reopening.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.load_full();
+        if !force {
+            // Another lookup may have reopened it while this one waited.
+            if old.stamp == Some(stamp) {
+                return true;
+            }
+            if let Some((s, lines)) = &*failed {
+                if *s == stamp {
+                    log_libdb(lines);
+                    return false;
+                }
+            }
+        }
+        match db_table(&self.name, &self.path) {
+            Ok(table) => {
+                let fresh = Compiled::new(table, old.compiled.source.clone());
+                fresh.prepare_like(&old.compiled);
+                self.current.store(Arc::new(DbVersion {
+                    compiled: fresh,
+                    stamp: Some(stamp),
+                }));
+                *failed = None;
+                drop(old);
+                trim_heap();
+                true
+            }
+            Err(lines) => {
+                log_libdb(&lines);
+                *failed = Some((stamp, lines));
+                false
+            }
+        }
+    }
+
+    /// `update table NAME` on a `db:` table.
+    fn update(&self) -> Update {
+        match Stamp::of(&self.path) {
+            Ok(stamp) if self.reopen(stamp, true) => Update::Updated,
+            _ => Update::Failed,
+        }
+    }
+}
+
+/// libdb writes why it refused a file on stderr, bare (no `warn:`): with `-d` the lines are
+/// among the log's, detached they go where the daemon's stderr goes, as OpenSMTPD's do.
+fn log_libdb(lines: &[String]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for l in lines {
+        let _ = writeln!(err, "{}", l);
+    }
+}
+
+/// Runs `f`, which may read a large file, without holding up the other tasks of the async worker
+/// it is called on (a lookup at RCPT time runs on one); elsewhere it just runs it.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A table to look up in: fixed, or a `db:` table's current contents.
+enum TableRef<'a> {
+    Fixed(&'a Compiled),
+    Db(arc_swap::Guard<Arc<DbVersion>>),
+}
+
+impl std::ops::Deref for TableRef<'_> {
+    type Target = Compiled;
+    fn deref(&self) -> &Compiled {
+        match self {
+            TableRef::Fixed(c) => c,
+            TableRef::Db(v) => &v.compiled,
+        }
+    }
+}
+
+/// A table's contents, as [`Tables::table`] shows them.
+pub struct TableContents<'a>(TableRef<'a>);
+
+impl std::ops::Deref for TableContents<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.0.table
+    }
+}
+
+/// Why a lookup failed (OpenSMTPD's `-1`): the `errno` text its `-T lookup` line shows, when
+/// known.
+#[derive(Debug, Default)]
+struct Failed {
+    why: Option<String>,
+}
+
+impl From<TempFail> for Failed {
+    fn from(_: TempFail) -> Failed {
+        Failed::default()
+    }
+}
+
 /// The tables of a configuration, ready for lookups. Each table is behind an `Arc` so that an
 /// update shares the unchanged ones with the tables it replaces.
 pub struct Tables {
-    map: FxHashMap<String, Arc<Compiled>>,
+    map: FxHashMap<String, Arc<Slot>>,
     users: Arc<dyn Users>,
     delim: char,
 }
@@ -246,10 +446,10 @@ pub enum Update {
     /// A static table whose file could not be read or parsed: the loader's line, then
     /// `info: Failed to update table "NAME"`. The table keeps its contents.
     StaticFailed(String),
-    /// `db:` reloaded, or `<getpwnam>` (nothing to do): no log line.
+    /// `db:` reopened, or `<getpwnam>` (nothing to do): no log line.
     Updated,
-    /// `db:` file unreadable, or an external backend (which we cannot ask): no log line. The
-    /// table keeps its contents.
+    /// `db:` file missing or refused (libdb's lines, if it has any, are on stderr), or an
+    /// external backend (which we cannot ask). The table keeps its contents.
     Failed,
 }
 
@@ -342,9 +542,10 @@ fn reload_file(old: &Table, path: &str) -> Result<Table, String> {
 
 /// A `db:` table loaded into memory as a static table: written by our makemap, or a Berkeley DB
 /// hash written by OpenSMTPD's (read as its table_db.c finds entries). A file neither can read
-/// leaves the table unsupported: its lookups fail temporarily, so mail waits instead of bouncing.
-fn db_table(name: &str, path: &str) -> Option<Table> {
-    let data = std::fs::read(path).ok()?;
+/// gives the lines libdb prints when `dbopen()` refuses it (none when the file cannot be read at
+/// all: libdb says nothing then either).
+fn db_table(name: &str, path: &str) -> Result<Table, Vec<String>> {
+    let data = std::fs::read(path).map_err(|_| Vec::new())?;
     let mut t = Table::new(name.to_string(), false, TableSource::Inline);
     match rsmtpd_control::map::read_map(&data) {
         Ok(map) => {
@@ -353,12 +554,17 @@ fn db_table(name: &str, path: &str) -> Option<Table> {
             }
         }
         Err(_) => {
-            for (k, v) in rsmtpd_config::dbfile::bdb_entries(&data)? {
+            let Some(entries) = rsmtpd_config::dbfile::bdb_entries(&data) else {
+                return Err(rsmtpd_config::dbfile::check_db_file(path, &data)
+                    .err()
+                    .unwrap_or_default());
+            };
+            for (k, v) in entries {
                 t.add(&k, Some(&v));
             }
         }
     }
-    Some(t)
+    Ok(t)
 }
 
 impl Tables {
@@ -390,14 +596,22 @@ impl Tables {
         let mut map = FxHashMap::default();
         for t in tables {
             let source = t.source.clone();
-            let loaded = match &source {
-                TableSource::Builtin => builtin(&t.name, host),
-                TableSource::Db(path) => db_table(&t.name, path),
-                _ => None,
-            };
             let name = t.name.clone();
-            let table = loaded.unwrap_or(t);
-            map.insert(name, Arc::new(Compiled::new(table, source)));
+            let slot = match &source {
+                TableSource::Db(path) => {
+                    // stat() before reading, as table_db_open2() does: a change in between is
+                    // then seen (and read again) at the next lookup rather than missed.
+                    let stamp = Stamp::of(path).ok();
+                    let loaded = db_table(&t.name, path).ok();
+                    Slot::Db(DbFile::new(t, path, stamp, loaded))
+                }
+                TableSource::Builtin => {
+                    let table = builtin(&t.name, host).unwrap_or(t);
+                    Slot::Fixed(Compiled::new(table, source))
+                }
+                _ => Slot::Fixed(Compiled::new(t, source)),
+            };
+            map.insert(name, Arc::new(slot));
         }
         // A Config not made by the parser may lack them; rules still name them.
         for name in [
@@ -409,14 +623,14 @@ impl Tables {
             if !map.contains_key(name) {
                 if let Some(t) = builtin(name, host) {
                     let c = Compiled::new(t, TableSource::Builtin);
-                    map.insert(name.to_string(), Arc::new(c));
+                    map.insert(name.to_string(), Arc::new(Slot::Fixed(c)));
                 }
             }
         }
         if !map.contains_key("<getpwnam>") {
             let t = Table::new("<getpwnam>".into(), false, TableSource::Getpwnam);
             let c = Compiled::new(t, TableSource::Getpwnam);
-            map.insert("<getpwnam>".into(), Arc::new(c));
+            map.insert("<getpwnam>".into(), Arc::new(Slot::Fixed(c)));
         }
         let tables = Tables {
             map,
@@ -424,7 +638,7 @@ impl Tables {
             delim: conf.options.sub_addr_delim,
         };
         for name in regex_tables(conf) {
-            if let Some(c) = tables.map.get(&name) {
+            if let Some(c) = tables.current(&name) {
                 c.regexes();
             }
         }
@@ -436,20 +650,22 @@ impl Tables {
     ///
     /// As OpenSMTPD's backends: a `file:` table reads its file again, keeping its kind
     /// (`table_static_update()`); an inline or builtin table has no file and is "updated" as it
-    /// is; `db:` opens its file again, silently (`table_db_update()`); `<getpwnam>` has nothing
-    /// to do. External backends would be asked to update; we have none to ask, so it fails.
+    /// is; `db:` opens its file again, silently (`table_db_update()`), in its own slot, which
+    /// every snapshot shares (so no new tables); `<getpwnam>` has nothing to do. External
+    /// backends would be asked to update; we have none to ask, so it fails.
     fn updated(&self, name: &str) -> (Update, Option<Tables>) {
-        let Some(old) = self.map.get(name) else {
+        let Some(slot) = self.map.get(name) else {
             return (Update::NotFound, None);
+        };
+        let old = match &**slot {
+            Slot::Db(db) => return (db.update(), None),
+            Slot::Fixed(c) => c,
         };
         let (outcome, table) = match &old.source {
             TableSource::Inline | TableSource::Builtin => return (Update::StaticUpdated, None),
             TableSource::Getpwnam => return (Update::Updated, None),
-            TableSource::Proc { .. } => return (Update::Failed, None),
-            TableSource::Db(path) => match db_table(name, path) {
-                Some(t) => (Update::Updated, t),
-                None => return (Update::Failed, None),
-            },
+            // Db tables are always in a Slot::Db.
+            TableSource::Proc { .. } | TableSource::Db(_) => return (Update::Failed, None),
             TableSource::File(path) => match reload_file(&old.table, path) {
                 Ok(t) => (Update::StaticUpdated, t),
                 Err(line) => return (Update::StaticFailed(line), None),
@@ -458,7 +674,7 @@ impl Tables {
         let fresh = Compiled::new(table, old.source.clone());
         fresh.prepare_like(old);
         let mut map = self.map.clone();
-        map.insert(name.to_string(), Arc::new(fresh));
+        map.insert(name.to_string(), Arc::new(Slot::Fixed(fresh)));
         let next = Tables {
             map,
             users: self.users.clone(),
@@ -467,8 +683,26 @@ impl Tables {
         (outcome, Some(next))
     }
 
+    /// A table's contents as they are, without looking at a `db:` table's file.
+    fn current(&self, name: &str) -> Option<TableRef<'_>> {
+        Some(match &**self.map.get(name)? {
+            Slot::Fixed(c) => TableRef::Fixed(c),
+            Slot::Db(db) => TableRef::Db(db.current.load()),
+        })
+    }
+
+    /// The table a lookup is about to use: a `db:` table's file is stat()ed, and opened again
+    /// when it changed (one stat per lookup, as table_db.c).
+    fn lookup_in(&self, name: &str) -> Result<TableRef<'_>, Failed> {
+        match self.map.get(name).map(|s| &**s) {
+            None => Err(Failed::default()),
+            Some(Slot::Fixed(c)) => Ok(TableRef::Fixed(c)),
+            Some(Slot::Db(db)) => db.contents().map(TableRef::Db),
+        }
+    }
+
     /// `table_lookup()`'s `-T lookup` line for a match.
-    fn trace_match(&self, table: &str, kind: &str, key: &str, r: &Match) {
+    fn trace_match(&self, table: &str, kind: &str, key: &str, r: &Result<bool, Failed>) {
         if !crate::log::tracing(crate::log::Trace::Lookup) {
             return;
         }
@@ -477,49 +711,57 @@ impl Tables {
             Ok(false) => "false",
             Err(_) => "error: ",
         };
+        let why = failure_text(r);
         crate::log::trace(
             crate::log::Trace::Lookup,
             format_args!(
-                "lookup: match \"{}\" as {} in table {}:{} -> {}",
+                "lookup: match \"{}\" as {} in table {}:{} -> {}{}",
                 key,
                 kind,
                 self.backend_name(table),
                 table,
-                result
+                result,
+                why
             ),
         );
     }
 
     /// `table_lookup()`'s `-T lookup` line for a lookup with a value.
-    fn trace_lookup(&self, table: &str, kind: &str, key: &str, r: &Lookup<String>) {
+    fn trace_lookup(&self, table: &str, kind: &str, key: &str, r: &Result<Option<String>, Failed>) {
         if !crate::log::tracing(crate::log::Trace::Lookup) {
             return;
         }
         let result = match r {
-            Lookup::Found(v) => format!("\"{}\"", v),
-            Lookup::NotFound => "none".to_string(),
-            Lookup::TempFail => "error: ".to_string(),
+            Ok(Some(v)) => format!("\"{}\"", v),
+            Ok(None) => "none".to_string(),
+            Err(_) => "error: ".to_string(),
         };
+        let why = failure_text(r);
         crate::log::trace(
             crate::log::Trace::Lookup,
             format_args!(
-                "lookup: lookup \"{}\" as {} in table {}:{} -> {}",
+                "lookup: lookup \"{}\" as {} in table {}:{} -> {}{}",
                 key,
                 kind,
                 self.backend_name(table),
                 table,
-                result
+                result,
+                why
             ),
         );
     }
 
     /// The backend's name in traces (`static`, `getpwnam`, `db`, `proc`).
     fn backend_name(&self, table: &str) -> &'static str {
-        match self.map.get(table).map(|c| &c.source) {
-            Some(TableSource::Getpwnam) => "getpwnam",
-            Some(TableSource::Db(_)) => "db",
-            Some(TableSource::Proc { .. }) => "proc",
-            _ => "static",
+        match self.map.get(table).map(|s| &**s) {
+            Some(Slot::Db(_)) => "db",
+            Some(Slot::Fixed(c)) => match c.source {
+                TableSource::Getpwnam => "getpwnam",
+                TableSource::Db(_) => "db",
+                TableSource::Proc { .. } => "proc",
+                _ => "static",
+            },
+            None => "static",
         }
     }
 
@@ -528,14 +770,18 @@ impl Tables {
         self.delim
     }
 
-    pub fn table(&self, name: &str) -> Option<&Table> {
-        self.map.get(name).map(|c| &c.table)
+    /// A table's contents (a `db:` table's as last read).
+    pub fn table(&self, name: &str) -> Option<TableContents<'_>> {
+        self.current(name).map(TableContents)
     }
 
-    fn static_table(&self, name: &str) -> Result<&Compiled, TempFail> {
-        match self.map.get(name) {
-            Some(c) if c.backend == Backend::Static => Ok(c),
-            _ => Err(TempFail),
+    /// A table whose contents answer lookups here (not an external backend nor `<getpwnam>`).
+    fn static_table(&self, name: &str) -> Result<TableRef<'_>, Failed> {
+        let c = self.lookup_in(name)?;
+        if c.backend == Backend::Static {
+            Ok(c)
+        } else {
+            Err(Failed::default())
         }
     }
 
@@ -543,10 +789,10 @@ impl Tables {
     pub fn match_domain(&self, table: &str, domain: &str) -> Match {
         let r = self.match_domain_untraced(table, domain);
         self.trace_match(table, "DOMAIN", domain, &r);
-        r
+        r.map_err(|_| TempFail)
     }
 
-    fn match_domain_untraced(&self, table: &str, domain: &str) -> Match {
+    fn match_domain_untraced(&self, table: &str, domain: &str) -> Result<bool, Failed> {
         let c = self.static_table(table)?;
         let key = lower_key(domain)?;
         if c.table.get(&key).is_some() {
@@ -588,10 +834,10 @@ impl Tables {
     pub fn match_netaddr_text(&self, table: &str, key: &str) -> Match {
         let r = self.match_netaddr_text_untraced(table, key);
         self.trace_match(table, "NETADDR", key, &r);
-        r
+        r.map_err(|_| TempFail)
     }
 
-    fn match_netaddr_text_untraced(&self, table: &str, key: &str) -> Match {
+    fn match_netaddr_text_untraced(&self, table: &str, key: &str) -> Result<bool, Failed> {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         if c.table.get(&key).is_some() {
@@ -617,10 +863,10 @@ impl Tables {
     pub fn match_mailaddr_text(&self, table: &str, key: &str) -> Match {
         let r = self.match_mailaddr_text_untraced(table, key);
         self.trace_match(table, "MAILADDR", key, &r);
-        r
+        r.map_err(|_| TempFail)
     }
 
-    fn match_mailaddr_text_untraced(&self, table: &str, key: &str) -> Match {
+    fn match_mailaddr_text_untraced(&self, table: &str, key: &str) -> Result<bool, Failed> {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         let (user, domain) = split_mailaddr(&key);
@@ -666,10 +912,10 @@ impl Tables {
     pub fn match_regex(&self, table: &str, key: &str) -> Match {
         let r = self.match_regex_untraced(table, key);
         self.trace_match(table, "REGEX", key, &r);
-        r
+        r.map_err(|_| TempFail)
     }
 
-    fn match_regex_untraced(&self, table: &str, key: &str) -> Match {
+    fn match_regex_untraced(&self, table: &str, key: &str) -> Result<bool, Failed> {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         Ok(c.regexes().is_match(&key))
@@ -679,10 +925,10 @@ impl Tables {
     pub fn match_string(&self, table: &str, key: &str) -> Match {
         let r = self.match_string_untraced(table, key);
         self.trace_match(table, "STRING", key, &r);
-        r
+        r.map_err(|_| TempFail)
     }
 
-    fn match_string_untraced(&self, table: &str, key: &str) -> Match {
+    fn match_string_untraced(&self, table: &str, key: &str) -> Result<bool, Failed> {
         let c = self.static_table(table)?;
         let key = lower_key(key)?;
         Ok(c.table.get(&key).is_some())
@@ -696,25 +942,26 @@ impl Tables {
 
     /// [`value`] for a service, traced as `-T lookup` shows it.
     fn value_of(&self, table: &str, kind: &str, key: &str) -> Lookup<String> {
-        let r = self.value_untraced(table, key);
+        let r = self
+            .static_table(table)
+            .and_then(|c| Self::value_in(&c, key));
         self.trace_lookup(table, kind, key, &r);
-        r
+        match r {
+            Ok(Some(v)) => Lookup::Found(v),
+            Ok(None) => Lookup::NotFound,
+            Err(_) => Lookup::TempFail,
+        }
     }
 
-    fn value_untraced(&self, table: &str, key: &str) -> Lookup<String> {
-        let Ok(c) = self.static_table(table) else {
-            return Lookup::TempFail;
-        };
-        let Ok(key) = lower_key(key) else {
-            return Lookup::TempFail;
-        };
-        match c.table.get(&key) {
-            Some(Some(v)) => Lookup::Found(v.to_string()),
+    fn value_in(c: &Compiled, key: &str) -> Result<Option<String>, Failed> {
+        let key = lower_key(key)?;
+        Ok(match c.table.get(&key) {
+            Some(Some(v)) => Some(v.to_string()),
             // A list entry has no value: OpenSMTPD hands the dict's sentinel to the parser; treat
             // it as an empty value, which every value parser refuses.
-            Some(None) => Lookup::Found(String::new()),
-            None => Lookup::NotFound,
-        }
+            Some(None) => Some(String::new()),
+            None => None,
+        })
     }
 
     /// `K_ALIAS`: the raw value (parse it with [`crate::expand::parse_alias_value`]).
@@ -725,23 +972,30 @@ impl Tables {
     /// `K_USERINFO`: a userbase entry `uid:gid:directory`, or the system's user for
     /// `<getpwnam>`. A malformed entry is a temporary failure, as in OpenSMTPD.
     pub fn userinfo(&self, table: &str, user: &str) -> Lookup<UserInfo> {
-        let Some(c) = self.map.get(table) else {
-            return Lookup::TempFail;
-        };
         let Ok(key) = lower_key(user) else {
             return Lookup::TempFail;
         };
-        match c.backend {
-            Backend::Getpwnam => self.users.getpwnam(&key),
-            Backend::Unsupported => Lookup::TempFail,
-            Backend::Static => match self.value_of(table, "USERINFO", &key) {
-                Lookup::Found(v) => match parse_userinfo(&key, &v) {
-                    Some(u) => Lookup::Found(u),
-                    None => Lookup::TempFail,
-                },
-                Lookup::NotFound => Lookup::NotFound,
-                Lookup::TempFail => Lookup::TempFail,
+        // One resolution (one stat of a db: file) for the whole lookup.
+        let c = match self.lookup_in(table) {
+            Ok(c) => c,
+            Err(e) => {
+                self.trace_lookup(table, "USERINFO", &key, &Err(e));
+                return Lookup::TempFail;
+            }
+        };
+        let r = match c.backend {
+            Backend::Getpwnam => return self.users.getpwnam(&key),
+            Backend::Unsupported => return Lookup::TempFail,
+            Backend::Static => Self::value_in(&c, &key),
+        };
+        self.trace_lookup(table, "USERINFO", &key, &r);
+        match r {
+            Ok(Some(v)) => match parse_userinfo(&key, &v) {
+                Some(u) => Lookup::Found(u),
+                None => Lookup::TempFail,
             },
+            Ok(None) => Lookup::NotFound,
+            Err(_) => Lookup::TempFail,
         }
     }
 
@@ -778,6 +1032,14 @@ impl Tables {
     /// `K_RELAYHOST`: a relay URL by key.
     pub fn relayhost(&self, table: &str, key: &str) -> Lookup<String> {
         self.value_of(table, "RELAYHOST", key)
+    }
+}
+
+/// The `strerror()` text a failed lookup's trace ends with, when there is one.
+fn failure_text<T>(r: &Result<T, Failed>) -> &str {
+    match r {
+        Err(Failed { why: Some(w) }) => w,
+        _ => "",
     }
 }
 

@@ -64,7 +64,8 @@ where
                 pointer(listen.port as u64),
                 listen.hostname,
                 listen.port,
-                listen.tag.as_deref().unwrap_or("(null)")
+                // The listener's tag is a char array in OpenSMTPD: empty, never NULL.
+                listen.tag.as_deref().unwrap_or("")
             ),
         );
     }
@@ -239,6 +240,8 @@ impl SmtpTrace {
                     format_args!("smtp: {}: <<< {}", self.ptr, text),
                 );
             } else if text == "." {
+                // smtp_tx_dataline() traces every line, the final dot too, before [EOM].
+                log::trace(Trace::Smtp, format_args!("<<< [MSG] ."));
                 log::trace(Trace::Smtp, format_args!("<<< [EOM]"));
                 self.in_data = false;
             } else {

@@ -27,7 +27,7 @@ fn step0_sendmail_root_is_refused() {
     let out = ctl(&d, "sendmail", &["root"], "Wed Nov 25 2026\n", None);
     assert_eq!(
         text(&out.stderr),
-        format!("sendmail: command failed: 550 Invalid recipient: <root@{h}>\n")
+        format!("sendmail: command failed: 550 Invalid recipient: <root@{h}>\n\n")
     );
     assert_eq!(out.status.code(), Some(70));
     d.wait_log(|l| l.ends_with("smtp disconnected reason=disconnect"));

@@ -17,14 +17,20 @@ use common::*;
 /// The programs a scenario runs: ours, or OpenSMTPD's.
 struct Programs {
     real: bool,
+    /// Maps are written by OpenSMTPD's makemap (Berkeley DB) even for our daemon.
+    bdb_maps: bool,
 }
 
 impl Programs {
     fn start(&self, config: &str) -> Daemon {
+        self.start_traced(config, &[])
+    }
+
+    fn start_traced(&self, config: &str, args: &[&str]) -> Daemon {
         if self.real {
-            Daemon::start_with(REAL_SMTPD, config, &[])
+            Daemon::start_with(REAL_SMTPD, config, args)
         } else {
-            Daemon::start(config, &[])
+            Daemon::start(config, args)
         }
     }
 
@@ -50,7 +56,7 @@ impl Programs {
     }
 
     fn makemap(&self, data: &Path) -> String {
-        let bin = if self.real {
+        let bin = if self.real || self.bdb_maps {
             PathBuf::from("/usr/sbin/makemap")
         } else {
             smtpctl()
@@ -76,7 +82,13 @@ impl Programs {
 /// Runs a scenario on ours, checks its transcript, and on OpenSMTPD too when it can.
 fn check(scenario: fn(&Programs, &Path) -> Vec<String>, want: &[String]) {
     let data = data_dir();
-    let ours = scenario(&Programs { real: false }, data.path());
+    let ours = scenario(
+        &Programs {
+            real: false,
+            bdb_maps: false,
+        },
+        data.path(),
+    );
     assert_eq!(ours, want, "ours");
     if !real_available() {
         eprintln!("OpenSMTPD not runnable here (not installed, or not root): compared with the transcript only");
@@ -84,7 +96,13 @@ fn check(scenario: fn(&Programs, &Path) -> Vec<String>, want: &[String]) {
     }
     let _lock = real_lock();
     let data = data_dir();
-    let real = scenario(&Programs { real: true }, data.path());
+    let real = scenario(
+        &Programs {
+            real: true,
+            bdb_maps: true,
+        },
+        data.path(),
+    );
     assert_eq!(real, want, "OpenSMTPD");
 }
 
@@ -332,4 +350,113 @@ fn newaliases_updates_the_aliases_table() {
     .map(String::from)
     .to_vec();
     check(newaliases, &want);
+}
+
+/// Sleeps into the next second of the clock: OpenSMTPD notices a changed `db:` file by its
+/// modification time in whole seconds, so a change in the second the file was last opened would
+/// go unnoticed by it (not by us: see lookup.rs, `Stamp`).
+fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left =
+        Duration::from_secs(1).saturating_sub(Duration::from_nanos(now.subsec_nanos().into()));
+    std::thread::sleep(left + Duration::from_millis(20));
+}
+
+/// A `db:` alias map changed under the running daemon, with no `update table`: rebuilt by
+/// makemap, moved away and back, overwritten with what libdb refuses, rebuilt again. The
+/// transcript has the RCPT replies and the daemon's lines about it: `-T lookup` on the map,
+/// libdb's complaints, the failed commands.
+fn db_follow(p: &Programs, data: &Path) -> Vec<String> {
+    let mut t = Vec::new();
+    let db = data.join("aliases.db");
+    write(data, "aliases", "abuse: foo\n");
+    t.push(p.makemap(data));
+    let conf = config(data, &format!("db:{}", db.display()));
+    let d = p.start_traced(&conf, &["-T", "lookup"]);
+    let start = d.log().len();
+    let mut s = session(&d);
+    t.push(rcpt(&mut s, "s", "neu"));
+    next_second();
+    write(data, "aliases", "abuse: foo\nneu: foo\n");
+    t.push(p.makemap(data));
+    t.push(rcpt(&mut s, "s", "neu"));
+    // While the file is missing, every lookup in it fails: 424 at RCPT, mail waits.
+    let away = data.join("away.db");
+    std::fs::rename(&db, &away).expect("mv");
+    t.push(rcpt(&mut s, "s", "neu"));
+    t.push(rcpt(&mut s, "s", "abuse"));
+    std::fs::rename(&away, &db).expect("mv");
+    t.push(rcpt(&mut s, "s", "neu"));
+    // A changed file libdb refuses: each lookup says why and answers from the old contents.
+    next_second();
+    write(data, "aliases.db", "not a map\n");
+    t.push(rcpt(&mut s, "s", "neu"));
+    next_second();
+    write(data, "aliases", "abuse: foo\nthird: foo\n");
+    t.push(p.makemap(data));
+    t.push(rcpt(&mut s, "s", "neu"));
+    t.push(rcpt(&mut s, "s", "third"));
+    t.push(format!("s QUIT: {}", s.cmd("QUIT").trim_end()));
+    d.wait_log(|l| l.ends_with("smtp disconnected reason=quit"));
+    let hex = |w: &str| w.len() == 16 && w.bytes().all(|b| b.is_ascii_hexdigit());
+    t.extend(d.log()[start..].iter().filter_map(|l| {
+        let l = normalize(l, data);
+        let about_map = l.starts_with("lookup: ") && l.contains(" in table db:aliases ");
+        if about_map || l.starts_with("BDB") {
+            return Some(l);
+        }
+        let (id, rest) = l.split_once(' ')?;
+        (hex(id) && rest.starts_with("smtp failed-command ")).then(|| format!("ID {rest}"))
+    }));
+    t
+}
+
+#[test]
+fn a_db_table_follows_its_file_without_update() {
+    let want: Vec<String> = [
+        "makemap: rc=Some(0) err=\"\"",
+        "s RCPT neu: 550 Invalid recipient: <neu@example.org>",
+        "makemap: rc=Some(0) err=\"\"",
+        "s RCPT neu: 250 2.1.5 Destination address valid: Recipient ok",
+        "s RCPT neu: 424 4.2.4 Mailing list expansion problem: <neu@example.org>",
+        "s RCPT abuse: 424 4.2.4 Mailing list expansion problem: <abuse@example.org>",
+        "s RCPT neu: 250 2.1.5 Destination address valid: Recipient ok",
+        "s RCPT neu: 250 2.1.5 Destination address valid: Recipient ok",
+        "makemap: rc=Some(0) err=\"\"",
+        "s RCPT neu: 550 Invalid recipient: <neu@example.org>",
+        "s RCPT third: 250 2.1.5 Destination address valid: Recipient ok",
+        "s QUIT: 221 2.0.0 Bye",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> none",
+        "ID smtp failed-command command=\"RCPT TO:<neu@example.org>\" result=\"550 Invalid recipient: <neu@example.org>\"",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> \"foo\"",
+        "lookup: lookup \"foo\" as ALIAS in table db:aliases -> none",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> error: No such file or directory",
+        "ID smtp failed-command command=\"RCPT TO:<neu@example.org>\" result=\"424 4.2.4 Mailing list expansion problem: <neu@example.org>\"",
+        "lookup: lookup \"abuse\" as ALIAS in table db:aliases -> error: No such file or directory",
+        "ID smtp failed-command command=\"RCPT TO:<abuse@example.org>\" result=\"424 4.2.4 Mailing list expansion problem: <abuse@example.org>\"",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> \"foo\"",
+        "lookup: lookup \"foo\" as ALIAS in table db:aliases -> none",
+        "BDB0004 fop_read_meta: DATA/aliases.db: unexpected file type or format",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> \"foo\"",
+        "BDB0004 fop_read_meta: DATA/aliases.db: unexpected file type or format",
+        "lookup: lookup \"foo\" as ALIAS in table db:aliases -> none",
+        "lookup: lookup \"neu\" as ALIAS in table db:aliases -> none",
+        "ID smtp failed-command command=\"RCPT TO:<neu@example.org>\" result=\"550 Invalid recipient: <neu@example.org>\"",
+        "lookup: lookup \"third\" as ALIAS in table db:aliases -> \"foo\"",
+        "lookup: lookup \"foo\" as ALIAS in table db:aliases -> none",
+    ]
+    .map(String::from)
+    .to_vec();
+    check(db_follow, &want);
+    // Our daemon reads OpenSMTPD's makemap's Berkeley DB files as well as ours.
+    if std::path::Path::new("/usr/sbin/makemap").exists() {
+        let data = data_dir();
+        let p = Programs {
+            real: false,
+            bdb_maps: true,
+        };
+        assert_eq!(db_follow(&p, data.path()), want, "ours, Berkeley DB maps");
+    }
 }

@@ -147,8 +147,19 @@ async fn read_frame(conn: &mut UnixStream) -> Option<Result<Vec<u8>, ()>> {
 }
 
 /// Serves one control connection until the client closes it (or hands it to a local SMTP
-/// session for `Enqueue`).
-pub async fn serve(mut conn: UnixStream, ctx: &dyn ControlContext) {
+/// session for `Enqueue`), then logs its end as OpenSMTPD's control process does with `-v`: its
+/// mproc read EOF (`debug: control -> client: pipe closed`), then control_close() cleared it
+/// (`debug: clearing p=client, fd=N, pid=0`; a client's mproc has no pid). The fd is ours, as
+/// theirs is their control process's.
+pub async fn serve(conn: UnixStream, ctx: &dyn ControlContext) {
+    use std::os::fd::AsRawFd;
+    let fd = conn.as_raw_fd();
+    serve_requests(conn, ctx).await;
+    log::debug("debug: control -> client: pipe closed");
+    log::debug(&format!("debug: clearing p=client, fd={fd}, pid=0"));
+}
+
+async fn serve_requests(mut conn: UnixStream, ctx: &dyn ControlContext) {
     let uid = match conn.peer_cred() {
         Ok(c) => c.uid(),
         Err(_) => return,
