@@ -349,5 +349,85 @@ pub fn decrypt_to_tempfile<R: Read + Seek>(
     Ok(out)
 }
 
+/// glibc's `getpass(3)`, which OpenSMTPD calls for the key (smtpd's
+/// `queue key: `, smtpctl's `key> `): the prompt and the answer on the
+/// controlling terminal, echo off; without one, the prompt on stderr and the
+/// answer from stdin. One line, its newline removed; an empty answer at end
+/// of input (then `crypto_setup` refuses it).
+pub fn getpass(prompt: &str) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok();
+    let mut line = Vec::new();
+    match tty {
+        Some(mut tty) => {
+            let fd = tty.as_raw_fd();
+            // SAFETY: termios is plain data, filled by tcgetattr on our open fd.
+            let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+            let echo_off = unsafe { libc::tcgetattr(fd, &mut saved) } == 0 && {
+                let mut t = saved;
+                t.c_lflag &= !(libc::ECHO | libc::ISIG);
+                // SAFETY: a valid termios for our open fd.
+                unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &t) == 0 }
+            };
+            let r = tty
+                .write_all(prompt.as_bytes())
+                .and_then(|()| tty.flush())
+                .and_then(|()| read_line(&mut tty, &mut line));
+            if echo_off {
+                // SAFETY: restores what tcgetattr gave us.
+                unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+                let _ = tty.write_all(b"\n");
+            }
+            r?;
+        }
+        None => {
+            let mut err = io::stderr();
+            let _ = err.write_all(prompt.as_bytes());
+            let _ = err.flush();
+            read_line(&mut io::stdin().lock(), &mut line)?;
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// One line, byte by byte: nothing after it is taken from a shared stdin.
+fn read_line(r: &mut impl Read, line: &mut Vec<u8>) -> io::Result<()> {
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                line.push(b[0]);
+                if b[0] == b'\n' {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `queue encryption stdin`: the first line of standard input, its newline
+/// removed (smtpd.c's `getline`); `None` when there is none.
+pub fn key_from_stdin() -> io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    read_line(&mut io::stdin().lock(), &mut line)?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
 #[cfg(test)]
 mod tests;
