@@ -137,10 +137,10 @@ fn main() -> ExitCode {
     for line in &outcome.messages {
         eprintln!("{}", line);
     }
-    let Some(conf) = outcome.config else {
+    let Some(mut conf) = outcome.config else {
         return ExitCode::from(1);
     };
-    if let Err(lines) = startup_checks(&conf) {
+    if let Err(lines) = startup_checks(&conf, m.get_flag("n")) {
         for l in lines {
             eprintln!("{}", l);
         }
@@ -154,6 +154,16 @@ fn main() -> ExitCode {
         }
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
+    }
+    if conf.options.queue_encryption {
+        // smtpd.c reads it here, before detaching: from stdin or the terminal when asked.
+        match rsmtpd::queue::codec::resolve_key(conf.options.queue_key.as_deref()) {
+            Ok(key) => conf.options.queue_key = Some(key),
+            Err(line) => {
+                eprintln!("{}", line);
+                return ExitCode::from(1);
+            }
+        }
     }
     let path = |flag: &str, var: &str, default: &str| -> PathBuf {
         m.get_one::<String>(flag)
@@ -184,10 +194,11 @@ fn main() -> ExitCode {
 }
 
 /// What OpenSMTPD checks after parsing, before `configuration OK`.
-fn startup_checks(conf: &Config) -> Result<(), Vec<String>> {
+fn startup_checks(conf: &Config, noaction: bool) -> Result<(), Vec<String>> {
     if let Some(key) = &conf.options.queue_key {
-        // crypto_setup() takes exactly 32 bytes; `stdin` is only read when the daemon starts.
-        if key.len() != 32 {
+        // crypto_setup() takes exactly 32 bytes. `stdin` is read when the daemon starts (and
+        // checked then); `-n` checks the word itself, and refuses it, as OpenSMTPD does.
+        if (noaction || key != "stdin") && key.len() != 32 {
             return Err(vec![
                 "smtpd: crypto_setup:invalid key for queue encryption".into()
             ]);

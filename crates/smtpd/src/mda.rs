@@ -52,7 +52,7 @@ impl MdaAgent {
             env.dest.clone(),
         );
         req.subaddress = env.mda_subaddress.clone();
-        req.compressed = self.server.queue.compression();
+        req.codec = self.server.queue.codec().clone();
         req.target = target_of(env);
         req.sub_addr_delim = conf.options.sub_addr_delim;
         req.wrapper = local.wrapper.as_ref().and_then(|w| {

@@ -241,12 +241,32 @@ impl Server {
             local_addrs: crate::system::local_addresses(),
         };
         let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
+        // The key is the configured string by now (main read it from stdin or the terminal when
+        // the configuration asks); anything but 32 bytes is refused as OpenSMTPD's queue process
+        // refuses it, rather than writing a spool in clear that was meant to be encrypted.
+        let encryption = if config.options.queue_encryption {
+            let key = config.options.queue_key.as_deref().unwrap_or("");
+            Some(crate::queue::QueueKey::new(key.as_bytes()).ok_or_else(|| {
+                "smtpd: crypto_setup: invalid key for queue encryption".to_string()
+            })?)
+        } else {
+            None
+        };
+        let queue_options_note = (config.options.queue_compression, encryption.is_some());
         let queue_options = QueueOptions {
             compression: config.options.queue_compression,
+            encryption,
             ..QueueOptions::default()
         };
         let queue = Queue::open_with(spool, queue_options)
             .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
+        // queue.c's lines at the queue process's start.
+        if queue_options_note.0 {
+            log::info("queue: queue compression enabled");
+        }
+        if queue_options_note.1 {
+            log::info("queue: queue encryption enabled");
+        }
         // Rebuilds the queue's index and drops what a crash left half-done; the scheduler (the
         // delivery issue) will take the envelopes from here.
         let loaded = queue

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use nix::unistd::{Group, User};
 use rsmtpd::queue::{
-    CommitMode, DeliveryType, Envelope, EvpId, MsgId, Queue, QueueOptions, SockAddr,
+    Codec, CommitMode, DeliveryType, Envelope, EvpId, MsgId, Queue, QueueKey, QueueOptions,
+    SockAddr,
 };
 use rsmtpd_protocol::Mailaddr;
 
@@ -612,7 +613,7 @@ async fn compressed_messages_read_back_as_received() {
     let (m2, _) = send(&plain, &["b"], b"plain\r\n").await.unwrap();
     drop(plain);
     let mut back = Vec::new();
-    rsmtpd::queue::open_message_file(&q.message_path(m2), true)
+    rsmtpd::queue::open_message_file(&q.message_path(m2), q.codec())
         .unwrap()
         .read_to_end(&mut back)
         .unwrap();
@@ -620,9 +621,201 @@ async fn compressed_messages_read_back_as_received() {
 
     // Without the option, gzip-looking content is delivered untouched.
     let mut back = Vec::new();
-    rsmtpd::queue::open_message_file(&q.message_path(m), false)
+    rsmtpd::queue::open_message_file(&q.message_path(m), &Codec::default())
         .unwrap()
         .read_to_end(&mut back)
         .unwrap();
     assert_eq!(back, on_disk);
+}
+
+const KEY: &[u8; 32] = b"Z8pV3xQ1mK7tR4wY9bN2cF6hJ0sL5dG3";
+
+fn encrypted(compression: bool) -> QueueOptions {
+    QueueOptions {
+        compression,
+        encryption: QueueKey::new(KEY),
+        ..QueueOptions::default()
+    }
+}
+
+/// Every file under `dir`, with its content.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn read_all(mut f: fs::File) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+    v
+}
+
+fn big_body(marker: &str, lines: usize) -> Vec<u8> {
+    let mut body = format!("Subject: {marker}\r\n\r\n").into_bytes();
+    for i in 0..lines {
+        body.extend_from_slice(format!("{marker} line {i} of the secret text\r\n").as_bytes());
+    }
+    body
+}
+
+/// `queue encryption`: nothing of the message or its envelopes is on disk in
+/// clear; the files have crypto.c's layout; they read back, after a restart
+/// too; a wrong key or no key reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_spool_holds_no_plaintext() {
+    let (_t, spool) = spool();
+    let body = big_body("BODYMARKER-7f3a", 20000);
+    let q = Queue::open_with(&spool, encrypted(false)).unwrap();
+    let (m, envs) = send(&q, &["secretrcpt", "otherrcpt"], &body).await.unwrap();
+    // A rewritten envelope (a temporary failure) stays encrypted.
+    let mut e0 = q.envelope_load(envs[0].id).unwrap();
+    e0.errorline = "421 secretrcpt mailbox busy".into();
+    q.envelope_update(&e0).unwrap();
+
+    let files = all_files(&spool);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for (path, data) in &files {
+        for needle in [
+            &b"secretrcpt"[..],
+            b"otherrcpt",
+            b"BODYMARKER",
+            b"alice",
+            b"Subject",
+        ] {
+            assert!(
+                !contains(data, needle),
+                "{} holds {:?}",
+                path.display(),
+                needle
+            );
+        }
+        assert_eq!(data[0], 1, "{}", path.display());
+    }
+    let on_disk = fs::read(q.message_path(m)).unwrap();
+    assert_eq!(on_disk.len(), body.len() + rsmtpd_queuecrypt::OVERHEAD);
+    let key = QueueKey::new(KEY).unwrap();
+    assert_eq!(
+        rsmtpd_queuecrypt::decrypt_buffer(&key, &on_disk).unwrap(),
+        body
+    );
+    assert_eq!(read_all(q.open_message(m).unwrap()), body);
+    drop(q);
+
+    // After a restart.
+    let q = Queue::open_with(&spool, encrypted(false)).unwrap();
+    let loaded = q.load().unwrap();
+    assert!(loaded.invalid.is_empty(), "{:?}", loaded.invalid);
+    let mut rcpts: Vec<String> = loaded
+        .envelopes
+        .iter()
+        .map(|e| e.rcpt.user.clone())
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["otherrcpt", "secretrcpt"]);
+    let e0 = loaded
+        .envelopes
+        .iter()
+        .find(|e| e.id == envs[0].id)
+        .unwrap();
+    assert_eq!(e0.errorline, "421 secretrcpt mailbox busy");
+    assert_eq!(read_all(q.open_message(m).unwrap()), body);
+    drop(q);
+
+    // Another key, or none: nothing readable, nothing taken for plain text.
+    for opts in [
+        QueueOptions {
+            encryption: QueueKey::new(b"Z8pV3xQ1mK7tR4wY9bN2cF6hJ0sL5dG4"),
+            ..QueueOptions::default()
+        },
+        QueueOptions::default(),
+    ] {
+        let codec = Codec {
+            compression: false,
+            key: opts.encryption.clone(),
+        };
+        let q = Queue::open_with(&spool, opts).unwrap();
+        let loaded = q.load().unwrap();
+        assert!(loaded.envelopes.is_empty());
+        assert_eq!(loaded.invalid.len(), 2);
+        if codec.key.is_some() {
+            assert!(q.open_message(m).is_err());
+        }
+    }
+    // The failed decryption left nothing beside the message.
+    assert_eq!(count_entries(&queued_dir(&spool, m)), 3);
+}
+
+/// `queue compression` with `queue encryption`: compressed, then encrypted,
+/// messages and envelopes alike (OpenSMTPD's order); read back through both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_and_encrypted_read_back() {
+    let (_t, spool) = spool();
+    let body = big_body("BODYMARKER-c0de", 50000);
+    let q = Queue::open_with(&spool, encrypted(true)).unwrap();
+    let (m, envs) = send(&q, &["secretrcpt"], &body).await.unwrap();
+    let key = QueueKey::new(KEY).unwrap();
+    let on_disk = fs::read(q.message_path(m)).unwrap();
+    assert!(on_disk.len() * 10 < body.len(), "{} bytes", on_disk.len());
+    let inner = rsmtpd_queuecrypt::decrypt_buffer(&key, &on_disk).unwrap();
+    assert_eq!(&inner[..2], &[0x1f, 0x8b]);
+    let evp = fs::read(queued_dir(&spool, m).join(envs[0].id.to_string())).unwrap();
+    let inner = rsmtpd_queuecrypt::decrypt_buffer(&key, &evp).unwrap();
+    assert_eq!(&inner[..2], &[0x1f, 0x8b]);
+    for (path, data) in all_files(&spool) {
+        assert!(!contains(&data, b"secretrcpt"), "{}", path.display());
+        assert!(!contains(&data, b"BODYMARKER"), "{}", path.display());
+    }
+    assert_eq!(read_all(q.open_message(m).unwrap()), body);
+    drop(q);
+    let q = Queue::open_with(&spool, encrypted(true)).unwrap();
+    let loaded = q.load().unwrap();
+    assert_eq!(loaded.envelopes.len(), 1, "{:?}", loaded.invalid);
+    assert_eq!(loaded.envelopes[0].rcpt.user, "secretrcpt");
+    assert_eq!(read_all(q.open_message(m).unwrap()), body);
+}
+
+/// A message altered on disk does not verify: an error, not altered text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_encrypted_message_is_refused() {
+    let (_t, spool) = spool();
+    let q = Queue::open_with(&spool, encrypted(false)).unwrap();
+    let (m, _) = send(&q, &["a"], &big_body("X", 100)).await.unwrap();
+    let path = q.message_path(m);
+    let mut data = fs::read(&path).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 1;
+    fs::write(&path, &data).unwrap();
+    let e = q.open_message(m).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    assert_eq!(count_entries(&queued_dir(&spool, m)), 2);
+}
+
+/// Turning encryption on with messages in the queue: they are read as they
+/// are (OpenSMTPD would fail them), and new ones are encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_messages_from_before_encryption_still_read() {
+    let (_t, spool) = spool();
+    let plain = Queue::open(&spool).unwrap();
+    let (m, _) = send(&plain, &["a"], b"Received: x\r\n\r\nclear\r\n")
+        .await
+        .unwrap();
+    drop(plain);
+    let q = Queue::open_with(&spool, encrypted(false)).unwrap();
+    assert_eq!(q.load().unwrap().envelopes.len(), 1);
+    assert_eq!(
+        read_all(q.open_message(m).unwrap()),
+        b"Received: x\r\n\r\nclear\r\n"
+    );
 }

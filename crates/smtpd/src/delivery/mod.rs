@@ -109,8 +109,8 @@ pub struct DeliveryRequest {
     pub user: UserInfo,
     /// The queued message (`Queue::message_path(msgid)`).
     pub message: PathBuf,
-    /// Whether it may be gzip-compressed (`queue compression`).
-    pub compressed: bool,
+    /// How the queue encodes it (`queue compression`, `queue encryption`).
+    pub codec: crate::queue::Codec,
     /// The name in maildir file names; `None` = `gethostname()` as mail.maildir does.
     pub hostname: Option<String>,
     /// Where system mailboxes live (`/var/mail`).
@@ -141,7 +141,7 @@ impl DeliveryRequest {
             wrapper: None,
             user,
             message,
-            compressed: false,
+            codec: crate::queue::Codec::default(),
             hostname: None,
             mail_spool: PathBuf::from("/var/mail"),
             sub_addr_delim: '+',
@@ -502,10 +502,10 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
 
     // The message, the loop check, the delivery headers.
     let path = req.message.clone();
-    let compressed = req.compressed;
+    let codec = req.codec.clone();
     let dest_text = addr_text(&req.dest);
     let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(File, bool)> {
-        let mut f = crate::queue::open_message_file(&path, compressed)?;
+        let mut f = crate::queue::open_message_file(&path, &codec)?;
         let looped = headers::check_loop(&mut f, &dest_text)?;
         Ok((f, looped))
     })

@@ -35,6 +35,7 @@
 //! renamed back in for the next message (see [`Spares`]): steady traffic
 //! allocates and frees no spool inode at all, on any file system.
 
+pub mod codec;
 pub mod commit;
 pub mod envelope;
 pub mod id;
@@ -47,12 +48,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
+pub use codec::{open_message_file, Codec, QueueKey};
 pub use commit::CommitMode;
 pub use envelope::{
     BounceInfo, BounceType, DeliveryType, DsnRet, Envelope, EnvelopeFlags, ParseError, SockAddr,
@@ -67,13 +68,17 @@ use layout::{INCOMING, MESSAGE, PURGE, QUEUE, TEMPORARY};
 const MAX_ENVELOPE_FILE: u64 = 64 * 1024;
 
 /// What `Queue::open` may be told.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct QueueOptions {
     pub commit_mode: CommitMode,
     /// Who owns created files; `None` = [`Owner::detect`].
     pub owner: Option<Owner>,
-    /// `queue compression`: message files are written gzip-compressed.
+    /// `queue compression`: message and envelope files are written
+    /// gzip-compressed.
     pub compression: bool,
+    /// `queue encryption`: message and envelope files are written encrypted
+    /// with this key (after compression).
+    pub encryption: Option<QueueKey>,
 }
 
 /// Counters for tests and `smtpctl show stats`.
@@ -170,7 +175,7 @@ struct Shared {
     recycle: bool,
     /// Names spares uniquely in `purge/` (emptied at every start).
     spare_seq: AtomicU64,
-    compression: bool,
+    codec: Codec,
 }
 
 impl Shared {
@@ -342,8 +347,45 @@ pub struct MessageWriter {
 }
 
 enum Out {
-    Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Plain(Sink),
+    Gzip(GzEncoder<Sink>),
+}
+
+/// Where the (maybe compressed) message goes: the file, or an encryptor in
+/// front of it, so that with `queue encryption` no plaintext of the message
+/// is ever written to disk (OpenSMTPD writes it in clear and encrypts it at
+/// commit; the resulting file is the same).
+enum Sink {
+    Clear(BufWriter<File>),
+    /// Buffered in front of the encryptor: sessions write line by line.
+    /// Boxed: the cipher state is large, and most queues do not encrypt.
+    Sealed(Box<BufWriter<rsmtpd_queuecrypt::Encryptor<File>>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Clear(w) => w.write(data),
+            Sink::Sealed(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Clear(w) => w.flush(),
+            Sink::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Everything written out, the tag appended when encrypting.
+    fn finish(self) -> io::Result<File> {
+        match self {
+            Sink::Clear(w) => w.into_inner().map_err(|e| e.into_error()),
+            Sink::Sealed(w) => (*w).into_inner().map_err(|e| e.into_error())?.finish(),
+        }
+    }
 }
 
 impl MessageWriter {
@@ -381,41 +423,12 @@ impl MessageWriter {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let buffered = match self.out {
+        let sink = match self.out {
             Out::Plain(w) => w,
             Out::Gzip(w) => w.finish()?,
         };
-        buffered.into_inner().map_err(|e| e.into_error())
+        sink.finish()
     }
-}
-
-/// gzip's first two bytes.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Opens a queued message for reading, as delivery agents and bounces see
-/// it. With `queue compression` (`compressed`) a gzip file is inflated into
-/// an unnamed temporary file beside it, as OpenSMTPD's `queue_message_fd_r`
-/// uncompresses into a temporary file: agents get a plain, seekable file.
-/// A message queued before compression was turned on is read as it is.
-/// Without the option nothing is ever inflated, so a sender's message that
-/// happens to start with gzip's magic bytes is delivered untouched.
-pub fn open_message_file(path: &Path, compressed: bool) -> io::Result<File> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path)?;
-    if !compressed {
-        return Ok(f);
-    }
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic)?;
-    f.seek(SeekFrom::Start(0))?;
-    if n < 2 || magic != GZIP_MAGIC {
-        return Ok(f);
-    }
-    let dir = path.parent().unwrap_or(Path::new("/tmp"));
-    let mut out = tempfile::tempfile_in(dir)?;
-    io::copy(&mut GzDecoder::new(io::BufReader::new(f)), &mut out)?;
-    out.seek(SeekFrom::Start(0))?;
-    Ok(out)
 }
 
 impl Queue {
@@ -443,7 +456,10 @@ impl Queue {
             stats: Stats::default(),
             recycle: opts.commit_mode == CommitMode::GroupSyncfs,
             spare_seq: AtomicU64::new(0),
-            compression: opts.compression,
+            codec: Codec {
+                compression: opts.compression,
+                key: opts.encryption,
+            },
         });
         let committer = match opts.commit_mode {
             CommitMode::Single => None,
@@ -539,7 +555,11 @@ impl Queue {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             };
-            if let Err(e) = f.write_all(env.to_text().as_bytes()) {
+            let written = sh
+                .codec
+                .encode_envelope(env.to_text().as_bytes())
+                .and_then(|data| f.write_all(&data));
+            if let Err(e) = written {
                 let _ = fs::remove_file(&path);
                 return Err(e);
             }
@@ -594,8 +614,9 @@ impl Queue {
             .temporary
             .join(format!("{}.{}", env.id, rand::random::<u32>()));
         let r = (|| {
+            let data = sh.codec.encode_envelope(env.to_text().as_bytes())?;
             let mut f = sh.new_file(&tmp)?;
-            f.write_all(env.to_text().as_bytes())?;
+            f.write_all(&data)?;
             f.sync_all()?;
             drop(f);
             if exclusive {
@@ -631,13 +652,19 @@ impl Queue {
             .mode(0o600)
             .open(sh.incoming_dir(msgid).join(MESSAGE))?;
         sh.owner.adopt_file(&f)?;
-        let buffered = BufWriter::with_capacity(64 * 1024, f);
+        let sink = match &sh.codec.key {
+            Some(key) => Sink::Sealed(Box::new(BufWriter::with_capacity(
+                64 * 1024,
+                rsmtpd_queuecrypt::Encryptor::new(key, f)?,
+            ))),
+            None => Sink::Clear(BufWriter::with_capacity(64 * 1024, f)),
+        };
         // Level 1: mail text shrinks by half or more already, and the
         // session waits for this on every line it writes.
-        let out = if sh.compression {
-            Out::Gzip(GzEncoder::new(buffered, Compression::fast()))
+        let out = if sh.codec.compression {
+            Out::Gzip(GzEncoder::new(sink, Compression::fast()))
         } else {
-            Out::Plain(buffered)
+            Out::Plain(sink)
         };
         Ok(MessageWriter {
             msgid,
@@ -720,13 +747,18 @@ impl Queue {
 
     /// Whether message files are written compressed (`queue compression`).
     pub fn compression(&self) -> bool {
-        self.shared.compression
+        self.shared.codec.compression
+    }
+
+    /// How queue files are encoded, for readers of message files.
+    pub fn codec(&self) -> &Codec {
+        &self.shared.codec
     }
 
     /// A committed message, readable as it was received (see
     /// [`open_message_file`]). Blocking.
     pub fn open_message(&self, msgid: MsgId) -> io::Result<File> {
-        open_message_file(&self.message_path(msgid), self.shared.compression)
+        open_message_file(&self.message_path(msgid), &self.shared.codec)
     }
 
     /// `queue_fs_envelope_update`: the new text replaces the file atomically
@@ -796,7 +828,7 @@ impl Queue {
             .shared
             .queued_dir(evpid.msgid())
             .join(evpid.to_string());
-        read_envelope(&path, evpid)
+        read_envelope(&path, evpid, &self.shared.codec)
     }
 
     /// Every committed envelope, for the scheduler at start (call before
@@ -856,7 +888,7 @@ impl Queue {
                             .push((evpid, "message file missing".to_string()));
                         continue;
                     }
-                    match read_envelope(&path, evpid) {
+                    match read_envelope(&path, evpid, &sh.codec) {
                         Ok(e) => loaded.envelopes.push(e),
                         Err(e) => loaded.invalid.push((evpid, e.to_string())),
                     }
@@ -892,7 +924,7 @@ fn has_envelopes(dir: &Path, msgid: MsgId) -> io::Result<bool> {
     Ok(false)
 }
 
-fn read_envelope(path: &Path, evpid: EvpId) -> io::Result<Envelope> {
+fn read_envelope(path: &Path, evpid: EvpId, codec: &Codec) -> io::Result<Envelope> {
     let mut buf = Vec::new();
     File::open(path)?
         .take(MAX_ENVELOPE_FILE + 1)
@@ -900,6 +932,7 @@ fn read_envelope(path: &Path, evpid: EvpId) -> io::Result<Envelope> {
     if buf.len() as u64 > MAX_ENVELOPE_FILE {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
     }
+    let buf = codec.decode_envelope(buf, MAX_ENVELOPE_FILE)?;
     // OpenSMTPD copies 8-bit bytes (an error line, say) through; losing
     // them beats refusing the envelope.
     let text = String::from_utf8_lossy(&buf);

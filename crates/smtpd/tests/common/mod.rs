@@ -171,6 +171,12 @@ impl Daemon {
         self.dir.path().join("spool")
     }
 
+    /// The daemon's process id. For the real OpenSMTPD (in a mount namespace of its own, see
+    /// `launch`) `/proc/PID/root/var/spool/smtpd` is its spool.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
