@@ -14,7 +14,7 @@ use super::AgentError;
 
 const EX_TEMPFAIL: i32 = 75;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maildir {
     /// The expanded path, or `None` for `$HOME/Maildir`.
     pub dir: Option<String>,

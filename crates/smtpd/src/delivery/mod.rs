@@ -25,6 +25,7 @@
 
 pub mod format;
 pub mod headers;
+pub mod job;
 pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
@@ -173,7 +174,7 @@ pub enum ExitKind {
 }
 
 /// The credentials a delivery child takes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Creds {
     pub uid: u32,
     pub gid: u32,
