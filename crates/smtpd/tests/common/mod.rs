@@ -166,6 +166,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn spool(&self) -> PathBuf {
         self.dir.path().join("spool")
     }
