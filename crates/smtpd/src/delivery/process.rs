@@ -22,9 +22,9 @@
 //!
 //! Failures keep today's outcomes: a job past its timeout gets its worker killed and is reported
 //! as `terminated; timeout`; a worker that dies is reported with its signal or status, and the
-//! next job of that user gets a new worker. When the daemon goes away (EOF), this process
-//! exits, and its workers with it (`PR_SET_PDEATHSIG`), so no delivery continues that nobody
-//! will record.
+//! next job of that user gets a new worker. When the daemon goes away (EOF), this process stops
+//! its workers and exits; if it is killed, its workers die with it (`PR_SET_PDEATHSIG`). Either
+//! way no delivery goes on that nobody would record: the daemon retries what was in flight.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
