@@ -199,7 +199,10 @@ pub async fn deliver(mut job: Job, message: File) -> Done {
             Some("delivery request too large"),
         );
     }
-    let deadline = Instant::now() + job.timeout + REPLY_GRACE;
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(job.timeout.saturating_add(REPLY_GRACE))
+        .unwrap_or(now + Duration::from_secs(365 * 86400));
     // A second try only when the first found the delivery process dead before it took the job
     // (then nothing ran): the new one gets it.
     for _ in 0..2 {

@@ -44,9 +44,9 @@ use rsmtpd_config::model::{Action, LocalMethod, Method};
 use rsmtpd_protocol::address::Mailaddr;
 
 use crate::expand::Target;
+use crate::log;
 use crate::lookup::UserInfo;
 
-use crate::log;
 use format::Values;
 use headers::addr_text;
 use job::{Agent, Job};

@@ -241,9 +241,15 @@ impl Process {
             self.fail(job.id, e.code, e.text);
             return;
         }
+        // At least a second, as the alarm(2) of a forked agent was; a timeout from the wire
+        // could overflow an Instant: then, in effect, none.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(job.timeout.max(Duration::from_secs(1)))
+            .unwrap_or(now + Duration::from_secs(365 * 86400));
         let running = |new_worker| Running {
             id: job.id,
-            deadline: Instant::now() + job.timeout,
+            deadline,
             timed_out: false,
             new_worker,
         };
