@@ -352,3 +352,34 @@ fn a_killed_delivery_process_is_started_again() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(copies_in(&archive), 1);
 }
+
+fn gone(pid: u32) -> bool {
+    status_line(pid, "State:").is_none_or(|s| s.starts_with('Z'))
+}
+
+#[test]
+fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
+    if !root() {
+        return;
+    }
+    let mut d = Daemon::start(ARCHIVE, &[]);
+    let (archive, lock) = locked_archive(&d);
+    let helper = wait_for(Duration::from_secs(5), || delivery_process(&d));
+    // A worker busy with the archive (locked).
+    send(&d, &["arch@example.org"]);
+    let workers = wait_for(Duration::from_secs(20), || {
+        Some(workers_of(helper)).filter(|w| !w.is_empty())
+    });
+    // A crash: no goodbye, only the socket's EOF.
+    d.kill9();
+    wait_for(Duration::from_secs(10), || {
+        (gone(helper) && workers.iter().all(|&w| gone(w))).then_some(())
+    });
+    drop(lock);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        copies_in(&archive),
+        0,
+        "a worker went on after the daemon died"
+    );
+}
