@@ -203,9 +203,12 @@ fn deliveries_run_as_their_users_in_a_few_reused_workers() {
     // The scheduler runs at most 7 deliveries per user at once.
     assert!(pids.len() <= 14, "{started:?}");
 
-    // The idle ones are still there, as their users for good (real, effective, saved, fs ids).
+    // The idle ones are still there, named, as their users for good (real, effective, saved,
+    // fs ids).
     for (pid, uid) in &started {
         if let Some(ids) = status_line(*pid, "Uid:") {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            assert!(cmdline.starts_with(b"smtpd: worker\0"), "{cmdline:?}");
             assert_eq!(ids, format!("{uid}\t{uid}\t{uid}\t{uid}"));
             assert_eq!(
                 status_line(*pid, "Gid:"),

@@ -18,6 +18,7 @@ const EX_TEMPFAIL: i32 = 75;
 /// started for; `parent` is the delivery process.
 pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
     let _ = nix::sys::prctl::set_name(c"smtpd: worker");
+    set_title(b"smtpd: worker");
     let creds = first.creds.clone();
     if let Err(e) = creds.drop_raw() {
         let text = format!("smtpd: forkmda: cannot drop privileges: {}", strerror(&e));
@@ -95,4 +96,33 @@ fn answer(sock: &OwnedFd, r: Result<(), AgentError>) -> bool {
         },
     };
     job::send(sock.as_fd(), &f.encode(), None, MsgFlags::empty()).is_ok()
+}
+
+/// What `ps` shows as the command line: our argv, rewritten in place as setproctitle(3) does
+/// (`comm`, set above, is only what `top` and `ps -e` show). The kernel tells where it is
+/// (arg_start and arg_end, fields 48 and 49 of /proc/self/stat); it holds the delivery
+/// process's `smtpd: delivery\0`, which a shorter title fits.
+fn set_title(title: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // After the `(comm)`, fields from the third (state) on.
+    let Some(close) = stat.rfind(')') else {
+        return;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    if start == 0 || end <= start || title.len() >= end - start {
+        return;
+    }
+    // SAFETY: [start, end) is this process's argument area, in its writable stack mapping,
+    // which no Rust reference points into; we write only inside it and leave it NUL-filled.
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::write_bytes(p, 0, end - start);
+        std::ptr::copy_nonoverlapping(title.as_ptr(), p, title.len());
+    }
 }
