@@ -219,14 +219,22 @@ pub async fn deliver(mut job: Job, message: File) -> Done {
         if !conn.expect(job.id, tx) {
             continue;
         }
-        if let Err(e) = send(&conn, &data, &message, deadline).await {
-            conn.take(job.id);
-            if e == Errno::EAGAIN {
-                break;
+        match send(&conn, &data, &message, deadline).await {
+            Ok(()) => {}
+            // It is gone (its reply thread will reap it): the next try starts a new one.
+            Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN) => {
+                conn.take(job.id);
+                conn.close();
+                continue;
             }
-            // EPIPE and the like: it is gone.
-            conn.close();
-            continue;
+            // Anything else (still full at the deadline): this job fails, the process stays.
+            Err(e) => {
+                conn.take(job.id);
+                return failure(
+                    ExitKind::Exited(EX_OSERR),
+                    Some(&format!("sendmsg: {}", e.desc())),
+                );
+            }
         }
         drop(message);
         return match tokio::time::timeout_at(deadline.into(), rx).await {
