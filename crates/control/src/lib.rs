@@ -35,7 +35,7 @@
 pub mod map;
 pub mod offline;
 pub mod text;
-mod wire;
+pub mod wire;
 
 use std::io::{self, Read, Write};
 

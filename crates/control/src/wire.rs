@@ -1,5 +1,7 @@
 //! The byte encoding under the typed messages: big-endian integers, length-prefixed byte strings
 //! and lists. Decoding never panics and never allocates more than the input could hold.
+//!
+//! Public because the daemon speaks to its delivery process with the same encoding.
 
 use std::fmt;
 
@@ -36,34 +38,34 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 #[derive(Default)]
-pub(crate) struct Writer {
-    pub(crate) buf: Vec<u8>,
+pub struct Writer {
+    pub buf: Vec<u8>,
 }
 
 impl Writer {
-    pub(crate) fn u8(&mut self, v: u8) {
+    pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
-    pub(crate) fn bool(&mut self, v: bool) {
+    pub fn bool(&mut self, v: bool) {
         self.u8(v as u8);
     }
-    pub(crate) fn u32(&mut self, v: u32) {
+    pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    pub(crate) fn u64(&mut self, v: u64) {
+    pub fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    pub(crate) fn i64(&mut self, v: i64) {
+    pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    pub(crate) fn bytes(&mut self, v: &[u8]) {
+    pub fn bytes(&mut self, v: &[u8]) {
         self.u32(v.len() as u32);
         self.buf.extend_from_slice(v);
     }
-    pub(crate) fn str(&mut self, v: &str) {
+    pub fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
     }
-    pub(crate) fn opt_str(&mut self, v: &Option<String>) {
+    pub fn opt_str(&mut self, v: &Option<String>) {
         match v {
             None => self.u8(0),
             Some(s) => {
@@ -74,12 +76,12 @@ impl Writer {
     }
 }
 
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     data: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Reader<'a> {
         Reader { data }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
@@ -90,50 +92,50 @@ impl<'a> Reader<'a> {
         self.data = b;
         Ok(a)
     }
-    pub(crate) fn remaining(&self) -> usize {
+    pub fn remaining(&self) -> usize {
         self.data.len()
     }
-    pub(crate) fn end(&self) -> Result<(), DecodeError> {
+    pub fn end(&self) -> Result<(), DecodeError> {
         if self.data.is_empty() {
             Ok(())
         } else {
             Err(DecodeError::Trailing)
         }
     }
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
-    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             t => Err(DecodeError::BadTag(t)),
         }
     }
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
-    pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(self.u64()? as i64)
     }
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
+    pub fn str(&mut self) -> Result<String, DecodeError> {
         let b = self.bytes()?;
         std::str::from_utf8(b)
             .map(str::to_owned)
             .map_err(|_| DecodeError::BadUtf8)
     }
-    pub(crate) fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
+    pub fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
         if self.bool()? {
             Ok(Some(self.str()?))
         } else {
@@ -142,7 +144,7 @@ impl<'a> Reader<'a> {
     }
     /// A list count, refused when the rest of the input could not hold that many items of at
     /// least `min_item` bytes (so a forged count cannot make us allocate).
-    pub(crate) fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+    pub fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item.max(1)) > self.remaining() {
             return Err(DecodeError::Truncated);

@@ -44,6 +44,14 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
         }
     }
     log::init(log_to_stderr, opts.verbose, opts.traces);
+    if nix::unistd::geteuid().is_root() {
+        // Deliveries switch to their users in the delivery process; starting it now forks us
+        // while we are small and have one thread. If it cannot start, the first delivery tries
+        // again.
+        if let Err(e) = crate::delivery::client::start() {
+            log::warn(&format!("warn: delivery process: {e}"));
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -76,6 +76,10 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Started by the daemon as its delivery process: nothing else of smtpd runs.
+    if let Some(code) = rsmtpd::delivery::process::run_if_requested() {
+        return ExitCode::from(code);
+    }
     let m = match cli().try_get_matches() {
         Ok(m) => m,
         Err(e) => {

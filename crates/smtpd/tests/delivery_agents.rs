@@ -1,5 +1,6 @@
 //! Local delivery agents against real files under temporary directories.
-//! As root, deliveries run as `nobody` (65534) in forked children; otherwise as ourselves.
+//! As root, deliveries run as `nobody` (65534) in workers of the delivery process (started from
+//! the real `smtpd` binary); otherwise as ourselves.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,7 @@ fn setup(msg: &str) -> (tempfile::TempDir, PathBuf, PathBuf, UserInfo) {
 }
 
 fn request(method: LocalMethod, user: UserInfo, message: &Path, sender: &str) -> DeliveryRequest {
+    rsmtpd::delivery::client::set_program(env!("CARGO_BIN_EXE_smtpd").into());
     let mut r = DeliveryRequest::new(
         action(method),
         user,
@@ -711,4 +713,37 @@ async fn lmtp_against_a_tiny_server() {
         out,
         Outcome::TempFail("Error (temporary failure: \"mail.lmtp: connect\")".into())
     );
+}
+
+#[tokio::test]
+async fn a_delivery_past_its_timeout_is_terminated() {
+    if !nix::unistd::geteuid().is_root() {
+        // Not root: the agent runs on one of our threads, which nothing stops.
+        return;
+    }
+    let (t, _home, m, user) = setup(MSG);
+    let spool = t.path().join("spool");
+    std::fs::create_dir(&spool).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o1777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Someone holds the mailbox's dot-lock: mail.local waits for it (up to 30 s).
+    let lock = spool.join("al.lock");
+    std::fs::write(&lock, "").unwrap_or_else(|e| panic!("{e}"));
+    let mut req = request(LocalMethod::Mbox, user, &m, "a@b");
+    req.mail_spool = spool.clone();
+    req.timeout = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let r = deliver_report(&req).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::TempFail("Error (terminated; timeout)".into())
+    );
+    assert_eq!(r.errorline, "terminated; timeout");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    // The lock is gone: the next delivery of that user (a new worker) goes through.
+    std::fs::remove_file(&lock).unwrap_or_else(|e| panic!("{e}"));
+    req.timeout = std::time::Duration::from_secs(300);
+    assert_eq!(deliver(&req).await, Outcome::Ok);
+    let text = std::fs::read_to_string(spool.join("al")).unwrap_or_default();
+    assert_eq!(text.matches("\nSubject: test\n").count(), 1, "{text}");
 }

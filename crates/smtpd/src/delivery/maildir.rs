@@ -1,7 +1,8 @@
 //! Maildir delivery, as `mail.maildir [-j] [DIR]` does it, plus durability: the file is fsynced
 //! in `tmp/`, renamed into `new/`, and `new/` is fsynced before we say "Delivered".
 //!
-//! Runs synchronously, as the recipient (in a child process when the daemon is root).
+//! Runs synchronously, as the recipient (in a worker of the delivery process when the daemon is
+//! root).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufWriter, Write};
@@ -14,7 +15,7 @@ use super::AgentError;
 
 const EX_TEMPFAIL: i32 = 75;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maildir {
     /// The expanded path, or `None` for `$HOME/Maildir`.
     pub dir: Option<String>,

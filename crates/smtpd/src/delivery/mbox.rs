@@ -26,8 +26,8 @@ const EX_TEMPFAIL: i32 = 75;
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 const LOCK_STALE: Duration = Duration::from_secs(300);
 
-/// `From SENDER Wed Nov 25 11:39:20 2026\n` (ctime in local time), computed by the caller
-/// before any fork (localtime takes locks).
+/// `From SENDER Wed Nov 25 11:39:20 2026\n` (ctime in local time), computed by the daemon: the
+/// delivery process has no environment (no `TZ`), and the line comes with the job.
 pub fn from_line(from: &str, now: i64) -> String {
     let t: libc::time_t = now as libc::time_t;
     let mut buf = [0 as libc::c_char; 64];

@@ -11,11 +11,12 @@
 //! [`deliver_report`] also gives the envelope's `errorline` (the text without the `Error (…)`
 //! wrapper, as the queue stores it).
 //!
-//! Privileges: when the daemon runs as root, every delivery runs in a child process switched to
-//! the user (`setgroups`, `setresgid`, `setresuid`, all three ids, so it cannot come back):
-//! - maildir, mbox and mboxfile are our own code run in a `fork()`ed child (no exec; the child
-//!   only does file system calls, and reports an error line over a pipe and an exit status like
-//!   OpenSMTPD's mail.* helpers);
+//! Privileges: when the daemon runs as root, every delivery runs in a process switched to the
+//! user (`setgroups`, `setresgid`, `setresuid`, all three ids, so it cannot come back):
+//! - maildir, mbox and mboxfile are our own code ([`job::Agent`]), run by a worker of the
+//!   delivery process ([`process`]: a small helper started once, which keeps long-lived workers
+//!   per user; [`client`] is the daemon's side). A worker reports an exit code and an error
+//!   line, like OpenSMTPD's mail.* helpers, so the outcomes are the same as a forked agent's;
 //! - mda commands and pipes are `/bin/sh -c` started with the credentials switched between fork
 //!   and exec;
 //! - lmtp needs no file system access, so it speaks to the server from the daemon itself.
@@ -23,16 +24,18 @@
 //! When not root, everything runs as our own user: maildir/mbox on a blocking thread, commands
 //! as plain children.
 
+pub mod client;
 pub mod format;
 pub mod headers;
+pub mod job;
 pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
+pub mod process;
+mod worker;
 
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,10 +44,12 @@ use rsmtpd_config::model::{Action, LocalMethod, Method};
 use rsmtpd_protocol::address::Mailaddr;
 
 use crate::expand::Target;
+use crate::log;
 use crate::lookup::UserInfo;
 
 use format::Values;
 use headers::addr_text;
+use job::{Agent, Job};
 
 /// The result of one delivery attempt, with the `stat=` text OpenSMTPD logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +180,8 @@ pub enum ExitKind {
     Signaled(i32),
 }
 
-/// The credentials a delivery child takes.
-#[derive(Debug, Clone)]
+/// The credentials a delivery worker takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Creds {
     pub uid: u32,
     pub gid: u32,
@@ -185,7 +190,8 @@ pub struct Creds {
 
 impl Creds {
     /// Drops to these ids with raw system calls (safe between fork and exec: no allocation,
-    /// no locks; this process has one thread, so per-thread credentials are the process's).
+    /// no locks). Only for a process with one thread (a worker, a child about to exec): the
+    /// raw calls change the calling thread's credentials, which are then the process's.
     pub fn drop_raw(&self) -> std::io::Result<()> {
         // SAFETY: plain system calls with a valid pointer and length.
         unsafe {
@@ -346,104 +352,50 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Runs a native agent: in a forked child with `creds` when given (`prep` runs first, still
-/// privileged), else on a blocking thread.
-async fn run_native<P, F>(creds: Option<Creds>, timeout: Duration, prep: P, f: F) -> Report
-where
-    P: FnOnce() -> Result<(), AgentError> + Send + 'static,
-    F: FnOnce() -> Result<(), AgentError> + Send + 'static,
-{
-    let res = tokio::task::spawn_blocking(move || -> (ExitKind, Option<Vec<u8>>) {
-        let Some(creds) = creds else {
-            return match f() {
-                Ok(()) => (ExitKind::Exited(0), None),
-                Err(e) => (ExitKind::Exited(e.code), Some(e.text.into_bytes())),
-            };
+/// Runs a native agent on the message: as root, in a worker of the delivery process switched
+/// to `creds`; otherwise on a blocking thread, as ourselves.
+async fn run_native(
+    creds: Option<Creds>,
+    timeout: Duration,
+    agent: Agent,
+    prefix: Vec<u8>,
+    message: File,
+) -> Report {
+    let Some(creds) = creds else {
+        let r =
+            tokio::task::spawn_blocking(move || agent.run(headers::stream(prefix, message))).await;
+        return match r {
+            Ok(Ok(())) => map_exit(ExitKind::Exited(0), None, true),
+            Ok(Err(e)) => map_exit(ExitKind::Exited(e.code), Some(e.text.as_bytes()), true),
+            Err(_) => plain(true, "Error (internal error)"),
         };
-        let (rd, wr) = match nix::unistd::pipe() {
-            Ok(p) => p,
-            Err(e) => {
-                return (
-                    ExitKind::Exited(71),
-                    Some(format!("pipe: {}", e.desc()).into_bytes()),
-                )
-            }
-        };
-        let alarm = timeout.as_secs().clamp(1, u32::MAX as u64) as libc::c_uint;
-        // SAFETY: the child only runs our file system code (no locks held by other threads are
-        // taken: no stdio, no environment, no tokio), then _exit()s.
-        match unsafe { nix::unistd::fork() } {
-            Err(e) => (
-                ExitKind::Exited(71),
-                Some(format!("fork: {}", e.desc()).into_bytes()),
-            ),
-            Ok(nix::unistd::ForkResult::Child) => {
-                drop(rd);
-                // SAFETY: see above.
-                unsafe {
-                    libc::alarm(alarm);
-                }
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    prep()?;
-                    creds.drop_raw().map_err(|e| {
-                        AgentError::new(
-                            1,
-                            format!("smtpd: forkmda: cannot drop privileges: {}", strerror(&e)),
-                        )
-                    })?;
-                    f()
-                }));
-                let (code, text) = match r {
-                    Ok(Ok(())) => (0, None),
-                    Ok(Err(e)) => (e.code, Some(e.text)),
-                    Err(_) => (70, Some("internal error".to_string())),
-                };
-                if let Some(t) = text {
-                    let msg = format!("{t}\n");
-                    // SAFETY: writing our own buffer to our pipe, then leaving at once.
-                    unsafe {
-                        libc::write(wr.as_raw_fd(), msg.as_ptr() as *const _, msg.len());
-                    }
-                }
-                // SAFETY: terminate the child without running the parent's destructors.
-                unsafe { libc::_exit(code) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
-                drop(wr);
-                let mut out = Vec::new();
-                let mut f = File::from(rd);
-                let _ = f.by_ref().take(64 * 1024).read_to_end(&mut out);
-                let status = loop {
-                    match nix::sys::wait::waitpid(child, None) {
-                        Err(nix::errno::Errno::EINTR) => continue,
-                        other => break other,
-                    }
-                };
-                let exit = match status {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => ExitKind::Exited(c),
-                    Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
-                        ExitKind::Signaled(s as i32)
-                    }
-                    _ => ExitKind::Exited(71),
-                };
-                let last = if out.is_empty() {
-                    None
-                } else {
-                    if out.last() == Some(&b'\n') {
-                        out.pop();
-                    }
-                    let start = out.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
-                    Some(out[start..].to_vec())
-                };
-                (exit, last)
-            }
-        }
-    })
-    .await;
-    match res {
-        Ok((exit, last)) => map_exit(exit, last.as_deref(), true),
-        Err(_) => plain(true, "Error (internal error)"),
+    };
+    let uid = creds.uid;
+    let job = Job {
+        id: 0,
+        creds,
+        timeout,
+        prefix,
+        agent,
+    };
+    let done = client::deliver(job, message).await;
+    if done.new_worker {
+        log::debug(&format!(
+            "debug: delivery: worker {} started for uid {uid}",
+            done.worker
+        ));
     }
+    map_exit(done.exit, last_line(done.text).as_deref(), true)
+}
+
+/// The last line of an agent's output (it prints one error line; mda.c keeps the last).
+fn last_line(text: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut out = text?;
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    let start = out.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+    Some(out.split_off(start))
 }
 
 /// Delivers one envelope and says what the queue should remember.
@@ -626,13 +578,8 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
         (Target::File(path), _) => {
             let path = PathBuf::from(path);
             let from_line = mbox::from_line(&from, now);
-            run_native(
-                creds(None),
-                req.timeout,
-                || Ok(()),
-                move || mbox::deliver_file(&path, &from_line, headers::stream(prefix, message)),
-            )
-            .await
+            let agent = Agent::File { path, from_line };
+            run_native(creds(None), req.timeout, agent, prefix, message).await
         }
         (_, LocalMethod::Mbox) => {
             let Ok(username) = expand("%{user.username}") else {
@@ -641,15 +588,12 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
             let path = req.mail_spool.join(username);
             let from_line = mbox::from_line(&from, now);
             let spool_gid = std::fs::metadata(&req.mail_spool).ok().map(|m| m.gid());
-            let (uid, gid) = (req.user.uid, req.user.gid);
-            let p2 = path.clone();
-            run_native(
-                creds(spool_gid),
-                req.timeout,
-                move || mbox::init(&p2, uid, gid),
-                move || mbox::deliver(&path, &from_line, headers::stream(prefix, message)),
-            )
-            .await
+            let agent = Agent::Mbox {
+                path,
+                from_line,
+                owner: (req.user.uid, req.user.gid),
+            };
+            run_native(creds(spool_gid), req.timeout, agent, prefix, message).await
         }
         (_, LocalMethod::Maildir { path, junk }) => {
             let dir = match path {
@@ -673,13 +617,7 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
                 now,
                 random: rand::random(),
             };
-            run_native(
-                creds(None),
-                req.timeout,
-                || Ok(()),
-                move || maildir::deliver(&m, headers::stream(prefix, message)).map(|_| ()),
-            )
-            .await
+            run_native(creds(None), req.timeout, Agent::Maildir(m), prefix, message).await
         }
         (
             _,
