@@ -262,3 +262,72 @@ fn a_db_table_made_by_makemap_serves_aliases() {
     assert_eq!(r[4], "550 Invalid recipient: <nobody@example.org>\r\n");
     d.wait_log(|l| l.contains("username: foo [depth=3"));
 }
+
+/// What scripts and cron do: `sendmail -f sender -F name rcpt` and a bare pipe without any
+/// header. Both are delivered, with the headers sendmail adds (From with the full name, Date,
+/// Message-ID) and the envelope sender given by -f; a user may submit but not change tracing.
+#[test]
+fn sendmail_from_scripts_and_cron_pipes() {
+    let d = start_waiting();
+    let out = ctl(
+        &d,
+        "sendmail",
+        &["-f", "alice@example.org", "-F", "Alice Liddell", "foo"],
+        "Subject: report\n\nnightly report\n",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = ctl(
+        &d,
+        "sendmail",
+        &["foo"],
+        "no headers at all, as from date(1)\n",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for _ in 0..400 {
+        if d.log()
+            .iter()
+            .filter(|l| l.contains("result=Ok stat=Delivered"))
+            .count()
+            == 2
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let new = d.dir.path().join("Maildir/new");
+    let mut mails: Vec<String> = std::fs::read_dir(&new)
+        .expect("Maildir/new")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    mails.sort_by_key(|m| !m.contains("nightly report"));
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let (report, bare) = (&mails[0], &mails[1]);
+    assert!(
+        report.starts_with("Return-Path: <alice@example.org>\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("\nFrom: Alice Liddell <alice@example.org>\n"),
+        "{report}"
+    );
+    assert!(report.contains("\nSubject: report\n"), "{report}");
+    for m in [report, bare] {
+        assert!(m.contains("\nDate: "), "{m}");
+        assert!(m.contains("\nMessage-ID: <"), "{m}");
+    }
+    assert!(
+        bare.contains("\n\nno headers at all, as from date(1)\n"),
+        "{bare}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        let nobody = 65534;
+        let out = ctl(&d, "smtpctl", &["trace", "expand"], "", Some(nobody));
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains("need root privileges"));
+        let out = ctl(&d, "smtpctl", &["log", "verbose"], "", Some(nobody));
+        assert!(!out.status.success());
+    }
+}
