@@ -255,6 +255,7 @@ async fn accept_tcp(
         let server = server.clone();
         let listen = listen.clone();
         tokio::spawn(async move {
+            let begun = session::begin(&listen);
             let ip = peer.ip().to_canonical();
             let names = server.dns.client_names(ip).await;
             for w in &names.warnings {
@@ -265,7 +266,7 @@ async fn accept_tcp(
                 rdns: names.rdns,
                 fcrdns: names.fcrdns,
             };
-            session::run(server, listen, stream, client).await;
+            session::run(server, listen, stream, client, begun).await;
             drop(permit);
         });
     }

@@ -37,24 +37,26 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let listen = server.local_listen.clone();
+    let begun = begin(&listen);
     let client = Client {
         peer: PeerAddr::Local,
         rdns: Some(rdns),
         fcrdns: true,
     };
-    run(server, listen, stream, client).await
+    run(server, listen, stream, client, begun).await
 }
 
-/// Runs one session to its end. Never panics on client input; I/O errors end the session with
-/// OpenSMTPD's `io-error` reason.
-pub async fn run<S>(server: Arc<Server>, listen: Arc<Listening>, stream: S, client: Client)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// A session from its first moment, before the client is looked up in the DNS: its id, and
+/// its `-T smtp` trace, whose first line OpenSMTPD prints at accept, before the lookup.
+pub struct Begun {
+    id: u64,
+    trace: SmtpTrace,
+}
+
+/// Starts a session on `listen`: draws its id and traces `connected to listener`.
+pub fn begin(listen: &Listening) -> Begun {
     let id: u64 = rand::random();
-    let _counted = server.stats.session(&client.peer);
-    // OpenSMTPD traces the new session before it looks the client up.
-    let mut trace = SmtpTrace::new(id);
+    let trace = SmtpTrace::new(id);
     if log::tracing(Trace::Smtp) {
         log::trace(
             Trace::Smtp,
@@ -69,6 +71,22 @@ where
             ),
         );
     }
+    Begun { id, trace }
+}
+
+/// Runs one session to its end. Never panics on client input; I/O errors end the session with
+/// OpenSMTPD's `io-error` reason.
+pub async fn run<S>(
+    server: Arc<Server>,
+    listen: Arc<Listening>,
+    stream: S,
+    client: Client,
+    begun: Begun,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Begun { id, mut trace } = begun;
+    let _counted = server.stats.session(&client.peer);
     let rdns_text = client.rdns.clone().unwrap_or_else(|| "<unknown>".into());
     log::info(&format!(
         "{:016x} smtp connected address={} host={}",
