@@ -130,9 +130,7 @@ pub fn line(level: Level, text: &str) {
             let _ = writeln!(err, "{}", text);
         }
         Sink::Syslog(sock) => {
-            // RFC 3164 as glibc's syslog() writes it; facility mail (2).
-            let pri = (2 << 3) | level as u32;
-            let msg = format!("<{}>smtpd[{}]: {}", pri, std::process::id(), text);
+            let msg = syslog_packet(level, crate::date::now(), text);
             if sock
                 .as_ref()
                 .and_then(|s| s.send(msg.as_bytes()).ok())
@@ -145,6 +143,29 @@ pub fn line(level: Level, text: &str) {
             }
         }
     }
+}
+
+/// One datagram as glibc's syslog(3) sends it to /dev/log (RFC 3164): facility mail (2), the
+/// local time as `%h %e %T`, then `smtpd[PID]: `, which is what OpenSMTPD's lines carry through
+/// rsyslog or journald into mail.log, and what fail2ban's rules are written against.
+fn syslog_packet(level: Level, now: i64, text: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let pri = (2 << 3) | level as u32;
+    let stamp = crate::date::local_time(now)
+        .map(|t| {
+            format!(
+                "{} {:2} {:02}:{:02}:{:02} ",
+                MONTHS.get(t.mon).unwrap_or(&"Jan"),
+                t.mday,
+                t.hour,
+                t.min,
+                t.sec
+            )
+        })
+        .unwrap_or_default();
+    format!("<{}>{}smtpd[{}]: {}", pri, stamp, std::process::id(), text)
 }
 
 pub fn info(text: &str) {
@@ -200,5 +221,16 @@ mod tests {
         assert_eq!(Trace::from_name("transfer"), Some(Trace::Mta));
         assert_eq!(Trace::from_name("tables"), Some(Trace::Tables));
         assert_eq!(Trace::from_name("nope"), None);
+    }
+
+    #[test]
+    fn syslog_packets_are_glibc_s() {
+        std::env::set_var("TZ", "UTC");
+        let p = syslog_packet(Level::Info, 1_764_000_000 - 86_400 * 20, "x");
+        let pid = std::process::id();
+        // 2025-11-04 16:00:00 UTC: the day of month is padded with a space, as %e.
+        assert_eq!(p, format!("<22>Nov  4 16:00:00 smtpd[{pid}]: x"));
+        let w = syslog_packet(Level::Warning, 1_764_000_000, "y");
+        assert!(w.starts_with("<20>Nov 24 "), "{w}");
     }
 }
