@@ -386,3 +386,45 @@ fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
         "a worker went on after the daemon died"
     );
 }
+
+/// `systemctl stop` sends SIGTERM to every process of the service, Ctrl-C on `smtpd -d` SIGINT
+/// to the whole process group: the daemon stops cleanly, its delivery process and workers leave
+/// with it, and the stop is not reported as a crash of the delivery process.
+#[test]
+fn a_stop_signal_to_every_process_is_a_clean_stop() {
+    if !root() {
+        return;
+    }
+    let config = "listen on 127.0.0.1 port @PORT@\n\
+         table users { alice = \"2001:2001:@DIR@/alice\" }\n\
+         action \"mail\" maildir userbase <users>\n\
+         match from any for domain \"example.org\" action \"mail\"\n";
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut d = Daemon::start(config, &[]);
+        owned_dir(&d, "alice", 2001);
+        let helper = wait_for(Duration::from_secs(5), || delivery_process(&d));
+        send(&d, &["alice@example.org"]);
+        wait_for(Duration::from_secs(20), || {
+            (delivered(&d) == 1).then_some(())
+        });
+        let mut all = vec![helper];
+        all.extend(workers_of(helper));
+        all.push(d.pid());
+        for pid in &all {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), sig);
+        }
+        assert_eq!(d.stop(), Some(0), "{sig}");
+        wait_for(Duration::from_secs(10), || {
+            all.iter().all(|&p| gone(p)).then_some(())
+        });
+        let log = d.log();
+        assert!(log.iter().any(|l| l == "Exiting"), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l.contains("delivery process")),
+            "{sig}: {log:?}"
+        );
+    }
+}

@@ -68,6 +68,13 @@ pub fn run_if_requested() -> Option<u8> {
     // SAFETY: the daemon passed this descriptor to us alone; we checked it is open.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let _ = nix::sys::prctl::set_name(NAME);
+    // `systemctl stop` signals the whole cgroup, Ctrl-C with `-d` the whole process group: the
+    // daemon acts on those; we leave when it closes our socket, after stopping the workers
+    // (which inherit this), so that a stop is neither a crash of ours nor a half-written file.
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
+    }
     Some(
         Process {
             daemon: sock,
