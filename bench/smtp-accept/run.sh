@@ -6,7 +6,7 @@
 #   BENCH_DIR      where to write configs, spools, logs and results (default: new temp dir, kept)
 #   RUNS           interleaved repetitions of the load tests (default 5, minimum 3)
 #   IDLE_RUNS      repetitions of the idle-connections test (default 3)
-#   SESS_MSGS      messages in test (a), one connection each (default 300)
+#   SESS_MSGS      messages in test (a), one connection each (default 2000)
 #   SESS_PAR       parallel clients in test (a) (default 5)
 #   ACC_MSGS       messages in test (b) (default 5000)
 #   ACC_PAR        concurrent persistent sessions in test (b) (default 20)
@@ -21,7 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 RUNS="${RUNS:-5}"; [ "$RUNS" -ge 3 ] || RUNS=3
 IDLE_RUNS="${IDLE_RUNS:-3}"
-SESS_MSGS="${SESS_MSGS:-300}"
+SESS_MSGS="${SESS_MSGS:-2000}"
 SESS_PAR="${SESS_PAR:-5}"
 ACC_MSGS="${ACC_MSGS:-5000}"
 ACC_PAR="${ACC_PAR:-20}"
