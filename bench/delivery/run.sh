@@ -135,18 +135,12 @@ stop() {
     wait "$PID" 2>/dev/null || true
     PID=""
     [ "$SERVER" = real ] && exec 9>&-
-    # Moved aside, removed only after the last run: on ext4 without a journal every file created
-    # skips the inodes freed in the last minutes, so deleting a run's thousands of files here
-    # would slow the next run's server, whichever it is.
-    mkdir -p "$BENCH_DIR/trash"
-    for d in spool home run; do
-        [ -e "$BENCH_DIR/$SERVER-$d" ] && mv "$BENCH_DIR/$SERVER-$d" "$BENCH_DIR/trash/$SERVER-$d.$RUNID"
-    done
+    set_aside "$BENCH_DIR/$SERVER-spool" "$BENCH_DIR/$SERVER-home" "$BENCH_DIR/$SERVER-run"
     if [ -n "$CG" ]; then
         for _ in $(seq 100); do rmdir "$CG" 2>/dev/null && break; sleep 0.05; done
     fi
 }
-cleanup() { stop; rm -rf "$BENCH_DIR/trash"; [ -z "$CGBASE" ] || rmdir "$CGBASE" 2>/dev/null || true; }
+cleanup() { stop; empty_trash; [ -z "$CGBASE" ] || rmdir "$CGBASE" 2>/dev/null || true; }
 trap cleanup EXIT
 
 round() { # server size(small|big) run

@@ -62,7 +62,8 @@ cleanup() {
     stop
     [ -n "$UNBOUND_PID" ] && { kill "$UNBOUND_PID" 2>/dev/null || true; wait "$UNBOUND_PID" 2>/dev/null || true; }
     ip netns del "$NS" 2>/dev/null || true
-    rm -rf "/etc/netns/$NS" "$BENCH_DIR/trash"
+    rm -rf "/etc/netns/$NS"
+    empty_trash
 }
 trap cleanup EXIT
 ip netns add "$NS"
@@ -166,11 +167,7 @@ stop() {
     wait "$PID" 2>/dev/null || true
     PID=""
     case $SERVER in real-*) exec 9>&- ;; esac
-    # Moved aside, removed after the last run: on ext4 without a journal every file created
-    # skips the inodes freed in the last minutes, so deleting a run's queue here would slow the
-    # next run's server, whichever it is (see bench/delivery/README.md).
-    mkdir -p "$BENCH_DIR/trash"
-    if [ -e "$SPOOL" ]; then mv "$SPOOL" "$BENCH_DIR/trash/$(basename "$SPOOL")"; fi
+    set_aside "$SPOOL"
 }
 queued() { { find "$SPOOL/queue" -mindepth 2 -maxdepth 2 -type d 2>/dev/null || true; } | wc -l; }
 xspam() { { grep -rl "^X-Spam" "$SPOOL/queue" 2>/dev/null || true; } | wc -l; }

@@ -3,6 +3,20 @@
 
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
+# set_aside PATH...: moves what a run left (spools, Maildirs) into $BENCH_DIR/trash instead of
+# deleting it; empty_trash removes it all after the last run. On ext4 without a journal every
+# file created skips the inodes freed in the last minutes, one lookup each, so deleting a run's
+# thousands of files between runs would slow the next run's server, whichever it is (see
+# bench/delivery/README.md).
+set_aside() {
+    mkdir -p "$BENCH_DIR/trash"
+    local p
+    for p in "$@"; do
+        if [ -e "$p" ]; then mv "$p" "$(mktemp -u "$BENCH_DIR/trash/$(basename "$p").XXXXXX")"; fi
+    done
+}
+empty_trash() { rm -rf "$BENCH_DIR/trash"; }
+
 # smtp_source: Postfix's smtp-source, the load tool. Debian's postfix conflicts with opensmtpd as
 # a package, so its .deb is downloaded and extracted into bench/.tools (git-ignored), once for
 # all benchmarks. Sets SRC and LD_LIBRARY_PATH.

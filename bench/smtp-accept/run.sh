@@ -141,15 +141,9 @@ stop() {
     wait "$PID" 2>/dev/null || true
     PID=""
     [ "$SERVER" = real ] && exec 9>&-
-    # Moved aside, removed after the last run: on ext4 without a journal every file created
-    # skips the inodes freed in the last minutes, so deleting a run's 5,000 queued messages here
-    # would slow the next run's server, whichever it is (see bench/delivery/README.md).
-    mkdir -p "$BENCH_DIR/trash"
-    if [ -e "$BENCH_DIR/$SERVER-spool-$RUNID" ]; then
-        mv "$BENCH_DIR/$SERVER-spool-$RUNID" "$BENCH_DIR/trash/$SERVER-spool-$RUNID"
-    fi
+    set_aside "$BENCH_DIR/$SERVER-spool-$RUNID"
 }
-trap 'stop; rm -rf "$BENCH_DIR/trash"' EXIT
+trap 'stop; empty_trash' EXIT
 
 # --- load tests --------------------------------------------------------------------------------
 load() { # test-name run n-msgs smtp-source-args...
