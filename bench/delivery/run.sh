@@ -16,6 +16,7 @@
 #   PORT_OURS     (default 3151)   PORT_REAL (default 3152)
 #   OPENSMTPD     the reference binary (default /usr/sbin/smtpd; must run as root)
 #   OURS          our binary (default <repo>/target/release/smtpd; OURS_PREBUILT=1 skips cargo)
+#   AGENT         maildir (default) or mda: delivery through a command writing into the Maildir
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,12 +62,22 @@ else
 fi
 
 # --- configs: same rules for both; one userbase user whose Maildir exists and belongs to it --
+# AGENT=mda delivers through a command instead (a script that writes the message into the
+# Maildir as cat does, without fsync), the way setups with dovecot-lda or procmail work.
+AGENT="${AGENT:-maildir}"
+cat > "$BENCH_DIR/deliver.sh" <<'EOF'
+#!/bin/sh
+f=$(mktemp "$1/tmp/m.XXXXXXXXXX") && cat > "$f" && mv "$f" "$1/new/"
+EOF
+chmod 755 "$BENCH_DIR/deliver.sh"
 conf() { # server port -> config text
+    local action="maildir \"$BENCH_DIR/$1-home/Maildir\""
+    [ "$AGENT" = mda ] && action="mda \"$BENCH_DIR/deliver.sh $BENCH_DIR/$1-home/Maildir\""
     cat <<EOF
 table users { bench = "$BENCH_UID:$BENCH_UID:$BENCH_DIR/$1-home" }
 smtp limit max-mails 100000
 listen on 127.0.0.1 port $2
-action "bench" maildir "$BENCH_DIR/$1-home/Maildir" userbase <users>
+action "bench" $action userbase <users>
 match from any for domain "bench.test" action "bench"
 EOF
 }
