@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -14,37 +13,8 @@ use rsmtpd_config::{parse_file, ParseOptions, StaticEnvironment};
 
 const MAKEMAP: &str = "/usr/sbin/makemap";
 
-/// The uid deliveries run as: as root an ordinary user whose folders the test makes, else us.
-fn user_uid(root_uid: u32) -> u32 {
-    if nix::unistd::geteuid().is_root() {
-        root_uid
-    } else {
-        nix::unistd::geteuid().as_raw()
-    }
-}
-
-/// A folder the delivery user may write into, under the test's folder.
-fn user_dir(d: &Daemon, rel: &str, uid: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711));
-    let p = d.dir.path().join(rel);
-    let _ = std::fs::create_dir_all(&p);
-    if nix::unistd::geteuid().is_root() {
-        let _ = nix::unistd::chown(
-            &p,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(uid)),
-        );
-    }
-    p
-}
-
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |r| r.flatten().count())
-}
-
-fn addr(d: &Daemon) -> SocketAddr {
-    format!("127.0.0.1:{}", d.port).parse().expect("addr")
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -128,7 +98,7 @@ fn send(d: &Daemon, rcpts: &[&str]) -> Vec<String> {
     cmds.push("Subject: db aliases\r\n\r\nhello\r\n.".into());
     cmds.push("QUIT".into());
     let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
-    converse("127.0.0.1", addr(d), &cmds)
+    converse("127.0.0.1", d.addr(), &cmds)
 }
 
 fn wait_delivered(d: &Daemon, n: usize) {
@@ -146,7 +116,7 @@ fn makemap_alias_expands_at_rcpt_and_delivers_to_its_members() {
     // Written by OpenSMTPD's makemap from "Root: jules, bob\npostmaster: root\n..."
     // (crates/bdb/tests/fixtures/generate.sh).
     let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bdb/tests/fixtures/makemap-aliases.db");
-    let uid = user_uid(2000);
+    let uid = delivery_uid(2000);
     let d = daemon(&db, &["jules", "bob"], uid);
     let r = send(&d, &["postmaster@example.org", "nobody@example.org"]);
     // The greeting, HELO, MAIL, the two RCPTs, DATA, the message.
@@ -192,7 +162,7 @@ fn fresh_makemap_map_with_a_long_alias_list() {
         .expect("run makemap");
     assert!(status.success());
     let db = tmp.path().join("aliases.db");
-    let uid = user_uid(2000);
+    let uid = delivery_uid(2000);
     let names: Vec<&str> = members.iter().map(String::as_str).collect();
     let d = daemon(&db, &names, uid);
     let r = send(&d, &["TEAM@example.org", "other1999@example.org"]);

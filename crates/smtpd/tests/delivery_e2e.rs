@@ -4,55 +4,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 
-/// The uid deliveries run as: as root an ordinary user whose folders the test makes, else us.
-fn user_uid(root_uid: u32) -> u32 {
-    if nix::unistd::geteuid().is_root() {
-        root_uid
-    } else {
-        nix::unistd::geteuid().as_raw()
-    }
-}
-
-/// A folder the delivery user may write into, under the test's folder.
-fn user_dir(d: &Daemon, rel: &str, uid: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711));
-    let p = d.dir.path().join(rel);
-    let _ = std::fs::create_dir_all(&p);
-    if nix::unistd::geteuid().is_root() {
-        let _ = nix::unistd::chown(
-            &p,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(uid)),
-        );
-    }
-    p
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
-    v.sort();
-    v
-}
-
-fn addr(d: &Daemon) -> SocketAddr {
-    format!("127.0.0.1:{}", d.port).parse().expect("addr")
-}
-
 #[test]
 fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {
-    let uid = user_uid(2000);
+    let uid = delivery_uid(2000);
     let seed = std::fs::read_to_string(format!(
         "{}/../../../shared/seed/configs/7-deliver.conf",
         env!("CARGO_MANIFEST_DIR")
@@ -68,7 +26,7 @@ fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {
     for src in ["127.0.0.2", "127.0.0.1"] {
         let r = converse(
             src,
-            addr(&d),
+            d.addr(),
             &[
                 "HELO cun",
                 "MAIL FROM:<>",
@@ -87,8 +45,8 @@ fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {
             .count()
             >= 2
     });
-    let junk = files(&d.dir.path().join("vmail/foo/.Junk/new"));
-    let clean = files(&d.dir.path().join("vmail/foo/new"));
+    let junk = mail_texts(&d.dir.path().join("vmail/foo/.Junk/new"));
+    let clean = mail_texts(&d.dir.path().join("vmail/foo/new"));
     assert_eq!(
         (junk.len(), clean.len()),
         (1, 1),
@@ -122,7 +80,7 @@ fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {
 
 #[test]
 fn a_failing_mda_bounces_to_the_sender() {
-    let uid = user_uid(1000);
+    let uid = delivery_uid(1000);
     let config = format!(
         "listen on 127.0.0.1 port @PORT@\n\
          table users {{ bob = \"{uid}:{uid}:@DIR@/bob\", fail = \"{uid}:{uid}:@DIR@/bob\" }}\n\
@@ -136,7 +94,7 @@ fn a_failing_mda_bounces_to_the_sender() {
     user_dir(&d, "bob", uid);
     let r = converse(
         "127.0.0.1",
-        addr(&d),
+        d.addr(),
         &[
             "HELO client",
             "MAIL FROM:<bob@example.org>",
@@ -153,7 +111,7 @@ fn a_failing_mda_bounces_to_the_sender() {
     assert!(d.log().iter().any(|l| l.contains("to=<fail@example.org>")
         && l.contains("result=PermFail")
         && l.contains("no such mailbox")));
-    let bounces = files(&d.dir.path().join("bob/Maildir/new"));
+    let bounces = mail_texts(&d.dir.path().join("bob/Maildir/new"));
     assert_eq!(bounces.len(), 1);
     let b = &bounces[0];
     assert!(
@@ -178,7 +136,7 @@ fn a_failing_mda_bounces_to_the_sender() {
 
 #[test]
 fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
-    let uid = user_uid(1000);
+    let uid = delivery_uid(1000);
     if !nix::unistd::geteuid().is_root() {
         // Without root the delivery runs as us, and we can write anywhere we made.
         return;
@@ -200,7 +158,7 @@ fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
     }
     let r = converse(
         "127.0.0.1",
-        addr(&d),
+        d.addr(),
         &[
             "HELO c",
             "MAIL FROM:<x@example.net>",
@@ -212,26 +170,14 @@ fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
     );
     assert!(r[5].starts_with("250 2.0.0 "), "{r:?}");
     d.wait_log_for(Duration::from_secs(20), |l| l.contains("result=TempFail"));
-    assert!(files(&carol.join("Maildir/new")).is_empty());
+    assert!(mail_texts(&carol.join("Maildir/new")).is_empty());
     // The administrator fixes the permissions and asks for a new attempt.
     let _ = nix::unistd::chown(
         &carol,
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(uid)),
     );
-    let smtpctl = std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("smtpctl"))
-        })
-        .expect("smtpctl");
-    let out = std::process::Command::new(smtpctl)
-        .args(["schedule", "all"])
-        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
-        .output()
-        .expect("smtpctl");
+    let out = ctl(&d, "smtpctl", &["schedule", "all"], "", None);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "1 envelope scheduled\n"
@@ -240,7 +186,7 @@ fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
         l.ends_with("result=Ok stat=Delivered")
     });
     assert_eq!(
-        files(&carol.join("Maildir/new")).len(),
+        mail_texts(&carol.join("Maildir/new")).len(),
         1,
         "delivered exactly once"
     );

@@ -5,45 +5,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn addr(d: &Daemon) -> SocketAddr {
-    format!("127.0.0.1:{}", d.port).parse().expect("addr")
-}
-
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-fn read_all(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
-    v.sort();
-    v
-}
-
 fn smtpctl(d: &Daemon, args: &[&str]) -> String {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_smtpd")).with_file_name("smtpctl");
-    let out = Command::new(bin)
-        .args(args)
-        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
-        .env("SMTPD_SPOOL", d.spool())
-        .output()
-        .expect("smtpctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&ctl(d, "smtpctl", args, "", None).stdout).into_owned()
 }
 
 fn chown(p: &Path, uid: u32) {
@@ -58,7 +31,7 @@ fn chown(p: &Path, uid: u32) {
 fn send(d: &Daemon, rcpt: &str, body: &str) {
     let r = converse(
         "127.0.0.1",
-        addr(d),
+        d.addr(),
         &[
             "HELO client",
             "MAIL FROM:<sender@example.org>",
@@ -150,7 +123,7 @@ fn a_full_disk_keeps_the_message_queued_until_space_returns() {
     d.wait_log_for(Duration::from_secs(20), |l| {
         l.ends_with("result=Ok stat=Delivered")
     });
-    let got = read_all(&home.join("Maildir/new"));
+    let got = mail_texts(&home.join("Maildir/new"));
     assert_eq!(got.len(), 1, "delivered exactly once");
     assert!(got[0].contains(&body));
     assert_eq!(smtpctl(&d, &["show", "queue"]), "");
@@ -158,11 +131,7 @@ fn a_full_disk_keeps_the_message_queued_until_space_returns() {
 
 #[test]
 fn an_mda_asking_to_retry_then_refusing_bounces_once() {
-    let uid = if is_root() {
-        1000
-    } else {
-        nix::unistd::geteuid().as_raw()
-    };
+    let uid = delivery_uid(1000);
     let config = format!(
         "listen on 127.0.0.1 port @PORT@\n\
          table users {{ erin = \"{uid}:{uid}:@DIR@/erin\", sender = \"{uid}:{uid}:@DIR@/sender\" }}\n\
@@ -173,16 +142,8 @@ fn an_mda_asking_to_retry_then_refusing_bounces_once() {
          match from local for local action \"mail\"\n"
     );
     let d = Daemon::start(&config, &[]);
-    let _ = std::fs::set_permissions(
-        d.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    );
     for who in ["erin", "sender"] {
-        let p = d.dir.path().join(who);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        if is_root() {
-            chown(&p, uid);
-        }
+        user_dir(&d, who, uid);
     }
     // First attempt: "try later" (EX_TEMPFAIL); every later one: a permanent refusal.
     let erin = d.dir.path().join("erin");
@@ -216,7 +177,7 @@ fn an_mda_asking_to_retry_then_refusing_bounces_once() {
     d.wait_log_for(Duration::from_secs(20), |l| {
         l.contains("to=<sender@example.org>") && l.ends_with("result=Ok stat=Delivered")
     });
-    let bounces = read_all(&d.dir.path().join("sender/Maildir/new"));
+    let bounces = mail_texts(&d.dir.path().join("sender/Maildir/new"));
     assert_eq!(bounces.len(), 1, "one bounce");
     let b = &bounces[0];
     assert!(
@@ -233,11 +194,7 @@ fn an_mda_asking_to_retry_then_refusing_bounces_once() {
 /// mailbox, a bounce and `smtpctl show message` get the message as it was sent.
 #[test]
 fn a_compressed_queue_delivers_and_bounces_the_original_text() {
-    let uid = if is_root() {
-        1000
-    } else {
-        nix::unistd::geteuid().as_raw()
-    };
+    let uid = delivery_uid(1000);
     let config = format!(
         "queue compression\n\
          listen on 127.0.0.1 port @PORT@\n\
@@ -249,21 +206,13 @@ fn a_compressed_queue_delivers_and_bounces_the_original_text() {
          match from local for local action \"mail\"\n"
     );
     let d = Daemon::start(&config, &[]);
-    let _ = std::fs::set_permissions(
-        d.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    );
-    let frank = d.dir.path().join("frank");
-    std::fs::create_dir_all(&frank).expect("mkdir");
-    if is_root() {
-        chown(&frank, uid);
-    }
+    let frank = user_dir(&d, "frank", uid);
     let body = "compressible text, ".repeat(400);
     // Held: show message reads the spool while it waits.
     assert_eq!(smtpctl(&d, &["pause", "mda"]), "command succeeded\n");
     let r = converse(
         "127.0.0.1",
-        addr(&d),
+        d.addr(),
         &[
             "HELO client",
             "MAIL FROM:<frank@example.org>",
@@ -299,7 +248,7 @@ fn a_compressed_queue_delivers_and_bounces_the_original_text() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let got = read_all(&frank.join("Maildir/new"));
+    let got = mail_texts(&frank.join("Maildir/new"));
     assert_eq!(got.len(), 2, "the message and its bounce");
     assert!(got.iter().all(|m| m.contains(&body)), "both carry the text");
     assert!(got

@@ -6,31 +6,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn addr(d: &Daemon) -> SocketAddr {
-    format!("127.0.0.1:{}", d.port).parse().expect("addr")
-}
-
-/// A folder under the test's folder owned by `uid` (its group `uid` too).
-fn owned_dir(d: &Daemon, rel: &str, uid: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711));
-    let p = d.dir.path().join(rel);
-    std::fs::create_dir_all(&p).expect("mkdir");
-    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).expect("chown");
-    p
-}
 
 /// `(pid, comm)` of the processes whose parent is `parent`.
 fn children(parent: u32) -> Vec<(u32, String)> {
@@ -93,7 +74,7 @@ fn status_line(pid: u32, name: &str) -> Option<String> {
 
 /// One SMTP session that sends one message per recipient.
 fn send(d: &Daemon, rcpts: &[&str]) {
-    let mut c = Client::connect(addr(d));
+    let mut c = Client::connect(d.addr());
     assert!(c.reply().starts_with("220 "));
     assert!(c.cmd("EHLO client").starts_with("250"));
     for (i, rcpt) in rcpts.iter().enumerate() {
@@ -116,19 +97,7 @@ fn delivered(d: &Daemon) -> usize {
 }
 
 fn smtpctl_schedule_all(d: &Daemon) {
-    let smtpctl = std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("smtpctl"))
-        })
-        .expect("smtpctl");
-    let out = std::process::Command::new(smtpctl)
-        .args(["schedule", "all"])
-        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
-        .output()
-        .expect("smtpctl");
+    let out = ctl(d, "smtpctl", &["schedule", "all"], "", None);
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -143,7 +112,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn deliveries_run_as_their_users_in_a_few_reused_workers() {
-    if !root() {
+    if !is_root() {
         return;
     }
     let config = "listen on 127.0.0.1 port @PORT@\n\
@@ -151,8 +120,8 @@ fn deliveries_run_as_their_users_in_a_few_reused_workers() {
          action \"mail\" maildir userbase <users>\n\
          match from any for domain \"example.org\" action \"mail\"\n";
     let d = Daemon::start(config, &[]);
-    let alice = owned_dir(&d, "alice", 2001);
-    let bob = owned_dir(&d, "bob", 2002);
+    let alice = user_dir(&d, "alice", 2001);
+    let bob = user_dir(&d, "bob", 2002);
 
     // Started with the daemon, under its name, as root.
     let helper = wait_for(Duration::from_secs(5), || delivery_process(&d));
@@ -236,7 +205,7 @@ const ARCHIVE: &str = "listen on 127.0.0.1 port @PORT@\n\
 /// The archive file, with a write lock held by this test: mail.mboxfile waits for it, which
 /// keeps its delivery in the middle of running.
 fn locked_archive(d: &Daemon) -> (PathBuf, std::fs::File) {
-    let bob = owned_dir(d, "bob", 2002);
+    let bob = user_dir(d, "bob", 2002);
     let path = bob.join("archive");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -265,7 +234,7 @@ fn copies_in(path: &Path) -> usize {
 
 #[test]
 fn a_killed_worker_s_delivery_is_retried_and_delivered_once() {
-    if !root() {
+    if !is_root() {
         return;
     }
     let d = Daemon::start(ARCHIVE, &[]);
@@ -308,7 +277,7 @@ fn a_killed_worker_s_delivery_is_retried_and_delivered_once() {
 
 #[test]
 fn a_killed_delivery_process_is_started_again() {
-    if !root() {
+    if !is_root() {
         return;
     }
     let d = Daemon::start(ARCHIVE, &[]);
@@ -362,7 +331,7 @@ fn gone(pid: u32) -> bool {
 
 #[test]
 fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
-    if !root() {
+    if !is_root() {
         return;
     }
     let mut d = Daemon::start(ARCHIVE, &[]);
@@ -392,7 +361,7 @@ fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
 /// with it, and the stop is not reported as a crash of the delivery process.
 #[test]
 fn a_stop_signal_to_every_process_is_a_clean_stop() {
-    if !root() {
+    if !is_root() {
         return;
     }
     let config = "listen on 127.0.0.1 port @PORT@\n\
@@ -404,7 +373,7 @@ fn a_stop_signal_to_every_process_is_a_clean_stop() {
         nix::sys::signal::Signal::SIGINT,
     ] {
         let mut d = Daemon::start(config, &[]);
-        owned_dir(&d, "alice", 2001);
+        user_dir(&d, "alice", 2001);
         let helper = wait_for(Duration::from_secs(5), || delivery_process(&d));
         send(&d, &["alice@example.org"]);
         wait_for(Duration::from_secs(20), || {

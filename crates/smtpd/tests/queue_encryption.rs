@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,14 +16,6 @@ use rsmtpd::queue::{open_message_file, Codec, Envelope, Queue, QueueKey, QueueOp
 
 const KEY: &str = "Z8pV3xQ1mK7tR4wY9bN2cF6hJ0sL5dG3";
 const UID: u32 = 1000;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn addr(d: &Daemon) -> SocketAddr {
-    format!("127.0.0.1:{}", d.port).parse().expect("addr")
-}
 
 fn codec(compression: bool) -> Codec {
     Codec {
@@ -91,21 +82,7 @@ fn config(extra: &str) -> String {
 
 /// The mailbox's folder, writable by its user.
 fn mailbox(d: &Daemon) -> PathBuf {
-    let _ = std::fs::set_permissions(
-        d.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    );
-    let frank = d.dir.path().join("frank");
-    std::fs::create_dir_all(&frank).expect("mkdir");
-    if is_root() {
-        nix::unistd::chown(
-            &frank,
-            Some(nix::unistd::Uid::from_raw(UID)),
-            Some(nix::unistd::Gid::from_raw(UID)),
-        )
-        .expect("chown");
-    }
-    frank.join("Maildir/new")
+    user_dir(d, "frank", UID).join("Maildir/new")
 }
 
 /// Sends one message; its msgid.
@@ -121,7 +98,7 @@ fn send(d: &Daemon, rcpts: &[&str], body: &str) -> String {
     cmds.push(format!("Subject: sealed\r\n\r\n{body}\r\n."));
     cmds.push("QUIT".into());
     let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-    let r = converse("127.0.0.1", addr(d), &refs);
+    let r = converse("127.0.0.1", d.addr(), &refs);
     let reply = &r[r.len() - 2];
     assert!(reply.starts_with("250 2.0.0 "), "{r:?}");
     reply.split_whitespace().nth(2).expect("msgid").to_string()

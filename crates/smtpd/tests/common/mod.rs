@@ -446,3 +446,52 @@ pub fn ctl_with(
     }
     child.wait_with_output().expect("smtpctl output")
 }
+
+// --- deliveries -----------------------------------------------------------------------------
+
+/// Whether the tests run as root: deliveries then run as another user, and the real OpenSMTPD
+/// can be started.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The uid deliveries run as: as root an ordinary user whose folders the test makes, else us.
+pub fn delivery_uid(root_uid: u32) -> u32 {
+    if is_root() {
+        root_uid
+    } else {
+        nix::unistd::geteuid().as_raw()
+    }
+}
+
+/// A folder under the test's folder that the delivery user `uid` owns (when root; otherwise it
+/// is ours anyway), with the test's folder made traversable for that user.
+pub fn user_dir(d: &Daemon, rel: &str, uid: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711));
+    let p = d.dir.path().join(rel);
+    std::fs::create_dir_all(&p).expect("mkdir");
+    if is_root() {
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).expect("chown");
+    }
+    p
+}
+
+/// The texts of the files in `dir` (a Maildir's `new/`), sorted.
+pub fn mail_texts(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    v.sort();
+    v
+}
+
+impl Daemon {
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
