@@ -107,14 +107,8 @@ fn send(d: &Daemon, rcpts: &[&str], body: &str) -> String {
 fn wait_files(dir: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect();
+        let v = mail_texts(dir);
         if v.len() >= n || Instant::now() > deadline {
-            v.sort();
             return v;
         }
         std::thread::sleep(Duration::from_millis(50));
