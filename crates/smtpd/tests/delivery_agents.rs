@@ -747,3 +747,25 @@ async fn a_delivery_past_its_timeout_is_terminated() {
     let text = std::fs::read_to_string(spool.join("al")).unwrap_or_default();
     assert_eq!(text.matches("\nSubject: test\n").count(), 1, "{text}");
 }
+
+/// An mda command past its time is stopped by its own alarm, as forkmda()'s children are
+/// (also when a worker of the delivery process runs it), and the worker goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mda_past_its_timeout_is_terminated() {
+    let (_t, home, m, user) = setup(MSG);
+    let command = Format::parse("sleep 30").unwrap_or_else(|e| panic!("{e}"));
+    let mut req = request(LocalMethod::Mda { command }, user.clone(), &m, "a@b");
+    req.timeout = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let r = deliver_report(&req).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::TempFail("Error (terminated; timeout)".into())
+    );
+    assert_eq!(r.errorline, "terminated; timeout");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let command = Format::parse("cat > $HOME/out").unwrap_or_else(|e| panic!("{e}"));
+    let req = request(LocalMethod::Mda { command }, user, &m, "a@b");
+    assert_eq!(deliver(&req).await, Outcome::Ok);
+    assert!(home.join("out").exists());
+}

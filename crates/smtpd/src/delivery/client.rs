@@ -184,6 +184,7 @@ fn failure(exit: ExitKind, text: Option<&str>) -> Done {
         id: 0,
         exit,
         text: text.map(|t| t.as_bytes().to_vec()),
+        fully_written: true,
         worker: 0,
         new_worker: false,
     }

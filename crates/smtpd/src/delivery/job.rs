@@ -12,7 +12,7 @@
 //! encoding behind a tag byte; decoding refuses a packet of the wrong kind and never panics.
 
 use std::fs::File;
-use std::io::{BufRead, IoSlice, IoSliceMut};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use rsmtpd_control::wire::{DecodeError, Reader, Writer};
 
 use super::maildir::{self, Maildir};
-use super::{headers, mbox, AgentError, Creds, ExitKind};
+use super::{headers, mbox, mda, AgentError, Creds, ExitKind};
 
 /// The largest packet: a job is a few paths and the two delivery header lines, a reply one
 /// error line (cut to [`MAX_TEXT`]).
@@ -53,17 +53,55 @@ pub enum Agent {
         path: PathBuf,
         from_line: String,
     },
+    /// An `mda` command or a `|command` target: `/bin/sh -c COMMAND` with OpenSMTPD's
+    /// environment, in `home`, fed the delivery headers and the message (`forkmda()`).
+    Mda {
+        command: String,
+        env: Vec<(String, String)>,
+        home: String,
+    },
 }
 
 impl Agent {
-    /// Writes `input` (delivery headers + message) where the agent says.
-    pub fn run(&self, input: impl BufRead) -> Result<(), AgentError> {
-        match self {
-            Agent::Maildir(m) => maildir::deliver(m, input).map(|_| ()),
+    /// Delivers the delivery headers `prefix` and then `message`, as whoever runs this (a
+    /// worker already switched to the user, or the daemon when it is not root).
+    pub fn deliver(&self, prefix: Vec<u8>, message: File, timeout: Duration) -> Finished {
+        let input = |prefix, message| headers::stream(prefix, message);
+        let written = match self {
+            Agent::Maildir(m) => maildir::deliver(m, input(prefix, message)).map(|_| ()),
             Agent::Mbox {
                 path, from_line, ..
-            } => mbox::deliver(path, from_line, input),
-            Agent::File { path, from_line } => mbox::deliver_file(path, from_line, input),
+            } => mbox::deliver(path, from_line, input(prefix, message)),
+            Agent::File { path, from_line } => {
+                mbox::deliver_file(path, from_line, input(prefix, message))
+            }
+            Agent::Mda { command, env, home } => {
+                let run = mda::Run {
+                    command: command.clone(),
+                    env: env.clone(),
+                    home: home.clone(),
+                    timeout,
+                };
+                return match mda::run(&run, prefix, message) {
+                    Ok(f) => Finished {
+                        exit: f.exit,
+                        text: f.last_line,
+                        fully_written: f.fully_written,
+                    },
+                    Err(e) => Finished::failed(AgentError::new(
+                        71,
+                        format!("fork: {}", super::strerror(&e)),
+                    )),
+                };
+            }
+        };
+        match written {
+            Ok(()) => Finished {
+                exit: ExitKind::Exited(0),
+                text: None,
+                fully_written: true,
+            },
+            Err(e) => Finished::failed(e),
         }
     }
 
@@ -90,10 +128,10 @@ pub struct Job {
 }
 
 impl Job {
-    /// Runs the agent on the message (in a worker, or on a blocking thread when not root).
-    pub fn run(&self, message: File) -> Result<(), AgentError> {
+    /// Runs the agent on the message, in a worker.
+    pub fn run(&self, message: File) -> Finished {
         self.agent
-            .run(headers::stream(self.prefix.clone(), message))
+            .deliver(self.prefix.clone(), message, self.timeout)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -135,6 +173,16 @@ impl Job {
                 w.bytes(path.as_os_str().as_bytes());
                 w.str(from_line);
             }
+            Agent::Mda { command, env, home } => {
+                w.u8(4);
+                w.str(command);
+                w.u32(env.len() as u32);
+                for (k, v) in env {
+                    w.str(k);
+                    w.str(v);
+                }
+                w.str(home);
+            }
         }
         w.buf
     }
@@ -171,6 +219,19 @@ impl Job {
                 path: path(&mut r)?,
                 from_line: r.str()?,
             },
+            4 => {
+                let command = r.str()?;
+                let n = r.count(8)?;
+                let mut env = Vec::with_capacity(n);
+                for _ in 0..n {
+                    env.push((r.str()?, r.str()?));
+                }
+                Agent::Mda {
+                    command,
+                    env,
+                    home: r.str()?,
+                }
+            }
             t => return Err(DecodeError::BadTag(t)),
         };
         r.end()?;
@@ -192,6 +253,8 @@ pub struct Done {
     pub exit: ExitKind,
     /// The agent's error line, if it printed one.
     pub text: Option<Vec<u8>>,
+    /// Whether the whole message went in (an mda may exit before reading it all).
+    pub fully_written: bool,
     /// The worker that ran it (0: none did, the job failed before).
     pub worker: u32,
     /// Whether that worker was started for this job (the daemon logs it at debug level).
@@ -203,13 +266,9 @@ impl Done {
         let mut w = Writer::default();
         w.u8(TAG_DONE);
         w.u64(self.id);
-        let (kind, n) = match self.exit {
-            ExitKind::Exited(c) => (0, c),
-            ExitKind::Signaled(s) => (1, s),
-        };
-        w.u8(kind);
-        w.u32(n as u32);
+        write_exit(&mut w, self.exit);
         opt_bytes(&mut w, self.text.as_deref());
+        w.bool(self.fully_written);
         w.u32(self.worker);
         w.bool(self.new_worker);
         w.buf
@@ -219,12 +278,9 @@ impl Done {
         let mut r = Reader::new(data);
         tag(&mut r, TAG_DONE)?;
         let id = r.u64()?;
-        let exit = match r.u8()? {
-            0 => ExitKind::Exited(r.u32()? as i32),
-            1 => ExitKind::Signaled(r.u32()? as i32),
-            t => return Err(DecodeError::BadTag(t)),
-        };
+        let exit = read_exit(&mut r)?;
         let text = read_opt_bytes(&mut r)?;
+        let fully_written = r.bool()?;
         let worker = r.u32()?;
         let new_worker = r.bool()?;
         r.end()?;
@@ -232,36 +288,70 @@ impl Done {
             id,
             exit,
             text,
+            fully_written,
             worker,
             new_worker,
         })
     }
 }
 
-/// A worker's answer: the exit status and error line a forked agent would have given.
+/// A worker's answer: how the agent ended, as a forked agent's exit status and last line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
-    pub code: i32,
+    pub exit: ExitKind,
     pub text: Option<Vec<u8>>,
+    pub fully_written: bool,
 }
 
 impl Finished {
+    /// A native agent's failure: its exit code and error line.
+    pub fn failed(e: AgentError) -> Finished {
+        Finished {
+            exit: ExitKind::Exited(e.code),
+            text: Some(e.text.into_bytes()),
+            fully_written: true,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(TAG_FINISHED);
-        w.u32(self.code as u32);
+        write_exit(&mut w, self.exit);
         opt_bytes(&mut w, self.text.as_deref());
+        w.bool(self.fully_written);
         w.buf
     }
 
     pub fn decode(data: &[u8]) -> Result<Finished, DecodeError> {
         let mut r = Reader::new(data);
         tag(&mut r, TAG_FINISHED)?;
-        let code = r.u32()? as i32;
+        let exit = read_exit(&mut r)?;
         let text = read_opt_bytes(&mut r)?;
+        let fully_written = r.bool()?;
         r.end()?;
-        Ok(Finished { code, text })
+        Ok(Finished {
+            exit,
+            text,
+            fully_written,
+        })
     }
+}
+
+fn write_exit(w: &mut Writer, exit: ExitKind) {
+    let (kind, n) = match exit {
+        ExitKind::Exited(c) => (0, c),
+        ExitKind::Signaled(s) => (1, s),
+    };
+    w.u8(kind);
+    w.u32(n as u32);
+}
+
+fn read_exit(r: &mut Reader<'_>) -> Result<ExitKind, DecodeError> {
+    Ok(match r.u8()? {
+        0 => ExitKind::Exited(r.u32()? as i32),
+        1 => ExitKind::Signaled(r.u32()? as i32),
+        t => return Err(DecodeError::BadTag(t)),
+    })
 }
 
 /// The id of a job packet that does not decode, to answer it with an error.
@@ -438,6 +528,15 @@ mod tests {
             path: "/tmp/f".into(),
             from_line: "From x\n".into(),
         };
+        jobs.push(j.clone());
+        j.agent = Agent::Mda {
+            command: "exec /bin/sh -c \"procmail\"".into(),
+            env: vec![
+                ("HOME".into(), "/home/u".into()),
+                ("USER".into(), "u".into()),
+            ],
+            home: "/home/u".into(),
+        };
         jobs.push(j);
         for j in jobs {
             assert_eq!(Job::decode(&j.encode()), Ok(j));
@@ -446,13 +545,15 @@ mod tests {
             id: 9,
             exit: ExitKind::Signaled(14),
             text: Some(b"mail.maildir: x".to_vec()),
+            fully_written: true,
             worker: 1234,
             new_worker: true,
         };
         assert_eq!(Done::decode(&d.encode()), Ok(d));
         let f = Finished {
-            code: -1,
+            exit: ExitKind::Exited(-1),
             text: None,
+            fully_written: false,
         };
         assert_eq!(Finished::decode(&f.encode()), Ok(f));
     }

@@ -1,5 +1,6 @@
 //! Running a command as OpenSMTPD's forkmda() does: `/bin/sh -c CMD` with the mda environment,
-//! in the user's home (else `/`), in a new session, as the user when we are root, with the
+//! in the user's home (else `/`), in a new session, as whoever runs this (as root, a delivery
+//! worker already switched to the user; see `process.rs`), with the
 //! delivery headers and the message on stdin and stdout+stderr captured to an unlinked file in
 //! /tmp, whose last line becomes the error text. A 5-minute alarm bounds it (SIGALRM is reported
 //! as `terminated; timeout`).
@@ -13,13 +14,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{Creds, ExitKind};
+use super::ExitKind;
 
 pub struct Run {
     pub command: String,
     pub env: Vec<(String, String)>,
     pub home: String,
-    pub creds: Option<Creds>,
     pub timeout: Duration,
 }
 
@@ -84,16 +84,12 @@ pub fn run(r: &Run, prefix: Vec<u8>, mut message: File) -> std::io::Result<Finis
         .stdout(Stdio::from(out.try_clone()?))
         .stderr(Stdio::from(out.try_clone()?));
     let home = cstr(&r.home);
-    let creds = r.creds.clone();
     let alarm = r.timeout.as_secs().clamp(1, u32::MAX as u64) as libc::c_uint;
     // SAFETY: the closure runs between fork and exec and only makes raw system calls.
     unsafe {
         cmd.pre_exec(move || {
             if libc::chdir(home.as_ptr()) == -1 && libc::chdir(c"/".as_ptr()) == -1 {
                 return Err(std::io::Error::last_os_error());
-            }
-            if let Some(c) = &creds {
-                c.drop_raw()?;
             }
             libc::setsid();
             libc::alarm(alarm);

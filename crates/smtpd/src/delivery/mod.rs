@@ -17,12 +17,12 @@
 //!   delivery process ([`process`]: a small helper started once, which keeps long-lived workers
 //!   per user; [`client`] is the daemon's side). A worker reports an exit code and an error
 //!   line, like OpenSMTPD's mail.* helpers, so the outcomes are the same as a forked agent's;
-//! - mda commands and pipes are `/bin/sh -c` started with the credentials switched between fork
-//!   and exec;
+//! - mda commands and `|command` targets are `/bin/sh -c` started by such a worker (already
+//!   the user), so the daemon itself never forks to deliver;
 //! - lmtp needs no file system access, so it speaks to the server from the daemon itself.
 //!
-//! When not root, everything runs as our own user: maildir/mbox on a blocking thread, commands
-//! as plain children.
+//! When not root, everything runs as our own user: agents on a blocking thread, commands as
+//! plain children.
 
 pub mod client;
 pub mod format;
@@ -352,8 +352,8 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Runs a native agent on the message: as root, in a worker of the delivery process switched
-/// to `creds`; otherwise on a blocking thread, as ourselves.
+/// Runs an agent (native, or an mda command) on the message: as root, in a worker of the
+/// delivery process switched to `creds`; otherwise on a blocking thread, as ourselves.
 async fn run_native(
     creds: Option<Creds>,
     timeout: Duration,
@@ -362,11 +362,9 @@ async fn run_native(
     message: File,
 ) -> Report {
     let Some(creds) = creds else {
-        let r =
-            tokio::task::spawn_blocking(move || agent.run(headers::stream(prefix, message))).await;
+        let r = tokio::task::spawn_blocking(move || agent.deliver(prefix, message, timeout)).await;
         return match r {
-            Ok(Ok(())) => map_exit(ExitKind::Exited(0), None, true),
-            Ok(Err(e)) => map_exit(ExitKind::Exited(e.code), Some(e.text.as_bytes()), true),
+            Ok(f) => map_exit(f.exit, last_line(f.text).as_deref(), f.fully_written),
             Err(_) => plain(true, "Error (internal error)"),
         };
     };
@@ -385,7 +383,11 @@ async fn run_native(
             done.worker
         ));
     }
-    map_exit(done.exit, last_line(done.text).as_deref(), true)
+    map_exit(
+        done.exit,
+        last_line(done.text).as_deref(),
+        done.fully_written,
+    )
 }
 
 /// The last line of an agent's output (it prints one error line; mda.c keeps the last).
@@ -555,19 +557,12 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
         _ => None,
     };
     if let Some(command) = command {
-        let run = mda::Run {
+        let agent = Agent::Mda {
             command,
             env,
             home: pw.dir.clone(),
-            creds: creds(None),
-            timeout: req.timeout,
         };
-        let r = tokio::task::spawn_blocking(move || mda::run(&run, prefix, message)).await;
-        return match r {
-            Ok(Ok(f)) => map_exit(f.exit, f.last_line.as_deref(), f.fully_written),
-            Ok(Err(e)) => failed(true, 71, format!("fork: {}", strerror(&e))),
-            Err(_) => plain(true, "Error (internal error)"),
-        };
+        return run_native(creds(None), req.timeout, agent, prefix, message).await;
     }
 
     let from = match expand("%{mbox.from}") {

@@ -38,7 +38,7 @@ use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::job::{self, Done, Finished, Job, Packet};
+use super::job::{self, Agent, Done, Finished, Job, Packet};
 use super::{worker, Creds, ExitKind};
 
 /// The environment variable that makes `smtpd` the delivery process, naming its socket.
@@ -223,6 +223,7 @@ impl Process {
             id,
             exit: ExitKind::Exited(code),
             text: Some(text.into_bytes()),
+            fully_written: true,
             worker: 0,
             new_worker: false,
         });
@@ -251,8 +252,16 @@ impl Process {
         // At least a second, as the alarm(2) of a forked agent was; a timeout from the wire
         // could overflow an Instant: then, in effect, none.
         let now = Instant::now();
+        // An mda command has an alarm of its own (set between fork and exec, as forkmda()
+        // does), which kills it at the timeout and is reported by its worker as a timeout; the
+        // worker is killed only if that did not happen a little later.
+        let slack = if matches!(job.agent, Agent::Mda { .. }) {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
         let deadline = now
-            .checked_add(job.timeout.max(Duration::from_secs(1)))
+            .checked_add(job.timeout.max(Duration::from_secs(1)) + slack)
             .unwrap_or(now + Duration::from_secs(365 * 86400));
         let running = |new_worker| Running {
             id: job.id,
@@ -349,17 +358,16 @@ impl Process {
                 let Some(run) = w.job.take() else {
                     return;
                 };
-                let (exit, text) = match Finished::decode(&data) {
-                    Ok(f) => (ExitKind::Exited(f.code), f.text),
-                    Err(e) => (
-                        ExitKind::Exited(EX_SOFTWARE),
-                        Some(format!("bad reply from delivery worker: {e}").into_bytes()),
-                    ),
-                };
+                let f = Finished::decode(&data).unwrap_or_else(|e| Finished {
+                    exit: ExitKind::Exited(EX_SOFTWARE),
+                    text: Some(format!("bad reply from delivery worker: {e}").into_bytes()),
+                    fully_written: true,
+                });
                 let done = Done {
                     id: run.id,
-                    exit,
-                    text,
+                    exit: f.exit,
+                    text: f.text,
+                    fully_written: f.fully_written,
                     worker: pid.as_raw() as u32,
                     new_worker: run.new_worker,
                 };
@@ -390,6 +398,7 @@ impl Process {
                     id: run.id,
                     exit,
                     text: None,
+                    fully_written: true,
                     worker: pid.as_raw() as u32,
                     new_worker: run.new_worker,
                 });

@@ -22,7 +22,7 @@ pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
     let creds = first.creds.clone();
     if let Err(e) = creds.drop_raw() {
         let text = format!("smtpd: forkmda: cannot drop privileges: {}", strerror(&e));
-        answer(&sock, Err(AgentError::new(1, text)));
+        answer(&sock, Finished::failed(AgentError::new(1, text)));
         return 1;
     }
     // Die with the delivery process: nobody would report this worker's deliveries, and the
@@ -42,13 +42,13 @@ pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
                     Ok(j) => (j, fd),
                     Err(e) => {
                         let text = format!("bad delivery request: {e}");
-                        answer(&sock, Err(AgentError::new(EX_SOFTWARE, text)));
+                        answer(&sock, Finished::failed(AgentError::new(EX_SOFTWARE, text)));
                         continue;
                     }
                 },
                 Ok(Packet::Data(_, None)) => {
                     let text = "Cannot get message fd".to_string();
-                    answer(&sock, Err(AgentError::new(EX_TEMPFAIL, text)));
+                    answer(&sock, Finished::failed(AgentError::new(EX_TEMPFAIL, text)));
                     continue;
                 }
                 // The delivery process let us go, or is gone.
@@ -59,7 +59,7 @@ pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
             // The delivery process only sends a worker its own user's jobs; never write as
             // someone else.
             let text = "delivery worker of other credentials".to_string();
-            answer(&sock, Err(AgentError::new(EX_SOFTWARE, text)));
+            answer(&sock, Finished::failed(AgentError::new(EX_SOFTWARE, text)));
             continue;
         }
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -75,7 +75,7 @@ pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
             Err(_) => {
                 answer(
                     &sock,
-                    Err(AgentError::new(EX_SOFTWARE, "internal error".into())),
+                    Finished::failed(AgentError::new(EX_SOFTWARE, "internal error".into())),
                 );
                 return EX_SOFTWARE;
             }
@@ -84,17 +84,8 @@ pub fn run(sock: OwnedFd, first: Job, message: OwnedFd, parent: Pid) -> i32 {
 }
 
 /// Sends a job's result; `false` if the delivery process is gone.
-fn answer(sock: &OwnedFd, r: Result<(), AgentError>) -> bool {
-    let f = match r {
-        Ok(()) => Finished {
-            code: 0,
-            text: None,
-        },
-        Err(e) => Finished {
-            code: e.code,
-            text: Some(job::cut_text(e.text.into_bytes())),
-        },
-    };
+fn answer(sock: &OwnedFd, mut f: Finished) -> bool {
+    f.text = f.text.map(job::cut_text);
     job::send(sock.as_fd(), &f.encode(), None, MsgFlags::empty()).is_ok()
 }
 
