@@ -769,3 +769,20 @@ async fn an_mda_past_its_timeout_is_terminated() {
     assert_eq!(deliver(&req).await, Outcome::Ok);
     assert!(home.join("out").exists());
 }
+
+/// The command starts with the signals' default actions, whatever the process that started it
+/// ignores (the delivery process ignores the stop signals): `timeout(1)`-style scripts work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mda_starts_with_default_signal_actions() {
+    let (_t, home, m, user) = setup(MSG);
+    let command = Format::parse("cat > /dev/null; grep ^SigIgn /proc/self/status > $HOME/sig")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = request(LocalMethod::Mda { command }, user, &m, "a@b");
+    assert_eq!(deliver(&req).await, Outcome::Ok);
+    let line = std::fs::read_to_string(home.join("sig")).unwrap_or_default();
+    let mask = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16)
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        assert_eq!(mask & (1 << (sig - 1)), 0, "signal {sig} ignored: {line}");
+    }
+}

@@ -91,6 +91,11 @@ pub fn run(r: &Run, prefix: Vec<u8>, mut message: File) -> std::io::Result<Finis
             if libc::chdir(home.as_ptr()) == -1 && libc::chdir(c"/".as_ptr()) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
+            // The delivery process and its workers ignore the stop signals (they leave when
+            // the daemon does); the command must not inherit that.
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
             libc::setsid();
             libc::alarm(alarm);
             Ok(())
