@@ -54,8 +54,7 @@ done
 # --- configs: same rules for both; one catch-all virtual user so smtp-source -N's numbered
 # recipients (1root@, 2root@, ...) are all accepted; max-mails raised from its default of 100 per
 # session so one persistent session can send ACC_MSGS/ACC_PAR messages. Delivery is paused in
-# both (OpenSMTPD: -P mda -P mta; ours: `smtpctl pause mda/mta` right after start, as its -P is
-# accepted but not acted on), so both only receive and queue.
+# both (-P mda -P mta), so both only receive and queue.
 conf() { # port -> config text
     cat <<EOF
 table vusers { "@bench.test" = "root" }
@@ -92,7 +91,7 @@ start() { # ours|real run
         port=$PORT_OURS; log="$BENCH_DIR/ours-$2.log"
         rm -rf "$BENCH_DIR/ours-spool-$2"
         SMTPD_SPOOL="$BENCH_DIR/ours-spool-$2" SMTPD_SOCKET="$BENCH_DIR/ours.sock" \
-            SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -f "$BENCH_DIR/ours.conf" >"$log" 2>&1 &
+            SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/ours.conf" >"$log" 2>&1 &
         PID=$!; LOG=$log
     else
         port=$PORT_REAL; log="$BENCH_DIR/real-$2.log"
@@ -112,12 +111,6 @@ start() { # ours|real run
     fi
     for _ in $(seq 200); do
         if $HELPER listening "$port"; then
-            if [ "$1" = ours ]; then
-                for s in mda mta; do
-                    SMTPD_SOCKET="$BENCH_DIR/ours.sock" "$SMTPCTL" pause "$s" >>"$BENCH_DIR/ours-smtpctl.log" 2>&1 \
-                        || { echo "error: smtpctl pause $s failed" >&2; exit 1; }
-                done
-            fi
             return 0
         fi
         kill -0 "$PID" 2>/dev/null || break
