@@ -876,15 +876,22 @@ impl<'a, 'c> Session<'a, 'c> {
         if let Some(p) = key.find(delim) {
             match self.alias_lookup(table, &key) {
                 Lookup::TempFail => return Lookup::TempFail,
-                Lookup::Found(items) => return Lookup::Found(self.merge(items)),
+                Lookup::Found(items) => return Lookup::Found(self.merge_alias(items)),
                 Lookup::NotFound => key.truncate(p),
             }
         }
         match self.alias_lookup(table, &key) {
-            Lookup::Found(items) => Lookup::Found(self.merge(items)),
+            Lookup::Found(items) => Lookup::Found(self.merge_alias(items)),
             Lookup::NotFound => Lookup::NotFound,
             Lookup::TempFail => Lookup::TempFail,
         }
+    }
+
+    /// Merges what an alias lookup found, with aliases_get()'s `-v` line.
+    fn merge_alias(&mut self, items: Vec<Item>) -> usize {
+        let n = self.merge(items);
+        crate::log::debug(&format!("debug: aliases_get: returned {n} aliases"));
+        n
     }
 
     /// `aliases_virtual_get()`: `user+tag@domain`, `user@domain`, `user+tag`, `user`, then (with
@@ -911,9 +918,21 @@ impl<'a, 'c> Session<'a, 'c> {
             keys.push(format!("@{}", domain));
             keys.push("@".to_string());
         }
+        // aliases_virtual_get() logs the key in its buffer: the one that matched, except for
+        // the global catch-all, looked up as a literal "@" after "@domain" was formatted.
+        let mut shown = String::new();
         for k in keys {
+            if k != "@" {
+                shown.clone_from(&k);
+            }
             match self.alias_lookup(table, &k) {
-                Lookup::Found(items) => return Lookup::Found(self.merge(items)),
+                Lookup::Found(items) => {
+                    let n = self.merge(items);
+                    crate::log::debug(&format!(
+                        "debug: aliases_virtual_get: '{shown}' resolved to {n} nodes"
+                    ));
+                    return Lookup::Found(n);
+                }
                 Lookup::TempFail => return Lookup::TempFail,
                 Lookup::NotFound => {}
             }
