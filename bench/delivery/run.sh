@@ -140,10 +140,7 @@ start() { # ours|real runid
 
 stop() {
     [ -n "$PID" ] || return 0
-    kill -TERM "$PID" 2>/dev/null || true
-    for _ in $(seq 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
+    end_server "$PID"
     PID=""
     [ "$SERVER" = real ] && exec 9>&-
     set_aside "$BENCH_DIR/$SERVER-spool" "$BENCH_DIR/$SERVER-home" "$BENCH_DIR/$SERVER-run"

@@ -161,10 +161,7 @@ start() { # server-name run
 }
 stop() {
     [ -n "$PID" ] || return 0
-    kill -TERM "$PID" 2>/dev/null || true
-    for _ in $(seq 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
+    end_server "$PID"
     PID=""
     case $SERVER in real-*) exec 9>&- ;; esac
     set_aside "$SPOOL"

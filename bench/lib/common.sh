@@ -17,6 +17,14 @@ set_aside() {
 }
 empty_trash() { rm -rf "$BENCH_DIR/trash"; }
 
+# end_server PID: SIGTERM, up to 10 s to exit cleanly, then SIGKILL; reaps it.
+end_server() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 # smtp_source: Postfix's smtp-source, the load tool. Debian's postfix conflicts with opensmtpd as
 # a package, so its .deb is downloaded and extracted into bench/.tools (git-ignored), once for
 # all benchmarks. Sets SRC and LD_LIBRARY_PATH.

@@ -703,44 +703,34 @@ impl Tables {
 
     /// `table_lookup()`'s `-T lookup` line for a match.
     fn trace_match(&self, table: &str, kind: &str, key: &str, r: &Result<bool, Failed>) {
-        if !crate::log::tracing(crate::log::Trace::Lookup) {
-            return;
+        if crate::log::tracing(crate::log::Trace::Lookup) {
+            let result = match r {
+                Ok(true) => "true",
+                Ok(false) => "false",
+                Err(_) => "error: ",
+            };
+            self.trace_line("match", table, kind, key, result, failure_text(r));
         }
-        let result = match r {
-            Ok(true) => "true",
-            Ok(false) => "false",
-            Err(_) => "error: ",
-        };
-        let why = failure_text(r);
-        crate::log::trace(
-            crate::log::Trace::Lookup,
-            format_args!(
-                "lookup: match \"{}\" as {} in table {}:{} -> {}{}",
-                key,
-                kind,
-                self.backend_name(table),
-                table,
-                result,
-                why
-            ),
-        );
     }
 
     /// `table_lookup()`'s `-T lookup` line for a lookup with a value.
     fn trace_lookup(&self, table: &str, kind: &str, key: &str, r: &Result<Option<String>, Failed>) {
-        if !crate::log::tracing(crate::log::Trace::Lookup) {
-            return;
+        if crate::log::tracing(crate::log::Trace::Lookup) {
+            let result = match r {
+                Ok(Some(v)) => format!("\"{}\"", v),
+                Ok(None) => "none".to_string(),
+                Err(_) => "error: ".to_string(),
+            };
+            self.trace_line("lookup", table, kind, key, &result, failure_text(r));
         }
-        let result = match r {
-            Ok(Some(v)) => format!("\"{}\"", v),
-            Ok(None) => "none".to_string(),
-            Err(_) => "error: ".to_string(),
-        };
-        let why = failure_text(r);
+    }
+
+    fn trace_line(&self, verb: &str, table: &str, kind: &str, key: &str, result: &str, why: &str) {
         crate::log::trace(
             crate::log::Trace::Lookup,
             format_args!(
-                "lookup: lookup \"{}\" as {} in table {}:{} -> {}{}",
+                "lookup: {} \"{}\" as {} in table {}:{} -> {}{}",
+                verb,
                 key,
                 kind,
                 self.backend_name(table),
