@@ -10,10 +10,13 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use crate::dns::Dns;
-use crate::listener::{self, addr_text};
-use crate::log;
-use crate::server::{Listening, Server};
-use crate::session::{self, Client};
+use crate::inbound::session;
+use crate::inbound::session_io::Client;
+use crate::listener;
+use crate::listener::Listening;
+use crate::server::Server;
+use crate::sys::compat::addr_text;
+use crate::sys::log;
 
 /// OpenSMTPD keeps this many descriptors aside when it sizes its session cap.
 const SMTP_FD_RESERVE: u64 = 5;
@@ -32,7 +35,7 @@ pub struct Options {
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit status.
 pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
-    let Some(hostname) = crate::system::server_hostname() else {
+    let Some(hostname) = crate::sys::system::server_hostname() else {
         eprintln!("smtpd: machine does not have a hostname set");
         return 1;
     };
@@ -85,7 +88,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
-    for line in crate::filter::init_trace(&server.config) {
+    for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
@@ -135,7 +138,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for (tcp, l) in bound {
         tokio::spawn(accept_tcp(server.clone(), l, tcp, slots.clone()));
     }
-    let ctx = Arc::new(crate::control_ctx::DaemonControl::new(server.clone()));
+    let ctx = Arc::new(crate::control::ctx::DaemonControl::new(server.clone()));
     tokio::spawn(accept_control(control, ctx));
     // Messages sendmail left while we were down.
     let spool = opts.spool.clone();
@@ -157,10 +160,10 @@ fn start_scheduler(server: &Arc<Server>) {
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
-    let agent = Arc::new(crate::mda::MdaAgent {
+    let agent = Arc::new(crate::delivery::agent::MdaAgent {
         server: server.clone(),
     });
-    let injector = Arc::new(crate::inject::LocalInjector {
+    let injector = Arc::new(crate::inbound::inject::LocalInjector {
         server: server.clone(),
     });
     let settings = crate::scheduler::Settings {
@@ -273,7 +276,7 @@ async fn accept_tcp(
 }
 
 /// The control socket: smtpctl's commands and sendmail's submissions.
-async fn accept_control(sock: UnixListener, ctx: Arc<crate::control_ctx::DaemonControl>) {
+async fn accept_control(sock: UnixListener, ctx: Arc<crate::control::ctx::DaemonControl>) {
     loop {
         if let Ok((stream, _)) = sock.accept().await {
             let ctx = ctx.clone();

@@ -86,7 +86,7 @@ impl Dns {
                 if h.is_none() {
                     warnings.push(format!(
                         "getnameinfo: {}: {}",
-                        crate::listener::addr_text(&ip),
+                        crate::sys::compat::addr_text(&ip),
                         EAI_AGAIN_TEXT
                     ));
                 }

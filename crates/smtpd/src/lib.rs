@@ -1,24 +1,34 @@
 //! The rsmtpd daemon: everything that does I/O around the pure `config` and `protocol` crates.
 //!
-//! One module per concept, named as an administrator names it.
+//! The modules are the daemon's layers, bottom up; each imports only from the layers above it
+//! in this list (checked by `tests/layers.rs`):
+//!
+//! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `dns`: the resolver (client names; later MX routing).
+//! - `routing`: tables (`lookup`), `match` rules, recipient expansion with aliases and
+//!   `.forward`: OpenSMTPD's lka, pure functions over injected users and files.
+//! - `queue`: the durable spool. `scheduler`: retries, expiry, bounces.
+//! - `listener`: listening sockets and the options their sessions run with.
+//! - `server`: what every session, agent and control command shares.
+//! - `inbound`: the SMTP session shell and its per-session I/O, builtin filters, local
+//!   injection (bounces).
+//! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
+//! - `control`: the control socket. `daemon`: start-up, wiring, signals.
+
+pub mod sys;
+
+pub mod dns;
+pub mod routing;
+
+pub mod queue;
+pub mod scheduler;
+
+pub mod listener;
+pub mod server;
+
+pub mod inbound;
+
+pub mod delivery;
 
 pub mod control;
-pub mod control_ctx;
 pub mod daemon;
-pub mod date;
-pub mod delivery;
-pub mod dns;
-pub mod expand;
-pub mod filter;
-pub mod inject;
-pub mod listener;
-pub mod log;
-pub mod lookup;
-pub mod mda;
-pub mod pki;
-pub mod queue;
-pub mod rule;
-pub mod scheduler;
-pub mod server;
-pub mod session;
-pub mod system;

@@ -1,12 +1,10 @@
 //! Listening sockets: one per address of each `listen on` line, plus the control socket.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use rsmtpd_config::{AuthMode, Config, Listener, TlsMode};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-
-use crate::server::Listening;
 
 /// OpenSMTPD listens with a backlog of 5, so bursts of connections wait on SYN retries; we take
 /// what the system allows (it clamps to net.core.somaxconn).
@@ -50,12 +48,25 @@ pub fn flags(l: &Listener) -> u32 {
     f
 }
 
-/// `ss_to_text()`: IPv6 in brackets.
-pub fn addr_text(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{}]", a),
-    }
+/// One listening address and the options its sessions run with.
+#[derive(Clone, Debug)]
+pub struct Listening {
+    /// None for the control socket.
+    pub addr: Option<SocketAddr>,
+    pub port: u16,
+    /// The name in the banner and Received lines.
+    pub hostname: String,
+    pub tag: Option<String>,
+    pub filter: Option<String>,
+    pub no_dsn: bool,
+    pub mask_src: bool,
+    pub received_auth: bool,
+    /// Loopback or the control socket: `from local` rules match.
+    pub local: bool,
+    /// OpenSMTPD's listener flags, for its debug line.
+    pub flags: u32,
+    pub pki: String,
+    pub ca: String,
 }
 
 /// Everything the sessions of one listening address need to know.
@@ -153,9 +164,5 @@ mod tests {
     fn default_flags_are_dsn() {
         let l = Listener::new("::1".into());
         assert_eq!(flags(&l), 0x400);
-        assert_eq!(
-            addr_text(&"::1".parse().unwrap_or(IpAddr::from([0u8; 16]))),
-            "[::1]"
-        );
     }
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, Command};
 use std::path::PathBuf;
 
-use rsmtpd::{daemon, pki, system};
+use rsmtpd::daemon;
+use rsmtpd::sys::{pki, system};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
@@ -126,7 +127,7 @@ fn main() -> ExitCode {
     for t in m.get_many::<String>("T").into_iter().flatten() {
         if t == "all" {
             traces = u32::MAX;
-        } else if let Some(tr) = rsmtpd::log::Trace::from_name(t) {
+        } else if let Some(tr) = rsmtpd::sys::log::Trace::from_name(t) {
             traces |= tr as u32;
         } else if !TRACES.contains(&t.as_str()) {
             eprintln!("warn: unknown trace flag \"{}\"", t);

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use rsmtpd::lookup::{HostInfo, Lookup, Tables, UserInfo, Users};
+use rsmtpd::routing::lookup::{HostInfo, Lookup, Tables, UserInfo, Users};
 use rsmtpd_config::{parse_file, ParseOptions, StaticEnvironment};
 
 const MAKEMAP: &str = "/usr/sbin/makemap";

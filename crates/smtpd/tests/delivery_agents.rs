@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rsmtpd::delivery::format::{expand, Values};
 use rsmtpd::delivery::{deliver, deliver_report, DeliveryRequest, Outcome};
-use rsmtpd::expand::Target;
-use rsmtpd::lookup::UserInfo;
+use rsmtpd::routing::expand::Target;
+use rsmtpd::routing::lookup::UserInfo;
 use rsmtpd_config::format::Format;
 use rsmtpd_config::model::{Action, LocalDelivery, LocalMethod, Method};
 use rsmtpd_protocol::address::Mailaddr;

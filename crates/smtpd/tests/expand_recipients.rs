@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use rsmtpd::expand::{
-    expand, Delivery, DeliveryType, ExpandContext, Expansion, ForwardFile, Forwards, Target,
-};
-use rsmtpd::lookup::{HostInfo, Lookup, Source, Tables, UserInfo, Users};
-use rsmtpd::rule::RuleEnvelope;
+use rsmtpd::routing::expand::{expand, Delivery, DeliveryType, ExpandContext, Expansion, Target};
+use rsmtpd::routing::forward::{ForwardFile, Forwards};
+use rsmtpd::routing::lookup::{HostInfo, Lookup, Source, Tables, UserInfo, Users};
+use rsmtpd::routing::rule::RuleEnvelope;
 use rsmtpd_config::{parse_file, Config, ParseOptions, StaticEnvironment};
 use rsmtpd_protocol::address::Mailaddr;
 

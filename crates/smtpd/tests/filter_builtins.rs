@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use rsmtpd::filter::{run, FilterFacts};
-use rsmtpd::lookup::{HostInfo, Source, SystemUsers, Tables};
+use rsmtpd::inbound::filter::{run, FilterFacts};
+use rsmtpd::routing::lookup::{HostInfo, Source, SystemUsers, Tables};
 use rsmtpd_config::{parse_file, ParseOptions, StaticEnvironment};
 use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
 
@@ -278,7 +278,7 @@ fn init_trace_lists_filters_then_chains_by_name() {
          filter chk chain { a, b }",
     );
     assert_eq!(
-        rsmtpd::filter::init_trace(&conf),
+        rsmtpd::inbound::filter::init_trace(&conf),
         vec![
             "filters init type=builtin, name=a, hooks=00000001",
             "filters init type=builtin, name=b, hooks=00000020",

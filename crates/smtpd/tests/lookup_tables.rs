@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use rsmtpd::lookup::{HostInfo, Lookup, Source, Tables, TempFail, UserInfo, Users};
+use rsmtpd::routing::lookup::{HostInfo, Lookup, Source, Tables, TempFail, UserInfo, Users};
 use rsmtpd_config::{parse_file, Config, ParseOptions, StaticEnvironment};
 use rsmtpd_protocol::address::Mailaddr;
 

@@ -2,9 +2,9 @@
 
 use std::net::IpAddr;
 
-use rsmtpd::log::TraceLines;
-use rsmtpd::lookup::{HostInfo, Lookup, Source, Tables, UserInfo, Users};
-use rsmtpd::rule::{match_rule, rule_to_text, RuleEnvelope, RuleMatch};
+use rsmtpd::routing::lookup::{HostInfo, Lookup, Source, Tables, UserInfo, Users};
+use rsmtpd::routing::rule::{match_rule, rule_to_text, RuleEnvelope, RuleMatch};
+use rsmtpd::sys::log::TraceLines;
 use rsmtpd_config::{parse_file, Config, ParseOptions, StaticEnvironment};
 use rsmtpd_protocol::address::Mailaddr;
 

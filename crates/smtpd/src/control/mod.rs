@@ -8,6 +8,7 @@
 //! `Enqueue` answers `Ok` and hands the connection to [`ControlContext::enqueue`], which runs a
 //! local SMTP session on it (client address `local`).
 
+pub mod ctx;
 pub mod offline;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use rsmtpd_control::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::log;
+use crate::sys::log;
 
 /// glibc's `LINE_MAX`.
 const LINE_MAX: usize = 2048;

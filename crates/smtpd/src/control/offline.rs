@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::log;
+use crate::sys::log;
 
 /// The offline files, oldest name first.
 pub fn offline_files(spool: &Path) -> Vec<PathBuf> {

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use super::job::{self, Done, Job, Packet, MAX_PACKET};
 use super::process::{ENV_FD, NAME};
 use super::ExitKind;
-use crate::log;
+use crate::sys::log;
 
 const EX_OSERR: i32 = 71;
 const EX_TEMPFAIL: i32 = 75;

@@ -23,7 +23,7 @@ use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use rsmtpd_control::wire::{DecodeError, Reader, Writer};
 
 use super::maildir::{self, Maildir};
-use super::{headers, mbox, mda, AgentError, Creds, ExitKind};
+use super::{command, headers, mbox, AgentError, Creds, ExitKind};
 
 /// The largest packet: a job is a few paths and the two delivery header lines, a reply one
 /// error line (cut to [`MAX_TEXT`]).
@@ -76,13 +76,13 @@ impl Agent {
                 mbox::deliver_file(path, from_line, input(prefix, message))
             }
             Agent::Mda { command, env, home } => {
-                let run = mda::Run {
+                let run = command::Run {
                     command: command.clone(),
                     env: env.clone(),
                     home: home.clone(),
                     timeout,
                 };
-                return match mda::run(&run, prefix, message) {
+                return match command::run(&run, prefix, message) {
                     Ok(f) => Finished {
                         exit: f.exit,
                         text: f.last_line,
@@ -618,7 +618,7 @@ mod tests {
 
     fn tempfile_with(data: &[u8]) -> File {
         use std::io::{Seek, Write};
-        let mut f = super::super::mda::capture_file().unwrap_or_else(|e| panic!("{e}"));
+        let mut f = super::super::command::capture_file().unwrap_or_else(|e| panic!("{e}"));
         let _ = f.write_all(data);
         let _ = f.seek(std::io::SeekFrom::Start(0));
         f

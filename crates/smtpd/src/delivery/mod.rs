@@ -24,14 +24,15 @@
 //! When not root, everything runs as our own user: agents on a blocking thread, commands as
 //! plain children.
 
+pub mod agent;
 pub mod client;
+pub mod command;
 pub mod format;
 pub mod headers;
 pub mod job;
 pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
-pub mod mda;
 pub mod process;
 mod worker;
 
@@ -43,9 +44,9 @@ use std::time::Duration;
 use rsmtpd_config::model::{Action, LocalMethod, Method};
 use rsmtpd_protocol::address::Mailaddr;
 
-use crate::expand::Target;
-use crate::log;
-use crate::lookup::UserInfo;
+use crate::routing::expand::Target;
+use crate::routing::lookup::UserInfo;
+use crate::sys::log;
 
 use format::Values;
 use headers::addr_text;

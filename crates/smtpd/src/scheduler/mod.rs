@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::log;
 use crate::queue::envelope::{DSN_NEVER, DSN_SUCCESS};
 use crate::queue::{BounceInfo, BounceType, DeliveryType, Envelope, EvpId, Queue};
+use crate::sys::log;
 
 pub use bounce::{Report, ReportKey};
 pub use schedule::{EnvelopeState, Limits, RunState, Schedule, Target, Task, Time};
@@ -162,7 +162,7 @@ impl ManualClock {
 impl Clock {
     pub fn now(&self) -> Time {
         match self {
-            Clock::System => crate::date::now(),
+            Clock::System => crate::sys::date::now(),
             Clock::Manual(m) => m.now(),
         }
     }
@@ -876,7 +876,7 @@ impl Runner {
             let injector = self.injector.clone();
             let queue = self.queue.clone();
             let tx = self.ev_tx.clone();
-            let date = crate::date::time_to_text(now);
+            let date = crate::sys::date::time_to_text(now);
             tokio::spawn(async move {
                 let boundary = bounce::new_boundary();
                 for p in reports {

@@ -23,7 +23,7 @@ pub fn free_port() -> u16 {
 
 /// The host name the daemon will use (the same function it calls).
 pub fn hostname() -> String {
-    rsmtpd::system::server_hostname().unwrap_or_else(|| "localhost".into())
+    rsmtpd::sys::system::server_hostname().unwrap_or_else(|| "localhost".into())
 }
 
 pub struct Daemon {

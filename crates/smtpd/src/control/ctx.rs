@@ -11,12 +11,12 @@ use rsmtpd_control::{
 use tokio::net::UnixStream;
 
 use crate::control::{BoxFuture, ControlContext};
-use crate::log;
-use crate::lookup::Update;
+use crate::inbound::session;
 use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
+use crate::routing::lookup::Update;
 use crate::scheduler::schedule::{RunState, Target};
 use crate::server::Server;
-use crate::session;
+use crate::sys::log;
 
 pub struct DaemonControl {
     pub server: Arc<Server>,
@@ -30,7 +30,7 @@ impl DaemonControl {
     pub fn new(server: Arc<Server>) -> DaemonControl {
         DaemonControl {
             server,
-            started: crate::date::now(),
+            started: crate::sys::date::now(),
             smtp_paused: AtomicBool::new(false),
             mda_paused: AtomicBool::new(false),
             mta_paused: AtomicBool::new(false),
@@ -193,7 +193,7 @@ impl ControlContext for DaemonControl {
     }
 
     fn set_verbose(&self, verbose: bool) {
-        crate::log::set_verbose(verbose);
+        crate::sys::log::set_verbose(verbose);
     }
 
     fn update_table(&self, name: &str) -> BoxFuture<'_, bool> {

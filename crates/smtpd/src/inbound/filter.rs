@@ -8,8 +8,8 @@
 use rsmtpd_config::{BuiltinFilter, Config, Decision, FilterCheck, FilterKind, Phase};
 use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
 
-use crate::log::TraceLines;
-use crate::lookup::{Source, Tables};
+use crate::routing::lookup::{Source, Tables};
+use crate::sys::log::TraceLines;
 
 /// What the filters know of a session (`struct filter_session`).
 /// It borrows from the session: filters run at every command, and copying the session's names
@@ -187,11 +187,11 @@ fn check(
 ) -> bool {
     use FilterCheck::*;
     // A failed lookup counts as no match, as `table_match() > 0` does.
-    let yes = |m: crate::lookup::Match| m.unwrap_or(false);
+    let yes = |m: crate::routing::lookup::Match| m.unwrap_or(false);
     let raw = match &b.check {
         Fcrdns => f.fcrdns,
         // "<unknown>", or a name that is really an address, is no reverse name.
-        Rdns => f.rdns != "<unknown>" && crate::lookup::text_to_netaddr(f.rdns).is_none(),
+        Rdns => f.rdns != "<unknown>" && crate::routing::lookup::text_to_netaddr(f.rdns).is_none(),
         RdnsTable(t) => yes(tables.match_domain(t, f.rdns)),
         RdnsRegex(t) => yes(tables.match_regex(t, f.rdns)),
         SrcTable(t) => match f.src {
@@ -204,7 +204,10 @@ fn check(
         Auth => f.username.is_some(),
         AuthTable(t) => f.username.is_some_and(|u| {
             yes(tables.match_string(t, u))
-                || matches!(tables.credentials(t, u), crate::lookup::Lookup::Found(_))
+                || matches!(
+                    tables.credentials(t, u),
+                    crate::routing::lookup::Lookup::Found(_)
+                )
         }),
         AuthRegex(t) => f.username.is_some_and(|u| yes(tables.match_regex(t, u))),
         MailFromTable(t) => f

@@ -16,19 +16,13 @@ use rsmtpd_protocol::session::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::log::{self, Trace};
-use crate::server::{Listening, Server, Transaction};
+use crate::inbound::session_io::{Client, SessionIo};
+use crate::listener::Listening;
+use crate::server::Server;
+use crate::sys::log::{self, Trace};
 
 /// Reads are bounded: a client cannot make a session buffer more than this per read.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// What a session knows about its client before the banner.
-pub struct Client {
-    pub peer: PeerAddr,
-    /// Reverse name, or None (`<unknown>`).
-    pub rdns: Option<String>,
-    pub fcrdns: bool,
-}
 
 /// A session on the local socket listener (sendmail's enqueue, bounces): the client is this
 /// host, named `rdns` (the hostname for sendmail, "localhost" for OpenSMTPD's bounce session).
@@ -108,7 +102,7 @@ pub async fn run<S>(
         local_enqueue: matches!(client.peer, PeerAddr::Local),
     };
     let mut sess = Session::new(cfg, conn);
-    let mut tx = Transaction::new(id, client, listen.clone());
+    let mut tx = SessionIo::new(id, client, listen.clone());
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -296,7 +290,7 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
 }
 
 /// Answers one request of the machine with the server's I/O.
-async fn answer(server: &Server, sess: &mut Session, tx: &mut Transaction, req: Request) {
+async fn answer(server: &Server, sess: &mut Session, tx: &mut SessionIo, req: Request) {
     use rsmtpd_protocol::session::{FilterDecision, LookupResult};
     // An answer the machine refuses means the shell and the machine disagree about the state;
     // the session cannot go on safely.

@@ -130,7 +130,7 @@ pub fn line(level: Level, text: &str) {
             let _ = writeln!(err, "{}", text);
         }
         Sink::Syslog(sock) => {
-            let msg = syslog_packet(level, crate::date::now(), text);
+            let msg = syslog_packet(level, crate::sys::date::now(), text);
             if sock
                 .as_ref()
                 .and_then(|s| s.send(msg.as_bytes()).ok())
@@ -153,7 +153,7 @@ fn syslog_packet(level: Level, now: i64, text: &str) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let pri = (2 << 3) | level as u32;
-    let stamp = crate::date::local_time(now)
+    let stamp = crate::sys::date::local_time(now)
         .map(|t| {
             format!(
                 "{} {:2} {:02}:{:02}:{:02} ",

@@ -703,7 +703,7 @@ impl Tables {
 
     /// `table_lookup()`'s `-T lookup` line for a match.
     fn trace_match(&self, table: &str, kind: &str, key: &str, r: &Result<bool, Failed>) {
-        if crate::log::tracing(crate::log::Trace::Lookup) {
+        if crate::sys::log::tracing(crate::sys::log::Trace::Lookup) {
             let result = match r {
                 Ok(true) => "true",
                 Ok(false) => "false",
@@ -715,7 +715,7 @@ impl Tables {
 
     /// `table_lookup()`'s `-T lookup` line for a lookup with a value.
     fn trace_lookup(&self, table: &str, kind: &str, key: &str, r: &Result<Option<String>, Failed>) {
-        if crate::log::tracing(crate::log::Trace::Lookup) {
+        if crate::sys::log::tracing(crate::sys::log::Trace::Lookup) {
             let result = match r {
                 Ok(Some(v)) => format!("\"{}\"", v),
                 Ok(None) => "none".to_string(),
@@ -726,8 +726,8 @@ impl Tables {
     }
 
     fn trace_line(&self, verb: &str, table: &str, kind: &str, key: &str, result: &str, why: &str) {
-        crate::log::trace(
-            crate::log::Trace::Lookup,
+        crate::sys::log::trace(
+            crate::sys::log::Trace::Lookup,
             format_args!(
                 "lookup: {} \"{}\" as {} in table {}:{} -> {}{}",
                 verb,
@@ -954,7 +954,7 @@ impl Tables {
         })
     }
 
-    /// `K_ALIAS`: the raw value (parse it with [`crate::expand::parse_alias_value`]).
+    /// `K_ALIAS`: the raw value (parse it with [`crate::routing::alias::parse_alias_value`]).
     pub fn alias(&self, table: &str, key: &str) -> Lookup<String> {
         self.value(table, key)
     }
@@ -1362,7 +1362,7 @@ fn parse_credentials(key: &str, line: &str) -> Option<Credentials> {
 
 /// `mailaddr_line()`: a comma-separated list of addresses (quotes and `\` as in alias values).
 pub fn parse_mailaddr_line(s: &str) -> Option<Vec<Mailaddr>> {
-    let items = crate::expand::split_line(s)?;
+    let items = crate::routing::alias::split_line(s)?;
     Some(
         items
             .iter()

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use rsmtpd_config::Method;
 
 use crate::delivery::{deliver_report, DeliveryRequest, Outcome};
-use crate::expand::Target;
-use crate::lookup::{Lookup, UserInfo, Users};
 use crate::queue::{DeliveryType, Envelope};
+use crate::routing::expand::Target;
+use crate::routing::lookup::{Lookup, UserInfo, Users};
 use crate::scheduler::{Agent, AgentResult, BoxFuture};
 use crate::server::Server;
 
@@ -84,7 +84,7 @@ impl MdaAgent {
         match self.server.tables.load().userinfo(userbase, name) {
             Lookup::Found(u) => Ok(u),
             Lookup::TempFail => Err(AgentResult::temp("user lookup failed")),
-            Lookup::NotFound => match crate::lookup::SystemUsers.getpwnam(name) {
+            Lookup::NotFound => match crate::routing::lookup::SystemUsers.getpwnam(name) {
                 Lookup::Found(u) => Ok(u),
                 _ => Err(AgentResult::perm(format!(
                     "delivery user '{}' does not exist",

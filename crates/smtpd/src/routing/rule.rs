@@ -8,8 +8,8 @@ use rsmtpd_config::model::{Criterion, For, From, Rule, TableTest};
 use rsmtpd_config::Config;
 use rsmtpd_protocol::address::Mailaddr;
 
-use crate::log::TraceLines;
-use crate::lookup::{Match, Source, Tables, TempFail};
+use crate::routing::lookup::{Match, Source, Tables, TempFail};
+use crate::sys::log::TraceLines;
 
 /// What the ruleset looks at in an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::inbound::session;
 use crate::scheduler::{BoxFuture, Injector};
 use crate::server::Server;
-use crate::session;
 
 pub struct LocalInjector {
     pub server: Arc<Server>,

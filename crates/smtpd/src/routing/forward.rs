@@ -1,0 +1,85 @@
+//! `~/.forward` and `:include:` files: the only I/O of recipient expansion, behind [`Forwards`]
+//! so that expansion stays a pure function (tests give it fake files).
+
+use crate::routing::lookup::UserInfo;
+
+/// forward.c's `MAX_FORWARD_SIZE`: a larger `.forward` is a temporary failure.
+pub const MAX_FORWARD_SIZE: usize = 4 * 1024;
+
+/// What reading a user's `~/.forward` gave (the parent process's `parent_forward_open()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardFile {
+    /// No file (ENOENT, including a home directory that does not exist): deliver to the user.
+    Missing,
+    Content(Vec<u8>),
+    /// Unsafe file, symlink, other open error: `524`.
+    PermFail,
+    /// Sticky home directory, EMFILE/ENFILE/EIO: `424`.
+    TempFail,
+}
+
+/// The files expansion reads.
+pub trait Forwards {
+    fn forward(&self, user: &UserInfo) -> ForwardFile;
+    /// An alias's `:include:` file; None when it cannot be opened (then it counts for nothing).
+    fn include(&self, path: &str) -> Option<Vec<u8>>;
+}
+
+/// Reads the files as OpenSMTPD's parent process does, minus the ownership checks of
+/// `secure_file()` on the path's directories (the file itself must be a regular file owned by
+/// the user and not group/other-writable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemForwards;
+
+impl Forwards for SystemForwards {
+    fn forward(&self, user: &UserInfo) -> ForwardFile {
+        use std::io::ErrorKind;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let dir = std::path::Path::new(&user.directory);
+        let meta = match std::fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return ForwardFile::Missing,
+            Err(_) => return ForwardFile::PermFail,
+        };
+        if meta.permissions().mode() & 0o1000 != 0 {
+            return ForwardFile::TempFail;
+        }
+        let path = dir.join(".forward");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_nofollow())
+            .open(&path);
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return ForwardFile::Missing,
+            Err(e) if matches!(e.raw_os_error(), Some(24) | Some(23) | Some(5)) => {
+                return ForwardFile::TempFail
+            }
+            Err(_) => return ForwardFile::PermFail,
+        };
+        let Ok(m) = file.metadata() else {
+            return ForwardFile::TempFail;
+        };
+        if !m.is_file() || m.uid() != user.uid || m.mode() & 0o022 != 0 {
+            return ForwardFile::PermFail;
+        }
+        let mut data = Vec::new();
+        use std::io::Read;
+        // Read one byte past the limit: enough to know the file is too large.
+        match (&mut file)
+            .take(MAX_FORWARD_SIZE as u64 + 1)
+            .read_to_end(&mut data)
+        {
+            Ok(_) => ForwardFile::Content(data),
+            Err(_) => ForwardFile::TempFail,
+        }
+    }
+
+    fn include(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(path).ok()
+    }
+}
+
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
