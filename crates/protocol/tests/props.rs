@@ -7,7 +7,7 @@ use rsmtpd_protocol::command::{parse_mail_from, parse_rcpt_to, Command, Notify};
 use rsmtpd_protocol::data::{DataItem, DataReader};
 use rsmtpd_protocol::message::{MessageOptions, MessageProcessor};
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::*;
+use rsmtpd_protocol::server::*;
 
 fn read_all(chunks: &[&[u8]]) -> (Vec<DataItem>, u64, Vec<u8>) {
     let mut r = DataReader::new(1000);
