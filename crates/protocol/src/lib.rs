@@ -17,6 +17,10 @@
 //!      `auth_result`); answering may queue more events;
 //!    - [`server::Event::MessageData`]: append to the open queue file
 //!      (on failure call `message_write_failed`);
+//!    - [`server::Event::FilterData`] / [`server::Event::FilterDataEnd`] (only
+//!      with `filter_data`): run the data filter chain, give its lines back with
+//!      `filtered_line` and its end with `filtered_end`;
+//!    - [`server::Event::Trace`] (only with `trace`): write the `-T smtp` line;
 //!    - [`server::Event::Rollback`]: drop that message from the queue;
 //!    - [`server::Event::StartTls`]: flush, handshake, then
 //!      `tls_established(info)` or `tls_failed(reason)`;

@@ -7,13 +7,13 @@
 //! OpenSMTPD stops reading while it waits for another process.
 //!
 //! This file holds the session, its states, the input loop and the verb table
-//! ([`VERBS`], OpenSMTPD's `commands[]`); each verb's check and proceed live in
+//! (`VERBS`, OpenSMTPD's `commands[]`); each verb's check and proceed live in
 //! `verbs/`, the API types in [`api`], the log and trace texts in [`log`].
 //!
 //! The state carries the data of its phase (rustls's `ServerState` style): the open
-//! transaction lives in [`State::Command`] or, once DATA began, in [`State::Body`], so a
+//! transaction lives in `State::Command` or, once DATA began, in `State::Body`, so a
 //! message without a transaction cannot be written; an AUTH exchange lives in
-//! [`State::Auth`], and the password never outlives the [`Request::Authenticate`] that
+//! `State::Auth`, and the password never outlives the [`Request::Authenticate`] that
 //! carries it (a [`Secret`], wiped on drop).
 
 pub mod api;
@@ -491,11 +491,14 @@ impl Session {
 
     /// `smtp_reply`: trace the reply, log a 4xx/5xx the way smtpd does, queue it.
     fn reply(&mut self, r: Reply) {
-        let command = match &self.state {
+        let command = r.is_error().then(|| match &self.state {
             State::Auth(a) => a.log_text().to_string(),
             _ => strnvis(&self.cmd, 4096, true, false),
-        };
-        self.reply_logged(r, |result| LogEvent::FailedCommand { command, result });
+        });
+        self.reply_logged(r, |result| LogEvent::FailedCommand {
+            command: command.unwrap_or_default(),
+            result,
+        });
     }
 
     fn reply_logged(&mut self, r: Reply, failed: impl FnOnce(String) -> LogEvent) {
