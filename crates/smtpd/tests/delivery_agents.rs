@@ -35,6 +35,7 @@ fn action(method: LocalMethod) -> Action {
             written: vec![],
         }),
         ttl: None,
+        at: Default::default(),
     }
 }
 
