@@ -14,12 +14,7 @@ use std::net::SocketAddr;
 use common::*;
 
 fn seed(name: &str) -> String {
-    let p = format!(
-        "{}/../../../shared/seed/configs/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        name
-    );
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    seed_config(name)
 }
 
 /// A seed config on 127.0.0.1, its mail under the test's folder.

@@ -13,6 +13,22 @@ use std::time::{Duration, Instant};
 
 pub const REAL_SMTPD: &str = "/usr/sbin/smtpd";
 
+#[path = "../../../../tests/support/skip.rs"]
+mod skip;
+#[allow(unused_imports)]
+pub use skip::*;
+
+/// The repository's `tests/fixtures/` (copies of what the tests need, so a clone is enough).
+pub fn fixtures_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A file of the seed (`tests/fixtures/seed/configs/NAME`, copied from ../shared/seed/configs).
+pub fn seed_config(name: &str) -> String {
+    let p = fixtures_dir().join("seed/configs").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
