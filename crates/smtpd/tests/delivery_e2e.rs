@@ -133,8 +133,11 @@ fn a_failing_mda_bounces_to_the_sender() {
 #[test]
 fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
     let uid = delivery_uid(1000);
-    if !nix::unistd::geteuid().is_root() {
-        // Without root the delivery runs as us, and we can write anywhere we made.
+    // Without root the delivery runs as us, and we can write anywhere we made.
+    if !require(
+        is_root(),
+        "needs root: only another user can be refused a folder",
+    ) {
         return;
     }
     let config = format!(

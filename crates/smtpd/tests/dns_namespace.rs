@@ -255,7 +255,7 @@ fn both(ns: &Netns, config: &str, sessions: &[(&str, &[&str])]) -> (Vec<Vec<Stri
         (replies, comparable(&normalized_session_log(&d.log())))
     };
     let ours = run(env!("CARGO_BIN_EXE_smtpd"));
-    if real_available() {
+    if require_real("the re-check against OpenSMTPD") {
         let _one = real_lock();
         let theirs = run(REAL_SMTPD);
         assert_eq!(theirs, ours, "OpenSMTPD and rsmtpd differ");
@@ -281,11 +281,11 @@ fn comparable(log: &[String]) -> Vec<String> {
 }
 
 fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("dns_namespace: not root, network namespaces unavailable: nothing checked");
-    false
+    require(
+        nix::unistd::geteuid().is_root(),
+        "needs root: network namespaces and unbound on ::1 port 53",
+    ) && require_tool("unbound")
+        && require_tool("ip")
 }
 
 #[test]

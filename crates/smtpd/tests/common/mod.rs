@@ -404,6 +404,15 @@ pub fn real_available() -> bool {
     std::path::Path::new(REAL_SMTPD).exists() && nix::unistd::geteuid().is_root()
 }
 
+/// [`real_available`], or the skip of `what` reported (`SKIPPED: test: what: ...`, a failure
+/// under `RSMTPD_CI=1`): `if require_real("the re-check against OpenSMTPD") { ... }`.
+pub fn require_real(what: &str) -> bool {
+    require(
+        real_available(),
+        &format!("{what}: needs root and {REAL_SMTPD} (the opensmtpd package)"),
+    )
+}
+
 /// The smtpctl binary of this build (another package of the workspace, built beside us).
 pub fn smtpctl() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
