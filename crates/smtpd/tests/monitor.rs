@@ -85,7 +85,10 @@ fn parse(text: &str) -> Seen {
 fn watch(d: &Daemon, smtpctl: &Path, want: [u64; 13]) -> Seen {
     let out = d.dir.path().join("monitor.out");
     let mut child = Command::new("script")
-        .args(["-qfc", &format!("{} monitor", smtpctl.display())])
+        .args([
+            "-qfc",
+            &format!("{} {} monitor", d.ns_prefix().join(" "), smtpctl.display()),
+        ])
         .arg(&out)
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
         .stdin(Stdio::piped())

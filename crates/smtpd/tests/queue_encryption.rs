@@ -379,13 +379,15 @@ fn opensmtpd_reads_the_spool_we_encrypted() {
         .expect("evpid")
         .to_string();
 
-    // OpenSMTPD's smtpctl, with our spool where it looks for its own.
+    // OpenSMTPD's smtpctl, with our spool where it looks for its own (and a /run of its own, so
+    // that it never meets the machine's control socket).
     let _lock = real_lock();
     let in_ns = |inner: &str| {
         let mut c = Command::new("unshare");
         c.args(["-m", "sh", "-c"])
             .arg(format!(
-                "mount --bind \"$0\" /var/spool/smtpd && exec {inner}"
+                "mount --bind \"$0\" /var/spool/smtpd && \
+                 mount -t tmpfs -o mode=0755 tmpfs /run && exec {inner}"
             ))
             .arg(&spool);
         c

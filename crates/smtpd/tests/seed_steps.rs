@@ -361,3 +361,29 @@ fn sigterm_stops_cleanly() {
     assert_eq!(d.stop(), Some(0));
     assert_eq!(d.log().last().map(String::as_str), Some("Exiting"));
 }
+
+/// A daemon that cannot start (its port is taken) fails the test at once with its last log
+/// line, ours and the real one alike, instead of a wait for a log line that never comes.
+#[test]
+fn a_daemon_whose_port_is_taken_is_reported_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = local("1-listen.conf").replace("@PORT@", &port.to_string());
+    let mut bins = vec![env!("CARGO_BIN_EXE_smtpd")];
+    if require_real("the same check on OpenSMTPD") {
+        bins.push(REAL_SMTPD);
+    }
+    for bin in bins {
+        let t = std::time::Instant::now();
+        let Err((failure, _command)) = Daemon::try_launch(&[], bin, &config, &[], None) else {
+            panic!("{bin} started on a taken port");
+        };
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{bin}: {:?}",
+            t.elapsed()
+        );
+        assert!(failure.exited.is_some(), "{bin}: {failure:?}");
+        assert!(failure.port_taken(), "{bin}: {failure:?}");
+    }
+}
