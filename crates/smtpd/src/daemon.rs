@@ -110,7 +110,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             }
         }
     }
-    start_scheduler(&server);
+    start_scheduler(&server, opts.resolver);
     for p in &opts.paused {
         match p.as_str() {
             "smtp" => server
@@ -154,15 +154,21 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
 
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through
 /// local SMTP sessions, taking over what the queue held at start.
-fn start_scheduler(server: &Arc<Server>) {
+fn start_scheduler(server: &Arc<Server>, resolver: Option<std::net::SocketAddr>) {
     let loaded = server
         .loaded
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
-    let agent = Arc::new(crate::delivery::agent::MdaAgent {
+    let local = Arc::new(crate::delivery::agent::MdaAgent {
         server: server.clone(),
     });
+    let resolver = Arc::new(Dns::new(resolver));
+    let agent = Arc::new(crate::relay::RelayAgent::new(
+        server.clone(),
+        local,
+        resolver,
+    ));
     let injector = Arc::new(crate::inbound::inject::LocalInjector {
         server: server.clone(),
     });

@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "server",
     "inbound",
     "delivery",
+    "relay",
     "control",
     "daemon",
 ];
