@@ -9,7 +9,7 @@ use rsmtpd_protocol::client::{
     dot_stuff, Client, ClientConfig, Close, Event as CEvent, Outcome, Recipient, Tls, Transaction,
 };
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::{
+use rsmtpd_protocol::server::{
     ConnectionInfo, Event as SEvent, LookupResult, MessageOpened, RecipientResult, Request,
     Session, SessionConfig,
 };
@@ -71,7 +71,7 @@ impl Pair {
                     let r = match req {
                         Request::Filter { .. } => self
                             .s
-                            .filter_result(rsmtpd_protocol::session::FilterDecision::Proceed),
+                            .filter_result(rsmtpd_protocol::server::FilterDecision::Proceed),
                         Request::CheckSender { .. } => self.s.sender_result(LookupResult::Ok),
                         Request::CreateMessage => self.s.message_created(Ok(0x1234abcd)),
                         Request::CheckRecipient { rcpt, .. } => {

@@ -172,12 +172,13 @@ fn wait_mail(dir: &std::path::Path, n: usize, d: &[&Daemon]) -> Vec<String> {
 
 #[test]
 fn every_machine_relays_its_cron_mail_to_the_central_server_and_mx_routing_works() {
-    if !is_root() {
-        println!("SKIPPED: needs root for a network namespace");
+    if !require_root() {
         return;
     }
-    if Command::new("unbound").arg("-h").output().is_err() {
-        println!("SKIPPED: unbound is not installed (scripts/test-deps.sh)");
+    if !require(
+        Command::new("unbound").arg("-h").output().is_ok(),
+        "unbound is not installed (scripts/test-deps.sh)",
+    ) {
         return;
     }
     let host = hostname();
