@@ -512,7 +512,7 @@ fn hostile_servers_end_the_session_without_growing_it() {
     let mut s = Scripted::new(ClientConfig::new("me"));
     s.say("421 busy\r\n");
     assert!(
-        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, banner: Some(b), .. })] if reason == "BANNER rejected: 421 busy" && b.code == 421)
+        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, reply: Some(b), .. })] if reason == "BANNER rejected: 421 busy" && b.code == 421)
     );
 }
 

@@ -83,6 +83,18 @@ impl ServerReply {
         out
     }
 
+    /// The first line as the server sent it (`550-5.1.1 text` for a multi-line reply).
+    pub fn first_line(&self) -> String {
+        let sep = if self.lines.len() > 1 { '-' } else { ' ' };
+        format!("{:03}{}{}", self.code, sep, self.lines[0])
+    }
+
+    /// The last line as the server sent it (`550 5.1.1 text`).
+    pub fn last_line(&self) -> String {
+        let last = self.lines.last().map_or("", |l| l.as_str());
+        format!("{:03} {}", self.code, last)
+    }
+
     /// The enhanced status code at the start of the first line (`5.1.1`), if any.
     pub fn enhanced(&self) -> Option<(u8, u16, u16)> {
         let t = self.lines[0].as_str();

@@ -81,6 +81,11 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// How long an idle session waits for another message before `QUIT`.
     pub keepalive: Duration,
+    /// `HELO` after a refused `EHLO` (6.8's mta); bounce.c gives up instead.
+    pub helo_fallback: bool,
+    /// `RSET` after a transaction that ended before its data (6.8's mta); bounce.c and
+    /// mail.lmtp go straight on (to `QUIT`).
+    pub rset_after_failure: bool,
 }
 
 impl ClientConfig {
@@ -93,6 +98,8 @@ impl ClientConfig {
             mail_parameters: true,
             timeouts: Timeouts::default(),
             keepalive: Duration::from_secs(10),
+            helo_fallback: true,
+            rset_after_failure: true,
         }
     }
 }
@@ -179,11 +186,12 @@ impl Outcome {
 pub enum Close {
     /// `QUIT` was answered: `mta disconnected reason=quit messages=N`.
     Quit { messages: usize },
-    /// `mta error reason=TEXT`. `banner` holds a non-2xx greeting (6.8 disables the route for
-    /// a 421 banner).
+    /// `mta error reason=TEXT`. `reply` holds the refusal that ended the session, if one
+    /// did: a non-2xx greeting (6.8 disables the route for a 421 banner), or a refused
+    /// EHLO/HELO/LHLO.
     Error {
         reason: String,
-        banner: Option<ServerReply>,
+        reply: Option<ServerReply>,
         messages: usize,
     },
 }
@@ -611,7 +619,7 @@ impl Client {
         self.error_with(reason, None)
     }
 
-    fn error_with(&mut self, reason: String, banner: Option<ServerReply>) {
+    fn error_with(&mut self, reason: String, reply: Option<ServerReply>) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -625,7 +633,7 @@ impl Client {
         }
         self.close(Close::Error {
             reason,
-            banner,
+            reply,
             messages: self.messages,
         });
     }
@@ -645,8 +653,8 @@ impl Client {
             }
             Cmd::Ehlo => {
                 if !ok {
-                    if self.cfg.tls == Tls::Required && !self.secure {
-                        return self.error(format!("EHLO rejected: {}", r.line()));
+                    if (self.cfg.tls == Tls::Required && !self.secure) || !self.cfg.helo_fallback {
+                        return self.error_with(format!("EHLO rejected: {}", r.line()), Some(r));
                     }
                     self.ext = Extensions::default();
                     return self.command(now, Cmd::Helo, format!("HELO {}", self.cfg.helo));
@@ -657,7 +665,7 @@ impl Client {
             Cmd::Helo | Cmd::Lhlo => {
                 if !ok {
                     let verb = if cmd == Cmd::Helo { "HELO" } else { "LHLO" };
-                    return self.error(format!("{verb} rejected: {}", r.line()));
+                    return self.error_with(format!("{verb} rejected: {}", r.line()), Some(r));
                 }
                 if cmd == Cmd::Lhlo {
                     self.ext = Extensions::parse(&r);
@@ -805,7 +813,7 @@ impl Client {
             .map(|o| o.unwrap_or_else(|| Outcome::TempFail("No reply".into(), None)))
             .collect();
         self.events.push_back(Event::Done(outcomes));
-        if rset {
+        if rset && self.cfg.rset_after_failure {
             self.phase = Phase::Transaction;
             self.command(now, Cmd::Rset, "RSET".into());
         } else {

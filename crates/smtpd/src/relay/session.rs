@@ -260,7 +260,7 @@ fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: 
         )),
         Close::Error {
             reason,
-            banner,
+            reply,
             messages,
         } => {
             if messages > 0 {
@@ -271,7 +271,7 @@ fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: 
             } else {
                 log::info(&format!("{id:016x} mta error reason={reason}"));
             }
-            if banner.is_some_and(|b| b.code == 421) {
+            if reason.starts_with("BANNER rejected") && reply.is_some_and(|b| b.code == 421) {
                 routes.disable(key.addr, ptr);
             }
         }
