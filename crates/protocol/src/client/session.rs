@@ -86,6 +86,9 @@ pub struct ClientConfig {
     /// `RSET` after a transaction that ended before its data (6.8's mta); bounce.c and
     /// mail.lmtp go straight on (to `QUIT`).
     pub rset_after_failure: bool,
+    /// A refused recipient ends the transaction for all (sendmail: the message is not sent
+    /// to anyone, it goes to dead.letter); otherwise each recipient has its own outcome.
+    pub strict_recipients: bool,
 }
 
 impl ClientConfig {
@@ -100,6 +103,7 @@ impl ClientConfig {
             keepalive: Duration::from_secs(10),
             helo_fallback: true,
             rset_after_failure: true,
+            strict_recipients: false,
         }
     }
 }
@@ -713,6 +717,14 @@ impl Client {
                 if !t.failed {
                     if ok {
                         t.accepted.push(i);
+                    } else if self.cfg.strict_recipients {
+                        t.failed = true;
+                        for o in t.outcomes.iter_mut() {
+                            *o = Some(Outcome::of(&r));
+                        }
+                        if !pipelined {
+                            return self.finish_tx(now, true);
+                        }
                     } else if let Some(o) = t.outcomes.get_mut(i) {
                         *o = Some(Outcome::of(&r));
                     }
