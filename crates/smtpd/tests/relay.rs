@@ -155,7 +155,8 @@ fn submit(d: &Daemon, from: &str, rcpts: &[&str], body: &str) {
     c.cmd("QUIT");
 }
 
-const BODY1: &str = "Subject: hi\r\n\r\n.dot line\r\nbody\u{e9}\r\n";
+/// As submitted (dot-stuffed): the queue holds `.dot line`, the relay stuffs it again.
+const BODY1: &str = "Subject: hi\r\n\r\n..dot line\r\nbody\u{e9}\r\n";
 const BODY2: &str = "Subject: two\r\n\r\nsecond\r\n";
 
 /// The transcript with what differs between runs replaced: the host name, Received/Date/
@@ -413,4 +414,57 @@ fn unsupported_relay_options_are_refused_at_start() {
             "{opt}: {err}"
         );
     }
+}
+
+/// Interoperability: our relay client delivering into Debian's OpenSMTPD 6.8 (its session
+/// accepts our dialogue, its mda gets the message as we queued it).
+#[test]
+fn relaying_into_the_real_opensmtpd() {
+    if !require_real("relaying into the real OpenSMTPD") {
+        return;
+    }
+    let _lock = real_lock();
+    use std::os::unix::fs::PermissionsExt;
+    let drop = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(drop.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let theirs = Daemon::start_with(
+        REAL_SMTPD,
+        &format!(
+            "listen on 127.0.0.1 port @PORT@\n\
+             action \"l\" mda \"cat > {}/got\" user nobody\n\
+             match from any for any action \"l\"\n",
+            drop.path().display()
+        ),
+        &[],
+    );
+    let ours = Daemon::start(
+        &format!(
+            "listen on 127.0.0.1 port @PORT@\n\
+             action \"r\" relay host smtp://127.0.0.1:{}\n\
+             match from any for any action \"r\"\n",
+            theirs.port
+        ),
+        &[],
+    );
+    // A system user, as their local action needs one.
+    submit(&ours, "alice@src.test", &["root@dst.test"], BODY1);
+    let l = ours.wait_log(|l| l.contains("mta delivery"));
+    assert!(
+        l.contains("result=\"Ok\" stat=\"250 2.0.0 ")
+            && l.ends_with(" Message accepted for delivery\""),
+        "{l}"
+    );
+    theirs.wait_log(|l| l.contains("mda delivery") && l.contains("result=Ok"));
+    let got = std::fs::read_to_string(drop.path().join("got")).unwrap_or_default();
+    assert!(got.contains("Subject: hi\n"), "{got}");
+    assert!(got.contains("\n.dot line\nbody\u{e9}\n"), "{got}");
+    // Their Received line names our EHLO.
+    assert!(
+        got.contains(&format!(
+            "Received: from {} (localhost [127.0.0.1])",
+            hostname()
+        )),
+        "{got}"
+    );
+    ours.wait_log(|l| l.contains("mta disconnected reason=quit messages=1"));
 }
