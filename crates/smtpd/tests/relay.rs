@@ -31,11 +31,19 @@ enum Mode {
     Plain,
     /// A 421 greeting.
     Busy,
+    /// EHLO refused with 502: the client must fall back to HELO.
+    NoEhlo,
+    /// PIPELINING and SIZE offered; the MAIL reply comes 300 ms late, so that a pipelining
+    /// client's RCPT and DATA are seen before it.
+    Pipelining,
+    /// Never answers the final dot while `hang` is set (a remote stuck mid-delivery).
+    Hang,
 }
 
 struct Recorder {
     port: u16,
     conns: Arc<Mutex<Vec<Conn>>>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Recorder {
@@ -43,7 +51,9 @@ impl Recorder {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
         let port = l.local_addr().expect("addr").port();
         let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(mode == Mode::Hang));
         let c = conns.clone();
+        let h = hang.clone();
         std::thread::spawn(move || {
             for s in l.incoming().map_while(Result::ok) {
                 let idx = {
@@ -52,10 +62,11 @@ impl Recorder {
                     v.len() - 1
                 };
                 let c = c.clone();
-                std::thread::spawn(move || serve(s, mode, c, idx));
+                let h = h.clone();
+                std::thread::spawn(move || serve(s, mode, c, idx, h));
             }
         });
-        Recorder { port, conns }
+        Recorder { port, conns, hang }
     }
 
     fn conns(&self) -> Vec<Conn> {
@@ -76,7 +87,13 @@ impl Recorder {
     }
 }
 
-fn serve(s: TcpStream, mode: Mode, conns: Arc<Mutex<Vec<Conn>>>, idx: usize) {
+fn serve(
+    s: TcpStream,
+    mode: Mode,
+    conns: Arc<Mutex<Vec<Conn>>>,
+    idx: usize,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+) {
     let t0 = Instant::now();
     let mut w = s.try_clone().expect("clone");
     let mut r = BufReader::new(s);
@@ -103,13 +120,35 @@ fn serve(s: TcpStream, mode: Mode, conns: Arc<Mutex<Vec<Conn>>>, idx: usize) {
         if data {
             if text == ".\r\n" {
                 data = false;
+                while hang.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 say(&mut w, "250 2.0.0 queued as X\r\n");
             }
             continue;
         }
         let u = text.to_ascii_uppercase();
-        if u.starts_with("EHLO") {
+        if u.starts_with("EHLO") && mode == Mode::NoEhlo {
+            say(&mut w, "502 5.5.1 no EHLO here\r\n");
+        } else if u.starts_with("EHLO") && mode == Mode::Pipelining {
+            say(
+                &mut w,
+                "250-rec.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n",
+            );
+        } else if u.starts_with("EHLO") {
             say(&mut w, "250-rec.test\r\n250-DSN\r\n250 8BITMIME\r\n");
+        } else if u.starts_with("MAIL") && mode == Mode::Pipelining {
+            // Whether the next commands are already here before MAIL is answered.
+            std::thread::sleep(Duration::from_millis(300));
+            let mut b = [0u8; 1];
+            let _ = w.set_nonblocking(true);
+            let waiting = !r.buffer().is_empty() || w.peek(&mut b).is_ok_and(|n| n > 0);
+            let _ = w.set_nonblocking(false);
+            conns.lock().unwrap()[idx].lines.push((
+                0.0,
+                format!("(more commands before the MAIL reply: {waiting})"),
+            ));
+            say(&mut w, "250 2.1.0 ok\r\n");
         } else if u.starts_with("HELO") || u.starts_with("MAIL") || u.starts_with("RSET") {
             say(&mut w, "250 2.1.0 ok\r\n");
         } else if u.starts_with("RCPT") {
@@ -467,4 +506,99 @@ fn relaying_into_the_real_opensmtpd() {
         "{got}"
     );
     ours.wait_log(|l| l.contains("mta disconnected reason=quit messages=1"));
+}
+
+/// After a refused EHLO, HELO with the same name, then the same transaction: as 6.8 does
+/// (checked live when it is installed).
+#[test]
+fn helo_after_a_refused_ehlo_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::NoEhlo);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        let c = rec.wait(Duration::from_secs(30), |c| {
+            c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+        });
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
+        let cmds: Vec<String> = c[0]
+            .lines
+            .iter()
+            .map(|(_, l)| l.trim_end().replace(&hostname(), "@HOST@"))
+            .take(5)
+            .collect();
+        cmds
+    };
+    let want = [
+        "EHLO @HOST@",
+        "HELO @HOST@",
+        "MAIL FROM:<alice@src.test>",
+        "RCPT TO:<bob@dst.test>",
+        "DATA",
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("the HELO fallback of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// Beyond 6.8, on purpose: to a server that offers PIPELINING, MAIL, RCPT and DATA go in one
+/// write (seen before the late MAIL reply), and MAIL carries SIZE= and BODY=8BITMIME.
+#[test]
+fn pipelining_size_and_8bitmime_when_offered() {
+    let rec = Recorder::start(Mode::Pipelining);
+    let d = Daemon::start(&config(rec.port), &[]);
+    submit(
+        &d,
+        "alice@src.test",
+        &["bob@dst.test", "carol@dst.test"],
+        BODY1,
+    );
+    let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("carol"));
+    assert!(l.contains("result=\"Ok\""), "{l}");
+    let c = rec.conns();
+    let lines = &c[0].lines;
+    let at = |p: &str| {
+        lines
+            .iter()
+            .find(|(_, l)| l.starts_with(p))
+            .map(|(t, l)| (*t, l.clone()))
+            .unwrap_or_else(|| panic!("no {p}: {lines:?}"))
+    };
+    let (_, mail) = at("MAIL");
+    assert!(
+        mail.starts_with("MAIL FROM:<alice@src.test> SIZE=")
+            && mail.ends_with(" BODY=8BITMIME\r\n"),
+        "{mail}"
+    );
+    // RCPT and DATA had arrived before the MAIL reply went out.
+    at("(more commands before the MAIL reply: true)");
+}
+
+/// Nothing answered 250 is lost if the daemon is killed mid-relay: the message in flight is
+/// sent again after the restart (a duplicate for the remote that had it, as SMTP allows).
+#[test]
+fn a_kill_mid_relay_loses_nothing() {
+    let rec = Recorder::start(Mode::Hang);
+    let mut d = Daemon::start(&config(rec.port), &[]);
+    submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+    // The remote has the data and has not answered the dot.
+    rec.wait(Duration::from_secs(30), |c| {
+        c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+    });
+    d.kill9();
+    rec.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    let d2 = d.restart();
+    let l = d2.wait_log(|l| l.contains("mta delivery"));
+    assert!(
+        l.contains("to=<bob@dst.test>") && l.contains("result=\"Ok\""),
+        "{l}"
+    );
+    let dots = rec
+        .conns()
+        .iter()
+        .flat_map(|c| c.lines.clone())
+        .filter(|(_, l)| l == ".\r\n")
+        .count();
+    assert_eq!(dots, 2, "sent once before the kill, once after");
 }
