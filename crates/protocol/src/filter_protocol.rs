@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::session::FilterPhase;
+use crate::server::FilterPhase;
 
 /// `PROTOCOL_VERSION` of OpenSMTPD 6.8.
 pub const VERSION: &str = "0.6";
@@ -174,6 +174,14 @@ pub fn filter_line(
 /// One message line for a data-line filter (`filter_data_query`).
 pub fn data_line(out: &mut String, time: Timestamp, sessid: u64, token: u64, line: &[u8]) {
     filter_line(out, time, "data-line", sessid, token, line)
+}
+
+/// A report event of a session, before the shell stamps it: the event name (one of
+/// [`REPORT_EVENTS`]) and its parameters as OpenSMTPD formats them (empty: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub event: &'static str,
+    pub params: Vec<u8>,
 }
 
 /// A filter's answer for one phase.
