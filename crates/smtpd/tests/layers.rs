@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "queue",
     "scheduler",
     "listener",
+    "procfilter",
     "server",
     "inbound",
     "delivery",
