@@ -91,6 +91,24 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
+    // Filter processes first: OpenSMTPD accepts no session before each said register|ready.
+    let admd = server
+        .config
+        .options
+        .admd
+        .clone()
+        .unwrap_or_else(|| server.hostname.clone());
+    match crate::procfilter::Procs::start(&server.config, &admd).await {
+        Ok(p) => {
+            let _ = server.procs.set(p);
+        }
+        Err(e) => {
+            for l in e.lines() {
+                log::line(log::Level::Crit, l);
+            }
+            return 1;
+        }
+    }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listener::listenings(&server.config, &server.hostname) {
         let Some(addr) = l.addr else { continue };
@@ -268,6 +286,7 @@ async fn accept_tcp(
                 peer: PeerAddr::Inet(ip),
                 rdns: names.rdns,
                 fcrdns: names.fcrdns,
+                sockets: stream.local_addr().ok().map(|l| (peer, l)),
             };
             session::run(server, listen, stream, client, begun).await;
             drop(permit);

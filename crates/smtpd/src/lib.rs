@@ -26,6 +26,7 @@ pub mod queue;
 pub mod scheduler;
 
 pub mod listener;
+pub mod procfilter;
 pub mod server;
 
 pub mod inbound;

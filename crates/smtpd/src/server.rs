@@ -38,6 +38,8 @@ pub struct Server {
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
     pub local_listen: Arc<Listening>,
+    /// The `proc` filter processes, started before the listeners accept.
+    pub procs: OnceLock<crate::procfilter::Procs>,
 }
 
 /// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
@@ -200,6 +202,7 @@ impl Server {
             loaded: std::sync::Mutex::new(known),
             smtp_paused: AtomicBool::new(false),
             stats: Stats::default(),
+            procs: OnceLock::new(),
         })
     }
 }
