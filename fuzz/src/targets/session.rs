@@ -6,7 +6,7 @@
 //! stream. This is the only file that knows the session's API: keep it thin.
 
 use rsmtpd_protocol::received::{PeerAddr, PeerCert, TlsInfo};
-use rsmtpd_protocol::session::*;
+use rsmtpd_protocol::server::*;
 
 use crate::input::Input;
 
@@ -45,6 +45,8 @@ pub fn run(data: &[u8]) {
         max_message_size: if bit(b, 4) { 64 } else { 36_700_160 },
         max_recipients: if bit(b, 5) { 2 } else { 1000 },
         max_mails: if bit(b, 5) { 2 } else { 100 },
+        filter_data: bit(a, 0) && bit(b, 7),
+        trace: bit(b, 2),
         ..SessionConfig::default()
     };
     let conn = ConnectionInfo {
@@ -104,6 +106,16 @@ fn drive(s: &mut Session, shell: &mut Shell) {
                 };
                 assert!(r.is_ok(), "StartTls answer refused");
             }
+            // The data filter chain: the shell hands each line back (or drops it) and ends.
+            Event::FilterData(l) => {
+                let r = if shell.choice(4) == 3 {
+                    Ok(())
+                } else {
+                    s.filtered_line(&l)
+                };
+                assert!(r.is_ok(), "a filtered line refused");
+            }
+            Event::FilterDataEnd => assert!(s.filtered_end().is_ok(), "filtered end refused"),
             Event::Request(r) => {
                 let res = match r {
                     Request::Filter { .. } => s.filter_result(match shell.choice(5) {
