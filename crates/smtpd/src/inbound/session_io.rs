@@ -178,8 +178,21 @@ impl Server {
         Ok(msgid.0)
     }
 
-    /// Rules, expansion, and one envelope per delivery, at RCPT time.
+    /// Rules, expansion, and one envelope per delivery, at RCPT time. This blocks (getpwnam,
+    /// which may ask NSS or LDAP; `~/.forward` files; envelope files written and synced), so it
+    /// runs under `block_in_place`: the worker's other sessions move to another thread meanwhile.
     pub fn recipient(
+        &self,
+        tx: &mut SessionIo,
+        facts: &Facts,
+        msgid: u32,
+        mail: Option<&MailFrom>,
+        rcpt: &RcptTo,
+    ) -> RecipientResult {
+        crate::routing::lookup::blocking(|| self.recipient_now(tx, facts, msgid, mail, rcpt))
+    }
+
+    fn recipient_now(
         &self,
         tx: &mut SessionIo,
         facts: &Facts,
