@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, Command};
 use std::path::PathBuf;
 
-use rsmtpd::{daemon, support};
 use rsmtpd::sys::{pki, system};
+use rsmtpd::{daemon, support};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
