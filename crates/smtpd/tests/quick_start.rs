@@ -153,6 +153,9 @@ fn serve_one_message(clone: &Path, command: &str, expect_files: usize) {
         if let Some(b) = banner() {
             break b;
         }
+        if let Ok(Some(st)) = run.child.try_wait() {
+            panic!("quick start exited ({st}):\n{}", run.seen.join("\n"));
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "no banner:\n{}",
