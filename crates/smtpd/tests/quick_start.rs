@@ -5,7 +5,8 @@
 //! exit 0 and nothing left undelivered, and a second run on the same spool works too.
 //!
 //! The clone builds into this build's target folder (CARGO_TARGET_DIR), so that only the
-//! workspace's own crates are compiled again; in CI the clone is this very commit.
+//! workspace's own crates are compiled again; in CI the clone is this very commit. It is of the
+//! last commit: commit before running this test while developing.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ impl Run {
             .args(["-c", command])
             .current_dir(dir)
             .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_INCREMENTAL", "0")
             .env_remove("SMTPD_SPOOL")
             .env_remove("SMTPD_SOCKET")
             .stdin(Stdio::null())
@@ -98,7 +100,7 @@ impl Run {
         }
     }
 
-    fn interrupt(mut self) -> (i32, Vec<String>) {
+    fn interrupt(&mut self) -> (i32, Vec<String>) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
         let t0 = Instant::now();
@@ -116,7 +118,15 @@ impl Run {
         while let Ok(l) = self.lines.try_recv() {
             self.seen.push(l);
         }
-        (st.code().unwrap_or(-1), self.seen)
+        (st.code().unwrap_or(-1), self.seen.clone())
+    }
+}
+
+impl Drop for Run {
+    /// A failed run must not leave a server behind on the fixed port.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -126,6 +136,20 @@ fn banner() -> Option<String> {
     let mut line = String::new();
     BufReader::new(&mut s).read_line(&mut line).ok()?;
     Some(line)
+}
+
+/// Regular files under `dir`, at any depth (queue/ keeps its bucket folders).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 fn files_in(dir: &Path) -> usize {
@@ -186,8 +210,10 @@ fn serve_one_message(clone: &Path, command: &str, expect_files: usize) {
     let (code, seen) = run.interrupt();
     assert_eq!(code, 0, "exit after SIGINT:\n{}", seen.join("\n"));
     let spool = clone.join("run/spool");
-    assert_eq!(files_in(&spool.join("queue")), 0, "left in the queue");
-    assert_eq!(files_in(&spool.join("incoming")), 0, "left incoming");
+    for sub in ["queue", "incoming", "offline", "temporary"] {
+        let left = files_under(&spool.join(sub));
+        assert!(left.is_empty(), "left in the spool: {:?}", left);
+    }
     assert!(
         !clone.join("run/smtpd.sock").exists(),
         "control socket left behind"
@@ -213,11 +239,18 @@ fn the_readme_quick_start_serves_mail_twice() {
         println!("SKIPPED: 127.0.0.1:2525 is in use here");
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    // As root the quick start delivers as nobody, who must reach the clone's run folder.
+    // A fresh folder at a fixed place for this build: cargo's fingerprints depend on the
+    // sources' path, so the same place rebuilds only what changed; under /tmp, so that nobody
+    // (who the quick start delivers as under root) can reach the clone's run folder.
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    target_dir().hash(&mut h);
+    let base = std::env::temp_dir().join(format!("rsmtpd-quick-start-{:x}", h.finish()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("mkdir");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let clone = tmp.path().join("rsmtpd");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let clone = base.join("rsmtpd");
     let st = Command::new("git")
         .args(["clone", "--quiet"])
         .arg(root())
