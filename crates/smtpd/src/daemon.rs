@@ -110,25 +110,20 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             }
         }
     }
-    start_scheduler(&server);
+    // `-P`: the same state `smtpctl pause` sets, in place before anything runs (smtpd.c sets
+    // its flags before forking its processes), so that `show status` and `resume` see it and
+    // the scheduler starts paused. As OpenSMTPD, an unknown name is ignored and nothing is
+    // logged.
     for p in &opts.paused {
-        match p.as_str() {
-            "smtp" => server
-                .smtp_paused
-                .store(true, std::sync::atomic::Ordering::Relaxed),
-            "mda" | "mta" => {
-                if let Some(h) = server.scheduler.get() {
-                    let kind = if p == "mda" {
-                        crate::queue::DeliveryType::Mda
-                    } else {
-                        crate::queue::DeliveryType::Mta
-                    };
-                    h.pause(kind, true);
-                }
-            }
-            _ => {}
-        }
+        let s = match p.as_str() {
+            "smtp" => rsmtpd_control::Subsystem::Smtp,
+            "mda" => rsmtpd_control::Subsystem::Mda,
+            "mta" => rsmtpd_control::Subsystem::Mta,
+            _ => continue,
+        };
+        server.paused_at_start(s);
     }
+    start_scheduler(&server);
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");
@@ -168,6 +163,8 @@ fn start_scheduler(server: &Arc<Server>) {
     });
     let settings = crate::scheduler::Settings {
         counters: server.stats.scheduler.clone(),
+        mda_paused: server.paused.get(rsmtpd_control::Subsystem::Mda),
+        mta_paused: server.paused.get(rsmtpd_control::Subsystem::Mta),
         ..crate::scheduler::Settings::from_config(&server.config)
     };
     let handle = crate::scheduler::start(server.queue.clone(), loaded, agent, injector, settings);
@@ -240,10 +237,7 @@ async fn accept_tcp(
             return;
         };
         // `smtpctl pause smtp`: stop accepting until resumed.
-        while server
-            .smtp_paused
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        while server.paused.get(rsmtpd_control::Subsystem::Smtp) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let (stream, peer) = match tcp.accept().await {

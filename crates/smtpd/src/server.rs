@@ -32,12 +32,76 @@ pub struct Server {
     pub scheduler: OnceLock<Handle>,
     /// What the queue held at start, for the scheduler.
     pub loaded: std::sync::Mutex<Vec<Envelope>>,
-    /// `smtpctl pause smtp`: listeners stop accepting.
-    pub smtp_paused: AtomicBool,
+    /// What is paused (`smtpd -P`, `smtpctl pause|resume`): the one place that says so.
+    pub paused: Paused,
     pub stats: Stats,
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
     pub local_listen: Arc<Listening>,
+}
+
+/// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
+/// sets at start and `smtpctl pause|resume` later. `show status` reads these, `resume` checks
+/// them, the listeners and the scheduler follow them: one state, so that they cannot disagree.
+#[derive(Default)]
+pub struct Paused {
+    smtp: AtomicBool,
+    mda: AtomicBool,
+    mta: AtomicBool,
+}
+
+impl Paused {
+    fn flag(&self, s: rsmtpd_control::Subsystem) -> &AtomicBool {
+        use rsmtpd_control::Subsystem;
+        match s {
+            Subsystem::Smtp => &self.smtp,
+            Subsystem::Mda => &self.mda,
+            Subsystem::Mta => &self.mta,
+        }
+    }
+
+    pub fn get(&self, s: rsmtpd_control::Subsystem) -> bool {
+        self.flag(s).load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> rsmtpd_control::Status {
+        use rsmtpd_control::Subsystem;
+        rsmtpd_control::Status {
+            mda_paused: self.get(Subsystem::Mda),
+            mta_paused: self.get(Subsystem::Mta),
+            smtp_paused: self.get(Subsystem::Smtp),
+        }
+    }
+}
+
+impl Server {
+    /// `smtpd -P NAME`: paused before the listeners and the scheduler start, silently.
+    pub fn paused_at_start(&self, s: rsmtpd_control::Subsystem) {
+        self.paused.flag(s).store(true, Ordering::Relaxed);
+    }
+
+    /// Pauses or resumes a subsystem: the flag, then whoever acts on it (the scheduler, once it
+    /// runs; before, it starts from the flags). Listeners look at the flag before each accept.
+    pub fn set_paused(&self, s: rsmtpd_control::Subsystem, paused: bool) {
+        use rsmtpd_control::Subsystem;
+        self.paused.flag(s).store(paused, Ordering::Relaxed);
+        let kind = match s {
+            Subsystem::Smtp => {
+                // smtp.c logs these in the smtp process as it gets the order.
+                log::debug(if paused {
+                    "debug: smtp: pausing listening sockets"
+                } else {
+                    "debug: smtp: resuming listening sockets"
+                });
+                return;
+            }
+            Subsystem::Mda => crate::queue::DeliveryType::Mda,
+            Subsystem::Mta => crate::queue::DeliveryType::Mta,
+        };
+        if let Some(h) = self.scheduler.get() {
+            h.pause(kind, paused);
+        }
+    }
 }
 
 /// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
@@ -198,7 +262,7 @@ impl Server {
             smtpd_user,
             scheduler: OnceLock::new(),
             loaded: std::sync::Mutex::new(known),
-            smtp_paused: AtomicBool::new(false),
+            paused: Paused::default(),
             stats: Stats::default(),
         })
     }

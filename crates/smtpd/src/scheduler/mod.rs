@@ -205,6 +205,9 @@ pub struct Settings {
     pub clock: Clock,
     /// `smtpctl monitor`'s envelope and delivery counters, shared with whoever reports them.
     pub counters: Arc<Counters>,
+    /// `smtpd -P mda|mta`: start with local deliveries or relaying paused.
+    pub mda_paused: bool,
+    pub mta_paused: bool,
 }
 
 /// The scheduler's part of `smtpctl monitor` (OpenSMTPD's `struct stat_digest`, which control.c
@@ -242,6 +245,8 @@ impl Default for Settings {
             limits: Limits::default(),
             clock: Clock::System,
             counters: Arc::default(),
+            mda_paused: false,
+            mta_paused: false,
         }
     }
 }
@@ -463,12 +468,19 @@ pub fn start(
         agent,
         injector,
         sched: Schedule::new(settings.limits),
+
         mda_sem: Arc::new(Semaphore::new(settings.mda_max_session)),
         user_sems: HashMap::new(),
         settings,
         reports: Vec::new(),
         ev_tx,
     };
+    runner
+        .sched
+        .pause(DeliveryType::Mda, runner.settings.mda_paused);
+    runner
+        .sched
+        .pause(DeliveryType::Mta, runner.settings.mta_paused);
     runner.insert(envelopes);
     tokio::spawn(runner.run(rx, ev_rx));
     Handle { tx }
@@ -569,7 +581,22 @@ impl Runner {
             Cmd::Resume(t, tx) => {
                 let _ = tx.send(self.sched.resume(t));
             }
-            Cmd::Pause(kind, p) => self.sched.pause(kind, p),
+            Cmd::Pause(kind, p) => {
+                // scheduler.c's lines, as it gets the order from the control process.
+                log::trace(
+                    log::Trace::Scheduler,
+                    format_args!(
+                        "scheduler: {} {}",
+                        if p { "pausing" } else { "resuming" },
+                        if kind == DeliveryType::Mda {
+                            "mda"
+                        } else {
+                            "mta"
+                        }
+                    ),
+                );
+                self.sched.pause(kind, p)
+            }
             Cmd::Idle(tx) => {
                 let _ = tx.send(self.sched.inflight() == 0 && self.reports.is_empty());
             }

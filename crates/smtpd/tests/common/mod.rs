@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod refns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -257,6 +259,11 @@ impl Client {
     pub fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{}\r\n", line).as_bytes());
         self.reply()
+    }
+
+    /// How long `reply` waits (10 s unless changed).
+    pub fn set_read_timeout(&self, limit: Duration) {
+        let _ = self.stream.set_read_timeout(Some(limit));
     }
 
     /// Whether the server closed the connection.

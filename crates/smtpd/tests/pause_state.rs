@@ -1,0 +1,135 @@
+//! `smtpd -P mda|mta|smtp` and `smtpctl pause|resume`: one state. Started paused, `show status`
+//! says so, `pause` again fails, `resume` succeeds and what waited goes through (mail queued
+//! while deliveries were paused is delivered; a client that connected while smtp was paused
+//! gets its banner). The transcripts are OpenSMTPD 6.8.0p2's (tests/everyday/pause-*.txt),
+//! re-checked live against it when it can run here.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::refns::{self, Transcript, Which};
+use common::*;
+
+fn config(uid: u32) -> String {
+    format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table users {{ foo = \"{uid}:{uid}:@DIR@\" }}\n\
+         action \"l\" maildir \"@DIR@/md\" userbase <users>\n\
+         match from any for domain \"example.org\" action \"l\"\n"
+    )
+}
+
+fn send(c: &mut Client) {
+    for (cmd, want) in [
+        ("HELO client", "250 "),
+        ("MAIL FROM:<bob@example.net>", "250 "),
+        ("RCPT TO:<foo@example.org>", "250 "),
+        ("DATA", "354 "),
+        ("Subject: paused\r\n\r\nhi\r\n.", "250 "),
+        ("QUIT", "221 "),
+    ] {
+        let r = c.cmd(cmd);
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+}
+
+fn delivered(d: &Daemon) -> usize {
+    std::fs::read_dir(d.dir.path().join("md/new"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+}
+
+fn wait_delivered(d: &Daemon, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered(d) < n {
+        assert!(
+            Instant::now() < deadline,
+            "not delivered; log:\n{}",
+            d.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts with `-P what`, checks it reads back as paused, lets something wait on it, resumes.
+fn run(which: Which, what: &str) -> String {
+    let uid = delivery_uid(1000);
+    let d = refns::start(which, &config(uid), &["-P", what]);
+    user_dir(&d, "md", uid);
+    let mut t = Transcript::default();
+    t.ctl(which, &d, &["show", "status"]);
+    t.ctl(which, &d, &["pause", what]);
+    match what {
+        "mda" => {
+            let mut c = Client::connect(d.addr());
+            c.reply();
+            send(&mut c);
+            // Queued and held: nothing may be delivered while paused.
+            std::thread::sleep(Duration::from_millis(1500));
+            t.note(&format!("delivered while paused: {}", delivered(&d)));
+            t.ctl(which, &d, &["resume", what]);
+            wait_delivered(&d, 1);
+            t.note("delivered after resume: 1");
+        }
+        "smtp" => {
+            // The listening socket exists, so the connection is made, but nobody accepts it.
+            let mut c = Client::connect(d.addr());
+            c.set_read_timeout(Duration::from_millis(1500));
+            t.note(&format!("banner while paused: {:?}", c.reply()));
+            t.ctl(which, &d, &["resume", what]);
+            c.set_read_timeout(Duration::from_secs(20));
+            let banner = c.reply();
+            t.note(&format!(
+                "banner after resume: {}",
+                banner.starts_with("220 ")
+            ));
+            send(&mut c);
+            wait_delivered(&d, 1);
+            t.note("delivered after resume: 1");
+        }
+        _ => {
+            t.ctl(which, &d, &["resume", what]);
+        }
+    }
+    t.ctl(which, &d, &["resume", what]);
+    t.ctl(which, &d, &["show", "status"]);
+    // Paused again at run time, then resumed: the same state both ways.
+    t.ctl(which, &d, &["pause", what]);
+    t.ctl(which, &d, &["show", "status"]);
+    t.ctl(which, &d, &["resume", what]);
+    let log = d.log();
+    let resumed = format!("info: {what} resumed");
+    t.note(&format!(
+        "logged: {:?}",
+        log.iter()
+            .filter(|l| l.starts_with("info: ")
+                && (l.ends_with(" paused") || l.ends_with(" resumed"))
+                || l.contains("listening sockets"))
+            .collect::<Vec<_>>()
+    ));
+    assert!(log.contains(&resumed), "{}", log.join("\n"));
+    t.0
+}
+
+fn each(what: &str) {
+    for which in refns::available() {
+        let got = run(which, what);
+        refns::check(which, &format!("pause-{what}.txt"), &got);
+    }
+}
+
+#[test]
+fn started_with_mda_paused() {
+    each("mda");
+}
+
+#[test]
+fn started_with_mta_paused() {
+    each("mta");
+}
+
+#[test]
+fn started_with_smtp_paused() {
+    each("smtp");
+}
