@@ -241,7 +241,12 @@ pub async fn answer(req: Request, ctx: &dyn ControlContext) -> Response {
         Request::GetDigest => Response::Digest(ctx.digest()),
         Request::Show(w) => Response::Lines(ctx.show(w)),
         Request::Log(l) => {
+            // OpenSMTPD keeps `-v` and the traces in one word (`tracing`, TRACE_DEBUG being its
+            // low bit), and `log brief|verbose` sets that word to 0 or TRACE_DEBUG
+            // (log_trace_verbose): it turns the traces off too. The same here, so that a
+            // script that relies on it sees the same log.
             ctx.set_verbose(l == LogLevel::Verbose);
+            ctx.set_traces(0);
             Response::Ok
         }
         Request::Trace { enable, name } => match trace_bits(&name) {

@@ -1,4 +1,7 @@
-//! `smtpd -P mda|mta|smtp` and `smtpctl pause|resume`: one state. Started paused, `show status`
+//! What the command line sets at start and smtpctl at run time is one state, and reads back
+//! the same through smtpctl, as in OpenSMTPD 6.8.0p2.
+//!
+//! `smtpd -P mda|mta|smtp` and `smtpctl pause|resume`. Started paused, `show status`
 //! says so, `pause` again fails, `resume` succeeds and what waited goes through (mail queued
 //! while deliveries were paused is delivered; a client that connected while smtp was paused
 //! gets its banner). The transcripts are OpenSMTPD 6.8.0p2's (tests/everyday/pause-*.txt),
@@ -132,4 +135,61 @@ fn started_with_mta_paused() {
 #[test]
 fn started_with_smtp_paused() {
     each("smtp");
+}
+
+/// The lines logged since `from`: whether any was a debug line, and whether any was a `-T smtp`
+/// trace, after one SMTP session and one smtpctl command.
+fn probe(which: Which, d: &Daemon, t: &mut Transcript, step: &str) {
+    let from = d.log().len();
+    let mut c = Client::connect(d.addr());
+    c.reply();
+    c.cmd("QUIT");
+    assert!(c.closed());
+    refns::smtpctl(which, d, &["show", "status"], "");
+    // The session's last line, then the control client's: both are in when these are.
+    d.wait_log(|l| l.contains("smtp disconnected reason=quit") && true);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.log();
+    let new = log.get(from..).unwrap_or(&[]);
+    t.note(&format!(
+        "{step}: debug lines {}, smtp traces {}",
+        new.iter().any(|l| l.starts_with("debug: ")),
+        new.iter().any(|l| l.starts_with("smtp: "))
+    ));
+}
+
+fn log_run(which: Which) -> String {
+    let d = refns::start(which, &config(delivery_uid(1000)), &["-T", "smtp"]);
+    let mut t = Transcript::default();
+    probe(which, &d, &mut t, "-v -T smtp");
+    t.ctl(which, &d, &["untrace", "smtp"]);
+    probe(which, &d, &mut t, "untrace smtp");
+    t.ctl(which, &d, &["trace", "smtp"]);
+    probe(which, &d, &mut t, "trace smtp");
+    t.ctl(which, &d, &["log", "brief"]);
+    probe(which, &d, &mut t, "log brief");
+    t.ctl(which, &d, &["trace", "smtp"]);
+    probe(which, &d, &mut t, "trace smtp");
+    t.ctl(which, &d, &["log", "verbose"]);
+    probe(which, &d, &mut t, "log verbose");
+    t.ctl(which, &d, &["trace", "all"]);
+    probe(which, &d, &mut t, "trace all");
+    t.ctl(which, &d, &["untrace", "all"]);
+    probe(which, &d, &mut t, "untrace all");
+    t.ctl(which, &d, &["trace", "nosuch"]);
+    t.ctl(which, &d, &["profile", "imsg"]);
+    t.ctl(which, &d, &["unprofile", "queue"]);
+    t.ctl(which, &d, &["profile", "nosuch"]);
+    t.0
+}
+
+/// `-v` and `-T` at start, `log brief|verbose`, `trace`, `untrace`, `profile` at run time: the
+/// debug lines and traces that follow each, as OpenSMTPD's (whose `log brief|verbose` also
+/// turns the traces off: one word holds both).
+#[test]
+fn log_level_and_traces() {
+    for which in refns::available() {
+        let got = log_run(which);
+        refns::check(which, "log-traces.txt", &got);
+    }
 }
