@@ -29,6 +29,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// `SMTPD_RESOLVER=ADDR:PORT`: the DNS server to ask instead of /etc/resolv.conf's.
     pub resolver: Option<std::net::SocketAddr>,
+    /// Who alias commands and files run as (`sys::system::smtpd_user`, checked before start).
+    pub smtpd_user: String,
     /// `-P smtp|mda|mta`: start with that subsystem paused.
     pub paused: Vec<String>,
 }
@@ -81,7 +83,13 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
-    let server = match Server::new(conf, hostname, &opts.spool, Dns::new(opts.resolver)) {
+    let server = match Server::new(
+        conf,
+        hostname,
+        &opts.spool,
+        Dns::new(opts.resolver),
+        opts.smtpd_user.clone(),
+    ) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::line(log::Level::Crit, &e);

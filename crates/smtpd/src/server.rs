@@ -26,7 +26,7 @@ pub struct Server {
     pub tables: LiveTables,
     pub queue: Queue,
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
-    /// run as root, else ourselves.
+    /// run as root, else ourselves ([`crate::sys::system::smtpd_user`]).
     pub smtpd_user: String,
     /// The scheduler, once started (it needs the server for its agents).
     pub scheduler: OnceLock<Handle>,
@@ -191,6 +191,7 @@ impl Server {
         hostname: String,
         spool: &Path,
         dns: Dns,
+        smtpd_user: String,
     ) -> Result<Server, String> {
         let host = HostInfo {
             hostname: hostname.clone(),
@@ -242,15 +243,6 @@ impl Server {
                 e.id
             ));
         }
-        let smtpd_user = if nix::unistd::geteuid().is_root() {
-            "_smtpd".to_string()
-        } else {
-            nix::unistd::User::from_uid(nix::unistd::geteuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| "nobody".into())
-        };
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
         Ok(Server {
             local_listen,
