@@ -143,21 +143,6 @@ pub fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn services() {
-        let t = "smtp\t\t25/tcp\t\tmail\nsubmissions\t465/tcp\t\tssmtp smtps\n# x 1/tcp\n";
-        assert_eq!(service_in(t, "smtp"), Some(25));
-        assert_eq!(service_in(t, "mail"), Some(25));
-        assert_eq!(service_in(t, "smtps"), Some(465));
-        assert_eq!(service_in(t, "25"), None);
-        assert_eq!(service_in(t, "x"), None);
-    }
-}
-
 /// The unprivileged users, in order, that files and commands of system aliases run as when we
 /// are root: OpenSMTPD's `SMTPD_USER`, which Debian's build sets to `opensmtpd` (its package
 /// creates that user) and upstream's default is `_smtpd`.
@@ -191,5 +176,20 @@ pub fn smtpd_user(setting: Option<&str>) -> Result<String, String> {
                     SMTPD_USERS[0], SMTPD_USERS[1]
                 )
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services() {
+        let t = "smtp\t\t25/tcp\t\tmail\nsubmissions\t465/tcp\t\tssmtp smtps\n# x 1/tcp\n";
+        assert_eq!(service_in(t, "smtp"), Some(25));
+        assert_eq!(service_in(t, "mail"), Some(25));
+        assert_eq!(service_in(t, "smtps"), Some(465));
+        assert_eq!(service_in(t, "25"), None);
+        assert_eq!(service_in(t, "x"), None);
     }
 }
