@@ -147,7 +147,14 @@ fn probe(which: Which, d: &Daemon, t: &mut Transcript, step: &str) {
     assert!(c.closed());
     refns::smtpctl(which, d, &["show", "status"], "");
     // The session's last line, then the control client's: both are in when these are.
-    d.wait_log(|l| l.contains("smtp disconnected reason=quit") && true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log()[from..]
+        .iter()
+        .any(|l| l.contains("smtp disconnected reason=quit"))
+    {
+        assert!(Instant::now() < deadline, "{}", d.log().join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(300));
     let log = d.log();
     let new = log.get(from..).unwrap_or(&[]);
