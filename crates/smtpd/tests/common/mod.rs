@@ -187,10 +187,13 @@ impl Daemon {
 
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends a signal, waits (10 s) for the daemon to exit; its exit status (None: it did not
+    /// exit, and was killed, or a signal ended it).
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
