@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::refns::{self, Transcript, Which};
-use common::*;
 use nix::sys::signal::Signal;
 
 const CONFIG: &str = "listen on 127.0.0.1 port @PORT@\n\
