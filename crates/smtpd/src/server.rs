@@ -2,7 +2,7 @@
 //! session asks of them (rules and expansion at RCPT, the queue at DATA).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
@@ -15,6 +15,7 @@ use crate::queue::{Envelope, Queue, QueueOptions};
 use crate::routing::lookup::{HostInfo, LiveTables, SystemUsers, Tables};
 use crate::scheduler::Handle;
 use crate::sys::log::{self};
+use crate::sys::stat;
 
 pub struct Server {
     pub config: Config,
@@ -104,34 +105,32 @@ impl Server {
     }
 }
 
-/// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
-/// `smtpctl monitor`.
+/// `smtpctl monitor`'s counters (`show stats` reads [`crate::sys::stat`]), and the session
+/// counters of both.
 #[derive(Default)]
 pub struct Stats {
-    pub sessions: AtomicI64,
     /// Sessions started and ended since start (`monitor`'s `conn` and `disc`: the increments and
     /// decrements of `smtp.session`).
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     /// The scheduler's part of `monitor`, handed to it when it starts.
     pub scheduler: Arc<crate::scheduler::Counters>,
-    pub sessions_inet4: AtomicI64,
-    pub sessions_inet6: AtomicI64,
-    pub sessions_local: AtomicI64,
-    pub messages: AtomicI64,
 }
 
 impl Stats {
-    /// A session starts; the returned guard counts it as ended when dropped.
+    /// A session starts; the returned guard counts it as ended when dropped (smtp.c: the
+    /// current `smtp.session`, the totals by client kind).
     pub fn session(&self, peer: &PeerAddr) -> SessionCount<'_> {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
         self.connects.fetch_add(1, Ordering::Relaxed);
-        let total = match peer {
-            PeerAddr::Inet(std::net::IpAddr::V4(_)) => &self.sessions_inet4,
-            PeerAddr::Inet(std::net::IpAddr::V6(_)) => &self.sessions_inet6,
-            PeerAddr::Local => &self.sessions_local,
-        };
-        total.fetch_add(1, Ordering::Relaxed);
+        stat::increment("smtp.session", 1);
+        stat::increment(
+            match peer {
+                PeerAddr::Inet(std::net::IpAddr::V4(_)) => "smtp.session.inet4",
+                PeerAddr::Inet(std::net::IpAddr::V6(_)) => "smtp.session.inet6",
+                PeerAddr::Local => "smtp.session.local",
+            },
+            1,
+        );
         SessionCount(self)
     }
 
@@ -154,25 +153,12 @@ impl Stats {
         }
     }
 
+    /// `show stats`: every counter set since start.
     pub fn snapshot(&self) -> Vec<(String, rsmtpd_control::StatValue)> {
-        use rsmtpd_control::StatValue::Counter;
-        let g = |a: &AtomicI64| a.load(Ordering::Relaxed);
-        vec![
-            ("smtp.session".into(), Counter(g(&self.sessions))),
-            (
-                "smtp.session.inet4".into(),
-                Counter(g(&self.sessions_inet4)),
-            ),
-            (
-                "smtp.session.inet6".into(),
-                Counter(g(&self.sessions_inet6)),
-            ),
-            (
-                "smtp.session.local".into(),
-                Counter(g(&self.sessions_local)),
-            ),
-            ("queue.message".into(), Counter(g(&self.messages))),
-        ]
+        stat::snapshot()
+            .into_iter()
+            .map(|(k, v)| (k, rsmtpd_control::StatValue::Counter(v)))
+            .collect()
     }
 }
 
@@ -180,7 +166,7 @@ pub struct SessionCount<'a>(&'a Stats);
 
 impl Drop for SessionCount<'_> {
     fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        stat::decrement("smtp.session", 1);
         self.0.disconnects.fetch_add(1, Ordering::Relaxed);
     }
 }

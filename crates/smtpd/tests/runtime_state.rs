@@ -200,3 +200,86 @@ fn log_level_and_traces() {
         refns::check(which, "log-traces.txt", &got);
     }
 }
+
+/// `show stats` without what cannot compare: the uptime, and OpenSMTPD's counters of its
+/// envelope cache and scheduler lists, which we do not have (see sys/stat.rs).
+fn stats(which: Which, d: &Daemon, t: &mut Transcript, moment: &str) {
+    let out = refns::smtpctl(which, d, &["show", "stats"], "");
+    t.note(&format!("$ smtpctl show stats ({moment})"));
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        if l.starts_with("uptime")
+            || l.starts_with("queue.evpcache.")
+            || l.starts_with("scheduler.ramqueue.")
+        {
+            continue;
+        }
+        t.note(l);
+    }
+}
+
+fn wait_line(d: &Daemon, pred: impl Fn(&str) -> bool) {
+    d.wait_log_for(Duration::from_secs(30), pred);
+    // OpenSMTPD's processes send their counter changes to its control process as messages.
+    std::thread::sleep(Duration::from_millis(1000));
+}
+
+fn send_to(d: &Daemon, from: &str, rcpt: &str) {
+    let mut c = Client::connect(d.addr());
+    c.reply();
+    for (cmd, want) in [
+        ("HELO client".to_string(), "250 "),
+        (format!("MAIL FROM:<{from}>"), "250 "),
+        (format!("RCPT TO:<{rcpt}>"), "250 "),
+        ("DATA".to_string(), "354 "),
+        ("Subject: stats\r\n\r\nhi\r\n.".to_string(), "250 "),
+        ("QUIT".to_string(), "221 "),
+    ] {
+        let r = c.cmd(&cmd);
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+}
+
+fn stats_run(which: Which) -> String {
+    let uid = delivery_uid(1000);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table users {{ foo = \"{uid}:{uid}:@DIR@\", bob = \"{uid}:{uid}:@DIR@\" }}\n\
+         action \"l\" maildir \"@DIR@/md\" userbase <users>\n\
+         action \"t\" mda \"exit 75\" userbase <users>\n\
+         action \"p\" mda \"exit 1\" userbase <users>\n\
+         match from any for domain \"example.org\" action \"l\"\n\
+         match from any for domain \"temp.org\" action \"t\"\n\
+         match from any for domain \"perm.org\" action \"p\"\n"
+    );
+    let d = refns::start(which, &conf, &[]);
+    user_dir(&d, "md", uid);
+    let mut t = Transcript::default();
+    stats(which, &d, &mut t, "at start");
+    send_to(&d, "bob@example.net", "foo@example.org");
+    wait_delivered(&d, 1);
+    wait_line(&d, |l| l.contains("result=Ok"));
+    stats(which, &d, &mut t, "one message delivered");
+    send_to(&d, "bob@example.net", "foo@temp.org");
+    wait_line(&d, |l| l.contains("result=TempFail"));
+    stats(which, &d, &mut t, "one delivery failed temporarily");
+    send_to(&d, "bob@example.org", "foo@perm.org");
+    wait_delivered(&d, 2);
+    wait_line(&d, |l| l.contains("result=PermFail"));
+    stats(
+        which,
+        &d,
+        &mut t,
+        "one failed for good, its bounce delivered",
+    );
+    t.0
+}
+
+/// `show stats` at start and after a delivery, a temporary failure and a bounce: the counters
+/// OpenSMTPD shows at those moments (only those set so far, and `control.session`).
+#[test]
+fn show_stats_counters() {
+    for which in refns::available() {
+        let got = stats_run(which);
+        refns::check(which, "show-stats.txt", &got);
+    }
+}

@@ -155,7 +155,10 @@ async fn read_frame(conn: &mut UnixStream) -> Option<Result<Vec<u8>, ()>> {
 pub async fn serve(conn: UnixStream, ctx: &dyn ControlContext) {
     use std::os::fd::AsRawFd;
     let fd = conn.as_raw_fd();
+    // control.c counts its clients, this one included while it asks for `show stats`.
+    crate::sys::stat::increment("control.session", 1);
     serve_requests(conn, ctx).await;
+    crate::sys::stat::decrement("control.session", 1);
     log::debug("debug: control -> client: pipe closed");
     log::debug(&format!("debug: clearing p=client, fd={fd}, pid=0"));
 }
