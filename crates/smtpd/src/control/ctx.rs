@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 
 use crate::control::{BoxFuture, ControlContext};
 use crate::inbound::session;
-use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
+use crate::queue::{DeliveryType, Discover, EnvelopeFlags, EvpId, MsgId, SockAddr};
 use crate::routing::lookup::Update;
 use crate::scheduler::schedule::{RunState, Target};
 use crate::server::Server;
@@ -125,6 +125,25 @@ impl ControlContext for DaemonControl {
                 Some(h) => h.remove(target(t)).await as u64,
                 None => 0,
             }
+        })
+    }
+
+    fn discover(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            let what = match t {
+                CTarget::Message(m) => Discover::Message(MsgId(m)),
+                CTarget::Envelope(e) => Discover::Envelope(EvpId(e)),
+                CTarget::All => return 0,
+            };
+            let queue = self.server.queue.clone();
+            let found = tokio::task::spawn_blocking(move || queue.discover(what))
+                .await
+                .unwrap_or_default();
+            let n = found.len() as u64;
+            if let Some(h) = self.server.scheduler.get() {
+                h.discover(found);
+            }
+            n
         })
     }
 

@@ -383,6 +383,7 @@ pub fn queue_log_line(env: &Envelope, now: Time, prefix: &str, status: &str) -> 
 
 enum Cmd {
     Insert(Vec<Envelope>),
+    Discover(Vec<Envelope>),
     List(oneshot::Sender<Vec<EnvelopeState>>),
     Schedule(Target, oneshot::Sender<usize>),
     Remove(Target, oneshot::Sender<usize>),
@@ -417,6 +418,12 @@ impl Handle {
     /// tried at once.
     pub fn insert(&self, envelopes: Vec<Envelope>) {
         let _ = self.tx.send(Cmd::Insert(envelopes));
+    }
+
+    /// `smtpctl discover`: envelopes found on disk; those not known yet are scheduled at once
+    /// (`IMSG_QUEUE_DISCOVER_EVPID` + `_MSGID`).
+    pub fn discover(&self, envelopes: Vec<Envelope>) {
+        let _ = self.tx.send(Cmd::Discover(envelopes));
     }
 
     async fn ask<T: Default>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> T {
@@ -592,6 +599,23 @@ impl Runner {
         let now = self.now();
         match c {
             Cmd::Insert(envs) => self.insert(envs),
+            Cmd::Discover(envs) => {
+                let mut new = Vec::new();
+                for e in envs {
+                    if self.sched.contains(e.id) {
+                        log::debug(&format!("debug: scheduler: evp:{} already scheduled", e.id));
+                        continue;
+                    }
+                    log::trace(
+                        log::Trace::Scheduler,
+                        format_args!("scheduler: discovering evp:{}", e.id),
+                    );
+                    stat::increment("scheduler.envelope.incoming", 1);
+                    new.push(e);
+                }
+                stat::decrement("scheduler.envelope.incoming", new.len());
+                self.insert(new);
+            }
             Cmd::List(tx) => {
                 let _ = tx.send(self.sched.list());
             }
