@@ -1,7 +1,8 @@
 //! `smtpctl discover MSGID`: a message directory copied into `queue/` by hand (from another
 //! spool, a backup) is scheduled at once and delivered, as OpenSMTPD does; discovering it again
 //! once delivered finds nothing (ours also removes the message's folder with its last
-//! envelope, where OpenSMTPD's was still there half a second after the delivery). OpenSMTPD 6.8.0p2's transcript is tests/everyday/discover.txt.
+//! envelope, where OpenSMTPD's was still there half a second after the delivery).
+//! OpenSMTPD 6.8.0p2's transcript is tests/everyday/discover.txt.
 
 mod common;
 
