@@ -22,6 +22,47 @@ pub const DEFAULT_MTA_MAX_DEFERRED: i64 = 100;
 /// The control socket OpenSMTPD listens on for `smtpctl` and local submission.
 pub const DEFAULT_SOCKET_PATH: &str = "/var/run/smtpd.sock";
 
+/// Where something was written: the file as the config names it (as error lines name it) and
+/// the line. It is not part of what the config means, so any two positions compare equal: a
+/// config and the config read back from its dump are equal. The daemon uses positions to name
+/// the line of a feature it refuses at start.
+#[derive(Debug, Clone, Default)]
+pub struct Position {
+    pub file: String,
+    pub line: u32,
+}
+
+impl PartialEq for Position {
+    fn eq(&self, _: &Position) -> bool {
+        true
+    }
+}
+
+impl Eq for Position {}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Options of one declaration with the positions they were written at (a declaration may span
+/// lines: lists in braces, `\` continuations).
+pub type Placed<T> = Vec<(T, Position)>;
+
+/// The position of the first option `opt` in `placed`, else `default` (the declaration's).
+pub fn position_of<'a, T: PartialEq>(
+    placed: &'a Placed<T>,
+    opt: T,
+    default: &'a Position,
+) -> &'a Position {
+    placed
+        .iter()
+        .find(|(o, _)| *o == opt)
+        .map(|(_, p)| p)
+        .unwrap_or(default)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     /// Every table, the builtin ones first, in creation order (anonymous ones are numbered in
@@ -81,6 +122,8 @@ pub struct Options {
     pub srs_key_backup: Option<String>,
     pub srs_ttl_days: u32,
     pub admd: Option<String>,
+    /// Where `smtp ciphers` was written.
+    pub ciphers_at: Position,
 }
 
 impl Default for Options {
@@ -104,6 +147,7 @@ impl Default for Options {
             srs_key_backup: None,
             srs_ttl_days: DEFAULT_SRS_TTL_DAYS,
             admd: None,
+            ciphers_at: Position::default(),
         }
     }
 }
@@ -170,12 +214,16 @@ pub struct Pki {
     pub cert: Option<String>,
     pub key: Option<String>,
     pub dhe: Option<Dhe>,
+    /// Its first line.
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ca {
     pub name: String,
     pub cert: Option<String>,
+    /// Its first line.
+    pub at: Position,
 }
 
 /// `proc NAME "COMMAND"`, and the process a `proc-exec` filter starts (named after the filter).
@@ -188,6 +236,7 @@ pub struct Proc {
     pub chroot: Option<String>,
     /// True for the process of a `filter NAME proc-exec` (dumped with its filter).
     pub from_filter: bool,
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +245,7 @@ pub struct Filter {
     pub kind: FilterKind,
     /// `<dynchain:N>` chains written inline in `listen on ... filter { a, b }` or in a relay action.
     pub anonymous: bool,
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +329,7 @@ pub struct SocketListener {
     pub filter: Option<String>,
     pub mask_src: bool,
     pub tag: Option<String>,
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +385,9 @@ pub struct Listener {
     pub filter: Option<String>,
     /// Options in the order written, for the dump (anonymous tables are numbered in that order).
     pub written: Vec<ListenOpt>,
+    /// The `listen` keyword's position, and each option's.
+    pub at: Position,
+    pub options_at: Placed<ListenOpt>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +459,14 @@ impl Listener {
             masquerade: false,
             filter: None,
             written: Vec::new(),
+            at: Position::default(),
+            options_at: Vec::new(),
         }
+    }
+
+    /// Where option `opt` was written (the `listen` line if it was not).
+    pub fn option_at(&self, opt: ListenOpt) -> &Position {
+        position_of(&self.options_at, opt, &self.at)
     }
 
     /// A loopback listener is "local" for `from local` rules, as OpenSMTPD decides.
@@ -424,6 +485,7 @@ pub struct Action {
     pub method: Method,
     /// `ttl DELAY`, in seconds.
     pub ttl: Option<u32>,
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -529,6 +591,9 @@ pub struct Rule {
     pub written: Vec<Written>,
     /// None for `reject`.
     pub action: Option<String>,
+    /// The `match` keyword's position, and each criterion's.
+    pub at: Position,
+    pub criteria_at: Placed<Written>,
 }
 
 /// Which criterion came where in a `match` line.
@@ -552,6 +617,11 @@ impl LocalDelivery {
 }
 
 impl Rule {
+    /// Where criterion `w` was written (the `match` line if it was not).
+    pub fn criterion_at(&self, w: Written) -> &Position {
+        position_of(&self.criteria_at, w, &self.at)
+    }
+
     /// The slot of a table-valued criterion (`tag`, `helo`, `mail-from`, `rcpt-to`).
     pub fn table_criterion(&mut self, w: Written) -> &mut Option<Criterion<TableTest>> {
         match w {

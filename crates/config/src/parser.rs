@@ -322,6 +322,14 @@ impl<'e> Parser<'e> {
         Err(Stop::Syntax)
     }
 
+    /// The position of the last token read (the one just peeked at, or bumped).
+    fn here(&self) -> Position {
+        Position {
+            file: self.lx.current_file_name().to_string(),
+            line: self.lx.lineno,
+        }
+    }
+
     fn expect_nl(&mut self) -> R<()> {
         if matches!(self.peek(), Tok::Newline) {
             self.bump();
@@ -472,12 +480,17 @@ impl<'e> Parser<'e> {
     }
 
     fn ca(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         let name = self.pki_name()?;
         let idx = match self.conf.cas.iter().position(|c| c.name == name) {
             Some(i) => i,
             None => {
-                self.conf.cas.push(Ca { name, cert: None });
+                self.conf.cas.push(Ca {
+                    name,
+                    cert: None,
+                    at,
+                });
                 self.conf.order.push(Decl::Ca(self.conf.cas.len() - 1));
                 self.conf.cas.len() - 1
             }
@@ -489,6 +502,7 @@ impl<'e> Parser<'e> {
     }
 
     fn pki(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         let name = self.pki_name()?;
         let idx = match self.conf.pkis.iter().position(|c| c.name == name) {
@@ -499,6 +513,7 @@ impl<'e> Parser<'e> {
                     cert: None,
                     key: None,
                     dhe: None,
+                    at,
                 });
                 self.conf.order.push(Decl::Pki(self.conf.pkis.len() - 1));
                 self.conf.pkis.len() - 1
@@ -662,6 +677,9 @@ impl<'e> Parser<'e> {
             }
             return Ok(());
         }
+        if self.at_kw(K::Ciphers) {
+            self.conf.options.ciphers_at = self.here();
+        }
         if self.eat_kw(K::Ciphers) {
             self.conf.options.ciphers = Some(self.string()?);
             return Ok(());
@@ -726,6 +744,7 @@ impl<'e> Parser<'e> {
     }
 
     fn proc_(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         let name = self.string()?;
         let command = self.string()?;
@@ -739,6 +758,7 @@ impl<'e> Parser<'e> {
             group: None,
             chroot: None,
             from_filter: false,
+            at,
         };
         self.proc_params(&mut p)?;
         self.conf.procs.push(p);
@@ -805,20 +825,22 @@ impl<'e> Parser<'e> {
     }
 
     fn table(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         let name = self.string()?;
         if self.at_str() {
             let spec = self.string()?;
-            return self.table_backend(name, spec);
+            return self.table_backend(name, spec, at);
         }
         let idx = self.table_create(Some(name), TableSource::Inline)?;
+        self.conf.tables[idx].at = at;
         self.conf.order.push(Decl::Table(idx));
         self.char(b'{')?;
         self.tableval_list(idx)?;
         self.char(b'}')
     }
 
-    fn table_backend(&mut self, name: String, spec: String) -> R<()> {
+    fn table_backend(&mut self, name: String, spec: String, at: Position) -> R<()> {
         let (backend, config) = if spec.starts_with('/') {
             ("static".to_string(), Some(spec.clone()))
         } else {
@@ -853,6 +875,7 @@ impl<'e> Parser<'e> {
             }
         };
         let idx = self.table_create(Some(name.clone()), source)?;
+        self.conf.tables[idx].at = at;
         self.conf.order.push(Decl::Table(idx));
         let cfg = config.unwrap_or_default();
         let source = self.conf.tables[idx].source.clone();
@@ -960,13 +983,14 @@ impl<'e> Parser<'e> {
     // ----- listen -----
 
     fn listen(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         self.kw(K::On)?;
         if self.eat_kw(K::Socket) {
-            return self.socket_listener();
+            return self.socket_listener(at);
         }
         let on = self.string()?;
-        self.if_listener(on)
+        self.if_listener(on, at)
     }
 
     /// `filter NAME` or an inline chain `filter { a, b }` (named `<dynchain:N>`), on a listener
@@ -1020,10 +1044,12 @@ impl<'e> Parser<'e> {
 
     /// Adds a filter; anonymous ones (chains a listener names inline) are not dumped.
     fn add_filter(&mut self, name: String, kind: FilterKind, anonymous: bool) {
+        let at = self.here();
         self.conf.filters.push(Filter {
             name,
             kind,
             anonymous,
+            at,
         });
         if !anonymous {
             self.conf
@@ -1069,9 +1095,10 @@ impl<'e> Parser<'e> {
         Ok(())
     }
 
-    fn socket_listener(&mut self) -> R<()> {
+    fn socket_listener(&mut self, at: Position) -> R<()> {
         let mut s = SocketListener {
             declared: true,
+            at,
             ..Default::default()
         };
         loop {
@@ -1117,10 +1144,12 @@ impl<'e> Parser<'e> {
         }
     }
 
-    fn if_listener(&mut self, on: String) -> R<()> {
+    fn if_listener(&mut self, on: String, at: Position) -> R<()> {
         let mut l = Listener::new(on);
+        l.at = at;
         loop {
             let tok = self.peek().clone();
+            let opt_at = self.here();
             let opt = match tok {
                 Tok::Kw(K::Inet4) | Tok::Kw(K::Inet6) => {
                     self.bump();
@@ -1250,6 +1279,7 @@ impl<'e> Parser<'e> {
                 _ => break,
             };
             l.written.push(opt);
+            l.options_at.push((opt, opt_at));
         }
         self.create_if_listener(l)
     }
@@ -1329,6 +1359,7 @@ impl<'e> Parser<'e> {
     // ----- action -----
 
     fn action(&mut self) -> R<()> {
+        let at = self.here();
         self.bump();
         let name = self.string()?;
         if self.conf.action(&name).is_some() {
@@ -1353,7 +1384,12 @@ impl<'e> Parser<'e> {
                 Err(t) => return self.fail(format!("ttl delay \"{}\" is invalid", t)),
             }
         }
-        self.conf.actions.push(Action { name, method, ttl });
+        self.conf.actions.push(Action {
+            name,
+            method,
+            ttl,
+            at,
+        });
         self.conf
             .order
             .push(Decl::Action(self.conf.actions.len() - 1));
@@ -1626,11 +1662,15 @@ impl<'e> Parser<'e> {
     // ----- match -----
 
     fn match_(&mut self) -> R<()> {
+        let mut rule = Rule {
+            at: self.here(),
+            ..Default::default()
+        };
         self.bump();
-        let mut rule = Rule::default();
         loop {
             let negate = self.negation();
             let tok = self.peek().clone();
+            let criterion_at = self.here();
             let written = match tok {
                 Tok::Kw(K::Tag) | Tok::Kw(K::Helo) | Tok::Kw(K::MailFrom) | Tok::Kw(K::RcptTo) => {
                     self.bump();
@@ -1673,6 +1713,7 @@ impl<'e> Parser<'e> {
                 _ => break,
             };
             rule.written.push(written);
+            rule.criteria_at.push((written, criterion_at));
         }
         if self.eat_kw(K::Reject) {
             rule.action = None;
@@ -1880,6 +1921,23 @@ impl<'e> Parser<'e> {
     // ----- filter -----
 
     fn filter(&mut self) -> R<()> {
+        let at = self.here();
+        let r = self.filter_declaration();
+        // The filter (and a proc-exec's process) is where its `filter` keyword is.
+        if r.is_ok() {
+            if let Some(f) = self.conf.filters.last_mut() {
+                f.at = at.clone();
+            }
+            if let Some(p) = self.conf.procs.last_mut() {
+                if p.from_filter && p.at.line == 0 {
+                    p.at = at;
+                }
+            }
+        }
+        r
+    }
+
+    fn filter_declaration(&mut self) -> R<()> {
         self.bump();
         let name = self.string()?;
         let tok = self.peek().clone();
@@ -1909,6 +1967,7 @@ impl<'e> Parser<'e> {
                     group: None,
                     chroot: None,
                     from_filter: true,
+                    at: Position::default(),
                 };
                 self.proc_params(&mut p)?;
                 // A proc-exec filter's process shares the filter's name; it replaces any `proc`

@@ -72,6 +72,8 @@ pub struct Table {
     pub kind: TableKind,
     /// Keys lower-cased as OpenSMTPD stores them; a list entry has no value.
     entries: Entries,
+    /// Where a named table was declared (anonymous and builtin ones: nowhere).
+    pub at: crate::model::Position,
 }
 
 impl Table {
@@ -86,6 +88,7 @@ impl Table {
             source,
             kind,
             entries: Entries::default(),
+            at: crate::model::Position::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! The modules are the daemon's layers, bottom up; each imports only from the layers above it
 //! in this list (checked by `tests/layers.rs`):
 //!
+//! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
 //! - `dns`: the resolver (client names; later MX routing).
 //! - `routing`: tables (`lookup`), `match` rules, recipient expansion with aliases and
@@ -15,6 +16,7 @@
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
+pub mod support;
 pub mod sys;
 
 pub mod dns;

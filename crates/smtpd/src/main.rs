@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, Command};
 use std::path::PathBuf;
 
-use rsmtpd::daemon;
 use rsmtpd::sys::{pki, system};
+use rsmtpd::{daemon, support};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
@@ -161,7 +161,19 @@ fn main() -> ExitCode {
             let _ = out.flush();
         }
         eprintln!("configuration OK");
+        // OpenSMTPD's verdict stands (scripts run `smtpd -n && restart`), but the admin learns
+        // now what the daemon will refuse to start with.
+        for l in support::refusals(&conf) {
+            eprintln!("warn: {}", l);
+        }
         return ExitCode::SUCCESS;
+    }
+    let refused = support::refusals(&conf);
+    if !refused.is_empty() {
+        for l in refused {
+            eprintln!("smtpd: {}", l);
+        }
+        return ExitCode::from(1);
     }
     if conf.options.queue_encryption {
         // smtpd.c reads it here, before detaching: from stdin or the terminal when asked.

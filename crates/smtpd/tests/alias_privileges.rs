@@ -159,8 +159,7 @@ fn run(which: Which, userbase: bool) -> String {
 }
 
 fn each(userbase: bool, fixture: &str) {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (deliveries switch users)");
+    if !require(is_root(), "needs root (deliveries switch users)") {
         return;
     }
     for which in refns::available() {
@@ -184,8 +183,10 @@ fn alias_targets_with_a_userbase_lacking_that_user() {
 /// than failing every alias command and file later (OpenSMTPD: `fatalx("unknown user ...")`).
 #[test]
 fn an_unknown_unprivileged_user_is_refused_at_start() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (as another user, deliveries run as that user)");
+    if !require(
+        is_root(),
+        "needs root (as another user, deliveries run as that user)",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -119,8 +119,7 @@ fn run(which: Which) -> String {
 
 #[test]
 fn a_copied_message_is_discovered_and_delivered() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (the queue's owner)");
+    if !require(is_root(), "needs root (the queue's owner)") {
         return;
     }
     for which in refns::available() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom up, as `lib.rs` declares them.
 const LAYERS: &[&str] = &[
+    "support",
     "sys",
     "dns",
     "routing",

@@ -6,7 +6,7 @@
 //! Pure: the caller gives the session's facts and gets the decision and `-T filters` lines.
 
 use rsmtpd_config::{BuiltinFilter, Config, Decision, FilterCheck, FilterKind, Phase};
-use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
+use rsmtpd_protocol::server::{FilterDecision, FilterPhase};
 
 use crate::routing::lookup::{Source, Tables};
 use crate::sys::log::TraceLines;

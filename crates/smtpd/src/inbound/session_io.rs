@@ -11,7 +11,7 @@ use rsmtpd_config::lexer::strerror;
 use rsmtpd_protocol::address::Mailaddr;
 use rsmtpd_protocol::command::{MailFrom, RcptTo, Ret};
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::{FilterDecision, FilterPhase, RecipientResult, Session};
+use rsmtpd_protocol::server::{FilterDecision, FilterPhase, RecipientResult, Session};
 
 use crate::inbound::filter::FilterFacts;
 use crate::listener::Listening;

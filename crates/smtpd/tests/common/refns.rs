@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::{ctl, real_available, Daemon};
+use super::{ctl, require, require_real, Daemon};
 
 /// Which daemon a test runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +35,14 @@ pub fn start(which: Which, config: &str, args: &[&str]) -> Daemon {
 
 /// The daemons this machine can run: ours, and the real one when installed and we are root.
 pub fn available() -> Vec<Which> {
-    if real_available() && Path::new("/usr/bin/nsenter").exists() {
+    if require_real("the OpenSMTPD half (ours is checked against its fixture)")
+        && require(
+            Path::new("/usr/bin/nsenter").exists(),
+            "the OpenSMTPD half: needs nsenter (util-linux)",
+        )
+    {
         vec![Which::Real, Which::Ours]
     } else {
-        eprintln!("SKIPPED (the OpenSMTPD half): needs root and /usr/sbin/smtpd; fixtures only");
         vec![Which::Ours]
     }
 }
