@@ -581,13 +581,14 @@ fn makemap_main(args: &[String], newaliases: bool) -> i32 {
             }
         }
     };
-    let entries = match map::parse_source(&text, kind) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{}: {}", progname(), e.message(&source));
-            return 1;
-        }
-    };
+    let entries =
+        match map::parse_source_checked(&text, kind, &rsmtpd::routing::alias::is_valid_node) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{}: {}", progname(), e.message(&source));
+                return 1;
+            }
+        };
     let tmp = format!("{output}.{}", std::process::id());
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()

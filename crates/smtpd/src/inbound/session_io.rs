@@ -5,7 +5,6 @@
 //! here so that `server.rs` holds only what every part of the daemon shares, and knows nothing
 //! of sessions.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rsmtpd_config::lexer::strerror;
@@ -302,6 +301,8 @@ impl Server {
                         ),
                     );
                     last = Some(id);
+                    // scheduler.c counts an envelope submitted until its message is committed.
+                    crate::sys::stat::increment("scheduler.envelope.incoming", 1);
                     tx.created.push(e);
                 }
                 Err(err) => {
@@ -341,8 +342,8 @@ impl Server {
             ),
         );
         let created = std::mem::take(&mut tx.created);
+        crate::sys::stat::decrement("scheduler.envelope.incoming", created.len());
         if r.is_ok() {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             if let Some(s) = self.scheduler.get() {
                 s.insert(created);
             }
@@ -359,6 +360,7 @@ impl Server {
 
     pub fn rollback(&self, tx: &mut SessionIo, msgid: u32) {
         tx.writer = None;
+        crate::sys::stat::decrement("scheduler.envelope.incoming", tx.created.len());
         tx.created.clear();
         tx.msgid = None;
         tx.envelopes.clear();

@@ -175,6 +175,12 @@ fn item(kind: Kind, text: &str) -> Item {
     }
 }
 
+/// Whether `text_to_expandnode()` accepts one recipient of an alias value, as makemap's
+/// make_aliases() asks of each comma-separated part (`makemap -t aliases`, `newaliases`).
+pub fn is_valid_node(s: &str) -> bool {
+    text_to_item(s).is_some()
+}
+
 /// `text_to_expandnode()`: error, include, filter, filename, address, username, in that order.
 fn text_to_item(s: &str) -> Option<Item> {
     is_error(s)
