@@ -17,6 +17,9 @@
 //! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
+// Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod support;
 pub mod sys;
 
@@ -27,6 +30,7 @@ pub mod queue;
 pub mod scheduler;
 
 pub mod listener;
+pub mod procfilter;
 pub mod server;
 
 pub mod inbound;

@@ -6,6 +6,7 @@
 //! Like mail.lmtp, any unexpected reply (also a 5xx) is a temporary failure whose text is
 //! `mail.lmtp: LMTP server error: <reply>`; that is what OpenSMTPD logs and retries.
 
+use crate::sys::compat::strip_prefix_ci;
 use std::fs::File;
 
 use std::time::Instant;
@@ -37,10 +38,8 @@ async fn connect_inet(dest: &str) -> Result<TcpStream, AgentError> {
         let Some(close) = rest.find(']') else {
             return Err(tf("inet: invalid address syntax"));
         };
-        let mut host = &rest[..close];
-        if host.len() >= 5 && host[..5].eq_ignore_ascii_case("IPv6:") {
-            host = &host[5..];
-        }
+        let host = &rest[..close];
+        let host = strip_prefix_ci(host, "IPv6:").unwrap_or(host);
         let after = &rest[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => p,
@@ -93,9 +92,10 @@ fn server_error(r: Option<&ServerReply>, fallback: &str) -> AgentError {
 
 /// The dialogue, on the protocol crate's client: `LHLO`, `MAIL`, `RCPT`, `DATA`, the body,
 /// `.`, the recipient's reply, `QUIT`. mail.lmtp gives up at the first unexpected reply without
-/// `RSET` or `QUIT`; replies are read with the client's caps (a line of `LINE_MAX` bytes or a
-/// reply of too many lines is `LMTP server sent an invalid line`, no longer read without
-/// bound).
+/// `RSET` or `QUIT`; replies are read with the client's caps (a line of `LINE_MAX` bytes is
+/// `LMTP server sent a line too long`, a reply of too many lines `LMTP server sent an invalid
+/// line`: mda_unpriv's getline() has no cap, and CVE-2020-8794 was a reply reader trusting its
+/// peer).
 async fn engine<R, W>(
     l: &Lmtp,
     mut r: R,
@@ -170,6 +170,8 @@ where
                         tf(format!("getline: {e}"))
                     } else if reason == "Connection timeout" {
                         tf(reason)
+                    } else if reason == "Input too long" {
+                        tf("LMTP server sent a line too long")
                     } else {
                         tf("LMTP server sent an invalid line")
                     });
@@ -242,9 +244,9 @@ async fn send_body<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    fn lmtp() -> Lmtp {
+    fn lmtp(destination: &str) -> Lmtp {
         Lmtp {
-            destination: String::new(),
+            destination: destination.into(),
             lhlo: "localhost".into(),
             mail_from: "a@b".into(),
             rcpt_to: "c@d".into(),
@@ -255,7 +257,7 @@ mod tests {
     /// temporarily instead of growing a buffer without bound (the review's uncapped
     /// `read_until`).
     #[tokio::test]
-    async fn an_endless_line_is_an_invalid_line_not_a_growing_buffer() {
+    async fn an_endless_line_is_a_line_too_long_not_a_growing_buffer() {
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move {
             let chunk = vec![b'2'; 64 * 1024];
@@ -267,9 +269,46 @@ mod tests {
         });
         let (r, w) = tokio::io::split(ours);
         let file = tempfile::tempfile().expect("tempfile");
-        let e = engine(&lmtp(), r, w, Vec::new(), file)
+        let e = engine(&lmtp(""), r, w, Vec::new(), file)
             .await
             .expect_err("refused");
-        assert_eq!(e.text, "mail.lmtp: LMTP server sent an invalid line");
+        assert_eq!(e.text, "mail.lmtp: LMTP server sent a line too long");
+    }
+
+    fn message() -> File {
+        tempfile::tempfile().expect("tempfile")
+    }
+
+    /// A destination whose bracketed host has a character across byte 5 is refused, not a panic
+    /// (the fuzzing review's `host[..5]`).
+    #[tokio::test]
+    async fn a_non_ascii_bracketed_host_is_an_error() {
+        let e = match deliver(&lmtp("[abcd\u{20ac}]:24"), Vec::new(), message()).await {
+            Err(e) => e,
+            Ok(()) => panic!("delivered to [abcd\u{20ac}]"),
+        };
+        assert_eq!(e.code, EX_TEMPFAIL, "{}", e.text);
+    }
+
+    /// A server that never ends its banner line fails the delivery once the line passes the cap,
+    /// instead of growing it until the job's timeout.
+    #[tokio::test]
+    async fn a_reply_line_without_end_is_cut_at_the_cap() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok((mut s, _)) = l.accept() {
+                let chunk = vec![b'2'; 8192];
+                // Stops when the client hangs up.
+                while s.write_all(&chunk).is_ok() {}
+            }
+        });
+        let e = match deliver(&lmtp(&format!("127.0.0.1:{port}")), Vec::new(), message()).await {
+            Err(e) => e,
+            Ok(()) => panic!("delivered"),
+        };
+        assert_eq!(e.text, "mail.lmtp: LMTP server sent a line too long");
+        let _ = server.join();
     }
 }

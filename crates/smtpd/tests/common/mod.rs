@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod refns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -343,10 +345,13 @@ impl Daemon {
 
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends a signal, waits (10 s) for the daemon to exit; its exit status (None: it did not
+    /// exit, and was killed, or a signal ended it).
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(st) = self.exit_status() {
@@ -369,14 +374,16 @@ impl Drop for Daemon {
 /// The command prefix that gives the real OpenSMTPD a private spool and control socket: a mount
 /// namespace with a fresh tmpfs on /var/spool/smtpd (it always uses that spool; no run sees what
 /// an earlier one left, nor the machine's, whatever its modes) and on /run (its control socket
-/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own.
+/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own. The
+/// mount point is made first: Debian's package does not ship it (smtpd makes it on first start),
+/// so a machine where OpenSMTPD never ran has none.
 pub fn real_private_namespace() -> Vec<String> {
     [
         "unshare",
         "-m",
         "sh",
         "-c",
-        "mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
+        "mkdir -p /var/spool/smtpd && mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
          mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"",
     ]
     .iter()
@@ -432,6 +439,11 @@ impl Client {
     pub fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{}\r\n", line).as_bytes());
         self.reply()
+    }
+
+    /// How long `reply` waits (10 s unless changed).
+    pub fn set_read_timeout(&self, limit: Duration) {
+        let _ = self.stream.set_read_timeout(Some(limit));
     }
 
     /// Whether the server closed the connection.
