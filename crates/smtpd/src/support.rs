@@ -133,10 +133,6 @@ pub const NOT_YET: &[Feature] = &[
     Feature::RelaySmtps,
     Feature::RelayStartTls,
     Feature::RelayAuthLabel,
-    // external filters (issue: filters)
-    Feature::ProcExecFilter,
-    Feature::ProcFilter,
-    Feature::ProcDeclaration,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet
