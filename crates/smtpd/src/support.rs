@@ -126,8 +126,6 @@ pub const NOT_YET: &[Feature] = &[
     Feature::RelayPki,
     Feature::RelayCa,
     Feature::RelayAuth,
-    Feature::RelaySrc,
-    Feature::RelayHeloSrc,
     Feature::RelaySrs,
     Feature::RelayFilter,
     Feature::RelaySmtps,

@@ -23,6 +23,8 @@ use common::*;
 struct Conn {
     lines: Vec<(f64, String)>,
     closed: bool,
+    /// The client's address.
+    peer: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,13 @@ impl Recorder {
             for s in l.incoming().map_while(Result::ok) {
                 let idx = {
                     let mut v = c.lock().unwrap();
-                    v.push(Conn::default());
+                    v.push(Conn {
+                        peer: s
+                            .peer_addr()
+                            .map(|a| a.ip().to_string())
+                            .unwrap_or_default(),
+                        ..Conn::default()
+                    });
                     v.len() - 1
                 };
                 let c = c.clone();
@@ -428,7 +436,6 @@ fn unsupported_relay_options_are_refused_at_start() {
             "host smtp://lbl@x.test auth <c>",
             "relay URL with an auth label",
         ),
-        ("helo-src <t>", "relay option \"helo-src\""),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("smtpd.conf");
@@ -536,6 +543,52 @@ fn helo_after_a_refused_ehlo_as_opensmtpd() {
         "DATA",
     ];
     if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("the HELO fallback of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// `src <t>` binds the connection to the table's address and `helo-src <t>` names it in EHLO,
+/// as 6.8 does (checked live when it is installed): from 127.0.0.3 with `EHLO three.test`,
+/// the `mta delivery` line with `source="127.0.0.3"`. A source table with no address of the
+/// destination's family leaves no route (6.8: `Address family mismatch on destination MXs`,
+/// retried).
+#[test]
+fn src_and_helo_src_bind_the_source_and_name_it() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Plain);
+        let conf = format!(
+            "table srcs {{ 127.0.0.3 }}\n\
+             table helos {{ 127.0.0.3 = three.test }}\n\
+             table six {{ ::1 }}\n\
+             listen on 127.0.0.1 port @PORT@\n\
+             action \"r\" relay host smtp://127.0.0.1:{p} src <srcs> helo-src <helos>\n\
+             action \"r6\" relay host smtp://127.0.0.1:{p} src <six>\n\
+             match from any for domain six.test action \"r6\"\n\
+             match from any for any action \"r\"\n",
+            p = rec.port
+        );
+        let d = Daemon::start_with(bin, &conf, &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        let c = rec.wait(Duration::from_secs(30), |c| {
+            c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+        });
+        let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
+        assert!(l.contains("source=\"127.0.0.3\""), "{bin}: {l}");
+        assert!(l.contains("result=\"Ok\""), "{bin}: {l}");
+        submit(&d, "alice@src.test", &["carol@six.test"], BODY2);
+        let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("carol@six.test"));
+        assert!(l.contains("result=\"TempFail\""), "{bin}: {l}");
+        assert!(
+            l.contains("relay=\"127.0.0.1\"")
+                && l.contains("stat=\"Address family mismatch on destination MXs\""),
+            "{bin}: {l}"
+        );
+        (c[0].peer.clone(), c[0].lines[0].1.trim_end().to_string())
+    };
+    let want = ("127.0.0.3".to_string(), "EHLO three.test".to_string());
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("src and helo-src of 6.8") {
         let _lock = real_lock();
         assert_eq!(run(REAL_SMTPD), want);
     }

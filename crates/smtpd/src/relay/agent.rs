@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub struct RelayAgent {
     routes: Arc<Routes>,
     pool: Arc<Pool>,
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+    src_turn: Arc<AtomicUsize>,
 }
 
 impl RelayAgent {
@@ -60,6 +62,7 @@ impl RelayAgent {
             routes: Arc::default(),
             pool: Arc::default(),
             batches: Arc::default(),
+            src_turn: Arc::default(),
         }
     }
 }
@@ -120,6 +123,7 @@ impl RelayAgent {
             routes: self.routes.clone(),
             pool: self.pool.clone(),
             batches: self.batches.clone(),
+            src_turn: self.src_turn.clone(),
         })
     }
 }
@@ -130,6 +134,9 @@ struct Parts {
     routes: Arc<Routes>,
     pool: Arc<Pool>,
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+    /// `src <t>`: the next source to use, turning through the table's addresses as 6.8's
+    /// `table_fetch` does.
+    src_turn: Arc<AtomicUsize>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -380,13 +387,62 @@ impl Parts {
             .helo
             .clone()
             .unwrap_or_else(|| self.server.hostname.clone());
+        // `src <t>`: the addresses to connect from (6.8's K_SOURCE `table_fetch`).
+        let sources = match &relay.src {
+            None => None,
+            Some(t) => {
+                let list = self.sources(t);
+                if list.is_empty() {
+                    log::warn(&format!(
+                        "warn: Failed to get source address for [relay:{relay_name},{}]",
+                        scheme_word(scheme)
+                    ));
+                    return fail_all("Could not retrieve source address", false, &relay_name);
+                }
+                Some(list)
+            }
+        };
         let mut tried = false;
+        let mut no_source = false;
         for t in &targets {
-            if self.routes.is_disabled(t.addr) {
+            // A source of the target's family, the next in turn (6.8 pairs each source with
+            // the hosts it can reach).
+            let src = match &sources {
+                None => None,
+                Some(list) => {
+                    let fam: Vec<IpAddr> = list
+                        .iter()
+                        .filter(|a| a.is_ipv4() == t.addr.is_ipv4())
+                        .copied()
+                        .collect();
+                    if fam.is_empty() {
+                        no_source = true;
+                        continue;
+                    }
+                    let i = self.src_turn.fetch_add(1, Ordering::Relaxed) % fam.len();
+                    fam.get(i).copied()
+                }
+            };
+            if self.routes.is_disabled(src, t.addr) {
                 continue;
             }
-            tried = true;
             let ptr = self.resolver.ptr(t.addr).await;
+            // `helo-src <t>`: the name for the source address (K_ADDRNAME); only with a bound
+            // source, as in 6.8 (without `src` the route has no source address to look up).
+            let helo = match (&relay.helo_src, src) {
+                (Some(table), Some(a)) => match self.server.tables.load().addrname(table, a) {
+                    Lookup::Found(name) => name,
+                    _ => {
+                        log::info(&format!(
+                            "smtp-out: Error on {}: Failed to retrieve helo string",
+                            route::route_text(src, t.addr, ptr.as_deref())
+                        ));
+                        continue;
+                    }
+                },
+                _ => helo.clone(),
+            };
+            tried = true;
             let mut cc = ClientConfig::new(helo.clone());
             cc.lmtp = scheme == Scheme::Lmtp;
             // Outbound TLS is not built yet: opportunistic STARTTLS carries on in clear, as
@@ -395,6 +451,7 @@ impl Parts {
             cc.tls = Tls::Off;
             let c = Connect {
                 key: Key {
+                    src,
                     addr: t.addr,
                     port,
                     scheme,
@@ -451,10 +508,33 @@ impl Parts {
         }
         let text = if tried {
             "Network error on destination MXs"
+        } else if no_source {
+            "Address family mismatch on destination MXs"
         } else {
             "No valid route to destination"
         };
         fail_all(text, false, &relay_name)
+    }
+}
+
+impl Parts {
+    /// The addresses of a `src <t>` table (a list of addresses; entries that are not one are
+    /// skipped, as 6.8's table backends refuse them).
+    fn sources(&self, table: &str) -> Vec<IpAddr> {
+        let tables = self.server.tables.load();
+        let Some(c) = tables.table(table) else {
+            return Vec::new();
+        };
+        c.entries()
+            .filter_map(|(k, _)| {
+                let k = k.trim();
+                let k = k
+                    .strip_prefix('[')
+                    .and_then(|x| x.strip_suffix(']'))
+                    .unwrap_or(k);
+                k.parse::<IpAddr>().ok()
+            })
+            .collect()
     }
 }
 

@@ -20,6 +20,8 @@ use crate::sys::log;
 /// What makes two deliveries able to share a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
+    /// The source address (`src <t>`), None for the system's choice.
+    pub src: Option<IpAddr>,
     pub addr: IpAddr,
     pub port: u16,
     pub scheme: Scheme,
@@ -114,6 +116,20 @@ pub async fn run_job(pool: &Arc<Pool>, routes: &Arc<Routes>, c: Connect, job: Jo
     rx.await.unwrap_or(JobResult::NotStarted)
 }
 
+/// A connection from `src` (bound first, port chosen by the system), or from the system's
+/// choice of address.
+async fn connect(src: Option<IpAddr>, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(src) = src else {
+        return TcpStream::connect(to).await;
+    };
+    let sock = match src {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.bind(SocketAddr::new(src, 0))?;
+    sock.connect(to).await
+}
+
 fn strerror(e: &std::io::Error) -> String {
     crate::delivery::strerror(e)
 }
@@ -129,7 +145,7 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
         key.port,
         c.ptr.as_deref().unwrap_or(&addr_text)
     ));
-    let connect = TcpStream::connect(SocketAddr::new(key.addr, key.port));
+    let connect = connect(key.src, SocketAddr::new(key.addr, key.port));
     let mut stream = match tokio::time::timeout(Duration::from_secs(300), connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -138,7 +154,7 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
                 strerror(&e)
             ));
             if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                routes.disable(key.addr, c.ptr.clone());
+                routes.disable(key.src, key.addr, c.ptr.clone());
             }
             let _ = first.reply.send(JobResult::NotStarted);
             return;
@@ -272,7 +288,7 @@ fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: 
                 log::info(&format!("{id:016x} mta error reason={reason}"));
             }
             if reason.starts_with("BANNER rejected") && reply.is_some_and(|b| b.code == 421) {
-                routes.disable(key.addr, ptr);
+                routes.disable(key.src, key.addr, ptr);
             }
         }
     }
