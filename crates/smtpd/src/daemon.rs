@@ -91,8 +91,30 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
+    // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
+    // its certificate at the first handshake).
+    let tls = match crate::tls::Tls::new(&server.config) {
+        Ok(t) => Arc::new(t),
+        Err(lines) => {
+            for l in lines {
+                log::line(log::Level::Crit, &l);
+            }
+            return 1;
+        }
+    };
+    let _ = server.tls.set(tls.clone());
+    let listenings = match listener::listenings(&server.config, &server.hostname, Some(&tls)) {
+        Ok(l) => l,
+        Err(e) => {
+            log::line(log::Level::Crit, &e);
+            return 1;
+        }
+    };
+    if !tls.store.is_empty() {
+        tokio::spawn(watch_pkis(tls.clone()));
+    }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
-    for l in listener::listenings(&server.config, &server.hostname) {
+    for l in listenings {
         let Some(addr) = l.addr else { continue };
         log::debug(&format!(
             "debug: smtp: listen on {} port {} flags 0x{:x} pki \"{}\" ca \"{}\"",
@@ -150,6 +172,30 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     let _ = std::fs::remove_file(&opts.socket);
     log::info("Exiting");
     0
+}
+
+/// How often the pki files are looked at: a renewed certificate is in service within about
+/// two of these (a change must hold still for one look before it is loaded).
+const PKI_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads certificates and keys whose files changed (certificates that renew themselves).
+async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
+    let mut tick = tokio::time::interval(PKI_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = tls.store.clone();
+        let Ok(lines) = tokio::task::spawn_blocking(move || store.poll_changes()).await else {
+            continue;
+        };
+        for l in lines {
+            if l.starts_with("info:") {
+                log::info(&l);
+            } else {
+                log::warn(&l);
+            }
+        }
+    }
 }
 
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through

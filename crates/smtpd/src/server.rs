@@ -38,6 +38,8 @@ pub struct Server {
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
     pub local_listen: Arc<Listening>,
+    /// The pkis and the TLS settings shared by listeners, set once at start.
+    pub tls: OnceLock<Arc<crate::tls::Tls>>,
 }
 
 /// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
@@ -190,6 +192,7 @@ impl Server {
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
         Ok(Server {
             local_listen,
+            tls: OnceLock::new(),
             config,
             hostname,
             dns,
