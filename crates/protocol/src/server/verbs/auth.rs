@@ -121,14 +121,16 @@ impl Session {
             return self.auth_abort();
         };
         let p0 = user_start + p_rel;
-        if p0 + 2 >= len {
-            return self.auth_abort();
-        }
         let user = &buf[user_start..p0];
         if user.len() >= 256 {
             return self.auth_abort();
         }
+        // 6.8 checks `pass >= buf + len - 2` here, which refuses a one-character password
+        // as a syntax error; only an empty password is malformed.
         let pass = &buf[p0 + 1..];
+        if matches!(pass.first(), None | Some(0)) {
+            return self.auth_abort();
+        }
         let pass = match pass.iter().position(|&c| c == 0) {
             Some(n) => &pass[..n],
             None => pass,
