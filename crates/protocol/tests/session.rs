@@ -718,10 +718,9 @@ fn auth_bugs_of_6_8_fixed() {
         "503 5.5.1 Invalid command: Command not supported\r\n"
     );
     assert!(
-        h.logs
-            .last()
-            .is_some_and(|l| l.contains("command=\"AUTH PLAIN (...)\"")
-                && !l.contains("AGZvbwBiYXI")),
+        h.logs.last().is_some_and(
+            |l| l.contains("command=\"AUTH PLAIN (...)\"") && !l.contains("AGZvbwBiYXI")
+        ),
         "{:?}",
         h.logs
     );
@@ -747,5 +746,8 @@ fn auth_bugs_of_6_8_fixed() {
     h.send(b"RCPT TO:<r>\r\n");
     h.send(b"DATA\r\n");
     let m = String::from_utf8_lossy(&h.message).into_owned();
-    assert!(m.contains(":NO) auth=no\n") && !m.contains("auth=yes"), "{m}");
+    assert!(
+        m.contains(":NO) auth=no\n") && !m.contains("auth=yes"),
+        "{m}"
+    );
 }

@@ -23,9 +23,9 @@ pub mod support;
 pub mod sys;
 pub mod tls;
 
+pub mod auth;
 pub mod dns;
 pub mod routing;
-pub mod auth;
 
 pub mod queue;
 pub mod scheduler;

@@ -10,8 +10,8 @@ pub mod crypt;
 use rsmtpd_protocol::server::{LookupResult, Secret};
 use zeroize::Zeroizing;
 
-use crate::sys::log;
 use crate::routing::lookup::{LiveTables, Lookup};
+use crate::sys::log;
 
 /// Checks `user`'s password against the credentials of `table`.
 pub async fn authenticate(
