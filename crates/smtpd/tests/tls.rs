@@ -681,3 +681,142 @@ fn a_key_that_does_not_match_its_certificate_is_refused_at_start() {
         .expect("smtpd -n");
     assert!(out.status.success());
 }
+
+/// `etc/smtpd-submission.conf.sample`, with the test's certificate and folders: mail submitted
+/// on 587 (STARTTLS) and 465 (smtps) with AUTH is delivered, with who authenticated in its
+/// Received header; a user cannot send as another.
+#[test]
+fn the_submission_sample_config_works() {
+    if skip() {
+        return;
+    }
+    if Command::new("swaks").arg("--version").output().is_err() {
+        println!("SKIPPED: swaks is not installed (scripts/test-deps.sh installs it)");
+        return;
+    }
+    let c = certs();
+    std::fs::write(c.path("credentials"), format!("foo {ALICE_HASH}\n")).expect("credentials");
+    std::fs::write(c.path("sendermap"), "foo foo@bsdsx.fr, abuse@bsdsx.fr\n").expect("sendermap");
+    let sample = std::fs::read_to_string(format!(
+        "{}/../../etc/smtpd-submission.conf.sample",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("sample");
+    let uid = delivery_uid(2000);
+    let (p465, p587) = (free_port(), free_port());
+    let conf = sample
+        .replace(
+            "/etc/letsencrypt/live/mail.bsdsx.fr/fullchain.pem",
+            &c.p("mx.crt"),
+        )
+        .replace(
+            "/etc/letsencrypt/live/mail.bsdsx.fr/privkey.pem",
+            &c.p("mx.key"),
+        )
+        .replace("/etc/mail/credentials", &c.p("credentials"))
+        .replace("/etc/mail/sendermap", &c.p("sendermap"))
+        .replace("/opt/vmail", "@DIR@/vmail")
+        .replace("2000:2000", &format!("{uid}:{uid}"))
+        .replace("0.0.0.0 port 25 ", "127.0.0.1 port @PORT@ ")
+        .replace("0.0.0.0 port 465 ", &format!("127.0.0.1 port {p465} "))
+        .replace("0.0.0.0 port 587 ", &format!("127.0.0.1 port {p587} "));
+    let d = Daemon::start(&conf, &[]);
+    user_dir(&d, "vmail/foo", uid);
+    let swaks = |port: u16, mode: &str, from: &str, subject: &str| {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{port}"), mode])
+            .args([
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "foo",
+                "--auth-password",
+                "alicepass",
+            ])
+            .args([
+                "--from",
+                from,
+                "--to",
+                "abuse@bsdsx.fr",
+                "--header",
+                &format!("Subject: {subject}"),
+            ])
+            .args(["--ehlo", "laptop.example", "--timeout", "20"])
+            .output()
+            .expect("swaks");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = swaks(p587, "--tls", "foo@bsdsx.fr", "via 587");
+    assert!(ok, "{out}");
+    let (ok, out) = swaks(p465, "--tlsc", "foo@bsdsx.fr", "via 465");
+    assert!(ok, "{out}");
+    let (ok, out) = swaks(p465, "--tlsc", "bar@bsdsx.fr", "as bar");
+    assert!(!ok && out.contains("530 Sender rejected"), "{out}");
+    // No AUTH in the clear, on either port.
+    let r = converse(
+        "127.0.0.1",
+        std::net::SocketAddr::from(([127, 0, 0, 1], p587)),
+        &[
+            "EHLO laptop.example",
+            "AUTH PLAIN AGZvbwBhbGljZXBhc3M=",
+            "MAIL FROM:<foo@bsdsx.fr>",
+            "QUIT",
+        ],
+    );
+    assert!(!r[1].contains("AUTH"), "{r:?}");
+    assert_eq!(r[2], "503 5.5.1 Invalid command: Command not supported\r\n");
+    assert_eq!(
+        r[3],
+        "530 5.5.1 Invalid command: Must issue a STARTTLS command first\r\n"
+    );
+    let new = d.dir.path().join("vmail/foo/new");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mail_texts(&new).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mails = mail_texts(&new);
+    assert_eq!(mails.len(), 2, "{}", d.log().join("\n"));
+    for m in &mails {
+        assert!(
+            m.contains("with ESMTPSA id ") && m.contains(":NO) auth=yes user=foo\n"),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn auth_against_system_users_is_refused_at_start() {
+    if skip() {
+        return;
+    }
+    let c = certs();
+    let conf_path = c.path("system.conf");
+    std::fs::write(
+        &conf_path,
+        format!(
+            "pki mx.example.org cert \"{}\"\npki mx.example.org key \"{}\"\nlisten on 127.0.0.1 port {} smtps pki mx.example.org auth\naction \"l\" mbox\nmatch from any for local action \"l\"\n",
+            c.p("mx.crt"),
+            c.p("mx.key"),
+            free_port()
+        ),
+    )
+    .expect("conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+        .args(["-d", "-f"])
+        .arg(&conf_path)
+        .env("SMTPD_SPOOL", c.path("spool"))
+        .env("SMTPD_SOCKET", c.path("sock"))
+        .output()
+        .expect("smtpd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "auth without a table (system users, through PAM) is not supported by rsmtpd yet"
+        ),
+        "{err}"
+    );
+}
