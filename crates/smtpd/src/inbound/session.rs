@@ -291,7 +291,6 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         auth_required: matches!(l.auth, Some(AuthMode::Required(_))),
         check_senders: l.senders.is_some(),
         masquerade: l.senders.is_some() && l.masquerade,
-        ..SessionConfig::default()
     }
 }
 
