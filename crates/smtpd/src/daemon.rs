@@ -91,24 +91,6 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
-    // `auth` without a table authenticates system users through PAM in Debian's OpenSMTPD;
-    // until we do, say so rather than refuse every password.
-    for l in &server.config.listeners {
-        if matches!(
-            l.auth,
-            Some(rsmtpd_config::AuthMode::Required(None))
-                | Some(rsmtpd_config::AuthMode::Optional(None))
-        ) {
-            log::line(
-                log::Level::Crit,
-                &format!(
-                    "smtpd: listen on {} port {}: auth without a table (system users, through PAM) is not supported by rsmtpd yet: use auth <table>",
-                    l.on, l.port
-                ),
-            );
-            return 1;
-        }
-    }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
     let tls = match crate::tls::Tls::new(&server.config) {

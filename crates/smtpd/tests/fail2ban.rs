@@ -156,7 +156,7 @@ for src, user, pw in [('127.0.0.4', 'alice', 'guess1'), ('127.0.0.4', 'root', 'g
 #[test]
 fn fail2ban_finds_failed_authentications() {
     if let Some(why) = common::certs::unavailable() {
-        println!("SKIPPED: {why}");
+        common::skip(why);
         return;
     }
     let log = auth_failures(env!("CARGO_BIN_EXE_smtpd"));

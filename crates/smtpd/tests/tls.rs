@@ -17,11 +17,13 @@ const ALICE_HASH: &str = "$6$cLAl6luxSVvmFNeQ$NknhQoE/jiQv9dL9c3k0p3caN3VZlWvnVU
 const BOB_HASH: &str = "$2b$05$6s3w.KUxVYoZLlITIV07JOyENSGb83KfsqJzdU3Kz3iYZg3TfjNMi";
 
 fn skip() -> bool {
-    if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
-        return true;
+    match unavailable() {
+        Some(why) => {
+            common::skip(why);
+            true
+        }
+        None => false,
     }
-    false
 }
 
 /// The certificates of these tests: a CA, the server's (mx.example.org), another server's
@@ -405,7 +407,7 @@ fn swaks_tls_tlsc_auth_plain_and_login() {
         return;
     }
     if Command::new("swaks").arg("--version").output().is_err() {
-        println!("SKIPPED: swaks is not installed (scripts/test-deps.sh installs it)");
+        common::skip("swaks is not installed (scripts/test-deps.sh installs it)");
         return;
     }
     let s = setup();
@@ -691,7 +693,7 @@ fn the_submission_sample_config_works() {
         return;
     }
     if Command::new("swaks").arg("--version").output().is_err() {
-        println!("SKIPPED: swaks is not installed (scripts/test-deps.sh installs it)");
+        common::skip("swaks is not installed (scripts/test-deps.sh installs it)");
         return;
     }
     let c = certs();
@@ -815,8 +817,154 @@ fn auth_against_system_users_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "auth without a table (system users, through PAM) is not supported by rsmtpd yet"
+            ":3: listener auth without a credentials table (system users) is not supported by rsmtpd yet"
         ),
         "{err}"
     );
+}
+
+/// `match from auth <t>`, `match auth`, `match !auth`, `masquerade`, `mask-src` and
+/// `received-auth`, on mail submitted with smtplib.
+#[test]
+fn rules_on_auth_and_masquerade() {
+    if skip() {
+        return;
+    }
+    let c = certs();
+    let uid = delivery_uid(2000);
+    let conf = format!(
+        "pki mx.example.org cert \"{mx}.crt\"\npki mx.example.org key \"{mx}.key\"\n\
+         table creds file:{creds}\n\
+         table sendertab {{ alice = \"alice@example.org\", bob = \"@example.org\" }}\n\
+         table authusers {{ alice }}\n\
+         table users {{ bob = \"{uid}:{uid}:@DIR@/bob\" }}\n\
+         listen on 127.0.0.1 port @PORT@ tls pki mx.example.org auth-optional <creds> senders <sendertab> masquerade mask-src received-auth\n\
+         action \"mail\" maildir \"@DIR@/bob/Maildir\" userbase <users>\n\
+         action \"other\" maildir \"@DIR@/bob/Other\" userbase <users>\n\
+         action \"anon\" maildir \"@DIR@/bob/Anon\" userbase <users>\n\
+         match from auth <authusers> for domain \"example.org\" action \"mail\"\n\
+         match auth for domain \"example.org\" action \"other\"\n\
+         match !auth for domain \"example.org\" action \"anon\"\n",
+        mx = c.p("mx"),
+        creds = c.p("creds"),
+    );
+    let d = Daemon::start(&conf, &[]);
+    user_dir(&d, "bob", uid);
+    let script = r#"
+import smtplib, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+def send(user, pw, sender, subject):
+    s = smtplib.SMTP('127.0.0.1', port, local_hostname='client.example')
+    s.starttls(context=ctx)
+    if user:
+        s.login(user, pw)
+    s.sendmail(sender, ['bob@example.org'],
+               'From: Someone Else <someone@elsewhere.test>\r\nSubject: %s\r\n\r\nhi\r\n' % subject)
+    s.quit()
+send('alice', 'alicepass', 'alice@example.org', 'from alice')
+send('bob', 'bobpass', 'bob@example.org', 'from bob')
+send(None, None, 'anyone@example.net', 'anonymous')
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d.port.to_string())
+        .arg(c.p("ca.crt"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log().join("\n")
+    );
+    let wait = |dir: &str| {
+        let new = d.dir.path().join(format!("bob/{dir}/new"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while mail_texts(&new).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let m = mail_texts(&new);
+        assert_eq!(m.len(), 1, "{dir}: {}", d.log().join("\n"));
+        m[0].clone()
+    };
+    let alice = wait("Maildir");
+    assert!(alice.contains("Subject: from alice"), "{alice}");
+    // masquerade: the From: address is the authenticated sender's, the display name kept.
+    assert!(
+        alice.contains("From: Someone Else <alice@example.org>"),
+        "{alice}"
+    );
+    // mask-src: the client's address is not in the Received line.
+    assert!(!alice.contains("127.0.0.1"), "{alice}");
+    assert!(alice.contains(" auth=yes user=alice\n"), "{alice}");
+    let bob = wait("Other");
+    assert!(
+        bob.contains("Subject: from bob") && bob.contains("From: Someone Else <bob@example.org>"),
+        "{bob}"
+    );
+    let anon = wait("Anon");
+    assert!(anon.contains("Subject: anonymous"), "{anon}");
+    // Not authenticated: no masquerade, and received-auth says so.
+    assert!(
+        anon.contains("From: Someone Else <someone@elsewhere.test>"),
+        "{anon}"
+    );
+    assert!(
+        anon.contains("with ESMTPS id ") && anon.contains(":NO) auth=no\n"),
+        "{anon}"
+    );
+}
+
+/// `smtp ciphers`: TLS 1.2 takes the suites named; TLS 1.3 keeps its own, as with OpenSSL; a
+/// suite rustls does not have is refused at start.
+#[test]
+fn smtp_ciphers_choose_tls_1_2_suites() {
+    if skip() {
+        return;
+    }
+    let c = certs();
+    let conf = format!(
+        "pki mx.example.org cert \"{mx}.crt\"\npki mx.example.org key \"{mx}.key\"\n\
+         smtp ciphers \"ECDHE-RSA-AES128-GCM-SHA256\"\n\
+         listen on 127.0.0.1 port @PORT@ tls pki mx.example.org\n\
+         action \"l\" mbox\nmatch from any for local action \"l\"\n",
+        mx = c.p("mx"),
+    );
+    let d = Daemon::start(&conf, &[]);
+    let out = s_client(
+        d.port,
+        true,
+        &["-tls1_2", "-CAfile", &c.p("ca.crt")],
+        "QUIT\n",
+    );
+    assert!(out.contains("ECDHE-RSA-AES128-GCM-SHA256"), "{out}");
+    d.wait_log(|l| l.ends_with("smtp tls ciphers=TLSv1.2:ECDHE-RSA-AES128-GCM-SHA256:128"));
+    let out = s_client(
+        d.port,
+        true,
+        &["-tls1_3", "-CAfile", &c.p("ca.crt")],
+        "QUIT\n",
+    );
+    assert!(out.contains("TLS_AES_256_GCM_SHA384"), "{out}");
+    drop(d);
+
+    let path = c.path("ciphers.conf");
+    std::fs::write(
+        &path,
+        conf.replace("ECDHE-RSA-AES128-GCM-SHA256", "AES256-SHA")
+            .replace("@PORT@", &free_port().to_string()),
+    )
+    .expect("conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+        .args(["-d", "-f"])
+        .arg(&path)
+        .env("SMTPD_SPOOL", c.path("spool"))
+        .env("SMTPD_SOCKET", c.path("sock"))
+        .output()
+        .expect("smtpd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("smtpd: smtp ciphers \"AES256-SHA\": \"AES256-SHA\" cannot be honoured: the TLS 1.2 suites available are ECDHE-ECDSA-AES256-GCM-SHA384:"), "{err}");
 }

@@ -582,7 +582,7 @@ fn run_all(bin: &str) -> Vec<(&'static str, Vec<String>)> {
 #[test]
 fn tls_dialogues_against_rsmtpd() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        common::skip(why);
         return;
     }
     let mut diffs = Vec::new();

@@ -291,6 +291,7 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         auth_required: matches!(l.auth, Some(AuthMode::Required(_))),
         check_senders: l.senders.is_some(),
         masquerade: l.senders.is_some() && l.masquerade,
+        ..SessionConfig::default()
     }
 }
 
