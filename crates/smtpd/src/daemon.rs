@@ -91,6 +91,23 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
+    // System users (`auth` without a table) go through libpam, loaded at run time.
+    let system_auth = server.config.listeners.iter().any(|l| {
+        matches!(
+            l.auth,
+            Some(rsmtpd_config::AuthMode::Required(None))
+                | Some(rsmtpd_config::AuthMode::Optional(None))
+        )
+    });
+    if system_auth {
+        if let Err(why) = crate::auth::pam::available() {
+            log::line(
+                log::Level::Crit,
+                &format!("smtpd: auth of system users (PAM service smtpd): {}", why),
+            );
+            return 1;
+        }
+    }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
     let tls = match crate::tls::Tls::new(&server.config) {

@@ -88,8 +88,6 @@ features! {
 /// implements it. Grouped by the work that will implement them, a comment between groups, so
 /// that branches removing lines of different groups do not touch the same lines.
 pub const NOT_YET: &[Feature] = &[
-    // AUTH (issue: TLS and AUTH): TLS, `auth <table>`, `senders`, `match auth`/`tls` are done
-    Feature::ListenerAuthSystem,
     // relaying (issue: relay)
     Feature::RelayAction,
     // external filters (issue: filters)

@@ -56,17 +56,6 @@ const PKI: &str = "pki mx.test cert \"mx.crt\"\npki mx.test key \"mx.key\"\n";
 fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
     vec![
         (
-            // TLS, `auth <table>`, `senders` and `match auth` work (tests/tls.rs,
-            // tests/tls_dialogues.rs); system users do not yet.
-            "auth-system",
-            "listen on 127.0.0.1 port 2465 \\\n    smtps pki mx.test auth\n\
-             action \"l\" maildir\nmatch from any auth for local action \"l\"\n"
-                .into(),
-            vec![
-                "c.conf:4: listener auth without a credentials table (system users) is not supported by rsmtpd yet",
-            ],
-        ),
-        (
             "relay",
             "listen on 127.0.0.1 port 2525\naction \"out\" relay host smtp://192.0.2.1:25\nmatch from any for any action \"out\"\n".into(),
             vec!["c.conf:4: action method \"relay\" is not supported by rsmtpd yet"],

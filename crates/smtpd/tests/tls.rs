@@ -789,38 +789,82 @@ fn the_submission_sample_config_works() {
     }
 }
 
+/// `auth` without a table: the system's users through PAM (service `smtpd`, which falls back
+/// to `other`, pam_unix), with a user of our own in a private /etc/passwd and /etc/shadow;
+/// the same answers and log lines from the TLS-capable OpenSMTPD when it is installed.
 #[test]
-fn auth_against_system_users_is_refused_at_start() {
+fn system_users_through_pam() {
     if skip() {
         return;
     }
+    if Command::new("swaks").arg("--version").output().is_err() {
+        common::skip("swaks is not installed (scripts/test-deps.sh installs it)");
+        return;
+    }
     let c = certs();
-    let conf_path = c.path("system.conf");
-    std::fs::write(
-        &conf_path,
-        format!(
-            "pki mx.example.org cert \"{}\"\npki mx.example.org key \"{}\"\nlisten on 127.0.0.1 port {} smtps pki mx.example.org auth\naction \"l\" mbox\nmatch from any for local action \"l\"\n",
-            c.p("mx.crt"),
-            c.p("mx.key"),
-            free_port()
-        ),
-    )
-    .expect("conf");
-    let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
-        .args(["-d", "-f"])
-        .arg(&conf_path)
-        .env("SMTPD_SPOOL", c.path("spool"))
-        .env("SMTPD_SOCKET", c.path("sock"))
-        .output()
-        .expect("smtpd");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(
-            ":3: listener auth without a credentials table (system users) is not supported by rsmtpd yet"
-        ),
-        "{err}"
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd")
+        + "sysuser:x:2345:2345:test:/nonexistent:/usr/sbin/nologin\n";
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default()
+        + &format!("sysuser:{ALICE_HASH}:19000:0:99999:7:::\n");
+    std::fs::write(c.path("passwd"), passwd).expect("passwd");
+    std::fs::write(c.path("shadow"), shadow).expect("shadow");
+    let conf = format!(
+        "pki mx.example.org cert \"{mx}.crt\"\npki mx.example.org key \"{mx}.key\"\n\
+         listen on 127.0.0.1 port @PORT@ smtps pki mx.example.org auth\n\
+         action \"l\" mbox\nmatch from any for local action \"l\"\n",
+        mx = c.p("mx"),
     );
+    let script = format!(
+        "mount --bind {} /etc/passwd && mount --bind {} /etc/shadow && exec \"$0\" \"$@\"",
+        c.p("passwd"),
+        c.p("shadow")
+    );
+    let prefix = ["unshare", "-m", "sh", "-c", script.as_str()];
+    let run = |bin: &str| {
+        let d = Daemon::launch(&prefix, bin, &conf, &[], Some("127.0.0.1:1"));
+        let swaks = |pass: &str| {
+            let out = Command::new("swaks")
+                .args(["--server", &format!("127.0.0.1:{}", d.port), "--tlsc"])
+                .args([
+                    "--auth",
+                    "PLAIN",
+                    "--auth-user",
+                    "sysuser",
+                    "--auth-password",
+                    pass,
+                ])
+                .args([
+                    "--quit-after",
+                    "AUTH",
+                    "--ehlo",
+                    "client.example",
+                    "--timeout",
+                    "20",
+                ])
+                .output()
+                .expect("swaks");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let ok = swaks("alicepass");
+        let bad = swaks("wrong");
+        d.wait_log(|l| l.ends_with("smtp authentication user=sysuser result=permfail"));
+        (ok, bad, normalized_session_log(&d.log()))
+    };
+    let (ok, bad, log) = run(env!("CARGO_BIN_EXE_smtpd"));
+    assert!(ok.contains("235 2.0.0 Authentication succeeded"), "{ok}");
+    assert!(bad.contains("535 Authentication failed"), "{bad}");
+    assert!(
+        log.iter()
+            .any(|l| l == "smtp authentication user=sysuser result=ok"),
+        "{log:?}"
+    );
+    if std::path::Path::new(TLS_SMTPD).exists() {
+        let _one = real_lock();
+        let (rok, rbad, rlog) = run(TLS_SMTPD);
+        assert!(rok.contains("235 2.0.0 Authentication succeeded"), "{rok}");
+        assert!(rbad.contains("535 Authentication failed"), "{rbad}");
+        assert_eq!(rlog, log);
+    }
 }
 
 /// `match from auth <t>`, `match auth`, `match !auth`, `masquerade`, `mask-src` and

@@ -1,11 +1,12 @@
 //! AUTH: checking a user's password (`lka_authenticate()`), against the listener's `auth <table>`
-//! of crypt(3) hashes.
+//! of crypt(3) hashes, or the system's users through PAM ([`pam`]) when no table is given.
 //!
 //! The hash is computed on tokio's blocking pool: SHA-512-crypt and bcrypt cost milliseconds on
 //! purpose, which would stall every session sharing an async worker. The password is the
 //! protocol's `Secret` and the stored hash a `Zeroizing` string: both wiped when dropped.
 
 pub mod crypt;
+pub mod pam;
 
 use rsmtpd_protocol::server::{LookupResult, Secret};
 use zeroize::Zeroizing;
@@ -43,6 +44,14 @@ pub async fn authenticate(
     } else {
         LookupResult::PermFail
     }
+}
+
+/// `auth` without a table: the system's users, through PAM (blocking: on tokio's pool).
+pub async fn authenticate_system(user: &[u8], password: Secret) -> LookupResult {
+    let user = user.to_vec();
+    tokio::task::spawn_blocking(move || pam::check(&user, password.expose()))
+        .await
+        .unwrap_or(LookupResult::TempFail)
 }
 
 /// OpenSMTPD's pause before answering a failed AUTH (`smtp_auth_failure_pause()`): a random

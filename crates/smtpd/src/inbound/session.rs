@@ -344,8 +344,7 @@ async fn answer(server: &Server, sess: &mut Session, tx: &mut SessionIo, req: Re
                 Some(table) => {
                     crate::auth::authenticate(&server.tables, table, &username, password).await
                 }
-                // System users: refused at start until they are checked (see daemon.rs).
-                None => LookupResult::PermFail,
+                None => crate::auth::authenticate_system(&username, password).await,
             };
             if r == LookupResult::PermFail {
                 let pause = crate::auth::failure_pause();
