@@ -117,7 +117,7 @@ pub struct Use {
 }
 
 impl Use {
-    /// `smtpd.conf:4: listener option "tls" is not supported by rsmtpd yet`.
+    /// `smtpd.conf:4: listener option "proxy-v2" is not supported by rsmtpd yet`.
     pub fn describe(&self) -> String {
         let what = match (&self.feature, &self.detail) {
             (Feature::TableBackend, Some(b)) => format!("table backend \"{}\"", b),

@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "queue",
     "scheduler",
     "listener",
+    "procfilter",
     "server",
     "inbound",
     "delivery",

@@ -180,7 +180,15 @@ impl Session {
             LookupResult::PermFail => (AuthLog::PermFail, Reply::auth_failed()),
             LookupResult::TempFail => (AuthLog::TempFail, Reply::temporary_failure()),
         };
+        // smtp_report_link_auth(): pass, fail or error, with the user as logged.
+        let outcome = match r {
+            LookupResult::Ok => "pass",
+            LookupResult::PermFail => "fail",
+            LookupResult::TempFail => "error",
+        };
+        let report = format!("{}|{}", user, outcome);
         self.log(LogEvent::Authentication { user, result });
+        self.report("link-auth", report);
         if r == LookupResult::Ok {
             self.authenticated = true;
         }
