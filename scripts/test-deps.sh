@@ -27,6 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "warning: not root, cannot install: ${missing[*]} (tests that need them are skipped)" >&2
   fi
 fi
+# The tests give every real OpenSMTPD a tmpfs on /var/spool/smtpd in a mount namespace of its own;
+# the package does not create that folder (smtpd makes it at its first start), so make the mount
+# point here, as that first start would.
+if [ "$(id -u)" -eq 0 ]; then
+  mkdir -p -m 0711 /var/spool/smtpd
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # A TLS-capable OpenSMTPD 6.8.0p2 (Debian's fails every server-side handshake under OpenSSL 3):
 # the packaged binary with a small preloaded fix, for the live TLS and AUTH comparisons.

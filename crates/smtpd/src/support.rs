@@ -90,10 +90,6 @@ features! {
 pub const NOT_YET: &[Feature] = &[
     // relaying (issue: relay)
     Feature::RelayAction,
-    // external filters (issue: filters)
-    Feature::ProcExecFilter,
-    Feature::ProcFilter,
-    Feature::ProcDeclaration,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet
