@@ -188,7 +188,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         };
         server.paused_at_start(s);
     }
-    start_scheduler(&server);
+    start_scheduler(&server, opts.resolver);
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");
@@ -240,15 +240,21 @@ async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
 
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through
 /// local SMTP sessions, taking over what the queue held at start.
-fn start_scheduler(server: &Arc<Server>) {
+fn start_scheduler(server: &Arc<Server>, resolver: Option<std::net::SocketAddr>) {
     let loaded = server
         .loaded
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
-    let agent = Arc::new(crate::delivery::agent::MdaAgent {
+    let local = Arc::new(crate::delivery::agent::MdaAgent {
         server: server.clone(),
     });
+    let resolver = Arc::new(Dns::new(resolver));
+    let agent = Arc::new(crate::relay::RelayAgent::new(
+        server.clone(),
+        local,
+        resolver,
+    ));
     let injector = Arc::new(crate::inbound::inject::LocalInjector {
         server: server.clone(),
     });

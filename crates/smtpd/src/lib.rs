@@ -17,6 +17,7 @@
 //! - `inbound`: the SMTP session shell and its per-session I/O, builtin filters, local
 //!   injection (bounces).
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
+//! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
@@ -40,6 +41,7 @@ pub mod server;
 pub mod inbound;
 
 pub mod delivery;
+pub mod relay;
 
 pub mod control;
 pub mod daemon;

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "server",
     "inbound",
     "delivery",
+    "relay",
     "control",
     "daemon",
 ];
