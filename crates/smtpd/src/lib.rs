@@ -5,9 +5,12 @@
 //!
 //! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
+//!   certificates.
 //! - `dns`: the resolver (client names; later MX routing).
 //! - `routing`: tables (`lookup`), `match` rules, recipient expansion with aliases and
 //!   `.forward`: OpenSMTPD's lka, pure functions over injected users and files.
+//! - `auth`: AUTH password checks against credential tables.
 //! - `queue`: the durable spool. `scheduler`: retries, expiry, bounces.
 //! - `listener`: listening sockets and the options their sessions run with.
 //! - `server`: what every session, agent and control command shares.
@@ -22,7 +25,9 @@
 
 pub mod support;
 pub mod sys;
+pub mod tls;
 
+pub mod auth;
 pub mod dns;
 pub mod routing;
 

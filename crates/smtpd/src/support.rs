@@ -54,6 +54,9 @@ features! {
     ListenerAuth => "listener option \"auth\"",
     /// `listen on ... auth-optional [<creds>]`.
     ListenerAuthOptional => "listener option \"auth-optional\"",
+    /// `listen on ... auth` / `auth-optional` without a table: system users (PAM in Debian's
+    /// OpenSMTPD).
+    ListenerAuthSystem => "listener auth without a credentials table (system users)",
     /// `listen on ... senders <t> [masquerade]`: checked only for authenticated sessions.
     ListenerSenders => "listener option \"senders\"",
     /// `listen on ... hostnames <t>`: the banner name per local address.
@@ -107,20 +110,6 @@ features! {
 /// implements it. Grouped by the work that will implement them, a comment between groups, so
 /// that branches removing lines of different groups do not touch the same lines.
 pub const NOT_YET: &[Feature] = &[
-    // TLS (issue: TLS and AUTH)
-    Feature::ListenerTls,
-    Feature::ListenerTlsRequire,
-    Feature::ListenerSmtps,
-    Feature::ListenerPki,
-    Feature::ListenerCa,
-    Feature::SmtpCiphers,
-    Feature::MatchTls,
-    // AUTH (issue: TLS and AUTH)
-    Feature::ListenerAuth,
-    Feature::ListenerAuthOptional,
-    Feature::ListenerSenders,
-    Feature::MatchAuth,
-    Feature::MatchFromAuth,
     // relaying (issue: relay): the plain path is built; TLS, AUTH and the rest are not
     Feature::RelayTls,
     Feature::RelayPki,
@@ -154,7 +143,7 @@ pub struct Use {
 }
 
 impl Use {
-    /// `smtpd.conf:4: listener option "tls" is not supported by rsmtpd yet`.
+    /// `smtpd.conf:4: listener option "proxy-v2" is not supported by rsmtpd yet`.
     pub fn describe(&self) -> String {
         let what = match (&self.feature, &self.detail) {
             (Feature::TableBackend, Some(b)) => format!("table backend \"{}\"", b),
@@ -220,7 +209,11 @@ pub fn uses(conf: &Config) -> Vec<Use> {
                         },
                         ListenOpt::Pki => Feature::ListenerPki,
                         ListenOpt::Ca => Feature::ListenerCa,
-                        ListenOpt::Auth => match l.auth {
+                        ListenOpt::Auth => match &l.auth {
+                            Some(rsmtpd_config::AuthMode::Required(None))
+                            | Some(rsmtpd_config::AuthMode::Optional(None)) => {
+                                Feature::ListenerAuthSystem
+                            }
                             Some(rsmtpd_config::AuthMode::Optional(_)) => {
                                 Feature::ListenerAuthOptional
                             }

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "support",
     "sys",
+    "tls",
     "dns",
     "routing",
+    "auth",
     "queue",
     "scheduler",
     "listener",
