@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsmtpd_config::Method;
-use rsmtpd_protocol::client::{dot_stuff, ClientConfig, Outcome, Recipient, Tls, Transaction};
+use rsmtpd_protocol::client::{
+    dot_stuff, AuthCredentials, ClientConfig, Outcome, Recipient, Tls, Transaction,
+};
 use tokio::sync::oneshot;
 
 use super::route::{self, host_text, NoRoute, Resolver, Routes, Target};
@@ -51,6 +53,7 @@ pub struct RelayAgent {
     pool: Arc<Pool>,
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
     src_turn: Arc<AtomicUsize>,
+    tls: Arc<super::tls::TlsCache>,
 }
 
 impl RelayAgent {
@@ -63,6 +66,7 @@ impl RelayAgent {
             pool: Arc::default(),
             batches: Arc::default(),
             src_turn: Arc::default(),
+            tls: Arc::default(),
         }
     }
 }
@@ -124,6 +128,7 @@ impl RelayAgent {
             pool: self.pool.clone(),
             batches: self.batches.clone(),
             src_turn: self.src_turn.clone(),
+            tls: self.tls.clone(),
         })
     }
 }
@@ -137,6 +142,7 @@ struct Parts {
     /// `src <t>`: the next source to use, turning through the table's addresses as 6.8's
     /// `table_fetch` does.
     src_turn: Arc<AtomicUsize>,
+    tls: Arc<super::tls::TlsCache>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -325,7 +331,7 @@ impl Parts {
             Ok(d) => d,
             Err(text) => return fail_all(&text, false, &domain),
         };
-        let (targets, port, scheme, relay_name) = match &dest {
+        let (targets, port, scheme, relay_name, label) = match &dest {
             Destination::Smarthost(u) => {
                 let t = match u.literal().or_else(|| u.host.parse().ok()) {
                     Some(ip) => Ok(vec![Target {
@@ -334,7 +340,7 @@ impl Parts {
                     }]),
                     None => route::smarthost(&*self.resolver, &u.host).await,
                 };
-                (t, u.port, u.scheme, u.host.clone())
+                (t, u.port, u.scheme, u.host.clone(), u.label.clone())
             }
             Destination::Mx { domain } => {
                 let backup = relay
@@ -342,7 +348,52 @@ impl Parts {
                     .as_ref()
                     .map(|b| b.clone().unwrap_or_else(|| self.server.hostname.clone()));
                 let t = route::mx_targets(&*self.resolver, domain, backup.as_deref()).await;
-                (t, 25, Scheme::Smtp, domain.clone())
+                (t, 25, Scheme::Smtp, domain.clone(), None)
+            }
+        };
+        let (mut scheme, label) = (scheme, label);
+        // `tls [no-verify]`: smtp:// becomes smtp+tls://, smtp+notls:// is refused (6.8's
+        // `mta_on_smarthost`... `TLS required for relaying`).
+        if relay.tls.is_some() {
+            match scheme {
+                Scheme::Smtp => scheme = Scheme::SmtpTls,
+                Scheme::SmtpNoTls | Scheme::Lmtp => {
+                    log::warn(&format!(
+                        "warn: TLS required for action \"{}\"",
+                        env0.dispatcher
+                    ));
+                    return fail_all("TLS required for relaying", false, &relay_name);
+                }
+                Scheme::SmtpTls | Scheme::Smtps => {}
+            }
+        }
+        // An auth label: the credentials of `auth <t>` for it.
+        let auth = match &label {
+            None => None,
+            Some(l) => {
+                let Some(table) = &relay.auth else {
+                    log::warn(&format!(
+                        "warn: No auth table on action \"{}\" for relay {}",
+                        env0.dispatcher, relay_name
+                    ));
+                    return fail_all("No auth table for relaying", false, &relay_name);
+                };
+                match self.server.tables.load().credentials(table, l) {
+                    Lookup::Found(c) => Some(AuthCredentials {
+                        username: c.username,
+                        password: c.password,
+                    }),
+                    other => {
+                        if matches!(other, Lookup::NotFound) {
+                            log::warn(&format!("warn: credentials not found for {table}:{l}"));
+                        }
+                        log::warn(&format!(
+                            "warn: Failed to retrieve secret for [relay:{relay_name},{},auth={table}:{l}]",
+                            scheme_word(scheme)
+                        ));
+                        return fail_all("Could not retrieve credentials", false, &relay_name);
+                    }
+                }
             }
         };
         let targets = match targets {
@@ -445,12 +496,18 @@ impl Parts {
             tried = true;
             let mut cc = ClientConfig::new(helo.clone());
             cc.lmtp = scheme == Scheme::Lmtp;
-            // Outbound TLS is not built yet: opportunistic STARTTLS carries on in clear, as
-            // 6.8 does with a server that does not offer it; `smtp+tls://` and `smtps://` are
-            // refused at start (support::NOT_YET).
-            cc.tls = Tls::Off;
+            cc.tls = match scheme {
+                Scheme::Smtp => Tls::Opportunistic,
+                Scheme::SmtpTls => Tls::Required,
+                // smtps: TLS before the banner; the others never.
+                Scheme::Smtps | Scheme::SmtpNoTls | Scheme::Lmtp => Tls::Off,
+            };
+            cc.auth = auth.clone();
+            let tls = (!matches!(scheme, Scheme::SmtpNoTls | Scheme::Lmtp))
+                .then(|| self.tls_setup(&relay, &helo, scheme));
             let c = Connect {
                 key: Key {
+                    action: env0.dispatcher.clone(),
                     src,
                     addr: t.addr,
                     port,
@@ -459,6 +516,9 @@ impl Parts {
                 },
                 ptr: ptr.clone(),
                 client: cc,
+                tls,
+                smtps: scheme == Scheme::Smtps,
+                mx_name: t.mx.clone(),
             };
             let (reply, _) = oneshot::channel();
             let job = Job {
@@ -518,6 +578,33 @@ impl Parts {
 }
 
 impl Parts {
+    /// The relay's TLS: the client certificate of its `pki` (else the pki named after the HELO
+    /// name, if any), the anchors of its `ca` (else the ca named after the HELO name, else the
+    /// system bundle), and whether a failed check ends the session: for `smtp+tls://` and
+    /// `smtps://` (and `tls`), unless `tls no-verify` (6.8's `RELAY_TLS_VERIFY`).
+    fn tls_setup(
+        &self,
+        relay: &rsmtpd_config::model::Relay,
+        helo: &str,
+        scheme: Scheme,
+    ) -> Arc<super::tls::TlsSetup> {
+        let store = self.server.tls.get().map(|t| t.store.clone());
+        let pki = store.as_ref().and_then(|s| match &relay.pki {
+            Some(name) => s.get(name).cloned(),
+            None => s.get(helo).cloned(),
+        });
+        let conf = &self.server.config;
+        let ca = match &relay.ca {
+            Some(name) => conf.ca(name),
+            None => conf.ca(helo),
+        };
+        let anchors = ca
+            .and_then(|c| c.cert.clone())
+            .unwrap_or_else(|| crate::tls::verify::CA_FILE.to_string());
+        let verify = matches!(scheme, Scheme::SmtpTls | Scheme::Smtps) && relay.tls != Some(true);
+        self.tls.get(pki, &anchors, verify)
+    }
+
     /// The addresses of a `src <t>` table (a list of addresses; entries that are not one are
     /// skipped, as 6.8's table backends refuse them).
     fn sources(&self, table: &str) -> Vec<IpAddr> {
