@@ -40,6 +40,8 @@ enum Mode {
     Pipelining,
     /// Never answers the final dot while `hang` is set (a remote stuck mid-delivery).
     Hang,
+    /// Offers STARTTLS, answers it 220, then sends plaintext instead of a handshake.
+    BrokenTls,
 }
 
 struct Recorder {
@@ -143,6 +145,12 @@ fn serve(
                 &mut w,
                 "250-rec.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n",
             );
+        } else if u.starts_with("EHLO") && mode == Mode::BrokenTls {
+            say(&mut w, "250-rec.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+        } else if u.starts_with("STARTTLS") && mode == Mode::BrokenTls {
+            say(&mut w, "220 2.0.0 go ahead\r\n");
+            say(&mut w, "this is not a TLS record\r\n");
+            break;
         } else if u.starts_with("EHLO") {
             say(&mut w, "250-rec.test\r\n250-DSN\r\n250 8BITMIME\r\n");
         } else if u.starts_with("MAIL") && mode == Mode::Pipelining {
@@ -588,6 +596,65 @@ fn src_and_helo_src_bind_the_source_and_name_it() {
         assert_eq!(run(REAL_SMTPD), want);
     }
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// Opportunistic STARTTLS whose handshake breaks: 6.8 logs `opportunistic TLS failed,
+/// downgrading to plain` and connects again with `smtp+notls://` under the same session id,
+/// without STARTTLS; so do we (checked live when it is installed).
+#[test]
+fn a_broken_opportunistic_handshake_downgrades_to_plain() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::BrokenTls);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        let c = rec.wait(Duration::from_secs(60), |c| {
+            c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+        });
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
+        let cmds: Vec<Vec<String>> = c
+            .iter()
+            .map(|c| {
+                c.lines
+                    .iter()
+                    .map(|(_, l)| l.trim_end().replace(&hostname(), "@HOST@"))
+                    .take(3)
+                    .collect()
+            })
+            .collect();
+        let re = regex::Regex::new(r"[0-9a-f]{16}").unwrap();
+        let log: Vec<String> = d
+            .log()
+            .iter()
+            .filter(|l| {
+                l.contains("mta connect") || l.contains("opportunistic") || l.contains("mta error")
+            })
+            .map(|l| {
+                re.replace_all(l, "ID")
+                    .replace(&format!(":{} ", rec.port), ":PORT ")
+            })
+            .collect();
+        (cmds, log)
+    };
+    let want_cmds = vec![
+        vec!["EHLO @HOST@".to_string(), "STARTTLS".to_string()],
+        vec![
+            "EHLO @HOST@".to_string(),
+            "MAIL FROM:<alice@src.test>".to_string(),
+            "RCPT TO:<bob@dst.test>".to_string(),
+        ],
+    ];
+    let want_log = vec![
+        "ID mta connecting address=smtp://127.0.0.1:PORT host=localhost".to_string(),
+        "ID mta connected".to_string(),
+        "smtp-out: Error on session ID: opportunistic TLS failed, downgrading to plain".to_string(),
+        "ID mta connecting address=smtp+notls://127.0.0.1:PORT host=localhost".to_string(),
+        "ID mta connected".to_string(),
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("the TLS downgrade of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), (want_cmds.clone(), want_log.clone()));
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), (want_cmds, want_log));
 }
 
 /// Beyond 6.8, on purpose: to a server that offers PIPELINING, MAIL, RCPT and DATA go in one

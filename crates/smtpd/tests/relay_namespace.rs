@@ -62,6 +62,9 @@ impl Netns {
             .status();
         ip(&["netns", "add", &name]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
+        // One address that is not a loopback one: OpenSMTPD resolves MX hosts with
+        // AI_ADDRCONFIG, which finds no address at all on a host with loopback ones only.
+        ip(&["-n", &name, "addr", "add", "192.0.2.1/32", "dev", "lo"]);
         let etc = format!("/etc/netns/{}", name);
         std::fs::create_dir_all(&etc).expect("/etc/netns");
         std::fs::write(format!("{}/resolv.conf", etc), "nameserver 127.0.0.1\n").expect("resolv");
@@ -412,4 +415,174 @@ fn machines_relay_over_starttls_and_smtps_with_a_test_ca_and_auth() {
     let l = m2.wait_log(|l| l.contains("mta delivery") && l.contains("to=<root@strict.test>"));
     assert!(l.contains("result=\"TempFail\""), "{l}");
     assert_eq!(mail_texts(&foo.join("new")).len(), 5);
+}
+
+/// The same TLS relays through the TLS-capable OpenSMTPD 6.8 (tests/tools/opensmtpd-tls.sh)
+/// and through us, each as the machine, into our central server: the same `mta` lines (up to
+/// ids, delays, queue ids and the reverse names, see [`normalize_mta`]) and the same outcome.
+/// Checked live when the oracle is installed; skipped (SKIPPED, a failure under RSMTPD_CI=1)
+/// otherwise.
+///
+/// After `SSL certificate check failed` the two differ on purpose in what follows: 6.8
+/// connects again at once (a second identical session within seconds) and keeps the envelope
+/// in its mta; we give it back to the scheduler as a temporary failure (`mta delivery ...
+/// TempFail`), retried on its backoff. Only the failed session itself is compared.
+#[test]
+fn tls_relaying_logs_as_opensmtpd_6_8() {
+    if !require_root() {
+        return;
+    }
+    if !require(
+        Command::new("unbound").arg("-h").output().is_ok(),
+        "unbound is not installed (scripts/test-deps.sh)",
+    ) {
+        return;
+    }
+    if let Some(why) = common::certs::unavailable() {
+        common::skip(why);
+        return;
+    }
+    if !require(
+        std::path::Path::new(TLS_SMTPD).exists(),
+        "the TLS-capable OpenSMTPD is not installed (tests/tools/opensmtpd-tls.sh)",
+    ) {
+        return;
+    }
+    let c = Certs::new();
+    c.ca("ca", "Relay Test CA")
+        .leaf(
+            "central",
+            Some("ca"),
+            "central.test",
+            &["central.test"],
+            "serverAuth",
+            false,
+        )
+        .leaf(
+            "machine",
+            Some("ca"),
+            "machine1.test",
+            &[],
+            "clientAuth",
+            false,
+        );
+    std::fs::write(c.path("creds"), format!("alice {ALICE_HASH}\n")).expect("creds");
+    let host = hostname();
+    let ns = Netns::new("-live");
+    let central = ns.daemon(&central_tls_config(&host, &c));
+    let maildir = user_dir(&central, "vmail", 2000);
+    let foo = maildir.join("foo");
+    let machine = format!(
+        "ca testca cert \"{ca}.crt\"\n\
+         table secrets {{ central = \"alice:alicepass\" }}\n\
+         pki machine1.test cert \"{m}.crt\"\npki machine1.test key \"{m}.key\"\n\
+         listen on 127.0.0.11 port @PORT@\n\
+         action \"central\" relay host smtp+tls://central@central.test:587 auth <secrets> ca testca\n\
+         action \"smtps\" relay host smtps://central@central.test auth <secrets> ca testca\n\
+         action \"opp\" relay host smtp://central.test\n\
+         action \"pki\" relay host smtp+tls://central.test:2525 pki machine1.test ca testca\n\
+         action \"strict\" relay host smtp://central.test tls\n\
+         match from local for domain opp.test action \"opp\"\n\
+         match from local for domain pki.test action \"pki\"\n\
+         match from local for domain noverify.test action \"smtps\"\n\
+         match from local for domain strict.test action \"strict\"\n\
+         match from local for any action \"central\"\n",
+        ca = c.p("ca"),
+        m = c.p("machine"),
+    );
+    let mut delivered = 0;
+    let mut run = |bin: &str| -> Vec<String> {
+        let _lock = (bin == TLS_SMTPD).then(real_lock);
+        let m = Daemon::launch(
+            &["ip", "netns", "exec", &ns.name],
+            bin,
+            &machine,
+            &[],
+            Some("127.0.0.1:53"),
+        );
+        let sendmail = if bin == TLS_SMTPD {
+            std::path::PathBuf::from("/usr/sbin/smtpctl")
+        } else {
+            smtpctl()
+        };
+        for to in [
+            "root",
+            "root@noverify.test",
+            "root@opp.test",
+            "root@pki.test",
+            "root@strict.test",
+        ] {
+            let out = ctl_with(&sendmail, &m, "sendmail", &[to], "Subject: t\n\nhi\n", None);
+            assert!(
+                out.status.success(),
+                "{bin}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if to != "root@strict.test" {
+                delivered += 1;
+                wait_mail(&foo, delivered, &[&central, &m]);
+            } else {
+                m.wait_log(|l| l.ends_with(" mta error reason=SSL certificate check failed"));
+            }
+        }
+        normalize_mta(&m.log())
+    };
+    let theirs = run(TLS_SMTPD);
+    let ours = run(env!("CARGO_BIN_EXE_smtpd"));
+    assert_eq!(ours, theirs);
+    // What was compared: five sessions, each from connecting to its end.
+    let has = |p: &str| ours.iter().filter(|l| l.contains(p)).count();
+    assert_eq!(has(" mta connecting "), 5, "{ours:#?}");
+    assert_eq!(has(" mta tls ciphers=TLSv1.3:"), 5, "{ours:#?}");
+    assert_eq!(has("server-cert-check result=\"success\""), 3, "{ours:#?}");
+    assert_eq!(has("server-cert-check result=\"failure\""), 1, "{ours:#?}");
+    assert_eq!(has("SSL certificate check failed"), 1, "{ours:#?}");
+    assert_eq!(has("result=\"Ok\""), 4, "{ours:#?}");
+}
+
+/// `mta` and `smtp-out` lines, each session's lines together in order (sessions sorted by
+/// their first line, identical sessions once), ids, delays and queue ids replaced, and the
+/// reverse names of `host=` and `relay=` dropped: OpenSMTPD asks unbound for the PTR of
+/// 127.0.0.10, our resolver (hickory) answers loopback reverse queries itself. The delivery
+/// of the refused relay (strict.test) is left out (see above).
+fn normalize_mta(log: &[String]) -> Vec<String> {
+    let re_evp = regex::Regex::new(r"evpid=[0-9a-f]{16}").unwrap();
+    let re_delay = regex::Regex::new(r" delay=[0-9dhms]+ ").unwrap();
+    let re_queued = regex::Regex::new(r"250 2\.0\.0 [0-9a-f]{8} Message").unwrap();
+    let re_sess = regex::Regex::new(r"[0-9a-f]{16}").unwrap();
+    let re_host = regex::Regex::new(r" host=\S+").unwrap();
+    let re_ptr = regex::Regex::new(r#" \([^)]*\)""#).unwrap();
+    let mut sessions: Vec<(String, Vec<String>)> = Vec::new();
+    for l in log {
+        let is_mta = l.contains(" mta ") || l.starts_with("smtp-out:");
+        if !is_mta
+            || l.contains("mta disconnected")
+            || (l.contains("mta delivery") && l.contains("to=<root@strict.test>"))
+        {
+            continue;
+        }
+        let id = l
+            .split(' ')
+            .find(|w| w.len() == 16 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .unwrap_or("")
+            .to_string();
+        let l = re_evp.replace_all(l, "evpid=EVPID").to_string();
+        let l = re_delay.replace_all(&l, " delay=D ").to_string();
+        let l = re_queued
+            .replace_all(&l, "250 2.0.0 QID Message")
+            .to_string();
+        let l = re_sess.replace_all(&l, "SESSION").to_string();
+        let l = re_host.replace_all(&l, " host=HOST").to_string();
+        let l = re_ptr.replace_all(&l, "\"").to_string();
+        match sessions
+            .iter_mut()
+            .find(|(i, _)| *i == id && id != "0000000000000000")
+        {
+            Some((_, v)) => v.push(l),
+            None => sessions.push((id, vec![l])),
+        }
+    }
+    sessions.sort_by(|a, b| a.1.cmp(&b.1));
+    sessions.dedup_by(|a, b| a.1 == b.1);
+    sessions.into_iter().flat_map(|(_, v)| v).collect()
 }
