@@ -95,7 +95,14 @@ impl ControlContext for DaemonControl {
                     dest: addr(&env.dest),
                     creation: env.ctime,
                     ttl: env.ttl,
-                    lasttry: env.last_try,
+                    // queue.c: for an envelope in flight, the last try is the attempt under way,
+                    // which began when the scheduler handed it out (the envelope records it only
+                    // when that attempt fails).
+                    lasttry: if s.state == RunState::Inflight {
+                        s.time
+                    } else {
+                        env.last_try
+                    },
                     retry: u32::from(env.retry),
                     state: match s.state {
                         RunState::Inflight => CRunState::Inflight,
