@@ -352,7 +352,7 @@ fn smtpctl_main(args: &[String]) -> i32 {
 fn display(path: PathBuf) -> i32 {
     let data = match std::fs::read(&path) {
         Ok(d) => d,
-        Err(e) => errx(1, &format!("fopen: {e}")),
+        Err(e) => errx(1, &format!("fopen: {}", strerror(&e))),
     };
     let data = if rsmtpd_queuecrypt::is_encrypted(&data) {
         let mut key = None;
@@ -390,7 +390,7 @@ fn display(path: PathBuf) -> i32 {
             let _ = std::io::stdout().write_all(&data);
             0
         }
-        Err(e) => errx(1, &format!("gzcat: {e}")),
+        Err(e) => errx(1, &format!("gzcat: {}", strerror(&e))),
     }
 }
 
@@ -536,8 +536,8 @@ fn makemap_main(args: &[String], newaliases: bool) -> i32 {
     };
     let kind = m.kind.unwrap_or(MapKind::Plain);
     if m.dump {
-        let data =
-            std::fs::read(&source).unwrap_or_else(|e| errx(1, &format!("dbopen: {source}: {e}")));
+        let data = std::fs::read(&source)
+            .unwrap_or_else(|e| errx(1, &format!("dbopen: {source}: {}", strerror(&e))));
         let map = match map::read_map(&data) {
             Ok(map) => map,
             // A Berkeley DB file from OpenSMTPD's makemap: dumped as its dump_db() prints it,

@@ -338,3 +338,22 @@ fn show_queue_of_a_delivery_in_flight() {
         refns::check(which, "show-queue-inflight.txt", &got);
     }
 }
+
+/// Small answers: `resume route N` succeeds (the order goes to the relay process), and a
+/// message or envelope that is not there is `fopen: No such file or directory`, in libc's words.
+fn small_answers_run(which: Which) -> String {
+    let d = refns::start(which, &config(delivery_uid(1000)), &[]);
+    let mut t = Transcript::default();
+    t.ctl(which, &d, &["resume", "route", "1"]);
+    t.ctl(which, &d, &["show", "message", "0123456789abcdef"]);
+    t.ctl(which, &d, &["show", "envelope", "0123456789abcdef"]);
+    t.0
+}
+
+#[test]
+fn small_answers() {
+    for which in refns::available() {
+        let got = small_answers_run(which);
+        refns::check(which, "small-answers.txt", &got);
+    }
+}

@@ -176,6 +176,18 @@ impl ControlContext for DaemonControl {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
+    /// control.c answers `command succeeded` at once and passes the order to the relay
+    /// process, which logs it and enables the disabled routes it names; we relay nothing yet,
+    /// so there is no route to enable.
+    fn resume_route(&self, id: u64) -> bool {
+        if id != 0 {
+            log::debug(&format!("resuming route: {id}"));
+        } else {
+            log::debug("resuming all routes");
+        }
+        true
+    }
+
     fn status(&self) -> Status {
         self.server.paused.status()
     }
