@@ -5,6 +5,7 @@ pub mod encrypt;
 pub mod format;
 pub mod parser;
 pub mod sendmail;
+pub mod spfwalk;
 
 /// Which program argv\[0\] makes us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
