@@ -1,5 +1,7 @@
 //! smtpctl and its personalities (sendmail, send-mail, mailq, newaliases, makemap): the pure
-//! parts, tested without a daemon. `main.rs` does the I/O.
+//! parts, tested without a daemon. The program (src/bin/smtpctl/) does the I/O.
+
+#![forbid(unsafe_code)]
 
 pub mod encrypt;
 pub mod format;

@@ -6,6 +6,8 @@
 //! and `mailq` ([`ctl`], smtpctl.c; its `spf walk` in [`spf`], spfwalk.c), `sendmail` and
 //! `send-mail` ([`enqueue`], enqueue.c), `makemap` and `newaliases` ([`makemap`], makemap.c).
 
+#![forbid(unsafe_code)]
+
 mod ctl;
 mod enqueue;
 mod makemap;
@@ -22,14 +24,11 @@ const EX_SOFTWARE: i32 = 70;
 const EX_TEMPFAIL: i32 = 75;
 const EX_UNAVAILABLE: i32 = 69;
 
-static mut PROGNAME: String = String::new();
+/// The name we were run under (argv[0]'s last part), set once at start: the prefix of errors.
+static PROGNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn progname() -> String {
-    // set once at start, single-threaded
-    #[allow(static_mut_refs)]
-    unsafe {
-        PROGNAME.clone()
-    }
+    PROGNAME.get().map_or("smtpctl", String::as_str).to_string()
 }
 
 fn errx(code: i32, msg: &str) -> ! {
@@ -113,10 +112,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_else(|| "smtpctl".into());
     let name = argv0.rsplit('/').next().unwrap_or(&argv0).to_string();
-    #[allow(static_mut_refs)]
-    unsafe {
-        PROGNAME = name.clone();
-    }
+    let _ = PROGNAME.set(name);
     let rest = &args[args.len().min(1)..];
     let code = match rsmtpd_smtpctl::personality(&argv0) {
         Personality::Sendmail => {
