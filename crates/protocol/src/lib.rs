@@ -39,13 +39,15 @@
 //! MAIL/RCPT parameters), [`address`] (OpenSMTPD's address rules),
 //! [`reply`] (every reply text), [`data`] (line framing and the
 //! smuggling-safe DATA reader), [`message`] (header rewriting while
-//! receiving), [`received`] (the `Received:` header).
+//! receiving), [`received`] (the `Received:` header), [`filter_protocol`]
+//! (the line protocol of `proc-exec` filters, 0.6).
 
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod filter_protocol;
 pub mod message;
 pub mod received;
 pub mod reply;

@@ -77,7 +77,7 @@ impl Run {
                 }
                 Event::FilterDataEnd => self.s.filtered_end().expect("end taken"),
                 Event::Rollback { msgid } => self.rollbacks.push(msgid),
-                Event::Close(_) | Event::StartTls => {}
+                Event::Close(_) | Event::StartTls | Event::Report(_) => {}
                 Event::Request(req) => {
                     let r = match req {
                         Request::Filter { .. } => self.s.filter_result(FilterDecision::Proceed),

@@ -76,6 +76,8 @@ impl Harness {
                 Event::MessageData(d) => self.message.extend_from_slice(&d),
                 Event::Rollback { msgid } => self.rollbacks.push(msgid),
                 Event::Close(r) => self.closed = Some(r),
+                // Report events are checked in tests/reports.rs.
+                Event::Report(_) => {}
                 Event::Trace(t) => self.traces.push(t.line("PTR")),
                 Event::FilterData(l) => self.filter_in.push(l),
                 Event::FilterDataEnd => self.filter_ended = true,

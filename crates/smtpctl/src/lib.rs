@@ -1,6 +1,7 @@
 //! smtpctl and its personalities (sendmail, send-mail, mailq, newaliases, makemap): the pure
 //! parts, tested without a daemon. The program (src/bin/smtpctl/) does the I/O.
 
+// Nothing here needs unsafe code; keep it that way.
 #![forbid(unsafe_code)]
 
 pub mod encrypt;

@@ -99,6 +99,24 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
+    // Filter processes first: OpenSMTPD accepts no session before each said register|ready.
+    let admd = server
+        .config
+        .options
+        .admd
+        .clone()
+        .unwrap_or_else(|| server.hostname.clone());
+    match crate::procfilter::Procs::start(&server.config, &admd).await {
+        Ok(p) => {
+            let _ = server.procs.set(p);
+        }
+        Err(e) => {
+            for l in e.lines() {
+                log::line(log::Level::Crit, l);
+            }
+            return 1;
+        }
+    }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listener::listenings(&server.config, &server.hostname) {
         let Some(addr) = l.addr else { continue };
@@ -242,16 +260,9 @@ fn smtpctl_path() -> std::path::PathBuf {
 /// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a
 /// second descriptor (its message file).
 fn max_sessions() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we own.
-    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
-        rl.rlim_cur
-    } else {
-        1024
-    };
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _hard)| soft)
+        .unwrap_or(1024);
     let used = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as u64)
         .unwrap_or(16);
@@ -296,6 +307,7 @@ async fn accept_tcp(
                 peer: PeerAddr::Inet(ip),
                 rdns: names.rdns,
                 fcrdns: names.fcrdns,
+                sockets: stream.local_addr().ok().map(|l| (peer, l)),
             };
             session::run(server, listen, stream, client, begun).await;
             drop(permit);

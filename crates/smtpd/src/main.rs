@@ -1,5 +1,8 @@
 //! smtpd: the rsmtpd daemon, command-line compatible with OpenSMTPD 6.8's `smtpd`.
 
+// Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

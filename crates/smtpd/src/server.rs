@@ -39,6 +39,8 @@ pub struct Server {
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
     pub local_listen: Arc<Listening>,
+    /// The `proc` filter processes, started before the listeners accept.
+    pub procs: OnceLock<crate::procfilter::Procs>,
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
@@ -242,6 +244,7 @@ impl Server {
             loaded: std::sync::Mutex::new(known),
             paused: Paused::default(),
             stats: Stats::default(),
+            procs: OnceLock::new(),
         })
     }
 }

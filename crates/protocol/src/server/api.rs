@@ -238,6 +238,10 @@ pub enum Event {
     /// answer [`super::Session::tls_established`] or [`super::Session::tls_failed`].
     StartTls,
     Log(LogEvent),
+    /// A report event for the session's `proc-exec` filters (only on filtered listeners, as
+    /// OpenSMTPD's `SESSION_FILTERED`). The shell adds the time and the events it alone knows:
+    /// `link-connect`, `tx-envelope`, `timeout`, `link-disconnect`.
+    Report(crate::filter_protocol::Report),
     /// A `-T smtp` line (only with [`SessionConfig::trace`]).
     Trace(Trace),
     /// Flush all replies so far, then close. Nothing follows.

@@ -253,6 +253,8 @@ pub struct Session {
     mailcount: usize,
     /// The last command line, for `failed-command` lines.
     cmd: Vec<u8>,
+    /// The verb of the last command (`s->last_cmd`): which `tx-*` report a reply makes.
+    last_verb: Option<Verb>,
 }
 
 impl Session {
@@ -284,6 +286,7 @@ impl Session {
             junk: false,
             mailcount: 0,
             cmd: Vec::new(),
+            last_verb: None,
         };
         let param = s.conn.peer.text();
         s.filter_phase(FilterPhase::Connect, param);
@@ -374,6 +377,8 @@ impl Session {
             if text.starts_with("421") {
                 disconnect = true;
             }
+            let kind = if disconnect { "disconnect" } else { "reject" };
+            self.report_filter_response(phase, kind, Some(&text));
             let reply = Reply::from_line(&text).unwrap_or_else(Reply::internal_server_error);
             self.filter_refused(phase, reply, disconnect);
             self.process_input();
@@ -382,6 +387,12 @@ impl Session {
         match decision {
             FilterDecision::Reject(_) | FilterDecision::Disconnect(_) => {}
             FilterDecision::Junk | FilterDecision::Proceed => {
+                let kind = if decision == FilterDecision::Junk {
+                    "junk"
+                } else {
+                    "proceed"
+                };
+                self.report_filter_response(phase, kind, None);
                 if decision == FilterDecision::Junk {
                     match self.tx_mut() {
                         Some(tx) => tx.junk = true,
@@ -391,6 +402,7 @@ impl Session {
                 self.proceed(phase, param);
             }
             FilterDecision::Rewrite(p) => {
+                self.report_filter_response(phase, "rewrite", Some(&p));
                 if phase == FilterPhase::Connect || self.recheck(phase, p.as_bytes()) {
                     self.proceed(phase, p);
                 }
@@ -502,6 +514,9 @@ impl Session {
     }
 
     fn reply_logged(&mut self, r: Reply, failed: impl FnOnce(String) -> LogEvent) {
+        if self.cfg.filtered {
+            self.report_reply(&r);
+        }
         if self.cfg.trace {
             for i in 0..r.lines.len().max(1) {
                 self.trace(Trace::Reply(r.line_text(i)));
@@ -530,6 +545,8 @@ impl Session {
         if let Some(tx) = tx {
             if tx.msgid != 0 {
                 self.events.push_back(Event::Rollback { msgid: tx.msgid });
+                self.report("tx-rollback", format!("{:08x}", tx.msgid));
+                self.report("tx-reset", format!("{:08x}", tx.msgid));
             }
         }
     }
@@ -591,6 +608,8 @@ impl Session {
                 self.trace(Trace::Command(line.text.clone()));
             }
             if let State::Auth(_) = self.state {
+                // smtp_command(): credentials never reach a filter.
+                self.report("protocol-client", "********");
                 // An AUTH response carries a secret: it is neither kept as the last command
                 // nor left in memory once decoded.
                 let line = zeroize::Zeroizing::new(line.text);
@@ -604,7 +623,20 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8]) {
+        if self.cfg.filtered {
+            let masked: &[u8] = if !self.helo.is_empty()
+                && line.len() >= 11
+                && line[..11].eq_ignore_ascii_case(b"AUTH PLAIN ")
+            {
+                b"AUTH PLAIN ********"
+            } else {
+                line
+            };
+            let masked = masked.to_vec();
+            self.report("protocol-client", masked);
+        }
         let Command { verb, args } = Command::parse(line);
+        self.last_verb = Some(verb);
         let a = args.as_deref();
         let Some(spec) = VERBS.iter().find(|v| v.verb == Some(verb)) else {
             self.reply(Reply::command_unrecognized());
@@ -679,6 +711,83 @@ impl Session {
         self.reply(Reply::banner(&self.smtpname.clone()));
         self.banner_sent = true;
         self.state = State::Command(None);
+        self.report("link-greeting", self.smtpname.clone());
+    }
+
+    fn report(&mut self, event: &'static str, params: impl Into<Vec<u8>>) {
+        if self.cfg.filtered {
+            self.events
+                .push_back(Event::Report(crate::filter_protocol::Report {
+                    event,
+                    params: params.into(),
+                }));
+        }
+    }
+
+    fn report_filter_response(&mut self, phase: FilterPhase, kind: &str, param: Option<&str>) {
+        let mut p = format!(
+            "{}|{}",
+            crate::filter_protocol::response_phase_name(phase),
+            kind
+        );
+        if let Some(param) = param {
+            p.push('|');
+            p.push_str(param);
+        }
+        self.report("filter-response", p);
+    }
+
+    /// `smtp_reply()`'s reports: each line as `protocol-server`, then what the reply means for
+    /// the transaction of the last command (`tx-begin`, `tx-mail`, `tx-rcpt`, `tx-data`).
+    fn report_reply(&mut self, r: &Reply) {
+        for i in 0..r.lines.len().max(1) {
+            let line = r.line_text(i);
+            self.report("protocol-server", line);
+        }
+        let Some(tx) = self.tx() else {
+            return;
+        };
+        let msgid = tx.msgid;
+        let rcpts = tx.rcpts.len();
+        let result = match r.code / 100 {
+            2 | 3 => "ok",
+            4 => "tempfail",
+            5 => "permfail",
+            _ => return,
+        };
+        // The address between the command's first '<' and the '>' after it, as the client sent
+        // it (smtp_report_tx_mail); without brackets, no report.
+        let addr = |cmd: &[u8], skip: usize| -> Option<Vec<u8>> {
+            let rest = cmd.get(skip..)?;
+            let lt = rest.iter().position(|&b| b == b'<')?;
+            let inner = &rest[lt + 1..];
+            let gt = inner.iter().position(|&b| b == b'>')?;
+            Some(inner[..gt].to_vec())
+        };
+        match (self.last_verb, r.code / 100) {
+            (Some(Verb::MailFrom), c) if c != 3 => {
+                if let Some(a) = addr(&self.cmd, 10) {
+                    if c == 2 {
+                        self.report("tx-begin", format!("{msgid:08x}"));
+                    }
+                    let mut p = format!("{msgid:08x}|{result}|").into_bytes();
+                    p.extend_from_slice(&a);
+                    self.report("tx-mail", p);
+                }
+            }
+            (Some(Verb::RcptTo), c) if c != 3 => {
+                if let Some(a) = addr(&self.cmd, 8) {
+                    let mut p = format!("{msgid:08x}|{result}|").into_bytes();
+                    p.extend_from_slice(&a);
+                    self.report("tx-rcpt", p);
+                }
+            }
+            (Some(Verb::Data), 3) => self.report("tx-data", format!("{msgid:08x}|ok")),
+            (Some(Verb::Data), 4 | 5) if rcpts > 0 => {
+                self.report("tx-data", format!("{msgid:08x}|{result}"))
+            }
+            _ => {}
+        }
     }
 }
 

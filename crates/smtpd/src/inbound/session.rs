@@ -16,10 +16,12 @@ use rsmtpd_protocol::server::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::inbound::filter_link::{link_connect_params, Broken, FilterLink};
 use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
 use crate::server::Server;
 use crate::sys::log::{self, Trace};
+use rsmtpd_protocol::Reply;
 
 /// Reads are bounded: a client cannot make a session buffer more than this per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -36,6 +38,7 @@ where
         peer: PeerAddr::Local,
         rdns: Some(rdns),
         fcrdns: true,
+        sockets: None,
     };
     run(server, listen, stream, client, begun).await
 }
@@ -95,6 +98,18 @@ pub async fn run<S>(
             format_args!("{:016x} filters session-begin", id),
         );
     }
+    // The session's side of its filter processes; None while one of them is down (or without
+    // filters): a filtered session then gets 421 at its first phase, connect.
+    let mut link = listen.filter.as_deref().and_then(|name| {
+        let procs = server.procs.get_or_init(Default::default);
+        FilterLink::open(&server.config, procs, name, id).ok()
+    });
+    if let Some(l) = link.as_mut() {
+        l.report(
+            "link-connect",
+            &link_connect_params(&rdns_text, client.fcrdns, client.sockets),
+        );
+    }
     let cfg = session_config(&server, &listen);
     let conn = ConnectionInfo {
         peer: client.peer,
@@ -118,6 +133,11 @@ pub async fn run<S>(
                         for (evpid, rcpt) in tx.envelopes() {
                             log::info(&envelope_log_line(id, *evpid, sender, rcpt));
                         }
+                    }
+                }
+                Event::Report(r) => {
+                    if let Some(l) = link.as_mut() {
+                        l.report(r.event, &r.params);
                     }
                 }
                 Event::MessageData(d) => {
@@ -147,13 +167,16 @@ pub async fn run<S>(
                         sess.io_error("write error");
                         continue;
                     }
-                    answer(&server, &mut sess, &mut tx, req).await;
+                    answer(&server, &mut sess, &mut tx, &mut link, req).await;
                 }
                 Event::Close(reason) => {
                     let _ = flush(&mut wr, &mut out).await;
                     let _ = wr.shutdown().await;
                     server.rollback_open(&mut tx);
                     log::info(&reason.log_line(id));
+                    if let Some(mut l) = link.take() {
+                        l.report("link-disconnect", b"");
+                    }
                     if tx.listen.filter.is_some() {
                         log::trace(
                             Trace::Filters,
@@ -176,7 +199,12 @@ pub async fn run<S>(
         }
         let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
         match tokio::time::timeout(timeout, rd.read(&mut buf)).await {
-            Err(_) => sess.timed_out(),
+            Err(_) => {
+                if let Some(l) = link.as_mut() {
+                    l.report("timeout", b"");
+                }
+                sess.timed_out()
+            }
             Ok(Ok(0)) => sess.peer_closed(),
             Ok(Ok(n)) => sess.receive(&buf[..n]),
             Ok(Err(e)) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
@@ -217,21 +245,51 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
 }
 
 /// Answers one request of the machine with the server's I/O.
-async fn answer(server: &Server, sess: &mut Session, tx: &mut SessionIo, req: Request) {
+async fn answer(
+    server: &Server,
+    sess: &mut Session,
+    tx: &mut SessionIo,
+    link: &mut Option<FilterLink>,
+    req: Request,
+) {
     use rsmtpd_protocol::server::{FilterDecision, LookupResult};
     // An answer the machine refuses means the shell and the machine disagree about the state;
     // the session cannot go on safely.
     let r = match req {
         Request::Filter { phase, param } => {
-            let d = server.filter(tx, phase, &param).await;
-            sess.filter_result(d.unwrap_or(FilterDecision::Proceed))
+            // A filter that is down or died holds nothing: the session ends with a temporary
+            // failure, and its message (if any) is rolled back, never queued half-filtered.
+            let down = || FilterDecision::Disconnect(Reply::temporary_failure().text());
+            match link.as_mut() {
+                None => sess.filter_result(down()),
+                Some(l) => match server.filter(tx, l, phase, &param).await {
+                    Ok(d) => sess.filter_result(d),
+                    Err(Broken::Failed) => sess.filter_result(down()),
+                    Err(Broken::Timeout) => {
+                        l.report("timeout", b"");
+                        sess.timed_out();
+                        Ok(())
+                    }
+                },
+            }
         }
         Request::CheckSender { .. } => sess.sender_result(LookupResult::Ok),
         Request::CreateMessage => sess.message_created(server.create_message(tx).map_err(|_| ())),
         Request::CheckRecipient { msgid, rcpt } => {
             let mail = sess.mail_from().cloned();
             let facts = tx.facts(sess);
+            let before = tx.envelope_count();
             let res = server.recipient(tx, &facts, msgid, mail.as_ref(), &rcpt);
+            if let (Some(l), rsmtpd_protocol::server::RecipientResult::Accepted) =
+                (link.as_mut(), &res)
+            {
+                for evpid in tx.envelope_ids_from(before) {
+                    l.report(
+                        "tx-envelope",
+                        format!("{msgid:08x}|{evpid:016x}").as_bytes(),
+                    );
+                }
+            }
             sess.recipient_result(res)
         }
         Request::OpenMessage { msgid } => {

@@ -350,16 +350,20 @@ impl Runner {
                         stat::decrement("mda.pending", 1);
                         stat::increment("mda.running", 1);
                     }
-                    let result = agent.deliver(&env, &path).await;
+                    let mut report = DeliveryReport {
+                        tx,
+                        env: Some(Box::new(env)),
+                        session,
+                    };
+                    let result = match report.env.as_deref() {
+                        Some(env) => agent.deliver(env, &path).await,
+                        None => AgentResult::temp("internal error"),
+                    };
                     if local {
                         stat::decrement("mda.running", 1);
                         stat::decrement("mda.envelope", 1);
                     }
-                    let _ = tx.send(Event::Delivered {
-                        env: Box::new(env),
-                        result,
-                        session,
-                    });
+                    report.send(result);
                 });
             }
         }
@@ -660,6 +664,36 @@ async fn sleep_until(clock: &Clock, wake: Option<Time>) {
     match wake {
         Some(t) => clock.sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The answer a delivery task owes the runner. Sent with the agent's result; if the agent
+/// panics instead, sent from `drop` during the unwind as `TempFail("internal error")`, so that
+/// the envelope is tried again later rather than left in flight until the next restart. (A task
+/// cancelled at shutdown says nothing, as before.)
+struct DeliveryReport {
+    tx: mpsc::UnboundedSender<Event>,
+    env: Option<Box<Envelope>>,
+    session: u64,
+}
+
+impl DeliveryReport {
+    fn send(&mut self, result: AgentResult) {
+        if let Some(env) = self.env.take() {
+            let _ = self.tx.send(Event::Delivered {
+                env,
+                result,
+                session: self.session,
+            });
+        }
+    }
+}
+
+impl Drop for DeliveryReport {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.send(AgentResult::temp("internal error"));
+        }
     }
 }
 

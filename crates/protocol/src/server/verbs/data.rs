@@ -98,6 +98,8 @@ impl Session {
             masquerade_from: masquerade.then_some(sender_text),
         });
         self.reply(Reply::enter_mail());
+        // smtp_reply()'s tx-data for the 354 (the transaction is out of the state here).
+        self.report("tx-data", format!("{:08x}|ok", tx.msgid));
         let mut own = Vec::new();
         if junk {
             own.extend_from_slice(b"X-Spam: Yes\n");
@@ -140,6 +142,11 @@ impl Session {
         }
         let text = match dl {
             DataLine::End => {
+                if !self.data_filtered() {
+                    // smtp_tx_dataline() reports the final dot; with a chain, when it comes
+                    // back from the chain (filtered_end).
+                    self.report("protocol-client", ".");
+                }
                 if trace && !self.data_filtered() {
                     self.trace(Trace::EndOfMessage);
                 }
@@ -234,6 +241,7 @@ impl Session {
     /// [`Event::FilterDataEnd`]: the message is checked and the commit phase runs.
     pub fn filtered_end(&mut self) -> Result<(), UnexpectedAnswer> {
         self.take_pending(Pending::FilteredData)?;
+        self.report("protocol-client", ".");
         self.trace(Trace::MessageLine(b".".to_vec()));
         self.trace(Trace::EndOfMessage);
         self.filter_phase(FilterPhase::Commit, String::new());
@@ -289,6 +297,8 @@ impl Session {
             Ok(()) => {
                 let tx = &body.tx;
                 self.reply(Reply::message_accepted(tx.msgid));
+                self.report("tx-commit", format!("{:08x}|{}", tx.msgid, body.size()));
+                self.report("tx-reset", format!("{:08x}", tx.msgid));
                 self.log(LogEvent::Message {
                     msgid: tx.msgid,
                     size: body.size(),

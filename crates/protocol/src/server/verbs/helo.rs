@@ -53,6 +53,8 @@ impl Session {
         if !matches!(self.state, State::Command(_)) {
             self.state = State::Command(None);
         }
+        let method = if esmtp { "EHLO" } else { "HELO" };
+        self.report("link-identify", format!("{}|{}", method, self.helo));
         let peer = self.conn.peer.bracketed();
         let r = if esmtp {
             let ext = EhloExtensions {
