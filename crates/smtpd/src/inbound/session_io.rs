@@ -236,6 +236,9 @@ impl Server {
         for w in &expansion.warnings {
             log::warn(w);
         }
+        for l in &expansion.infos {
+            log::info(l);
+        }
         let deliveries = match expansion.result {
             Ok(d) => d,
             Err(e) => return RecipientResult::Refused(e.reply_line()),
