@@ -149,7 +149,12 @@ fn serve(
             say(&mut w, "250-rec.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
         } else if u.starts_with("STARTTLS") && mode == Mode::BrokenTls {
             say(&mut w, "220 2.0.0 go ahead\r\n");
+            // The ClientHello first (closing with it unread would reset the connection, an
+            // EOF rather than a broken handshake), then plaintext where its answer should be.
+            let _ = r.get_mut().set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 4096]);
             say(&mut w, "this is not a TLS record\r\n");
+            std::thread::sleep(Duration::from_millis(300));
             break;
         } else if u.starts_with("EHLO") {
             say(&mut w, "250-rec.test\r\n250-DSN\r\n250 8BITMIME\r\n");
