@@ -43,6 +43,8 @@ pub struct Server {
     pub tls: OnceLock<Arc<crate::tls::Tls>>,
     /// The `proc` filter processes, started before the listeners accept.
     pub procs: OnceLock<crate::procfilter::Procs>,
+    /// The relay's last result per destination domain (`smtpctl show hoststats`).
+    pub hoststats: crate::relay::HostStats,
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
@@ -248,6 +250,7 @@ impl Server {
             paused: Paused::default(),
             stats: Stats::default(),
             procs: OnceLock::new(),
+            hoststats: Default::default(),
         })
     }
 }

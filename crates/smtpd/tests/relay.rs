@@ -662,6 +662,42 @@ fn a_broken_opportunistic_handshake_downgrades_to_plain() {
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), (want_cmds, want_log));
 }
 
+/// `smtpctl show hoststats`: each destination domain's last result, `DOMAIN|TIME|TEXT`, as
+/// 6.8 prints it (checked live when it is installed): the refused recipient's reply for a
+/// domain whose last recipient was refused, the accepted message's for the other.
+#[test]
+fn show_hoststats_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Plain);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
+        submit(&d, "alice@src.test", &["bad@other.test"], BODY2);
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("bad@other.test"));
+        let ctl_bin = if bin == REAL_SMTPD {
+            std::path::PathBuf::from("/usr/sbin/smtpctl")
+        } else {
+            smtpctl()
+        };
+        let out = ctl_with(&ctl_bin, &d, "smtpctl", &["show", "hoststats"], "", None);
+        assert!(out.status.success(), "{bin}: {out:?}");
+        let re = regex::Regex::new(r"\|[0-9]{10}\|").unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| re.replace(l, "|TIME|").to_string())
+            .collect::<Vec<_>>()
+    };
+    let want = [
+        "dst.test|TIME|250 2.0.0 queued as X",
+        "other.test|TIME|550 5.1.1 no such user",
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("show hoststats of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
 /// Beyond 6.8, on purpose: to a server that offers PIPELINING, MAIL, RCPT and DATA go in one
 /// write (seen before the late MAIL reply), and MAIL carries SIZE= and BODY=8BITMIME.
 #[test]

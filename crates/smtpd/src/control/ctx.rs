@@ -176,6 +176,17 @@ impl ControlContext for DaemonControl {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
+    /// `show hoststats` as 6.8's mta answers it; the other views (`hosts`, `relays`, `routes`,
+    /// `mta paused`) print nothing yet.
+    fn show(&self, what: rsmtpd_control::ShowWhat) -> Vec<String> {
+        match what {
+            rsmtpd_control::ShowWhat::Hoststats => {
+                self.server.hoststats.lines(crate::sys::date::now())
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// control.c answers `command succeeded` at once and passes the order to the relay
     /// process, which logs it and enables the disabled routes it names; we relay nothing yet,
     /// so there is no route to enable.

@@ -539,6 +539,15 @@ impl Parts {
                         .zip(outcomes)
                         .map(|(d, o)| {
                             let code = esc_of(&o);
+                            let stat = match &o {
+                                Outcome::Delivered(r) => r.line(),
+                                Outcome::TempFail(t, _) | Outcome::PermFail(t, _) => t.clone(),
+                            };
+                            self.server.hoststats.update(
+                                &d.env.dest.domain,
+                                &stat,
+                                crate::sys::date::now(),
+                            );
                             match o {
                                 Outcome::Delivered(r) => {
                                     d.log(session, source, &relay_text, "Ok", &r.line());
