@@ -45,6 +45,8 @@ pub struct Server {
     pub procs: OnceLock<crate::procfilter::Procs>,
     /// The relay's last result per destination domain (`smtpctl show hoststats`).
     pub hoststats: crate::relay::HostStats,
+    /// The relay's routes (`show routes`, `resume route`, disabled routes).
+    pub routes: Arc<crate::relay::route::Routes>,
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
@@ -251,6 +253,7 @@ impl Server {
             stats: Stats::default(),
             procs: OnceLock::new(),
             hoststats: Default::default(),
+            routes: Default::default(),
         })
     }
 }

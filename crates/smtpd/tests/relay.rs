@@ -698,6 +698,54 @@ fn show_hoststats_as_opensmtpd() {
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
 }
 
+/// `smtpctl show routes` and `resume route` after a `421` greeting disabled the route, as 6.8
+/// prints and logs them (checked live when it is installed).
+#[test]
+fn show_routes_and_resume_route_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Busy);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        d.wait_log(|l| l.starts_with("smtp-out: Disabling route [] <-> 127.0.0.1"));
+        let ctl_bin = if bin == REAL_SMTPD {
+            std::path::PathBuf::from("/usr/sbin/smtpctl")
+        } else {
+            smtpctl()
+        };
+        let show = || {
+            let out = ctl_with(&ctl_bin, &d, "smtpctl", &["show", "routes"], "", None);
+            assert!(out.status.success(), "{bin}: {out:?}");
+            let re = regex::Regex::new(r"timeout=[0-9]+s").unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| re.replace(l, "timeout=Ts").to_string())
+                .collect::<Vec<_>>()
+        };
+        let disabled = show();
+        let id = disabled
+            .first()
+            .and_then(|l| l.split('.').next())
+            .unwrap_or("0")
+            .to_string();
+        let out = ctl_with(&ctl_bin, &d, "smtpctl", &["resume", "route", &id], "", None);
+        assert!(out.status.success(), "{bin}: {out:?}");
+        let l = d.wait_log(|l| l.contains("per admin request"));
+        (disabled, l)
+    };
+    let want = (
+        vec![
+            "1. [] <-> 127.0.0.1 (localhost) ND-- nconn=0 nerror=0 penalty=1 timeout=Ts"
+                .to_string(),
+        ],
+        "smtp-out: Enabling route [] <-> 127.0.0.1 (localhost) per admin request".to_string(),
+    );
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("show routes of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
 /// Beyond 6.8, on purpose: to a server that offers PIPELINING, MAIL, RCPT and DATA go in one
 /// write (seen before the late MAIL reply), and MAIL carries SIZE= and BODY=8BITMIME.
 #[test]

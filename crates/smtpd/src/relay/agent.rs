@@ -59,10 +59,10 @@ pub struct RelayAgent {
 impl RelayAgent {
     pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
         RelayAgent {
-            server,
+            server: server.clone(),
             local,
             resolver,
-            routes: Arc::default(),
+            routes: server.routes.clone(),
             pool: Arc::default(),
             batches: Arc::default(),
             src_turn: Arc::default(),

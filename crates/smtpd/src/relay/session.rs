@@ -247,6 +247,22 @@ async fn connection(
         key.port,
         c.ptr.as_deref().unwrap_or(&addr_text)
     ));
+    routes.opened(key.src, key.addr, c.ptr.as_deref());
+    let attempt = attempt(id, pool, routes, c, cfg, next).await;
+    // A downgrade goes on with the same session (6.8 does not collect the route for it).
+    routes.closed(key.src, key.addr, !matches!(attempt, Attempt::Downgrade));
+    attempt
+}
+
+async fn attempt(
+    id: u64,
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    c: &Connect,
+    cfg: ClientConfig,
+    next: &mut Option<Job>,
+) -> Attempt {
+    let key = &c.key;
     let not_started = |next: &mut Option<Job>| {
         if let Some(j) = next.take() {
             let _ = j.reply.send(JobResult::NotStarted);
@@ -260,9 +276,6 @@ async fn connection(
                 "{id:016x} mta error reason=IO Error: {}",
                 strerror(&e)
             ));
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                routes.disable(key.src, key.addr, c.ptr.clone());
-            }
             not_started(next);
             return Attempt::Done;
         }
@@ -274,6 +287,25 @@ async fn connection(
     };
     let _ = tcp.set_nodelay(true);
     log::info(&format!("{id:016x} mta connected"));
+    connected(id, pool, routes, c, cfg, next, tcp).await
+}
+
+/// The session on an open connection, to its end.
+async fn connected(
+    id: u64,
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    c: &Connect,
+    cfg: ClientConfig,
+    next: &mut Option<Job>,
+    tcp: TcpStream,
+) -> Attempt {
+    let key = c.key.clone();
+    let not_started = |next: &mut Option<Job>| {
+        if let Some(j) = next.take() {
+            let _ = j.reply.send(JobResult::NotStarted);
+        }
+    };
     let mut stream = Stream::Plain(tcp);
     let source = stream.local_ip();
     if c.smtps {
@@ -303,6 +335,7 @@ async fn connection(
             match ev {
                 Event::Write(b) => out.extend_from_slice(&b),
                 Event::Ready => {
+                    routes.reached(key.src, key.addr);
                     if let Some(j) = next.take() {
                         current = Some((j.reply, j.body));
                         client.send(now, j.tx);
@@ -338,7 +371,7 @@ async fn connection(
                     }
                 }
                 Event::Closed(close) => {
-                    closed(id, routes, &key, c.ptr.clone(), close);
+                    closed(id, close);
                     not_started(next);
                     let _ = pool.unregister(&key, id);
                     if !out.is_empty() {
@@ -407,15 +440,13 @@ async fn connection(
     }
 }
 
-fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: Close) {
+fn closed(id: u64, close: Close) {
     match close {
         Close::Quit { messages } => log::info(&format!(
             "{id:016x} mta disconnected reason=quit messages={messages}"
         )),
         Close::Error {
-            reason,
-            reply,
-            messages,
+            reason, messages, ..
         } => {
             if messages > 0 {
                 log::info(&format!(
@@ -424,9 +455,6 @@ fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: 
                 ));
             } else {
                 log::info(&format!("{id:016x} mta error reason={reason}"));
-            }
-            if reason.starts_with("BANNER rejected") && reply.is_some_and(|b| b.code == 421) {
-                routes.disable(key.src, key.addr, ptr);
             }
         }
     }
