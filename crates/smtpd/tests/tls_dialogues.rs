@@ -29,7 +29,10 @@ const LISTENERS: &[(&str, &str)] = &[
     ("tls", "tls pki mx.example.org"),
     ("require", "tls-require pki mx.example.org"),
     ("verify", "tls-require verify pki mx.example.org"),
-    ("verifyca", "tls-require verify pki mx.example.org ca testca"),
+    (
+        "verifyca",
+        "tls-require verify pki mx.example.org ca testca",
+    ),
     ("smtps", "smtps pki mx.example.org auth <creds>"),
     (
         "submission",
