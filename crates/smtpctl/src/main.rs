@@ -33,16 +33,39 @@ fn errx(code: i32, msg: &str) -> ! {
     exit(code)
 }
 
+/// Whether we run with a group we were not given: installed setgid `opensmtpq` (as Debian's
+/// smtpctl, so that `sendmail` can write to the spool's `offline/` while the daemon is down).
+/// Until the group is dropped, the environment must not choose where we write, as glibc's
+/// secure mode ignores it for the same reason.
+fn setgid_run() -> bool {
+    nix::unistd::getegid() != nix::unistd::getgid()
+}
+
+/// Drops the group of a setgid install (OpenSMTPD's `setresgid(gid, gid, gid)`): only
+/// `sendmail` keeps it, and only until its offline file is open.
+fn drop_setgid() {
+    if setgid_run() {
+        let gid = nix::unistd::getgid();
+        if nix::unistd::setresgid(gid, gid, gid).is_err() {
+            errx(1, "setresgid");
+        }
+    }
+}
+
+/// Our variable for the daemon's paths (tests, trying it out), unless running setgid.
+fn path_var(name: &str) -> Option<PathBuf> {
+    if setgid_run() {
+        return None;
+    }
+    std::env::var_os(name).map(PathBuf::from)
+}
+
 fn socket_path() -> PathBuf {
-    std::env::var_os("SMTPD_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/run/smtpd.sock".into())
+    path_var("SMTPD_SOCKET").unwrap_or_else(|| "/var/run/smtpd.sock".into())
 }
 
 fn spool_path() -> PathBuf {
-    std::env::var_os("SMTPD_SPOOL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/spool/smtpd".into())
+    path_var("SMTPD_SPOOL").unwrap_or_else(|| "/var/spool/smtpd".into())
 }
 
 struct Conn(UnixStream);
@@ -114,7 +137,11 @@ fn main() {
         PROGNAME = name.clone();
     }
     let rest = &args[args.len().min(1)..];
-    let code = match rsmtpd_smtpctl::personality(&argv0) {
+    let personality = rsmtpd_smtpctl::personality(&argv0);
+    if !matches!(personality, Personality::Sendmail) || sendmail::wants_newaliases(rest) {
+        drop_setgid();
+    }
+    let code = match personality {
         Personality::Sendmail => {
             if sendmail::wants_newaliases(rest) {
                 makemap_main(rest, true)
@@ -660,17 +687,41 @@ fn offline_file() -> (std::fs::File, PathBuf) {
         {
             Ok(f) => return (f, path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => errx(
-                EX_UNAVAILABLE,
-                &format!(
-                    "cannot create temporary file {}: {}",
+            Err(e) => {
+                eprintln!(
+                    "{}: cannot create temporary file {}: {}",
+                    progname(),
                     path.display(),
                     strerror(&e)
-                ),
-            ),
+                );
+                not_queued(&dir)
+            }
         }
     }
-    errx(EX_UNAVAILABLE, "cannot create temporary file")
+    eprintln!("{}: cannot create temporary file", progname());
+    not_queued(&dir)
+}
+
+/// The server is down and the message cannot wait in `offline/` either: say plainly that it was
+/// not taken (OpenSMTPD stops at the line above), so that the caller keeps it.
+fn not_queued(dir: &std::path::Path) -> ! {
+    let hint = if setgid_run() || nix::unistd::getegid().as_raw() == 0 {
+        String::new()
+    } else {
+        format!(
+            " (is {} installed setgid to the group of {}?)",
+            std::env::args().next().unwrap_or_default(),
+            dir.display()
+        )
+    };
+    errx(
+        EX_UNAVAILABLE,
+        &format!(
+            "message not queued: the server is not running and {} is not writable{}",
+            dir.display(),
+            hint
+        ),
+    )
 }
 
 fn sendmail_main(args: &[String]) -> i32 {
@@ -680,6 +731,8 @@ fn sendmail_main(args: &[String]) -> i32 {
     } else {
         None
     };
+    // The queue group was only for creating the offline file.
+    drop_setgid();
     let fail_offline = |offline: &mut Option<(std::fs::File, PathBuf)>| {
         if let Some((_, p)) = offline.take() {
             let _ = std::fs::remove_file(p);
@@ -752,10 +805,16 @@ fn sendmail_main(args: &[String]) -> i32 {
             return EX_SOFTWARE;
         }
         if f.write_all(&offline::write_offline(args, &msg.text))
+            .and_then(|_| f.sync_all())
             .is_err()
         {
             let _ = f.set_len(0);
-            errx(EX_UNAVAILABLE, "write error");
+            let _ = std::fs::remove_file(&path);
+            eprintln!("{}: write error", progname());
+            errx(
+                EX_UNAVAILABLE,
+                &format!("message not queued: cannot write {}", path.display()),
+            );
         }
         return EX_TEMPFAIL;
     }
