@@ -13,7 +13,8 @@ use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 /// The version we are a drop-in replacement for; scripts parse it.
 pub const SMTPD_NAME: &str = "OpenSMTPD";
 pub const SMTPD_VERSION: &str = "6.8.0p2";
-pub const DEFAULT_CONFIG: &str = "/etc/mail/smtpd.conf";
+/// Where Debian's opensmtpd reads its config (OpenBSD's is /etc/mail/smtpd.conf).
+pub const DEFAULT_CONFIG: &str = "/etc/smtpd.conf";
 
 const USAGE: &str = "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]";
 
@@ -102,6 +103,14 @@ fn main() -> ExitCode {
     };
     if m.get_flag("h") {
         eprintln!("version: {} {}", SMTPD_NAME, SMTPD_VERSION);
+        // Ours after OpenSMTPD's line, which scripts parse (as the SMTP banner and the Received
+        // lines, it stays OpenSMTPD's for drop-in compatibility).
+        eprintln!(
+            "rsmtpd {}, a drop-in replacement for {} {}",
+            env!("CARGO_PKG_VERSION"),
+            SMTPD_NAME,
+            SMTPD_VERSION
+        );
         return usage();
     }
     let mut opts = ParseOptions {

@@ -6,6 +6,12 @@ use std::path::Path;
 use std::process::Command;
 
 const REAL_SMTPD: &str = "/usr/sbin/smtpd";
+/// Our own line in `-h`, after OpenSMTPD's `version:` line (which scripts parse).
+const RSMTPD_LINE: &str = concat!(
+    "rsmtpd ",
+    env!("CARGO_PKG_VERSION"),
+    ", a drop-in replacement for OpenSMTPD 6.8.0p2\n"
+);
 const USAGE: &str = "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]\n";
 
 fn run(bin: &str, dir: &Path, args: &[&str]) -> (String, i32) {
@@ -37,7 +43,7 @@ fn command_line_matches_opensmtpd() {
     let cases: Vec<(Vec<&str>, String, i32)> = vec![
         (
             vec!["-h"],
-            format!("version: OpenSMTPD 6.8.0p2\n{}", USAGE),
+            format!("version: OpenSMTPD 6.8.0p2\nRSMTPD{}", USAGE),
             1,
         ),
         (vec!["-q"], usage_after("invalid option -- 'q'"), 1),
@@ -77,14 +83,22 @@ fn command_line_matches_opensmtpd() {
     for (args, expected, code) in &cases {
         assert_eq!(
             run(ours, dir.path(), args),
-            (expected.replace("ARGV0", ours), *code),
+            (
+                expected
+                    .replace("ARGV0", ours)
+                    .replace("RSMTPD", RSMTPD_LINE),
+                *code
+            ),
             "smtpd {}",
             args.join(" ")
         );
         if real {
             assert_eq!(
                 run(REAL_SMTPD, dir.path(), args),
-                (expected.replace("ARGV0", REAL_SMTPD), *code),
+                (
+                    expected.replace("ARGV0", REAL_SMTPD).replace("RSMTPD", ""),
+                    *code
+                ),
                 "the real smtpd {}",
                 args.join(" ")
             );
