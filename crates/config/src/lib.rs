@@ -12,6 +12,8 @@
 //! assert!(out.ok());
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod dbfile;
 pub mod dump;
 pub mod entries;

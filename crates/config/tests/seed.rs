@@ -1,4 +1,5 @@
-//! The seed's configurations (../shared/seed/configs), step by step: each gets OpenSMTPD's
+//! The seed's configurations (tests/fixtures/seed/configs, copied from ../shared/seed/configs),
+//! step by step: each gets OpenSMTPD's
 //! verdict, and the accepted ones are read the way the blog's author meant them.
 
 mod common;
@@ -8,7 +9,7 @@ use rsmtpd_config::*;
 
 fn seed(name: &str) -> String {
     let p = format!(
-        "{}/../../../shared/seed/configs/{}",
+        "{}/../../tests/fixtures/seed/configs/{}",
         env!("CARGO_MANIFEST_DIR"),
         name
     );
@@ -272,4 +273,45 @@ fn step7_deliver() {
     assert!(matches!(&p.parts[1], format::Part::Token(t) if t.name == "user.username"));
     assert_eq!(d.userbase(), "users");
     assert_eq!(d.alias.as_deref(), Some("aliases"));
+}
+
+/// The copies under tests/fixtures/seed are the seed's files, byte for byte, when the seed is
+/// beside the repository (`../shared/seed`, as on the project's machines); a clone alone has only
+/// the copies, and says so.
+#[test]
+fn fixtures_match_the_shared_seed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shared = root.join("../shared/seed/configs");
+    let ours = root.join("tests/fixtures/seed/configs");
+    if !shared.is_dir() {
+        eprintln!(
+            "SKIPPED: fixtures_match_the_shared_seed: {} is not there (a clone without ../shared): \
+             the copies in tests/fixtures/seed are used as they are",
+            shared.display()
+        );
+        return;
+    }
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(&shared),
+        names(&ours),
+        "tests/fixtures/seed/configs has other files than {}: copy them again",
+        shared.display()
+    );
+    for n in names(&shared) {
+        let a = std::fs::read(shared.join(&n)).unwrap_or_default();
+        let b = std::fs::read(ours.join(&n)).unwrap_or_default();
+        assert!(
+            a == b,
+            "tests/fixtures/seed/configs/{n} differs from the seed's: copy it again"
+        );
+    }
 }

@@ -2,28 +2,32 @@
 //! smtp-in dialogue byte for byte (see `/work/shared/spec/smtp-dialogue.md`).
 //!
 //! Nothing here does I/O, reads a clock or generates an id: the async shell
-//! in `crates/smtpd` does, and drives a [`session::Session`] like this:
+//! in `crates/smtpd` does, and drives a [`server::Session`] like this:
 //!
-//! 1. After accept and reverse DNS, build a [`session::SessionConfig`] from
-//!    the listener and a [`session::ConnectionInfo`], and call
-//!    [`session::Session::new`].
-//! 2. Loop: drain [`session::Session::poll_event`]:
-//!    - [`session::Event::Reply`]: write `reply.to_bytes()`;
-//!    - [`session::Event::Log`]: write the log line ([`session::LogEvent::line`]);
-//!    - [`session::Event::Request`]: do the work (filters, senders table,
+//! 1. After accept and reverse DNS, build a [`server::SessionConfig`] from
+//!    the listener and a [`server::ConnectionInfo`], and call
+//!    [`server::Session::new`].
+//! 2. Loop: drain [`server::Session::poll_event`]:
+//!    - [`server::Event::Reply`]: write `reply.to_bytes()`;
+//!    - [`server::Event::Log`]: write the log line ([`server::LogEvent::line`]);
+//!    - [`server::Event::Request`]: do the work (filters, senders table,
 //!      queue, rules/lookups, credentials) and answer with the matching
 //!      method (`filter_result`, `sender_result`, `message_created`,
 //!      `recipient_result`, `message_opened`, `commit_result`,
 //!      `auth_result`); answering may queue more events;
-//!    - [`session::Event::MessageData`]: append to the open queue file
+//!    - [`server::Event::MessageData`]: append to the open queue file
 //!      (on failure call `message_write_failed`);
-//!    - [`session::Event::Rollback`]: drop that message from the queue;
-//!    - [`session::Event::StartTls`]: flush, handshake, then
+//!    - [`server::Event::FilterData`] / [`server::Event::FilterDataEnd`] (only
+//!      with `filter_data`): run the data filter chain, give its lines back with
+//!      `filtered_line` and its end with `filtered_end`;
+//!    - [`server::Event::Trace`] (only with `trace`): write the `-T smtp` line;
+//!    - [`server::Event::Rollback`]: drop that message from the queue;
+//!    - [`server::Event::StartTls`]: flush, handshake, then
 //!      `tls_established(info)` or `tls_failed(reason)`;
-//!    - [`session::Event::Close`]: flush, close, log the reason. Done.
-//! 3. When the queue is empty and [`session::Session::wants_read`] is true,
-//!    read once (bounded by [`session::Session::timeout`]) and pass the
-//!    bytes to [`session::Session::receive`]; on EOF call `peer_closed`, on
+//!    - [`server::Event::Close`]: flush, close, log the reason. Done.
+//! 3. When the queue is empty and [`server::Session::wants_read`] is true,
+//!    read once (bounded by [`server::Session::timeout`]) and pass the
+//!    bytes to [`server::Session::receive`]; on EOF call `peer_closed`, on
 //!    timeout `timed_out`.
 //!
 //! Reading only when the machine asks is what makes OpenSMTPD's
@@ -35,18 +39,22 @@
 //! MAIL/RCPT parameters), [`address`] (OpenSMTPD's address rules),
 //! [`reply`] (every reply text), [`data`] (line framing and the
 //! smuggling-safe DATA reader), [`message`] (header rewriting while
-//! receiving), [`received`] (the `Received:` header).
+//! receiving), [`received`] (the `Received:` header), [`filter_protocol`]
+//! (the line protocol of `proc-exec` filters, 0.6).
+
+#![forbid(unsafe_code)]
 
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod filter_protocol;
 pub mod message;
 pub mod received;
 pub mod reply;
-pub mod session;
+pub mod server;
 pub mod util;
 
 pub use address::Mailaddr;
 pub use command::{Command, Verb};
 pub use reply::Reply;
-pub use session::{Event, Request, Session, SessionConfig};
+pub use server::{Event, Request, Session, SessionConfig};

@@ -7,7 +7,7 @@ use rsmtpd_protocol::command::{parse_mail_from, parse_rcpt_to, Command, Notify};
 use rsmtpd_protocol::data::{DataItem, DataReader};
 use rsmtpd_protocol::message::{MessageOptions, MessageProcessor};
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::*;
+use rsmtpd_protocol::server::*;
 
 fn read_all(chunks: &[&[u8]]) -> (Vec<DataItem>, u64, Vec<u8>) {
     let mut r = DataReader::new(1000);
@@ -119,10 +119,12 @@ proptest! {
             Just(b"AUTH PLAIN\r\n".to_vec()),
             Just(b"STARTTLS\r\n".to_vec()),
             Just(b"RSET\r\n".to_vec()),
-        ], 0..20), filtered in any::<bool>(), tls in any::<bool>()) {
+        ], 0..20), filtered in any::<bool>(), tls in any::<bool>(), filter_data in any::<bool>()) {
         let cfg = SessionConfig {
             hostname: "mx.test".into(),
             filtered,
+            filter_data,
+            trace: filter_data,
             starttls: tls,
             auth: tls,
             ..SessionConfig::default()
@@ -158,6 +160,9 @@ fn drive(s: &mut Session) {
                     peer_cert: rsmtpd_protocol::received::PeerCert::None,
                 });
             }
+            // An empty data filter chain: every line comes back as it went.
+            Event::FilterData(l) => assert!(s.filtered_line(&l).is_ok()),
+            Event::FilterDataEnd => assert!(s.filtered_end().is_ok()),
             Event::Request(r) => {
                 let res = match r {
                     Request::Filter { .. } => s.filter_result(FilterDecision::Proceed),

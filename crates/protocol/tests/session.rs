@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rsmtpd_protocol::received::{PeerAddr, PeerCert, TlsInfo};
-use rsmtpd_protocol::session::*;
+use rsmtpd_protocol::server::*;
 use rsmtpd_protocol::Mailaddr;
 
 const DATE: &str = "Wed, 25 Nov 2026 11:36:08 +0000 (UTC)";
@@ -23,6 +23,10 @@ struct Harness {
     rollbacks: Vec<u32>,
     filter: FilterFn,
     auth: LookupResult,
+    traces: Vec<String>,
+    /// Lines the session gave the data filter chain, and whether it ended the message.
+    filter_in: Vec<Vec<u8>>,
+    filter_ended: bool,
 }
 
 fn cfg() -> SessionConfig {
@@ -56,6 +60,9 @@ impl Harness {
             rollbacks: Vec::new(),
             filter: Box::new(|_, _| FilterDecision::Proceed),
             auth: LookupResult::Ok,
+            traces: Vec::new(),
+            filter_in: Vec::new(),
+            filter_ended: false,
         };
         h.pump();
         h
@@ -69,6 +76,11 @@ impl Harness {
                 Event::MessageData(d) => self.message.extend_from_slice(&d),
                 Event::Rollback { msgid } => self.rollbacks.push(msgid),
                 Event::Close(r) => self.closed = Some(r),
+                // Report events are checked in tests/reports.rs.
+                Event::Report(_) => {}
+                Event::Trace(t) => self.traces.push(t.line("PTR")),
+                Event::FilterData(l) => self.filter_in.push(l),
+                Event::FilterDataEnd => self.filter_ended = true,
                 Event::StartTls => {
                     let info = TlsInfo {
                         version: "TLSv1.3".into(),
@@ -471,6 +483,9 @@ impl Harness {
             rollbacks: Vec::new(),
             filter: Box::new(|_, _| FilterDecision::Proceed),
             auth: LookupResult::Ok,
+            traces: Vec::new(),
+            filter_in: Vec::new(),
+            filter_ended: false,
         }
     }
 }
@@ -535,7 +550,7 @@ fn starttls_and_auth() {
     );
     assert!(h.requests.contains(&Request::Authenticate {
         username: b"foo".to_vec(),
-        password: b"bar".to_vec()
+        password: Secret::new(b"bar".to_vec())
     }));
     h.auth = LookupResult::Ok;
     assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
@@ -624,4 +639,66 @@ fn ipv6_and_local_enqueue() {
     let r = h.send(b"EHLO localhost\r\n");
     assert!(r.starts_with("250-cun.bsdsx.fr Hello localhost [::1], pleased to meet you\r\n")); // ✔ spec
     assert!(h.s.is_authenticated());
+}
+
+fn traced(cfg: SessionConfig) -> Harness {
+    Harness::new(SessionConfig { trace: true, ..cfg })
+}
+
+/// `-T smtp` lines come from the machine, where `smtp_command`, `smtp_reply` and
+/// `smtp_tx_dataline` write them. ✔ on 6.8.0p2: a reply's trace line comes before its
+/// `failed-command` log line, and pipelined commands are refused without being traced.
+#[test]
+fn traces_come_from_the_machine() {
+    let mut h = traced(cfg());
+    assert_eq!(h.traces, ["smtp: PTR: >>> 220 mx.test ESMTP OpenSMTPD"]);
+    h.send(b"HELO a\r\n");
+    h.send(b"RCPT TO:<x@y>\r\n");
+    assert_eq!(
+        &h.traces[1..],
+        [
+            "smtp: PTR: <<< HELO a",
+            "smtp: PTR: >>> 250 mx.test Hello a [127.0.0.1], pleased to meet you",
+            "smtp: PTR: <<< RCPT TO:<x@y>",
+            "smtp: PTR: >>> 503 5.5.1 Invalid command: Command not allowed at this point.",
+        ]
+    );
+    let mut p = traced(cfg());
+    p.send(b"EHLO a\r\nNOOP\r\n");
+    assert_eq!(
+        &p.traces[1..],
+        ["smtp: PTR: >>> 500 5.5.1 Invalid command: Pipelining not supported"]
+    );
+    // No trace events unless asked for.
+    let mut quiet = Harness::new(cfg());
+    quiet.send(b"HELO a\r\n");
+    assert!(quiet.traces.is_empty());
+}
+
+/// The review's case (§5.3.3): `body\n.\n` does not end the message here (only CRLF.CRLF
+/// does), so the trace shows a message line `.` with no `[EOM]`, and the lines after it
+/// stay message lines until the real end.
+#[test]
+fn trace_follows_the_machine_in_data() {
+    let mut h = traced(cfg());
+    h.send(b"HELO a\r\n");
+    h.send(b"MAIL FROM:<a@b>\r\n");
+    h.send(b"RCPT TO:<c@d>\r\n");
+    h.send(b"DATA\r\n");
+    let start = h.traces.len();
+    assert_eq!(h.send(b"\r\nbody\n.\nRSET\r\n"), "");
+    assert_eq!(
+        &h.traces[start..],
+        [
+            "<<< [MSG] ",
+            "<<< [MSG] body",
+            "<<< [MSG] .",
+            "<<< [MSG] RSET"
+        ]
+    );
+    assert!(h.send(b".\r\n").starts_with("250 2.0.0 "));
+    assert_eq!(
+        &h.traces[start + 4..start + 6],
+        ["<<< [MSG] .", "<<< [EOM]"]
+    );
 }

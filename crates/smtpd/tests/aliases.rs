@@ -59,7 +59,7 @@ fn alias_expansions_are_logged_as_opensmtpd_s() {
         lines.contains(&"debug: aliases_virtual_get: '@example.net' resolved to 1 nodes".into()),
         "{lines:?}"
     );
-    if real_available() {
+    if require_real("the re-check against OpenSMTPD") {
         let _one = real_lock();
         let theirs = run(REAL_SMTPD);
         assert_eq!(theirs, ours, "OpenSMTPD and rsmtpd differ");

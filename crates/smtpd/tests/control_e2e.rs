@@ -16,14 +16,7 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn step0_sendmail_root_is_refused() {
     let h = hostname();
-    let d = Daemon::start(
-        &std::fs::read_to_string(format!(
-            "{}/../../../shared/seed/configs/0-minimal.conf",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("seed"),
-        &[],
-    );
+    let d = Daemon::start(&seed_config("0-minimal.conf"), &[]);
     let out = ctl(&d, "sendmail", &["root"], "Wed Nov 25 2026\n", None);
     assert_eq!(
         text(&out.stderr),

@@ -143,8 +143,7 @@ fn makemap_alias_expands_at_rcpt_and_delivers_to_its_members() {
 /// long enough to be stored on overflow pages.
 #[test]
 fn fresh_makemap_map_with_a_long_alias_list() {
-    if !Path::new(MAKEMAP).exists() {
-        eprintln!("note: {MAKEMAP} not installed, test skipped");
+    if !require_tool(MAKEMAP) {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

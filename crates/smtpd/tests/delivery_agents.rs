@@ -2,6 +2,10 @@
 //! As root, deliveries run as `nobody` (65534) in workers of the delivery process (started from
 //! the real `smtpd` binary); otherwise as ourselves.
 
+#[path = "../../../tests/support/skip.rs"]
+mod skip;
+use skip::*;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -243,9 +247,11 @@ async fn maildir_unwritable_is_tempfail_with_mail_maildir_text() {
     let (_t, home, m, user) = setup(MSG);
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o500))
         .unwrap_or_else(|e| panic!("{e}"));
-    if !nix::unistd::geteuid().is_root()
-        && nix::unistd::access(&home, nix::unistd::AccessFlags::W_OK).is_ok()
-    {
+    if !require(
+        nix::unistd::geteuid().is_root()
+            || nix::unistd::access(&home, nix::unistd::AccessFlags::W_OK).is_err(),
+        "needs root: this user can write into a mode 0500 folder",
+    ) {
         return;
     }
     let r = deliver_report(&request(
@@ -723,8 +729,11 @@ async fn lmtp_against_a_tiny_server() {
 
 #[tokio::test]
 async fn a_delivery_past_its_timeout_is_terminated() {
-    if !nix::unistd::geteuid().is_root() {
-        // Not root: the agent runs on one of our threads, which nothing stops.
+    // Not root: the agent runs on one of our threads, which nothing stops.
+    if !require(
+        nix::unistd::geteuid().is_root(),
+        "needs root: the agent runs in a process of its own only as root",
+    ) {
         return;
     }
     let (t, _home, m, user) = setup(MSG);

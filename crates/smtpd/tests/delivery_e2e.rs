@@ -11,14 +11,10 @@ use common::*;
 #[test]
 fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {
     let uid = delivery_uid(2000);
-    let seed = std::fs::read_to_string(format!(
-        "{}/../../../shared/seed/configs/7-deliver.conf",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("seed")
-    .replace("listen on ::1 port 2525", "listen on 127.0.0.1 port @PORT@")
-    .replace("/opt/vmail", "@DIR@/vmail")
-    .replace("2000:2000:/var/empty", &format!("{uid}:{uid}:@DIR@/home"));
+    let seed = seed_config("7-deliver.conf")
+        .replace("listen on ::1 port 2525", "listen on 127.0.0.1 port @PORT@")
+        .replace("/opt/vmail", "@DIR@/vmail")
+        .replace("2000:2000:/var/empty", &format!("{uid}:{uid}:@DIR@/home"));
     let d = Daemon::start(&seed, &[]);
     user_dir(&d, "vmail", uid);
     user_dir(&d, "home", uid);
@@ -137,8 +133,11 @@ fn a_failing_mda_bounces_to_the_sender() {
 #[test]
 fn an_unwritable_maildir_waits_then_delivers_once_fixed() {
     let uid = delivery_uid(1000);
-    if !nix::unistd::geteuid().is_root() {
-        // Without root the delivery runs as us, and we can write anywhere we made.
+    // Without root the delivery runs as us, and we can write anywhere we made.
+    if !require(
+        is_root(),
+        "needs root: only another user can be refused a folder",
+    ) {
         return;
     }
     let config = format!(

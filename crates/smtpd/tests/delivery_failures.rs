@@ -70,8 +70,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_keeps_the_message_queued_until_space_returns() {
-    if !is_root() {
-        // Mounting the small file system needs root.
+    if !require(is_root(), "needs root to mount the small file system") {
         return;
     }
     let uid = 1000;

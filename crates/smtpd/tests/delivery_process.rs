@@ -112,7 +112,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn deliveries_run_as_their_users_in_a_few_reused_workers() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let config = "listen on 127.0.0.1 port @PORT@\n\
@@ -193,9 +193,10 @@ fn deliveries_run_as_their_users_in_a_few_reused_workers() {
 }
 
 /// A config where mail to `arch@example.org` is appended to `@DIR@/bob/archive` (an alias
-/// file target, run as the `_smtpd` user, here uid 2002) and other mail goes to bob's Maildir.
+/// file target, run as the unprivileged `opensmtpd` user, looked up in the userbase: uid 2002)
+/// and other mail goes to bob's Maildir.
 const ARCHIVE: &str = "listen on 127.0.0.1 port @PORT@\n\
-     table users { bob = \"2002:2002:@DIR@/bob\", _smtpd = \"2002:2002:@DIR@/bob\" }\n\
+     table users { bob = \"2002:2002:@DIR@/bob\", opensmtpd = \"2002:2002:@DIR@/bob\" }\n\
      table aliases { arch = \"@DIR@/bob/archive\" }\n\
      action \"file\" mbox alias <aliases> userbase <users>\n\
      action \"mail\" maildir userbase <users>\n\
@@ -278,7 +279,7 @@ fn retried_and_delivered_once(d: &Daemon, archive: &Path) {
 
 #[test]
 fn a_killed_worker_s_delivery_is_retried_and_delivered_once() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let d = Daemon::start(ARCHIVE, &[]);
@@ -310,7 +311,7 @@ fn a_killed_worker_s_delivery_is_retried_and_delivered_once() {
 
 #[test]
 fn a_killed_delivery_process_is_started_again() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let d = Daemon::start(ARCHIVE, &[]);
@@ -350,7 +351,7 @@ fn gone(pid: u32) -> bool {
 
 #[test]
 fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let mut d = Daemon::start(ARCHIVE, &[]);
@@ -380,7 +381,7 @@ fn the_daemon_s_end_ends_the_delivery_process_and_its_workers() {
 /// with it, and the stop is not reported as a crash of the delivery process.
 #[test]
 fn a_stop_signal_to_every_process_is_a_clean_stop() {
-    if !is_root() {
+    if !require_root() {
         return;
     }
     let config = "listen on 127.0.0.1 port @PORT@\n\

@@ -1,8 +1,9 @@
 //! The SMTP dialogue corpus (`tests/smtp-dialogues/`, format in its README): every dialogue is
 //! replayed against our `smtpd` and its replies compared byte for byte with what the real
 //! OpenSMTPD 6.8.0p2 answered when the dialogue was recorded. When `/usr/sbin/smtpd` exists and
-//! we are root, every dialogue is also replayed against the real program (one instance at a
-//! time), so the recorded answers are re-checked.
+//! we are root, every dialogue is also replayed against the real program (each instance in a
+//! mount namespace with its own spool and control socket), so the recorded answers are
+//! re-checked. One test per dialogue and program: see `main`.
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Silence that ends the read after a `C!:` chunk (and the final read of a dialogue).
@@ -452,7 +452,11 @@ fn transcript(d: &Dialogue, replies: &[Vec<String>]) -> Vec<String> {
         if let Some(tag) = tag {
             let mut t = step.text.clone();
             if t.len() > 120 {
-                t.truncate(t.floor_char_boundary(120));
+                let mut end = 120;
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                t.truncate(end);
                 t.push_str("...");
             }
             out.push(format!("{tag}: {t}"));
@@ -503,212 +507,133 @@ fn config_text(d: &Dialogue) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn run_ours(d: &Dialogue, host: &str) -> Option<String> {
+fn run_ours(d: &Dialogue, host: &str) -> Result<(), String> {
+    run_on(env!("CARGO_BIN_EXE_smtpd"), d, host)
+}
+
+/// The real OpenSMTPD, started as `common::Daemon` starts it: in a mount namespace of its own,
+/// with a private spool and control socket, so that several run at once and none depends on the
+/// machine's /var/spool/smtpd.
+fn run_real(d: &Dialogue, host: &str) -> Result<(), String> {
+    run_on(REAL_SMTPD, d, host)
+}
+
+fn run_on(bin: &str, d: &Dialogue, host: &str) -> Result<(), String> {
     let conf = config_text(d);
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut daemon = Daemon::start(&conf, &[]);
-        let r = replay(daemon.port, d, host);
-        daemon.stop();
-        (r, daemon.log())
-    }));
-    match res {
-        Ok((Ok(obs), _)) => compare(d, &obs, true),
-        Ok((Err(e), log)) => Some(format!("{}: {e}\n{}\n", d.name, log.join("\n"))),
-        Err(_) => Some(format!(
-            "{}: our daemon did not start on config {}\n",
-            d.name, d.config
-        )),
-    }
-}
-
-/// The real OpenSMTPD on a free port, started the way record.py does.
-struct Real {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn listening(port: u16) -> bool {
-    let want = format!(":{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp")
-        .map(|t| {
-            t.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
-            })
-        })
-        .unwrap_or(false)
-}
-
-impl Real {
-    /// Starts the real smtpd; when it exits at once (another instance holds its control socket
-    /// and queue: only one may run on a machine), waits for that one to go, up to 120 s.
-    fn start(config: &str) -> Result<Real, String> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match Self::start_once(config) {
-                Err(e) if e.starts_with("real smtpd exited") && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                r => return r,
-            }
-        }
-    }
-
-    fn start_once(config: &str) -> Result<Real, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port();
-        let text = config
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", dir.path().to_str().unwrap_or("/nonexistent"));
-        let conf = dir.path().join("smtpd.conf");
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-        let child = Command::new(REAL_SMTPD)
-            .arg("-d")
-            .arg("-f")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut r = Real {
-            child,
-            _dir: dir,
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !listening(port) {
-            if let Ok(Some(st)) = r.child.try_wait() {
-                return Err(format!(
-                    "real smtpd exited: {st} (is another instance running?)"
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("real smtpd did not listen".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(r)
-    }
-}
-
-impl Drop for Real {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_real(d: &Dialogue, host: &str) -> Option<String> {
-    let real = match Real::start(&config_text(d)) {
-        Ok(r) => r,
-        Err(e) => return Some(format!("{}: {e}\n", d.name)),
-    };
-    let r = replay(real.port, d, host);
-    drop(real); // one real instance at a time: stopped before the next starts
+    let ours = bin != REAL_SMTPD;
+    let mut daemon =
+        Daemon::try_launch(&[], bin, &conf, &[], Some("127.0.0.1:1")).map_err(|(f, command)| {
+            format!(
+                "{}: the daemon did not start on config {}: {}",
+                d.name,
+                d.config,
+                describe(&f, &command)
+            )
+        })?;
+    let r = replay(daemon.port, d, host);
+    daemon.stop();
     match r {
-        Ok(obs) => compare(d, &obs, false),
-        Err(e) => Some(format!("{}: {e}\n", d.name)),
+        Ok(obs) => compare(d, &obs, ours).map_or(Ok(()), Err),
+        Err(e) => Err(format!("{}: {e}\n{}\n", d.name, daemon.log().join("\n"))),
     }
 }
 
-/// The summary line: shown by `cargo test -- --nocapture` (or `--show-output`), and in the failure
-/// message when something differs.
-fn say(line: &str) {
-    eprintln!("{line}");
+fn describe(f: &StartFailure, command: &[String]) -> String {
+    format!(
+        "{}; its last log line: {}\ncommand: {}\nlog:\n{}",
+        match f.exited {
+            Some(st) => format!("it exited ({st})"),
+            None => "it did not log that it was ready".to_string(),
+        },
+        f.log
+            .last()
+            .map(String::as_str)
+            .unwrap_or("(nothing logged)"),
+        command.join(" "),
+        f.log.join("\n")
+    )
 }
 
-fn report(what: &str, total: usize, diffs: &[String]) {
-    println!(
-        "dialogues: {} agree, {} differ ({what})",
-        total - diffs.len(),
-        diffs.len()
-    );
-    if !diffs.is_empty() {
-        panic!(
-            "dialogues: {} agree, {} differ ({what}):\n{}",
-            total - diffs.len(),
-            diffs.len(),
-            diffs.join("")
-        );
+fn corpus_is_well_formed(all: &[Dialogue]) -> Result<(), String> {
+    if std::env::var_os("DIALOGUES").is_none() && all.len() < 110 {
+        return Err(format!("only {} dialogues", all.len()));
     }
-}
-
-#[test]
-fn corpus_is_well_formed() {
-    let all = load();
-    if std::env::var_os("DIALOGUES").is_none() {
-        assert!(all.len() >= 110, "only {} dialogues", all.len());
-    }
-    for d in &all {
+    for d in all {
         let _ = config_text(d);
-        assert!(
-            d.steps.iter().any(|s| !s.expect.is_empty()),
-            "{}: never recorded (run record.py)",
-            d.name
-        );
+        if !d.steps.iter().any(|s| !s.expect.is_empty()) {
+            return Err(format!("{}: never recorded (run record.py)", d.name));
+        }
     }
     // The placeholders are what record.py writes.
-    assert_eq!(placeholders("250-vm Hello x", "vm"), "250-@HOST@ Hello x");
-    assert_eq!(
-        placeholders("550 Invalid recipient: <vmail@vm>", "vm"),
-        "550 Invalid recipient: <vmail@@HOST@>"
-    );
-    assert_eq!(
-        placeholders("250 2.0.0 0a1b2c3d Message accepted for delivery", "vm"),
-        "250 2.0.0 @MSGID@ Message accepted for delivery"
-    );
-    assert_eq!(unescape("a\\r\\n\\x00\\\\"), b"a\r\n\x00\\");
-    assert_eq!(escape(b"a\r\n\x00\\\xc3"), "a\\r\\n\\x00\\\\\\xc3");
-}
-
-#[test]
-fn dialogues_against_rsmtpd() {
-    let all = load();
-    let host = hostname();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let diffs = std::sync::Mutex::new(Vec::<(usize, String)>::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(d) = all.get(i) else { break };
-                if let Some(diff) = run_ours(d, &host) {
-                    if let Ok(mut v) = diffs.lock() {
-                        v.push((i, diff));
-                    }
-                }
-            });
+    let checks = [
+        (placeholders("250-vm Hello x", "vm"), "250-@HOST@ Hello x"),
+        (
+            placeholders("550 Invalid recipient: <vmail@vm>", "vm"),
+            "550 Invalid recipient: <vmail@@HOST@>",
+        ),
+        (
+            placeholders("250 2.0.0 0a1b2c3d Message accepted for delivery", "vm"),
+            "250 2.0.0 @MSGID@ Message accepted for delivery",
+        ),
+        (escape(b"a\r\n\x00\\\xc3"), "a\\r\\n\\x00\\\\\\xc3"),
+    ];
+    for (got, want) in checks {
+        if got != want {
+            return Err(format!("{got:?} != {want:?}"));
         }
-    });
-    let mut diffs = diffs.into_inner().unwrap_or_default();
-    diffs.sort();
-    let diffs: Vec<String> = diffs.into_iter().map(|(_, d)| d).collect();
-    report("rsmtpd", all.len(), &diffs);
+    }
+    if unescape("a\\r\\n\\x00\\\\") != b"a\r\n\x00\\" {
+        return Err("unescape".into());
+    }
+    Ok(())
 }
 
-#[test]
-fn dialogues_against_opensmtpd() {
-    if !Path::new(REAL_SMTPD).exists() || !nix::unistd::geteuid().is_root() {
-        say(&format!(
-            "dialogues: real OpenSMTPD not available (needs {REAL_SMTPD} and root): not re-checked"
-        ));
-        return;
+/// One test per dialogue (a `harness = false` binary on libtest-mimic), so that a failure names
+/// its file: `rsmtpd/NNN-name.dlg` replays it against ours, `opensmtpd/NNN-name.dlg` against the
+/// real program (reported ignored, with its reason, where it cannot run; a failure under
+/// `RSMTPD_CI=1`). `cargo test --test dialogues -- 163` runs those whose name contains 163.
+/// They run `PARALLEL` at a time unless `--test-threads` says otherwise.
+fn main() {
+    let mut args = libtest_mimic::Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(PARALLEL);
     }
     let all = load();
     let host = hostname();
-    let diffs: Vec<String> = all.iter().filter_map(|d| run_real(d, &host)).collect();
-    report("OpenSMTPD", all.len(), &diffs);
+    let real = real_available();
+    let mut trials = Vec::new();
+    let shared = std::sync::Arc::new(all);
+    {
+        let all = shared.clone();
+        trials.push(libtest_mimic::Trial::test(
+            "corpus/is_well_formed",
+            move || corpus_is_well_formed(&all).map_err(Into::into),
+        ));
+    }
+    for i in 0..shared.len() {
+        let name = shared[i].name.clone();
+        let (all, h) = (shared.clone(), host.clone());
+        trials.push(libtest_mimic::Trial::test(
+            format!("rsmtpd/{name}"),
+            move || run_ours(&all[i], &h).map_err(Into::into),
+        ));
+        let (all, h) = (shared.clone(), host.clone());
+        trials.push(libtest_mimic::Trial::ignorable_test(
+            format!("opensmtpd/{name}"),
+            move || {
+                if !real {
+                    let reason =
+                        format!("the re-check against OpenSMTPD needs root and {REAL_SMTPD}");
+                    if in_ci() {
+                        return Err(format!("SKIPPED under RSMTPD_CI=1: {reason}").into());
+                    }
+                    return Ok(libtest_mimic::Completion::ignored_with(reason));
+                }
+                run_real(&all[i], &h)
+                    .map(|()| libtest_mimic::Completion::Completed)
+                    .map_err(Into::into)
+            },
+        ));
+    }
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -1,7 +1,7 @@
 //! The seed's DNS steps as the author ran them: the server on ::1, clients coming from
 //! 2001:db8:666::1 (PTR `un.ipv6.doc`, which points at ::2: no FCrDNS), 2001:db8:666::3 (in a
 //! zone the DNS server refuses: no reverse name), and ::1 itself, with Debian's unbound serving
-//! the seed's records (../shared/seed/configs/unbound-ipv6doc.conf).
+//! the seed's records (tests/fixtures/seed/configs/unbound-ipv6doc.conf).
 //!
 //! Everything happens in a network namespace of the test's own, with its own resolv.conf in
 //! /etc/netns/NAME/; nothing of the machine's network or resolver is touched. Needs root (CI
@@ -105,11 +105,7 @@ impl Netns {
 
     /// Debian's unbound with the seed's data, answering on ::1 port 53 in the namespace.
     fn start_unbound(&mut self) {
-        let seed = std::fs::read_to_string(format!(
-            "{}/../../../shared/seed/configs/unbound-ipv6doc.conf",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("seed unbound config");
+        let seed = seed_config("unbound-ipv6doc.conf");
         let records: String = seed
             .lines()
             .filter(|l| l.trim_start().starts_with("local-"))
@@ -231,12 +227,7 @@ fn parse_json_strings(text: &str) -> Vec<String> {
 }
 
 fn seed(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../../shared/seed/configs/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        name
-    ))
-    .expect("seed config")
+    seed_config(name)
 }
 
 /// Runs the same sessions against ours and, when it is installed, the real OpenSMTPD, in the
@@ -264,7 +255,7 @@ fn both(ns: &Netns, config: &str, sessions: &[(&str, &[&str])]) -> (Vec<Vec<Stri
         (replies, comparable(&normalized_session_log(&d.log())))
     };
     let ours = run(env!("CARGO_BIN_EXE_smtpd"));
-    if real_available() {
+    if require_real("the re-check against OpenSMTPD") {
         let _one = real_lock();
         let theirs = run(REAL_SMTPD);
         assert_eq!(theirs, ours, "OpenSMTPD and rsmtpd differ");
@@ -290,11 +281,11 @@ fn comparable(log: &[String]) -> Vec<String> {
 }
 
 fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("dns_namespace: not root, network namespaces unavailable: nothing checked");
-    false
+    require(
+        nix::unistd::geteuid().is_root(),
+        "needs root: network namespaces and unbound on ::1 port 53",
+    ) && require_tool("unbound")
+        && require_tool("ip")
 }
 
 #[test]

@@ -85,18 +85,19 @@ fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String) {
 /// Whether the tests can run; installs Dovecot when asked to (once per test process).
 fn dovecot_ready(test: &str) -> bool {
     static CHECK: Mutex<Option<bool>> = Mutex::new(None);
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "{test}: not root (deliveries and Dovecot setuid to the mail user): checks nothing"
-        );
+    let _ = test; // the skip names the test itself (its thread's name)
+    if !require(
+        nix::unistd::geteuid().is_root(),
+        "not root (deliveries and Dovecot setuid to the mail user)",
+    ) {
         return false;
     }
     let mut guard = CHECK.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(ok) = *guard {
-        if !ok {
-            eprintln!("{test}: Dovecot is not installed: checks nothing");
-        }
-        return ok;
+        return require(
+            ok,
+            "Dovecot is not installed (RSMTPD_INSTALL_DOVECOT=1 installs it)",
+        );
     }
     if !dovecot_installed() && std::env::var("RSMTPD_INSTALL_DOVECOT").as_deref() == Ok("1") {
         eprintln!("{test}: installing dovecot-core dovecot-lmtpd (RSMTPD_INSTALL_DOVECOT=1)");
@@ -122,14 +123,14 @@ fn dovecot_ready(test: &str) -> bool {
         }
     }
     let ok = dovecot_installed();
-    if !ok {
-        eprintln!(
-            "{test}: Dovecot is not installed ({DOVECOT}, {DOVEADM}, {LMTPD}): checks nothing \
-             (RSMTPD_INSTALL_DOVECOT=1 installs it)"
-        );
-    }
     *guard = Some(ok);
-    ok
+    require(
+        ok,
+        &format!(
+            "Dovecot is not installed ({DOVECOT}, {DOVEADM}, {LMTPD}; \
+             RSMTPD_INSTALL_DOVECOT=1 installs it)"
+        ),
+    )
 }
 
 /// A Dovecot of the test's own: LMTP on 127.0.0.1 and on a unix socket, one static user database

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use rsmtpd::inbound::filter::{run, FilterFacts};
 use rsmtpd::routing::lookup::{HostInfo, Source, SystemUsers, Tables};
 use rsmtpd_config::{parse_file, ParseOptions, StaticEnvironment};
-use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
+use rsmtpd_protocol::server::{FilterDecision, FilterPhase};
 
 fn setup(filters: &str) -> (rsmtpd_config::Config, Tables) {
     let text = format!(

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "queue",
     "scheduler",
     "listener",
+    "procfilter",
     "server",
     "inbound",
     "delivery",

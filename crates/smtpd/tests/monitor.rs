@@ -85,7 +85,10 @@ fn parse(text: &str) -> Seen {
 fn watch(d: &Daemon, smtpctl: &Path, want: [u64; 13]) -> Seen {
     let out = d.dir.path().join("monitor.out");
     let mut child = Command::new("script")
-        .args(["-qfc", &format!("{} monitor", smtpctl.display())])
+        .args([
+            "-qfc",
+            &format!("{} {} monitor", d.ns_prefix().join(" "), smtpctl.display()),
+        ])
         .arg(&out)
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
         .stdin(Stdio::piped())
@@ -117,8 +120,7 @@ fn watch(d: &Daemon, smtpctl: &Path, want: [u64; 13]) -> Seen {
 
 #[test]
 fn monitor_header_layout_and_counters() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("script(1) missing: skipped");
+    if !require_tool("script") {
         return;
     }
     // Two SMTP sessions and the bounce's local one; the two envelopes and the bounce's; one
@@ -144,8 +146,7 @@ fn monitor_header_layout_and_counters() {
     }
     assert_eq!(ours.totals, want, "{}", ours.text);
     drop(d);
-    if !real_available() {
-        eprintln!("OpenSMTPD not runnable here: compared with the expected counters only");
+    if !require_real("compared with the expected counters only, not with OpenSMTPD") {
         return;
     }
     let _lock = real_lock();

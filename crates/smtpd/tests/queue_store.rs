@@ -1,6 +1,10 @@
 //! The spool on disk: layout, modes, the message lifecycle, crash leftovers,
 //! group commit, and write errors.
 
+#[path = "../../../tests/support/skip.rs"]
+mod skip;
+use skip::*;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -374,8 +378,7 @@ impl Drop for Mount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_fails_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
+    if !require(is_root(), "needs root to mount a small tmpfs") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -387,8 +390,7 @@ async fn disk_full_fails_cleanly() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !ok {
-        eprintln!("skipped: cannot mount tmpfs here");
+    if !require(ok, "cannot mount a tmpfs here") {
         return;
     }
     let _m = Mount(mnt.clone());

@@ -14,12 +14,7 @@ use std::net::SocketAddr;
 use common::*;
 
 fn seed(name: &str) -> String {
-    let p = format!(
-        "{}/../../../shared/seed/configs/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        name
-    );
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    seed_config(name)
 }
 
 /// A seed config on 127.0.0.1, its mail under the test's folder.
@@ -49,7 +44,7 @@ fn check(config: &str, src: &str, cmds: &[&str], expected: &[String], expected_l
     let ours = run(env!("CARGO_BIN_EXE_smtpd"), config, src, cmds);
     assert_eq!(ours.0, expected, "replies of rsmtpd");
     assert_eq!(ours.1, expected_log, "log of rsmtpd");
-    if real_available() {
+    if require_real("the re-check against OpenSMTPD") {
         let _one = real_lock();
         let theirs = run(REAL_SMTPD, config, src, cmds);
         assert_eq!(theirs, ours, "OpenSMTPD and rsmtpd differ");
@@ -365,4 +360,30 @@ fn sigterm_stops_cleanly() {
     let mut d = Daemon::start(&local("1-listen.conf"), &[]);
     assert_eq!(d.stop(), Some(0));
     assert_eq!(d.log().last().map(String::as_str), Some("Exiting"));
+}
+
+/// A daemon that cannot start (its port is taken) fails the test at once with its last log
+/// line, ours and the real one alike, instead of a wait for a log line that never comes.
+#[test]
+fn a_daemon_whose_port_is_taken_is_reported_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = local("1-listen.conf").replace("@PORT@", &port.to_string());
+    let mut bins = vec![env!("CARGO_BIN_EXE_smtpd")];
+    if require_real("the same check on OpenSMTPD") {
+        bins.push(REAL_SMTPD);
+    }
+    for bin in bins {
+        let t = std::time::Instant::now();
+        let Err((failure, _command)) = Daemon::try_launch(&[], bin, &config, &[], None) else {
+            panic!("{bin} started on a taken port");
+        };
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{bin}: {:?}",
+            t.elapsed()
+        );
+        assert!(failure.exited.is_some(), "{bin}: {failure:?}");
+        assert!(failure.port_taken(), "{bin}: {failure:?}");
+    }
 }

@@ -90,8 +90,7 @@ fn check(scenario: fn(&Programs, &Path) -> Vec<String>, want: &[String]) {
         data.path(),
     );
     assert_eq!(ours, want, "ours");
-    if !real_available() {
-        eprintln!("OpenSMTPD not runnable here (not installed, or not root): compared with the transcript only");
+    if !require_real("compared with the transcript only, not with OpenSMTPD") {
         return;
     }
     let _lock = real_lock();
@@ -337,8 +336,7 @@ fn newaliases(p: &Programs, data: &Path) -> Vec<String> {
 
 #[test]
 fn newaliases_updates_the_aliases_table() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("newaliases needs root: skipped");
+    if !require(nix::unistd::geteuid().is_root(), "newaliases needs root") {
         return;
     }
     let want: Vec<String> = [
@@ -451,7 +449,7 @@ fn a_db_table_follows_its_file_without_update() {
     .to_vec();
     check(db_follow, &want);
     // Our daemon reads OpenSMTPD's makemap's Berkeley DB files as well as ours.
-    if std::path::Path::new("/usr/sbin/makemap").exists() {
+    if require_tool("/usr/sbin/makemap") {
         let data = data_dir();
         let p = Programs {
             real: false,

@@ -6,7 +6,7 @@
 //! Pure: the caller gives the session's facts and gets the decision and `-T filters` lines.
 
 use rsmtpd_config::{BuiltinFilter, Config, Decision, FilterCheck, FilterKind, Phase};
-use rsmtpd_protocol::session::{FilterDecision, FilterPhase};
+use rsmtpd_protocol::server::{FilterDecision, FilterPhase};
 
 use crate::routing::lookup::{Source, Tables};
 use crate::sys::log::TraceLines;
@@ -65,28 +65,126 @@ fn hooked_phase(b: &BuiltinFilter) -> Phase {
     }
 }
 
-/// The filters of a listener's `filter` name, in chain order.
-fn members<'c>(conf: &'c Config, name: &str) -> Vec<(&'c str, &'c BuiltinFilter)> {
+/// The member names of a listener's `filter` name, in chain order (a single filter is a chain of
+/// one).
+pub fn chain_names<'c>(conf: &'c Config, name: &str) -> Vec<&'c str> {
     let Some(f) = conf.filter(name) else {
         return Vec::new();
     };
-    let names: Vec<&str> = match &f.kind {
+    match &f.kind {
         FilterKind::Chain(list) => list.iter().map(String::as_str).collect(),
         _ => vec![f.name.as_str()],
-    };
-    names
+    }
+}
+
+/// The builtin filters of a listener's `filter` name, in chain order.
+fn members<'c>(conf: &'c Config, name: &str) -> Vec<(&'c str, &'c BuiltinFilter)> {
+    chain_names(conf, name)
         .into_iter()
         .filter_map(|n| match conf.filter(n).map(|f| &f.kind) {
             Some(FilterKind::Builtin(b)) => Some((n, b)),
-            // proc and proc-exec filters are not run yet (the external filters issue).
+            // proc filters are run by crate::procfilter's chain, which calls step() for these.
             _ => None,
         })
         .collect()
 }
 
-/// Runs the chain `name` for one session phase. `param` is what the session passes (the client
-/// address at connect, the HELO name, `<addr>` at MAIL/RCPT). `trace_as` is the session id
-/// when the `-T filters` lines are wanted; without it none is formatted.
+/// Whether builtin filter `b` hooks session phase `phase`.
+pub fn hooks(b: &BuiltinFilter, phase: FilterPhase) -> bool {
+    phase_of(phase).0 == Some(hooked_phase(b))
+}
+
+/// What one builtin filter decided for a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// No decision: the next member of the chain runs.
+    Next,
+    /// `report "MSG"`: a `filter-report` event, then the next member runs.
+    Report(String),
+    /// The chain ends with this decision (`bypass` ends it with proceed).
+    Done(FilterDecision),
+}
+
+/// The `-T filters` line head of a step: session, phase name as traced, and whether the walk
+/// resumed (every step after the first).
+pub struct TraceHead<'a> {
+    pub sessid: u64,
+    pub phase: &'a str,
+    pub resume: bool,
+}
+
+/// Runs builtin filter `fname` for one phase (lka_filter.c's filter_protocol_internal for a
+/// builtin entry), with its trace line. `param` is already without brackets at MAIL/RCPT.
+#[allow(clippy::too_many_arguments)]
+pub fn step(
+    tables: &Tables,
+    fname: &str,
+    b: &BuiltinFilter,
+    phase: FilterPhase,
+    param: &str,
+    facts: &FilterFacts,
+    head: &TraceHead,
+    trace: &mut TraceLines,
+) -> Step {
+    let head = format_args!(
+        "{:016x} filters protocol phase={}, resume={}",
+        head.sessid,
+        head.phase,
+        if head.resume { "y" } else { "n" }
+    );
+    let (action, response, end) = if !check(tables, b, phase, param, facts) {
+        ("proceed", None, Step::Next)
+    } else {
+        match &b.decision {
+            Decision::Rewrite(r) => (
+                "rewrite",
+                Some(r),
+                Step::Done(FilterDecision::Rewrite(r.clone())),
+            ),
+            Decision::Disconnect(r) => (
+                "disconnect",
+                Some(r),
+                Step::Done(FilterDecision::Disconnect(r.clone())),
+            ),
+            Decision::Reject(r) => (
+                "reject",
+                Some(r),
+                Step::Done(FilterDecision::Reject(r.clone())),
+            ),
+            Decision::Junk => ("junk", None, Step::Done(FilterDecision::Junk)),
+            // A bypass ends the chain but decides nothing: the command proceeds.
+            Decision::Bypass => ("bypass", None, Step::Done(FilterDecision::Proceed)),
+            Decision::Report(r) => {
+                // sic: no comma before "response", as OpenSMTPD prints it.
+                trace.line(format_args!(
+                    "{}, action=report, filter={}, query={} response={}",
+                    head, fname, param, r
+                ));
+                // OpenSMTPD goes on to its proceed line for the same filter.
+                trace.line(format_args!(
+                    "{}, action=proceed, filter={}, query={}",
+                    head, fname, param
+                ));
+                return Step::Report(r.clone());
+            }
+        }
+    };
+    match response {
+        Some(r) => trace.line(format_args!(
+            "{}, action={}, filter={}, query={}, response={}",
+            head, action, fname, param, r
+        )),
+        None => trace.line(format_args!(
+            "{}, action={}, filter={}, query={}",
+            head, action, fname, param
+        )),
+    }
+    end
+}
+
+/// Runs the builtin chain `name` for one session phase. `param` is what the session passes (the
+/// client address at connect, the HELO name, `<addr>` at MAIL/RCPT). `trace_as` is the session
+/// id when the `-T filters` lines are wanted; without it none is formatted.
 pub fn run(
     conf: &Config,
     tables: &Tables,
@@ -102,71 +200,49 @@ pub fn run(
         trace: TraceLines::new(trace_as.is_some()),
         reports: Vec::new(),
     };
-    let (p, pname) = phase_of(phase);
-    // filter_protocol(): MAIL FROM and RCPT TO are matched without their brackets.
-    let param = match phase {
-        FilterPhase::MailFrom | FilterPhase::RcptTo => strip_brackets(param),
-        _ => param,
-    };
+    let pname = phase_name(phase);
+    let param = query_param(phase, param);
     // OpenSMTPD walks the chain recursively; every step after the first is a "resume".
-    let mut resume = "n";
+    let mut resume = false;
     for (fname, b) in members(conf, name)
         .into_iter()
-        .filter(|(_, b)| Some(hooked_phase(b)) == p)
+        .filter(|(_, b)| hooks(b, phase))
     {
-        let step = resume;
-        resume = "y";
-        let head = format_args!(
-            "{:016x} filters protocol phase={}, resume={}",
-            sessid, pname, step
-        );
-        let (action, response, end) = if !check(tables, b, phase, param, facts) {
-            ("proceed", None, None)
-        } else {
-            match &b.decision {
-                Decision::Rewrite(r) => {
-                    ("rewrite", Some(r), Some(FilterDecision::Rewrite(r.clone())))
-                }
-                Decision::Disconnect(r) => (
-                    "disconnect",
-                    Some(r),
-                    Some(FilterDecision::Disconnect(r.clone())),
-                ),
-                Decision::Reject(r) => ("reject", Some(r), Some(FilterDecision::Reject(r.clone()))),
-                Decision::Junk => ("junk", None, Some(FilterDecision::Junk)),
-                // A bypass ends the chain but decides nothing: the command proceeds.
-                Decision::Bypass => ("bypass", None, Some(FilterDecision::Proceed)),
-                Decision::Report(r) => {
-                    // sic: no comma before "response", as OpenSMTPD prints it.
-                    out.trace.line(format_args!(
-                        "{}, action=report, filter={}, query={} response={}",
-                        head, fname, param, r
-                    ));
-                    out.reports.push(r.clone());
-                    ("proceed", None, None)
-                }
-            }
+        let head = TraceHead {
+            sessid,
+            phase: pname,
+            resume,
         };
-        match response {
-            Some(r) => out.trace.line(format_args!(
-                "{}, action={}, filter={}, query={}, response={}",
-                head, action, fname, param, r
-            )),
-            None => out.trace.line(format_args!(
-                "{}, action={}, filter={}, query={}",
-                head, action, fname, param
-            )),
-        }
-        if let Some(decision) = end {
-            out.decision = decision;
-            return out;
+        resume = true;
+        match step(tables, fname, b, phase, param, facts, &head, &mut out.trace) {
+            Step::Next => {}
+            Step::Report(r) => out.reports.push(r),
+            Step::Done(d) => {
+                out.decision = d;
+                return out;
+            }
         }
     }
     out.trace.line(format_args!(
         "{:016x} filters protocol phase={}, resume={}, action=proceed",
-        sessid, pname, resume
+        sessid,
+        pname,
+        if resume { "y" } else { "n" }
     ));
     out
+}
+
+/// The phase name in traces.
+pub fn phase_name(phase: FilterPhase) -> &'static str {
+    phase_of(phase).1
+}
+
+/// filter_protocol(): MAIL FROM and RCPT TO are matched and queried without their brackets.
+pub fn query_param(phase: FilterPhase, param: &str) -> &str {
+    match phase {
+        FilterPhase::MailFrom | FilterPhase::RcptTo => strip_brackets(param),
+        _ => param,
+    }
 }
 
 /// A MAIL FROM or RCPT TO parameter without its brackets, as filters and their tables see it.

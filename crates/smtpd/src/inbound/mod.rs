@@ -2,6 +2,7 @@
 //! per-session I/O it asks for, builtin filters, and local injection (bounces).
 
 pub mod filter;
+pub mod filter_link;
 pub mod inject;
 pub mod session;
 pub mod session_io;

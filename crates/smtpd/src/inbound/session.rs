@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::{
-    envelope_log_line, ConnectionInfo, Event, LogEvent, MessageOpened, Request, Session,
-    SessionConfig,
+use rsmtpd_protocol::server::{
+    envelope_log_line, CloseReason, ConnectionInfo, Event, LogEvent, MessageOpened, Request,
+    Session, SessionConfig,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::inbound::filter_link::{link_connect_params, Broken, FilterLink};
 use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
 use crate::server::Server;
 use crate::sys::log::{self, Trace};
+use rsmtpd_protocol::Reply;
 
 /// Reads are bounded: a client cannot make a session buffer more than this per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -36,27 +38,29 @@ where
         peer: PeerAddr::Local,
         rdns: Some(rdns),
         fcrdns: true,
+        sockets: None,
     };
     run(server, listen, stream, client, begun).await
 }
 
 /// A session from its first moment, before the client is looked up in the DNS: its id, and
-/// its `-T smtp` trace, whose first line OpenSMTPD prints at accept, before the lookup.
+/// the pointer its `-T smtp` lines show, whose first line OpenSMTPD prints at accept, before
+/// the lookup (the others come from the machine, as [`Event::Trace`]).
 pub struct Begun {
     id: u64,
-    trace: SmtpTrace,
+    ptr: String,
 }
 
 /// Starts a session on `listen`: draws its id and traces `connected to listener`.
 pub fn begin(listen: &Listening) -> Begun {
     let id: u64 = rand::random();
-    let trace = SmtpTrace::new(id);
+    let ptr = pointer(id);
     if log::tracing(Trace::Smtp) {
         log::trace(
             Trace::Smtp,
             format_args!(
                 "smtp: {}: connected to listener {} [hostname={}, port={}, tag={}]",
-                trace.ptr,
+                ptr,
                 pointer(listen.port as u64),
                 listen.hostname,
                 listen.port,
@@ -65,7 +69,7 @@ pub fn begin(listen: &Listening) -> Begun {
             ),
         );
     }
-    Begun { id, trace }
+    Begun { id, ptr }
 }
 
 /// Runs one session to its end. Never panics on client input; I/O errors end the session with
@@ -79,7 +83,7 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Begun { id, mut trace } = begun;
+    let Begun { id, ptr } = begun;
     let _counted = server.stats.session(&client.peer);
     let rdns_text = client.rdns.clone().unwrap_or_else(|| "<unknown>".into());
     log::info(&format!(
@@ -92,6 +96,18 @@ pub async fn run<S>(
         log::trace(
             Trace::Filters,
             format_args!("{:016x} filters session-begin", id),
+        );
+    }
+    // The session's side of its filter processes; None while one of them is down (or without
+    // filters): a filtered session then gets 421 at its first phase, connect.
+    let mut link = listen.filter.as_deref().and_then(|name| {
+        let procs = server.procs.get_or_init(Default::default);
+        FilterLink::open(&server.config, procs, name, id).ok()
+    });
+    if let Some(l) = link.as_mut() {
+        l.report(
+            "link-connect",
+            &link_connect_params(&rdns_text, client.fcrdns, client.sockets),
         );
     }
     let cfg = session_config(&server, &listen);
@@ -109,58 +125,58 @@ pub async fn run<S>(
     loop {
         while let Some(ev) = sess.poll_event() {
             match ev {
-                Event::Reply(r) => {
-                    let bytes = r.to_bytes();
-                    trace.replied(&bytes);
-                    out.extend_from_slice(&bytes);
-                }
-                Event::Log(LogEvent::Message {
-                    msgid,
-                    size,
-                    nrcpt,
-                    proto,
-                    sender,
-                    rcpts,
-                }) => {
-                    let line = LogEvent::Message {
-                        msgid,
-                        size,
-                        nrcpt,
-                        proto,
-                        sender: sender.clone(),
-                        rcpts,
-                    }
-                    .line(id);
-                    log::info(&line);
-                    for (evpid, rcpt) in tx.envelopes() {
-                        log::info(&envelope_log_line(id, *evpid, &sender, rcpt));
+                Event::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                Event::Trace(t) => log::trace(Trace::Smtp, format_args!("{}", t.line(&ptr))),
+                Event::Log(l) => {
+                    log::info(&l.line(id));
+                    if let LogEvent::Message { sender, .. } = &l {
+                        for (evpid, rcpt) in tx.envelopes() {
+                            log::info(&envelope_log_line(id, *evpid, sender, rcpt));
+                        }
                     }
                 }
-                Event::Log(l) => log::info(&l.line(id)),
+                Event::Report(r) => {
+                    if let Some(l) = link.as_mut() {
+                        l.report(r.event, &r.params);
+                    }
+                }
                 Event::MessageData(d) => {
                     if tx.write(&d).is_err() {
                         sess.message_write_failed();
                     }
                 }
+                // No data filter chain is run yet (filter_data is off): were one asked for,
+                // the empty chain gives every line back as it came.
+                Event::FilterData(line) => {
+                    if sess.filtered_line(&line).is_err() {
+                        sess.io_error("internal error");
+                    }
+                }
+                Event::FilterDataEnd => {
+                    if sess.filtered_end().is_err() {
+                        sess.io_error("internal error");
+                    }
+                }
                 Event::Rollback { msgid } => server.rollback(&mut tx, msgid),
                 Event::StartTls => {
                     // Listeners with TLS are not served yet: refuse as a failed handshake would.
-                    let _ = sess.tls_failed(rsmtpd_protocol::session::CloseReason::IoError(
-                        "TLS is not available".into(),
-                    ));
+                    let _ = sess.tls_failed(CloseReason::IoError("TLS is not available".into()));
                 }
                 Event::Request(req) => {
                     if flush(&mut wr, &mut out).await.is_err() {
                         sess.io_error("write error");
                         continue;
                     }
-                    answer(&server, &mut sess, &mut tx, req).await;
+                    answer(&server, &mut sess, &mut tx, &mut link, req).await;
                 }
                 Event::Close(reason) => {
                     let _ = flush(&mut wr, &mut out).await;
                     let _ = wr.shutdown().await;
                     server.rollback_open(&mut tx);
                     log::info(&reason.log_line(id));
+                    if let Some(mut l) = link.take() {
+                        l.report("link-disconnect", b"");
+                    }
                     if tx.listen.filter.is_some() {
                         log::trace(
                             Trace::Filters,
@@ -183,12 +199,14 @@ pub async fn run<S>(
         }
         let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
         match tokio::time::timeout(timeout, rd.read(&mut buf)).await {
-            Err(_) => sess.timed_out(),
-            Ok(Ok(0)) => sess.peer_closed(),
-            Ok(Ok(n)) => {
-                trace.received(&buf[..n]);
-                sess.receive(&buf[..n]);
+            Err(_) => {
+                if let Some(l) = link.as_mut() {
+                    l.report("timeout", b"");
+                }
+                sess.timed_out()
             }
+            Ok(Ok(0)) => sess.peer_closed(),
+            Ok(Ok(n)) => sess.receive(&buf[..n]),
             Ok(Err(e)) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
         }
     }
@@ -197,70 +215,6 @@ pub async fn run<S>(
 /// A made-up pointer for trace lines, where OpenSMTPD prints its session's address.
 fn pointer(n: u64) -> String {
     format!("0x{:012x}", n & 0xffff_ffff_ffff)
-}
-
-/// `-T smtp`: the lines a session reads and writes, as OpenSMTPD traces them.
-struct SmtpTrace {
-    ptr: String,
-    on: bool,
-    partial: Vec<u8>,
-    in_data: bool,
-}
-
-impl SmtpTrace {
-    fn new(id: u64) -> SmtpTrace {
-        SmtpTrace {
-            ptr: pointer(id),
-            on: log::tracing(Trace::Smtp),
-            partial: Vec::new(),
-            in_data: false,
-        }
-    }
-
-    fn replied(&mut self, bytes: &[u8]) {
-        if !self.on {
-            return;
-        }
-        let text = String::from_utf8_lossy(bytes);
-        for line in text.split_terminator("\r\n") {
-            log::trace(
-                Trace::Smtp,
-                format_args!("smtp: {}: >>> {}", self.ptr, line),
-            );
-        }
-        // A 354 opens the message; its end is the line "." below.
-        if bytes.starts_with(b"354") {
-            self.in_data = true;
-        }
-    }
-
-    fn received(&mut self, bytes: &[u8]) {
-        if !self.on {
-            return;
-        }
-        self.partial.extend_from_slice(bytes);
-        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.partial.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let text = String::from_utf8_lossy(&line);
-            if !self.in_data {
-                log::trace(
-                    Trace::Smtp,
-                    format_args!("smtp: {}: <<< {}", self.ptr, text),
-                );
-            } else if text == "." {
-                // smtp_tx_dataline() traces every line, the final dot too, before [EOM].
-                log::trace(Trace::Smtp, format_args!("<<< [MSG] ."));
-                log::trace(Trace::Smtp, format_args!("<<< [EOM]"));
-                self.in_data = false;
-            } else {
-                log::trace(Trace::Smtp, format_args!("<<< [MSG] {}", text));
-            }
-        }
-    }
 }
 
 async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
@@ -285,26 +239,57 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         mask_source: l.mask_src,
         received_auth: l.received_auth,
         add_missing_headers: l.local || l.port == 587,
+        trace: log::tracing(Trace::Smtp),
         ..SessionConfig::default()
     }
 }
 
 /// Answers one request of the machine with the server's I/O.
-async fn answer(server: &Server, sess: &mut Session, tx: &mut SessionIo, req: Request) {
-    use rsmtpd_protocol::session::{FilterDecision, LookupResult};
+async fn answer(
+    server: &Server,
+    sess: &mut Session,
+    tx: &mut SessionIo,
+    link: &mut Option<FilterLink>,
+    req: Request,
+) {
+    use rsmtpd_protocol::server::{FilterDecision, LookupResult};
     // An answer the machine refuses means the shell and the machine disagree about the state;
     // the session cannot go on safely.
     let r = match req {
         Request::Filter { phase, param } => {
-            let d = server.filter(tx, phase, &param).await;
-            sess.filter_result(d.unwrap_or(FilterDecision::Proceed))
+            // A filter that is down or died holds nothing: the session ends with a temporary
+            // failure, and its message (if any) is rolled back, never queued half-filtered.
+            let down = || FilterDecision::Disconnect(Reply::temporary_failure().text());
+            match link.as_mut() {
+                None => sess.filter_result(down()),
+                Some(l) => match server.filter(tx, l, phase, &param).await {
+                    Ok(d) => sess.filter_result(d),
+                    Err(Broken::Failed) => sess.filter_result(down()),
+                    Err(Broken::Timeout) => {
+                        l.report("timeout", b"");
+                        sess.timed_out();
+                        Ok(())
+                    }
+                },
+            }
         }
         Request::CheckSender { .. } => sess.sender_result(LookupResult::Ok),
         Request::CreateMessage => sess.message_created(server.create_message(tx).map_err(|_| ())),
         Request::CheckRecipient { msgid, rcpt } => {
             let mail = sess.mail_from().cloned();
             let facts = tx.facts(sess);
+            let before = tx.envelope_count();
             let res = server.recipient(tx, &facts, msgid, mail.as_ref(), &rcpt);
+            if let (Some(l), rsmtpd_protocol::server::RecipientResult::Accepted) =
+                (link.as_mut(), &res)
+            {
+                for evpid in tx.envelope_ids_from(before) {
+                    l.report(
+                        "tx-envelope",
+                        format!("{msgid:08x}|{evpid:016x}").as_bytes(),
+                    );
+                }
+            }
             sess.recipient_result(res)
         }
         Request::OpenMessage { msgid } => {

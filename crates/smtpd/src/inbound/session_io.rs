@@ -5,14 +5,13 @@
 //! here so that `server.rs` holds only what every part of the daemon shares, and knows nothing
 //! of sessions.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rsmtpd_config::lexer::strerror;
 use rsmtpd_protocol::address::Mailaddr;
 use rsmtpd_protocol::command::{MailFrom, RcptTo, Ret};
 use rsmtpd_protocol::received::PeerAddr;
-use rsmtpd_protocol::session::{FilterDecision, FilterPhase, RecipientResult, Session};
+use rsmtpd_protocol::server::{FilterDecision, FilterPhase, RecipientResult, Session};
 
 use crate::inbound::filter::FilterFacts;
 use crate::listener::Listening;
@@ -30,6 +29,9 @@ pub struct Client {
     /// Reverse name, or None (`<unknown>`).
     pub rdns: Option<String>,
     pub fcrdns: bool,
+    /// The connection's peer and local socket addresses (None on the local socket), for the
+    /// filters' `link-connect`.
+    pub sockets: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Per-session state the shell keeps next to the protocol machine.
@@ -68,6 +70,16 @@ impl SessionIo {
             filter_helo: None,
             filter_mail_from: None,
         }
+    }
+
+    /// How many envelopes the message has so far.
+    pub fn envelope_count(&self) -> usize {
+        self.created.len()
+    }
+
+    /// The ids of the envelopes from the `from`th on (those of the last RCPT).
+    pub fn envelope_ids_from(&self, from: usize) -> Vec<u64> {
+        self.created.iter().skip(from).map(|e| e.id.0).collect()
     }
 
     /// Envelope ids and recipients of the message being received.
@@ -111,14 +123,15 @@ impl SessionIo {
 
 impl Server {
     /// The listener's builtin filters for one command.
+    /// The listener's filter chain for one command: builtin members in place, proc members
+    /// through their processes (the session waits on its channel, no thread blocks).
     pub async fn filter(
         &self,
         tx: &mut SessionIo,
+        link: &mut crate::inbound::filter_link::FilterLink,
         phase: FilterPhase,
         param: &str,
-    ) -> Option<FilterDecision> {
-        let listen = tx.listen.clone();
-        let name = listen.filter.as_deref()?;
+    ) -> Result<FilterDecision, crate::inbound::filter_link::Broken> {
         // The session's filter state follows the commands, as lka_filter.c's filter_protocol().
         match phase {
             FilterPhase::Helo | FilterPhase::Ehlo => tx.filter_helo = Some(param.to_string()),
@@ -128,27 +141,28 @@ impl Server {
             }
             _ => {}
         }
+        let rdns = tx.client.rdns.as_deref().unwrap_or("<unknown>");
         let facts = FilterFacts {
-            rdns: tx.client.rdns.as_deref().unwrap_or("<unknown>"),
+            rdns,
             fcrdns: tx.client.fcrdns,
             src: Some(tx.source()),
             helo: tx.filter_helo.as_deref(),
             username: None,
             mail_from: tx.filter_mail_from.as_deref(),
         };
-        let out = crate::inbound::filter::run(
+        // A snapshot of the tables for this phase; an `update table` while a proc filter
+        // answers applies from the next command.
+        let tables = std::sync::Arc::clone(&self.tables.load());
+        link.phase(
             &self.config,
-            &self.tables.load(),
-            name,
+            &tables,
             phase,
             param,
             &facts,
-            log::tracing(Trace::Filters).then_some(tx.id),
-        );
-        for line in &out.trace.lines {
-            log::trace(Trace::Filters, format_args!("{}", line));
-        }
-        Some(out.decision)
+            rdns,
+            rsmtpd_protocol::server::SESSION_TIMEOUT,
+        )
+        .await
     }
 
     pub fn create_message(&self, tx: &mut SessionIo) -> std::io::Result<u32> {
@@ -163,8 +177,21 @@ impl Server {
         Ok(msgid.0)
     }
 
-    /// Rules, expansion, and one envelope per delivery, at RCPT time.
+    /// Rules, expansion, and one envelope per delivery, at RCPT time. This blocks (getpwnam,
+    /// which may ask NSS or LDAP; `~/.forward` files; envelope files written and synced), so it
+    /// runs under `block_in_place`: the worker's other sessions move to another thread meanwhile.
     pub fn recipient(
+        &self,
+        tx: &mut SessionIo,
+        facts: &Facts,
+        msgid: u32,
+        mail: Option<&MailFrom>,
+        rcpt: &RcptTo,
+    ) -> RecipientResult {
+        crate::routing::lookup::blocking(|| self.recipient_now(tx, facts, msgid, mail, rcpt))
+    }
+
+    fn recipient_now(
         &self,
         tx: &mut SessionIo,
         facts: &Facts,
@@ -274,6 +301,8 @@ impl Server {
                         ),
                     );
                     last = Some(id);
+                    // scheduler.c counts an envelope submitted until its message is committed.
+                    crate::sys::stat::increment("scheduler.envelope.incoming", 1);
                     tx.created.push(e);
                 }
                 Err(err) => {
@@ -313,8 +342,8 @@ impl Server {
             ),
         );
         let created = std::mem::take(&mut tx.created);
+        crate::sys::stat::decrement("scheduler.envelope.incoming", created.len());
         if r.is_ok() {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             if let Some(s) = self.scheduler.get() {
                 s.insert(created);
             }
@@ -331,6 +360,7 @@ impl Server {
 
     pub fn rollback(&self, tx: &mut SessionIo, msgid: u32) {
         tx.writer = None;
+        crate::sys::stat::decrement("scheduler.envelope.incoming", tx.created.len());
         tx.created.clear();
         tx.msgid = None;
         tx.envelopes.clear();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod refns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -12,6 +14,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REAL_SMTPD: &str = "/usr/sbin/smtpd";
+
+#[path = "../../../../tests/support/skip.rs"]
+mod skip;
+#[allow(unused_imports)]
+pub use skip::*;
+
+/// The repository's `tests/fixtures/` (copies of what the tests need, so a clone is enough).
+pub fn fixtures_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A file of the seed (`tests/fixtures/seed/configs/NAME`, copied from ../shared/seed/configs).
+pub fn seed_config(name: &str) -> String {
+    let p = fixtures_dir().join("seed/configs").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -27,14 +45,61 @@ pub fn hostname() -> String {
 }
 
 pub struct Daemon {
-    child: Child,
+    /// Behind a mutex so that `wait_log_for(&self)` can see that it exited.
+    child: Mutex<Child>,
     pub dir: Arc<tempfile::TempDir>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Set when its stderr ends: no more log lines can come.
+    log_done: Arc<std::sync::atomic::AtomicBool>,
     pub port: u16,
     /// How it was started, for `restart`.
     command: Vec<String>,
     resolver: Option<String>,
 }
+
+/// Why a daemon did not come up.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Its exit status, when it exited (else it did not log that it was ready in time).
+    pub exited: Option<std::process::ExitStatus>,
+    pub log: Vec<String>,
+}
+
+impl StartFailure {
+    /// The port was taken between `free_port` and the daemon's bind: worth another port.
+    pub fn port_taken(&self) -> bool {
+        self.exited.is_some()
+            && self
+                .log
+                .iter()
+                .any(|l| l.contains("Address already in use"))
+    }
+
+    fn describe(&self, command: &[String]) -> String {
+        let last = self
+            .log
+            .last()
+            .map(String::as_str)
+            .unwrap_or("(nothing logged)");
+        match self.exited {
+            Some(st) => format!(
+                "the daemon exited at start ({st}); its last log line: {last}\n\
+                 command: {}\nlog:\n{}",
+                command.join(" "),
+                self.log.join("\n")
+            ),
+            None => format!(
+                "the daemon did not log that it was ready; its last log line: {last}\n\
+                 command: {}\nlog:\n{}",
+                command.join(" "),
+                self.log.join("\n")
+            ),
+        }
+    }
+}
+
+/// How many ports `launch` tries when the chosen one was taken before the daemon bound it.
+const PORT_TRIES: usize = 8;
 
 impl Daemon {
     /// Starts `smtpd -d` on `config`, in which `@PORT@` and `@DIR@` are replaced by a free port
@@ -49,6 +114,8 @@ impl Daemon {
 
     /// Starts `bin` behind a command prefix (`ip netns exec NS`), with the test resolver or, when
     /// `resolver` is None, the system's (/etc/netns/NS/resolv.conf inside a namespace).
+    /// Fails the test at once, with the daemon's last log line, when it exits at start; picks
+    /// another port when the chosen one was taken meanwhile.
     pub fn launch(
         prefix: &[&str],
         bin: &str,
@@ -56,44 +123,61 @@ impl Daemon {
         args: &[&str],
         resolver: Option<&str>,
     ) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let text = config
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", dir.path().to_str().expect("utf-8 dir"));
-        let conf = dir.path().join("smtpd.conf");
-        std::fs::write(&conf, text).expect("write config");
-        // -v: its last start-up line says the listeners are up, which is when tests may connect.
-        let mut command: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        if bin == REAL_SMTPD {
-            // OpenSMTPD always uses /var/spool/smtpd: give each run a fresh one of its own, so
-            // that no run sees what an earlier one left (it would retry and log it).
-            command.extend(
-                [
-                    "unshare",
-                    "-m",
-                    "sh",
-                    "-c",
-                    "mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && exec \"$0\" \"$@\"",
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            );
+        match Self::try_launch(prefix, bin, config, args, resolver) {
+            Ok(d) => d,
+            Err((f, command)) => panic!("{}", f.describe(&command)),
         }
-        command.push(bin.to_string());
-        command.extend(["-d", "-v"].iter().map(|s| s.to_string()));
-        command.extend(args.iter().map(|s| s.to_string()));
-        command.push("-f".into());
-        command.push(conf.to_string_lossy().into_owned());
-        Self::spawn(Arc::new(dir), port, command, resolver.map(str::to_string))
     }
 
-    fn spawn(
+    /// [`Daemon::launch`] that returns why it did not start instead of failing the test.
+    pub fn try_launch(
+        prefix: &[&str],
+        bin: &str,
+        config: &str,
+        args: &[&str],
+        resolver: Option<&str>,
+    ) -> Result<Daemon, (StartFailure, Vec<String>)> {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = free_port();
+            let text = config
+                .replace("@PORT@", &port.to_string())
+                .replace("@DIR@", dir.path().to_str().expect("utf-8 dir"));
+            let conf = dir.path().join("smtpd.conf");
+            std::fs::write(&conf, text).expect("write config");
+            // -v: its last start-up line says the listeners are up, which is when tests may connect.
+            let mut command: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+            if bin == REAL_SMTPD {
+                command.extend(real_private_namespace());
+            }
+            command.push(bin.to_string());
+            command.extend(["-d", "-v"].iter().map(|s| s.to_string()));
+            command.extend(args.iter().map(|s| s.to_string()));
+            command.push("-f".into());
+            command.push(conf.to_string_lossy().into_owned());
+            match Self::try_spawn(
+                dir.clone(),
+                port,
+                command.clone(),
+                resolver.map(str::to_string),
+            ) {
+                Ok(d) => return Ok(d),
+                Err(f) if f.port_taken() && config.contains("@PORT@") && tries < PORT_TRIES => {
+                    continue
+                }
+                Err(f) => return Err((f, command)),
+            }
+        }
+    }
+
+    fn try_spawn(
         dir: Arc<tempfile::TempDir>,
         port: u16,
         command: Vec<String>,
         resolver: Option<String>,
-    ) -> Daemon {
+    ) -> Result<Daemon, StartFailure> {
         let spool = dir.path().join("spool");
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..])
@@ -108,41 +192,51 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start smtpd");
+            .unwrap_or_else(|e| panic!("start {}: {e}", command[0]));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let log_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(err) = child.stderr.take() {
-            let log = log.clone();
+            let (log, done) = (log.clone(), log_done.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     if let Ok(mut l) = log.lock() {
                         l.push(line);
                     }
                 }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
             });
         }
         let d = Daemon {
-            child,
+            child: Mutex::new(child),
             dir,
             log,
+            log_done,
             port,
             command,
             resolver,
         };
-        // Generous: OpenSMTPD's start waits on DNS when the DNS server is silent.
-        d.wait_log_for(Duration::from_secs(60), |l| {
+        // Generous: OpenSMTPD's start waits on DNS when the DNS server is silent; but a daemon
+        // that exits is reported at once.
+        match d.try_wait_log_for(Duration::from_secs(60), |l| {
             l == "debug: smtpd: offline scanning done"
-        });
-        d
+        }) {
+            Ok(_) => Ok(d),
+            Err(exited) => Err(StartFailure {
+                exited,
+                log: d.log(),
+            }),
+        }
     }
 
     /// The same daemon started again on the same spool (after `stop`).
     pub fn restart(&self) -> Daemon {
-        Self::spawn(
+        Self::try_spawn(
             self.dir.clone(),
             self.port,
             self.command.clone(),
             self.resolver.clone(),
         )
+        .unwrap_or_else(|f| panic!("restart: {}", f.describe(&self.command)))
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -154,17 +248,60 @@ impl Daemon {
         self.wait_log_for(Duration::from_secs(10), pred)
     }
 
+    /// Waits up to `limit` for a log line; fails as soon as the daemon has exited without
+    /// logging it.
     pub fn wait_log_for(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        match self.try_wait_log_for(limit, pred) {
+            Ok(l) => l,
+            Err(Some(st)) => panic!(
+                "log line not found: the daemon exited ({st}); log:\n{}",
+                self.log().join("\n")
+            ),
+            Err(None) => panic!(
+                "log line not found in {limit:?}; log:\n{}",
+                self.log().join("\n")
+            ),
+        }
+    }
+
+    /// The line, or why not: `Err(Some(status))` when the daemon exited without logging it,
+    /// `Err(None)` when `limit` passed.
+    fn try_wait_log_for(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, Option<std::process::ExitStatus>> {
         let deadline = Instant::now() + limit;
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         loop {
             if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
-                return l;
+                return Ok(l);
+            }
+            if let Some((st, at)) = exited {
+                // Its stderr ended (or its children, which may hold it, had a moment to go):
+                // nothing more will come.
+                if self.log_done.load(std::sync::atomic::Ordering::SeqCst)
+                    || at.elapsed() > Duration::from_secs(1)
+                {
+                    return Err(Some(st));
+                }
+            } else if let Some(st) = self.exit_status() {
+                exited = Some((st, Instant::now()));
+                continue;
             }
             if Instant::now() > deadline {
-                panic!("log line not found; log:\n{}", self.log().join("\n"));
+                return Err(None);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Its exit status once it has exited.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|mut c| c.try_wait().ok().flatten())
     }
 
     pub fn spool(&self) -> PathBuf {
@@ -174,39 +311,82 @@ impl Daemon {
     /// The daemon's process id. For the real OpenSMTPD (in a mount namespace of its own, see
     /// `launch`) `/proc/PID/root/var/spool/smtpd` is its spool.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Whether this is the real OpenSMTPD (in its private mount namespace).
+    pub fn is_real(&self) -> bool {
+        self.command.iter().any(|c| c == REAL_SMTPD)
+    }
+
+    /// The prefix that runs a command where the daemon sees its files: for the real OpenSMTPD,
+    /// `nsenter` into its mount namespace (its spool, and its control socket
+    /// /var/run/smtpd.sock, which its smtpctl always uses); for ours, nothing.
+    pub fn ns_prefix(&self) -> Vec<String> {
+        if !self.is_real() {
+            return vec![];
+        }
+        vec![
+            "nsenter".into(),
+            "-t".into(),
+            self.pid().to_string(),
+            "-m".into(),
+            "--".into(),
+        ]
     }
 
     /// SIGKILL, as a crash.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(c) = self.child.get_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends a signal, waits (10 s) for the daemon to exit; its exit status (None: it did not
+    /// exit, and was killed, or a signal ended it).
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
+            if let Some(st) = self.exit_status() {
                 std::thread::sleep(Duration::from_millis(50));
                 return st.code();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
+        self.kill9();
         None
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
     }
+}
+
+/// The command prefix that gives the real OpenSMTPD a private spool and control socket: a mount
+/// namespace with a fresh tmpfs on /var/spool/smtpd (it always uses that spool; no run sees what
+/// an earlier one left, nor the machine's, whatever its modes) and on /run (its control socket
+/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own.
+pub fn real_private_namespace() -> Vec<String> {
+    [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
+         mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// A client on an already connected stream.
@@ -257,6 +437,11 @@ impl Client {
     pub fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{}\r\n", line).as_bytes());
         self.reply()
+    }
+
+    /// How long `reply` waits (10 s unless changed).
+    pub fn set_read_timeout(&self, limit: Duration) {
+        let _ = self.stream.set_read_timeout(Some(limit));
     }
 
     /// Whether the server closed the connection.
@@ -364,8 +549,9 @@ pub fn normalized_replies(replies: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// One real OpenSMTPD at a time, across test processes too: it always uses /var/spool/smtpd and
-/// /var/run/smtpd.sock. Hold the returned lock while it runs.
+/// One real OpenSMTPD at a time, across test processes too. Those started by `Daemon` have a
+/// private spool and control socket (`real_private_namespace`) and need it no more; it stays for
+/// tests that run OpenSMTPD's programs on the machine's own paths, and to limit the load.
 pub fn real_lock() -> RealLock {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -373,19 +559,27 @@ pub fn real_lock() -> RealLock {
         .write(true)
         .open("/tmp/rsmtpd-real-smtpd.lock")
         .expect("lock file");
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+    // Released when the file is closed.
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive) {
+        Ok(l) => RealLock(Some(l)),
+        Err(_) => RealLock(None),
     }
-    RealLock(f)
 }
 
-pub struct RealLock(#[allow(dead_code)] std::fs::File);
+pub struct RealLock(#[allow(dead_code)] Option<nix::fcntl::Flock<std::fs::File>>);
 
 /// Whether the reference program can be run here (installed, and we are root as it requires).
 pub fn real_available() -> bool {
     std::path::Path::new(REAL_SMTPD).exists() && nix::unistd::geteuid().is_root()
+}
+
+/// [`real_available`], or the skip of `what` reported (`SKIPPED: test: what: ...`, a failure
+/// under `RSMTPD_CI=1`): `if require_real("the re-check against OpenSMTPD") { ... }`.
+pub fn require_real(what: &str) -> bool {
+    require(
+        real_available(),
+        &format!("{what}: needs root and {REAL_SMTPD} (the opensmtpd package)"),
+    )
 }
 
 /// The smtpctl binary of this build (another package of the workspace, built beside us).
@@ -429,16 +623,34 @@ pub fn ctl_with(
         }
         link
     };
-    let mut c = Command::new(&exe);
+    // The real daemon's control socket is in its own mount namespace: enter it (as root, then
+    // becoming `uid` there).
+    let prefix = d.ns_prefix();
+    let mut c = match prefix.split_first() {
+        Some((nsenter, rest)) => {
+            let mut c = Command::new(nsenter);
+            let (opts, dashdash) = rest.split_at(rest.len() - 1);
+            c.args(opts);
+            if let Some(u) = uid {
+                c.args(["-S", &u.to_string(), "-G", &u.to_string()]);
+            }
+            c.args(dashdash).arg(&exe);
+            c
+        }
+        None => {
+            let mut c = Command::new(&exe);
+            if let Some(u) = uid {
+                c.uid(u).gid(u);
+            }
+            c
+        }
+    };
     c.args(args)
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
         .env("SMTPD_SPOOL", d.spool())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(u) = uid {
-        c.uid(u).gid(u);
-    }
     let mut child = c.spawn().expect("smtpctl");
     if let Some(mut i) = child.stdin.take() {
         use std::io::Write;

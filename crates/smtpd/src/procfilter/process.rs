@@ -1,0 +1,417 @@
+//! One running filter process (`proc NAME "CMD"`, or the process of `filter NAME proc-exec`):
+//! started as OpenSMTPD's `fork_filter_process` starts it, told the `config|` lines, read until
+//! `register|ready`, then served by three tasks: a writer (requests and reports to its stdin),
+//! a reader (its answers, handed to the session they name), and a stderr reader (each line to
+//! the log as `NAME: LINE`). Sessions are multiplexed by session id, as lka_filter.c does: a
+//! waiting session is a channel receiver, not a thread.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rsmtpd_config::Proc;
+use rsmtpd_protocol::filter_protocol::{
+    config_lines, parse_line, FilterMessage, LineReader, ReadLine, Register, Response, DATA_LINE,
+    REPORT_EVENTS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::sys::log;
+
+/// OpenSMTPD's `PATH_LIBEXEC`: where a command not starting with `/` is looked up.
+const LIBEXEC: &str = "/usr/libexec/opensmtpd";
+/// How long a filter may take to send `register|ready` at a restart (at start we wait as
+/// OpenSMTPD does, without limit, since nothing is served yet).
+pub const RESTART_HANDSHAKE: Duration = Duration::from_secs(30);
+
+/// What a filter process says to one session.
+#[derive(Debug)]
+pub enum ToSession {
+    Result {
+        token: u64,
+        response: Response,
+    },
+    DataLine {
+        token: u64,
+        line: Vec<u8>,
+    },
+    /// `report|...` from the filter: a `filter-report|proc|NAME|MSG` for the session's filters.
+    Report {
+        name: String,
+        message: Vec<u8>,
+    },
+    /// The process died or broke the protocol: whatever the session waited for will not come.
+    Failed,
+}
+
+/// Who a filter process runs as.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub chroot: Option<String>,
+}
+
+/// A running filter process.
+pub struct Instance {
+    pub name: String,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    sessions: Mutex<HashMap<u64, mpsc::UnboundedSender<ToSession>>>,
+    /// Bit i: phase `PHASES[i]` registered.
+    pub phases: u32,
+    /// Bit i: report event `REPORT_EVENTS[i]` registered (smtp-in).
+    pub reports: u32,
+    dead: AtomicBool,
+    /// Set by a session that saw the process break the protocol: the supervisor stops it.
+    abort: tokio::sync::Notify,
+    abort_reason: Mutex<Option<String>>,
+}
+
+impl Instance {
+    /// Stops the process for breaking the protocol; `why` is logged as OpenSMTPD's fatal line.
+    pub fn abort(&self, why: &str) {
+        if let Ok(mut r) = self.abort_reason.lock() {
+            r.get_or_insert_with(|| why.to_string());
+        }
+        self.abort.notify_one();
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    pub fn hooks(&self, phase_index: usize) -> bool {
+        self.phases & (1 << phase_index) != 0
+    }
+
+    pub fn wants_report(&self, event: &str) -> bool {
+        REPORT_EVENTS
+            .iter()
+            .position(|e| *e == event)
+            .is_some_and(|i| self.reports & (1 << i) != 0)
+    }
+
+    /// Queues bytes for the filter's stdin. False once it is gone.
+    pub fn write(&self, line: Vec<u8>) -> bool {
+        !self.is_dead() && self.writer.send(line).is_ok()
+    }
+
+    pub fn attach(&self, sessid: u64, to: mpsc::UnboundedSender<ToSession>) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(sessid, to);
+        }
+    }
+
+    pub fn detach(&self, sessid: u64) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(&sessid);
+        }
+    }
+
+    fn deliver(&self, sessid: u64, msg: ToSession) {
+        // An unknown session is ignored, as in lka_filter.c: it may have just ended.
+        if let Ok(s) = self.sessions.lock() {
+            if let Some(to) = s.get(&sessid) {
+                let _ = to.send(msg);
+            }
+        }
+    }
+
+    /// Marks the process dead and tells every session attached to it.
+    fn fail_all(&self) {
+        self.dead.store(true, Ordering::Release);
+        let sessions = self
+            .sessions
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        for to in sessions.values() {
+            let _ = to.send(ToSession::Failed);
+        }
+    }
+}
+
+/// Why a start failed, in OpenSMTPD's words where it has them.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+/// `exec CMD`, or `exec /usr/libexec/opensmtpd/CMD` for a relative command.
+fn shell_command(command: &str) -> String {
+    if command.starts_with('/') {
+        format!("exec {command}")
+    } else {
+        format!("exec {LIBEXEC}/{command}")
+    }
+}
+
+fn spawn(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Child> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(shell_command(&proc_.command))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let who = who.cloned();
+    // SAFETY: between fork and exec only async-signal-safe calls: chroot, chdir, setgroups,
+    // setresgid, setresuid, setsid, on values prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(w) = &who {
+                if let Some(dir) = &w.chroot {
+                    nix::unistd::chroot(dir.as_str())?;
+                    nix::unistd::chdir("/")?;
+                }
+                let gid = nix::unistd::Gid::from_raw(w.gid);
+                let uid = nix::unistd::Uid::from_raw(w.uid);
+                nix::unistd::setgroups(&[gid])?;
+                nix::unistd::setresgid(gid, gid, gid)?;
+                nix::unistd::setresuid(uid, uid, uid)?;
+            }
+            // As fork_filter_process: a session of its own, so terminal signals meant for
+            // smtpd do not reach it.
+            let _ = nix::unistd::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// What the daemon does when an instance ends: called once, with the reason line to log.
+pub type OnDeath = Box<dyn FnOnce(String) + Send>;
+
+/// Starts the process and runs the handshake. `limit` bounds the wait for `register|ready`.
+pub async fn start(
+    proc_: &Proc,
+    who: Option<&Identity>,
+    config: String,
+    limit: Option<Duration>,
+    on_death: OnDeath,
+) -> Result<Arc<Instance>, StartError> {
+    let mut child = spawn(proc_, who).map_err(|e| {
+        StartError(format!(
+            "{}: fork_filter_process: {}",
+            proc_.name,
+            rsmtpd_config::lexer::strerror(&e)
+        ))
+    })?;
+    let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(StartError(format!("{}: no pipes", proc_.name)));
+    };
+    let name = proc_.name.clone();
+    tokio::spawn(stderr_lines(name.clone(), stderr));
+    stdin
+        .write_all(config.as_bytes())
+        .await
+        .map_err(|_| StartError(format!("warn: lost processor: {name} exited abnormally")))?;
+    let mut reader = LineReader::new();
+    let (mut phases, mut reports) = (0u32, 0u32);
+    let handshake = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            while let Some(item) = reader.next_line() {
+                let line = match item {
+                    ReadLine::Line(l) => l,
+                    ReadLine::TooLong => {
+                        return Err(format!("lookup: {name}: line too long"));
+                    }
+                };
+                match parse_line(&line, false) {
+                    Ok(FilterMessage::Register(Register::Ready)) => return Ok(()),
+                    Ok(FilterMessage::Register(Register::Filter(i))) if i == DATA_LINE => {
+                        // Never pretend: message lines do not go through proc filters yet, so
+                        // a filter that needs them (dkimsign, rspamd) is refused at start.
+                        return Err(format!(
+                            "smtpd: processor {name}: filter phase data-line is not supported by rsmtpd yet"
+                        ));
+                    }
+                    Ok(FilterMessage::Register(Register::Filter(i))) => phases |= 1 << i,
+                    Ok(FilterMessage::Register(Register::Report { smtp_out, event })) => {
+                        if !smtp_out {
+                            reports |= match event {
+                                None => u32::MAX,
+                                Some(e) => REPORT_EVENTS
+                                    .iter()
+                                    .position(|x| *x == e)
+                                    .map_or(0, |i| 1 << i),
+                            };
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("lookup: {e}")),
+                }
+            }
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    return Err(format!("warn: lost processor: {name} exited abnormally"))
+                }
+                Ok(n) => reader.push(&buf[..n]),
+            }
+        }
+    };
+    let shaken = match limit {
+        Some(l) => tokio::time::timeout(l, handshake)
+            .await
+            .unwrap_or_else(|_| Err(format!("warn: processor {name}: no register|ready"))),
+        None => handshake.await,
+    };
+    if let Err(e) = shaken {
+        let _ = child.start_kill();
+        return Err(StartError(e));
+    }
+    let (wtx, wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let inst = Arc::new(Instance {
+        name: name.clone(),
+        writer: wtx,
+        sessions: Mutex::new(HashMap::new()),
+        phases,
+        reports,
+        dead: AtomicBool::new(false),
+        abort: tokio::sync::Notify::new(),
+        abort_reason: Mutex::new(None),
+    });
+    tokio::spawn(supervise(
+        inst.clone(),
+        child,
+        stdin,
+        wrx,
+        stdout,
+        reader,
+        on_death,
+    ));
+    Ok(inst)
+}
+
+/// The filter's stderr, a line at a time, to the log as lka_proc.c's processor_errfd.
+async fn stderr_lines(name: String, mut err: tokio::process::ChildStderr) {
+    let mut reader = LineReader::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match err.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => reader.push(&buf[..n]),
+        }
+        while let Some(item) = reader.next_line() {
+            match item {
+                ReadLine::Line(l) => {
+                    log::warn(&format!("{}: {}", name, String::from_utf8_lossy(&l)))
+                }
+                // A line without end is dropped rather than held forever.
+                ReadLine::TooLong => {
+                    reader = LineReader::new();
+                    log::warn(&format!("{}: (line too long)", name));
+                }
+            }
+        }
+    }
+}
+
+/// Runs an instance until it dies or breaks the protocol, then fails its sessions and reports.
+async fn supervise(
+    inst: Arc<Instance>,
+    mut child: Child,
+    mut stdin: tokio::process::ChildStdin,
+    mut wrx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut stdout: tokio::process::ChildStdout,
+    mut reader: LineReader,
+    on_death: OnDeath,
+) {
+    let writer = async {
+        while let Some(first) = wrx.recv().await {
+            // Gather what is queued into one write: reports come in bursts.
+            let mut batch = first;
+            while let Ok(more) = wrx.try_recv() {
+                batch.extend_from_slice(&more);
+                if batch.len() > 256 * 1024 {
+                    break;
+                }
+            }
+            if stdin.write_all(&batch).await.is_err() {
+                return;
+            }
+        }
+    };
+    let read_inst = inst.clone();
+    let reading = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(item) = reader.next_line() {
+                let line = match item {
+                    ReadLine::Line(l) => l,
+                    ReadLine::TooLong => {
+                        return Some(format!("lookup: {}: filter line too long", read_inst.name))
+                    }
+                };
+                match parse_line(&line, true) {
+                    Ok(FilterMessage::Result {
+                        sessid,
+                        token,
+                        response,
+                    }) => read_inst.deliver(sessid, ToSession::Result { token, response }),
+                    Ok(FilterMessage::DataLine {
+                        sessid,
+                        token,
+                        line,
+                    }) => read_inst.deliver(sessid, ToSession::DataLine { token, line }),
+                    Ok(FilterMessage::Report { sessid, message }) => read_inst.deliver(
+                        sessid,
+                        ToSession::Report {
+                            name: read_inst.name.clone(),
+                            message,
+                        },
+                    ),
+                    // register lines after ready: processor_register accepts them (and a late
+                    // hook has no effect on built chains).
+                    Ok(FilterMessage::Register(_)) => {}
+                    Err(e) => return Some(format!("lookup: {e}")),
+                }
+            }
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => reader.push(&buf[..n]),
+            }
+        }
+    };
+    let abort_inst = inst.clone();
+    let aborted = async move {
+        abort_inst.abort.notified().await;
+        abort_inst.abort_reason.lock().ok().and_then(|r| r.clone())
+    };
+    let broke = tokio::select! {
+        r = reading => r,
+        _ = writer => None,
+        r = aborted => r,
+    };
+    // Stop it for good before anyone starts another.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    inst.fail_all();
+    let mut why = Vec::new();
+    if let Some(b) = broke {
+        why.push(b);
+    }
+    // fork_filter_process's child always ends with _exit(1) after system(): OpenSMTPD says
+    // "exited abnormally" however the filter itself ended.
+    why.push(format!(
+        "warn: lost processor: {} exited abnormally",
+        inst.name
+    ));
+    on_death(why.join("\n"));
+}
+
+/// A `config|` block for a process.
+pub fn config_for(smtp_in: bool, smtp_out: bool, admd: &str) -> String {
+    config_lines(
+        "6.8.0p2",
+        rsmtpd_protocol::server::SESSION_TIMEOUT.as_secs(),
+        smtp_in,
+        smtp_out,
+        admd,
+    )
+}
