@@ -5,20 +5,26 @@
 # (/usr/bin/mailq), the systemd unit, man pages, and a postinst that creates Debian's users
 # and groups (opensmtpd, opensmtpq), makes smtpctl setgid opensmtpq with dpkg-statoverride as
 # Debian's does, and lays out the spool with the daemon's modes.
-# RSMTPD_PROFILE=debug packages the debug build (CI: already built by the tests); default release.
+#
+# Environment: RSMTPD_BIN=DIR packages the smtpd and smtpctl already built in DIR instead of
+# building the release ones (the package test uses the binaries the test run built);
+# RSMTPD_DEB_DIR=DIR writes the package there (default target/debian); RSMTPD_DEB_COMPRESS=gzip
+# compresses it with gzip instead of xz (the test: ten times faster). Prints the .deb's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile=${RSMTPD_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-$PWD/target}
-if [ "$profile" = release ]; then
-  cargo build --quiet --release -p rsmtpd -p rsmtpd-smtpctl
+if [ -n "${RSMTPD_BIN:-}" ]; then
+  bin=$RSMTPD_BIN
 else
-  cargo build --quiet -p rsmtpd -p rsmtpd-smtpctl
+  cargo build --quiet --release -p rsmtpd -p rsmtpd-smtpctl
+  bin="$target/release"
 fi
-bin="$target/$profile"
+for b in smtpd smtpctl; do
+  [ -x "$bin/$b" ] || { echo "deb: $bin/$b is not built" >&2; exit 1; }
+done
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 arch=$(dpkg --print-architecture)
-out="$target/debian"
+out=${RSMTPD_DEB_DIR:-$target/debian}
 root="$out/root"
 rm -rf "$root"
 mkdir -p "$root/DEBIAN"
@@ -73,5 +79,6 @@ Description: mail server compatible with OpenSMTPD 6.8
  at start with the file and line that use it.
 CONTROL
 deb="$out/rsmtpd_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" > /dev/null
+dpkg-deb --root-owner-group -Z"${RSMTPD_DEB_COMPRESS:-xz}" --build "$root" "$deb" > /dev/null
+rm -rf "$root"
 echo "$deb"

@@ -1,6 +1,6 @@
 //! `sendmail` never loses a message silently (issue 17.3): with the daemon down it queues the
 //! message in the spool's `offline/` (exit 75, delivered at the next start: control_e2e.rs and,
-//! installed setgid as Debian's, the package test scripts/deb-test.sh), or, when it cannot,
+//! installed setgid as Debian's, the package test debian_package.rs), or, when it cannot,
 //! says that the message was not queued (exit 69), so that the caller keeps it.
 
 mod common;
@@ -12,8 +12,7 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn an_ordinary_user_who_cannot_queue_offline_is_told_so() {
-    if !is_root() {
-        println!("SKIPPED: needs root to run sendmail as another user");
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
