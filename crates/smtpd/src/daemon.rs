@@ -83,6 +83,8 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
+    // From here on the socket is ours: a start that fails leaves no socket behind.
+    let socket_file = SocketFile(opts.socket.clone());
     let server = match Server::new(
         conf,
         hostname,
@@ -96,6 +98,9 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
+    if let Some(line) = crate::startup::disk_space_warning(&opts.spool) {
+        log::warn(&line);
+    }
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
@@ -131,7 +136,10 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         match listener::bind_tcp(addr) {
             Ok(t) => bound.push((t, Arc::new(l))),
             Err(e) => {
-                log::line(log::Level::Crit, &format!("smtpd: bind: {}: {}", addr, e));
+                log::line(
+                    log::Level::Crit,
+                    &format!("smtpd: {}", crate::startup::bind_failure(&addr, &e)),
+                );
                 return 1;
             }
         }
@@ -168,11 +176,20 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
     });
     let status = wait_for_signal(signals).await;
-    let _ = std::fs::remove_file(&opts.socket);
+    drop(socket_file);
     if status == 0 {
         log::info("Exiting");
     }
     status
+}
+
+/// The control socket file, removed when the daemon ends, whether it served or failed to start.
+struct SocketFile(std::path::PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through

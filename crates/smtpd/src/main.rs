@@ -10,7 +10,7 @@ use clap::{Arg, ArgAction, Command};
 use std::path::PathBuf;
 
 use rsmtpd::sys::{pki, system};
-use rsmtpd::{daemon, support};
+use rsmtpd::{daemon, startup, support};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
@@ -178,9 +178,15 @@ fn main() -> ExitCode {
         for l in support::refusals(&conf) {
             eprintln!("warn: {}", l);
         }
+        for l in startup::missing_users(&conf) {
+            eprintln!("warn: {}", l);
+        }
         return ExitCode::SUCCESS;
     }
-    let refused = support::refusals(&conf);
+    let mut refused = support::refusals(&conf);
+    // Unlike OpenSMTPD, which starts and temp-fails each delivery of the action (rsmtpd's
+    // delivery does the same if the user goes away later): see startup.rs.
+    refused.extend(startup::missing_users(&conf));
     if !refused.is_empty() {
         for l in refused {
             eprintln!("smtpd: {}", l);
