@@ -181,6 +181,10 @@ pre=$(sed -n 's/^ExecStartPre=//p' $unit)
 start=$(sed -n 's/^ExecStart=//p' $unit)
 [ "$pre" = "/usr/sbin/smtpd -n -f /etc/smtpd.conf" ] || fail "ExecStartPre=$pre"
 grep -qx 'Restart=on-failure' $unit || fail "no Restart=on-failure"
+# systemd's own reading of the unit (offline: no systemd runs here), where it is installed.
+if command -v systemd-analyze > /dev/null; then
+  systemd-analyze verify $unit > /tmp/verify.log 2>&1 || { cat /tmp/verify.log >&2; fail "systemd-analyze verify"; }
+fi
 # As OpenSMTPD's, -h prints the version and the usage and exits 1.
 out=$(/usr/sbin/smtpd -h 2>&1) || true
 grep -q '^rsmtpd .*OpenSMTPD 6\.8\.0p2' <<< "$out" || fail "smtpd -h said: $out"
@@ -197,7 +201,16 @@ echo "info: alice" >> /etc/aliases
 step "the unit's ExecStartPre and ExecStart: $pre; $start"
 $pre 2> /dev/null || fail "$pre"
 $start || fail "$start"
-wait_for '[ -S /var/run/smtpd.sock ]'
+# Type=forking: the command exits once the daemon serves, so the socket is there already.
+[ -S /var/run/smtpd.sock ] || fail "$start exited before the daemon served"
+step "a second start is refused, with the line on its stderr (systemd shows it)"
+rc=0
+err=$($start 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "second $start: exit $rc"
+case "$err" in
+  "smtpd: control socket already listening: another smtpd runs with /var/run/smtpd.sock"*) ;;
+  *) fail "second $start said: $err" ;;
+esac
 step "sendmail by alice (setgid smtpctl, through the socket)"
 printf 'Subject: installed\n\nfrom the package\n' \
   | setpriv --reuid=alice --regid=alice --init-groups /usr/sbin/sendmail alice@localhost \

@@ -367,3 +367,80 @@ fn a_full_spool_file_system_is_said_at_start_and_on_each_message() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// The pids of the daemons whose command line names `conf`.
+fn daemons_of(conf: &Path) -> Vec<i32> {
+    let want = conf.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|&b| b == 0).any(|a| a == want.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Started detached (as systemd's `Type=forking` unit does), the command exits only once the
+/// daemon serves (exit 0: the port answers at once) or could not start (exit 1, the line on
+/// its stderr, not only in the mail log).
+#[test]
+fn a_detached_start_reports_its_outcome_to_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("smtpd.conf");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    std::fs::write(&conf, format!("listen on 127.0.0.1 port {port}\n{LOCAL}")).expect("config");
+    let detached = || {
+        Command::new(env!("CARGO_BIN_EXE_smtpd"))
+            .arg("-f")
+            .arg(&conf)
+            .env("SMTPD_SPOOL", dir.path().join("spool"))
+            .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("smtpd")
+    };
+    let out = detached();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "smtpd: bind: 127.0.0.1:{port}: Address already in use: another program"
+        )) && err.lines().count() == 1,
+        "{err}"
+    );
+    // The daemon reported, then ends (a moment after the command).
+    wait_gone(&conf);
+    assert!(
+        !dir.path().join("smtpd.sock").exists(),
+        "socket left behind"
+    );
+
+    drop(taken);
+    let out = detached();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let answered = std::net::TcpStream::connect(("127.0.0.1", port));
+    let pids = daemons_of(&conf);
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    assert!(answered.is_ok(), "not serving when the command exited");
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    wait_gone(&conf);
+}
+
+fn wait_gone(conf: &Path) {
+    let t0 = Instant::now();
+    while !daemons_of(conf).is_empty() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(daemons_of(conf).is_empty(), "a daemon is left running");
+}
