@@ -5,7 +5,8 @@
 # owners checked), `smtpd -n` passes on the installed /etc/smtpd.conf, the daemon starts through
 # the unit's own ExecStartPre and ExecStart lines, mail that an ordinary user sends with the
 # installed sendmail reaches their ~/Maildir (directly and through /etc/aliases), `smtpctl show
-# queue` and `mailq` run, SIGTERM stops it; with the daemon down, sendmail by that user
+# queue` and `mailq` run (listing mail for another domain, which Debian's default config relays),
+# SIGTERM stops it; with the daemon down, sendmail by that user
 # queues the message offline (exit 75) and the next start delivers it; `dpkg --purge` removes
 # the files and the setgid override and leaves the users and the spool, as Debian's does.
 #
@@ -223,9 +224,15 @@ printf 'Subject: to info\n\nthrough the aliases\n' \
   || fail "sendmail to info"
 wait_for '[ "$(count /home/alice/Maildir/new)" = 2 ]'
 grep -q "through the aliases" /home/alice/Maildir/new/* || fail "info's message text"
-step "smtpctl show queue, mailq"
 q=$(/usr/sbin/smtpctl show queue) || fail "smtpctl show queue"
 [ -z "$q" ] || fail "the queue is not empty: $q"
+step "mail to another domain goes to Debian's relay action (and waits: no network here)"
+printf 'Subject: out\n\nto the world\n' \
+  | setpriv --reuid=alice --regid=alice --init-groups /usr/sbin/sendmail bob@remote.example \
+  || fail "sendmail to bob@remote.example"
+step "smtpctl show queue, mailq"
+wait_for '/usr/sbin/smtpctl show queue | grep -q "|bob@remote.example|"'
+mailq | grep -q 'bob@remote.example' || fail "mailq does not list the relayed message"
 mailq > /dev/null || fail "mailq"
 
 step "SIGTERM stops it"

@@ -75,7 +75,7 @@ Replaces: mail-transport-agent
 Description: mail server compatible with OpenSMTPD 6.8
  rsmtpd is a drop-in replacement for OpenSMTPD 6.8.0p2 written in Rust: the same smtpd.conf,
  the same smtpd, smtpctl and sendmail command lines, the same SMTP replies and log lines.
- What it does not implement yet (TLS, AUTH, relaying, external filters and tables) is refused
+ What it does not implement yet (external table backends, outbound TLS and AUTH) is refused
  at start with the file and line that use it.
 CONTROL
 deb="$out/rsmtpd_${version}_${arch}.deb"
