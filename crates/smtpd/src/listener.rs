@@ -183,7 +183,7 @@ pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
         format!(
             "smtpd: control_init: bind: {}: {}",
             path.display(),
-            crate::delivery::strerror(&e)
+            crate::sys::compat::strerror(&e)
         )
     })?;
     use std::os::unix::fs::PermissionsExt;

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use rsmtpd_config::{Config, Method};
 
-use crate::delivery::strerror;
+use crate::sys::compat::strerror;
 
 /// Every action whose `user` does not exist here, one line each (without a prefix: the daemon
 /// prints `smtpd: `, `-n` prints `warn: `, as the refusals of [`crate::support`]).

@@ -211,13 +211,7 @@ impl Creds {
     }
 }
 
-/// `strerror()` of an I/O error, without Rust's ` (os error N)`.
-pub fn strerror(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}
+pub use crate::sys::compat::strerror;
 
 /// `strnvis(VIS_SAFE|VIS_CSTYLE|VIS_NL)` as OpenBSD's vis(3) encodes.
 pub fn vis(s: &[u8]) -> String {

@@ -114,9 +114,7 @@ pub async fn run_job(pool: &Arc<Pool>, routes: &Arc<Routes>, c: Connect, job: Jo
     rx.await.unwrap_or(JobResult::NotStarted)
 }
 
-fn strerror(e: &std::io::Error) -> String {
-    crate::delivery::strerror(e)
-}
+use crate::sys::compat::strerror;
 
 async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
     let id = rand::random::<u64>();
