@@ -5,6 +5,7 @@
 //!
 //! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `startup`: the problems that stop the daemon from starting or queueing, each with its remedy.
 //! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
 //!   certificates.
 //! - `dns`: the resolver (client names; later MX routing).
@@ -17,11 +18,13 @@
 //! - `inbound`: the SMTP session shell and its per-session I/O, builtin filters, local
 //!   injection (bounces).
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
+//! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod startup;
 pub mod support;
 pub mod sys;
 pub mod tls;
@@ -40,6 +43,7 @@ pub mod server;
 pub mod inbound;
 
 pub mod delivery;
+pub mod relay;
 
 pub mod control;
 pub mod daemon;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "support",
     "sys",
+    "startup",
     "tls",
     "dns",
     "routing",
@@ -21,6 +22,7 @@ const LAYERS: &[&str] = &[
     "server",
     "inbound",
     "delivery",
+    "relay",
     "control",
     "daemon",
 ];

@@ -43,3 +43,11 @@ mod tests {
         assert_eq!(addr_text(&IpAddr::from([127, 0, 0, 1])), "127.0.0.1");
     }
 }
+
+/// `strerror()` of an I/O error, without Rust's ` (os error N)`.
+pub fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}

@@ -380,14 +380,16 @@ impl Drop for Daemon {
 /// The command prefix that gives the real OpenSMTPD a private spool and control socket: a mount
 /// namespace with a fresh tmpfs on /var/spool/smtpd (it always uses that spool; no run sees what
 /// an earlier one left, nor the machine's, whatever its modes) and on /run (its control socket
-/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own.
+/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own. The
+/// mount point is made first: Debian's package does not ship it (smtpd makes it on first start),
+/// so a machine where OpenSMTPD never ran has none.
 pub fn real_private_namespace() -> Vec<String> {
     [
         "unshare",
         "-m",
         "sh",
         "-c",
-        "mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
+        "mkdir -p /var/spool/smtpd && mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
          mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"",
     ]
     .iter()
