@@ -8,5 +8,9 @@ cd "$(dirname "$0")/.."
 export RSMTPD_CI="${RSMTPD_CI:-1}"
 bash scripts/test-deps.sh
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# Fuzzing, bounded (about two minutes): the seeds and saved regressions replayed, then every
+# target under AFL++ for 10 s; fails on any crash. Long runs: see fuzz/README.md.
+bash fuzz/run.sh 10

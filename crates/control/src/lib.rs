@@ -32,6 +32,9 @@
 //! Other modules: [`map`] is the `db:` file format our `makemap` writes, [`offline`] the files
 //! `sendmail` leaves in the spool's `offline/` directory when the daemon is down.
 
+// Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod map;
 pub mod offline;
 pub mod text;

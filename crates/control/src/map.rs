@@ -236,6 +236,17 @@ pub fn parse_source(
     text: &str,
     kind: MapKind,
 ) -> Result<Vec<(String, Option<String>)>, SourceError> {
+    parse_source_checked(text, kind, &|_| true)
+}
+
+/// [`parse_source`], where each comma-separated part of an alias value must also pass
+/// `alias_ok` (makemap's make_aliases() runs text_to_expandnode() on each: the alias grammar
+/// lives in the daemon's routing layer).
+pub fn parse_source_checked(
+    text: &str,
+    kind: MapKind,
+    alias_ok: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Option<String>)>, SourceError> {
     let mut out: Vec<(String, Option<String>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (line, l) in logical_lines(text) {
@@ -257,7 +268,10 @@ pub fn parse_source(
                 return Err(SourceError::Invalid { line });
             }
             if kind == MapKind::Aliases
-                && val.split(',').any(|r| r.trim_matches(is_space).is_empty())
+                && val.split(',').any(|r| {
+                    let r = r.trim_matches(is_space);
+                    r.is_empty() || !alias_ok(r)
+                })
             {
                 return Err(SourceError::Invalid { line });
             }

@@ -85,6 +85,18 @@ pub fn format_time(t: &LocalTime) -> String {
     )
 }
 
+/// `ctime(3)` of a Unix time in local time: `Wed Nov 25 11:39:20 2026\n`, the day padded to two
+/// places (mail.local's `From ` line). Empty when the time has no local time.
+pub fn ctime_text(when: i64) -> String {
+    match local_time(when) {
+        Some(t) => format!(
+            "{} {}{:3} {:02}:{:02}:{:02} {}\n",
+            DAYS[t.wday], MONTHS[t.mon], t.mday, t.hour, t.min, t.sec, t.year
+        ),
+        None => String::new(),
+    }
+}
+
 /// `duration_to_text()` (to.c): `0s`, `1m30s`, `2d1h`, `-10s`.
 pub fn duration_to_text(t: i64) -> String {
     if t == 0 {
@@ -143,5 +155,35 @@ mod tests {
         assert_eq!(duration_to_text(0), "0s");
         assert_eq!(duration_to_text(93784), "1d2h3m4s");
         assert_eq!(duration_to_text(-60), "-1m");
+    }
+}
+
+#[cfg(test)]
+mod ctime_tests {
+    /// The C library's own ctime_r, to compare with.
+    fn libc_ctime(when: i64) -> String {
+        let t: libc::time_t = when;
+        let mut buf = [0 as libc::c_char; 64];
+        // SAFETY: ctime_r writes at most 26 bytes into a buffer of 64, NUL-terminated.
+        let p = unsafe { libc::ctime_r(&t, buf.as_mut_ptr()) };
+        assert!(!p.is_null());
+        // SAFETY: ctime_r returned a NUL-terminated string in buf.
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn ctime_text_is_the_c_librarys_ctime() {
+        for when in [
+            0,
+            1,
+            1_795_609_943,
+            1_619_801_197,
+            1_000_000_000,
+            4_102_444_800,
+        ] {
+            assert_eq!(super::ctime_text(when), libc_ctime(when), "{when}");
+        }
     }
 }

@@ -25,6 +25,9 @@
 //! of (its one-shot API cannot stream); the tests check our result against
 //! `aes-gcm` and the NIST vectors.
 
+// Nothing here needs unsafe code; keep it that way.
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -355,7 +358,7 @@ pub fn decrypt_to_tempfile<R: Read + Seek>(
 /// answer from stdin. One line, its newline removed; an empty answer at end
 /// of input (then `crypto_setup` refuses it).
 pub fn getpass(prompt: &str) -> io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -364,22 +367,18 @@ pub fn getpass(prompt: &str) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     match tty {
         Some(mut tty) => {
-            let fd = tty.as_raw_fd();
-            // SAFETY: termios is plain data, filled by tcgetattr on our open fd.
-            let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-            let echo_off = unsafe { libc::tcgetattr(fd, &mut saved) } == 0 && {
-                let mut t = saved;
-                t.c_lflag &= !(libc::ECHO | libc::ISIG);
-                // SAFETY: a valid termios for our open fd.
-                unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &t) == 0 }
-            };
+            let saved = tcgetattr(&tty).ok();
+            let echo_off = saved.as_ref().is_some_and(|saved| {
+                let mut t = saved.clone();
+                t.local_flags &= !(LocalFlags::ECHO | LocalFlags::ISIG);
+                tcsetattr(&tty, SetArg::TCSAFLUSH, &t).is_ok()
+            });
             let r = tty
                 .write_all(prompt.as_bytes())
                 .and_then(|()| tty.flush())
                 .and_then(|()| read_line(&mut tty, &mut line));
-            if echo_off {
-                // SAFETY: restores what tcgetattr gave us.
-                unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+            if let (true, Some(saved)) = (echo_off, &saved) {
+                let _ = tcsetattr(&tty, SetArg::TCSAFLUSH, saved);
                 let _ = tty.write_all(b"\n");
             }
             r?;

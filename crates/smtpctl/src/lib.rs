@@ -1,6 +1,9 @@
 //! smtpctl and its personalities (sendmail, send-mail, mailq, newaliases, makemap): the pure
 //! parts, tested without a daemon. `main.rs` does the I/O.
 
+// Nothing here needs unsafe code; keep it that way.
+#![forbid(unsafe_code)]
+
 pub mod encrypt;
 pub mod format;
 pub mod parser;

@@ -2,12 +2,16 @@
 //! /var/run/smtpd.sock); reads the spool (`SMTPD_SPOOL`, default /var/spool/smtpd) directly for
 //! `show envelope`, `show message` and `show queue` when the daemon is down.
 
+// Nothing here needs unsafe code; keep it that way.
+#![forbid(unsafe_code)]
+
 use rsmtpd_control::text::time_to_text;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::exit;
+use std::sync::OnceLock;
 
 use rsmtpd_control::map::{self, MapKind};
 use rsmtpd_control::*;
@@ -18,14 +22,14 @@ const EX_SOFTWARE: i32 = 70;
 const EX_TEMPFAIL: i32 = 75;
 const EX_UNAVAILABLE: i32 = 69;
 
-static mut PROGNAME: String = String::new();
+/// The name we were run as (`smtpctl`, `sendmail`, `mailq`...), for messages; set once in `main`.
+static PROGNAME: OnceLock<String> = OnceLock::new();
 
 fn progname() -> String {
-    // set once at start, single-threaded
-    #[allow(static_mut_refs)]
-    unsafe {
-        PROGNAME.clone()
-    }
+    PROGNAME
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "smtpctl".to_string())
 }
 
 fn errx(code: i32, msg: &str) -> ! {
@@ -109,10 +113,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_else(|| "smtpctl".into());
     let name = argv0.rsplit('/').next().unwrap_or(&argv0).to_string();
-    #[allow(static_mut_refs)]
-    unsafe {
-        PROGNAME = name.clone();
-    }
+    let _ = PROGNAME.set(name.clone());
     let rest = &args[args.len().min(1)..];
     let code = match rsmtpd_smtpctl::personality(&argv0) {
         Personality::Sendmail => {
@@ -580,13 +581,14 @@ fn makemap_main(args: &[String], newaliases: bool) -> i32 {
             }
         }
     };
-    let entries = match map::parse_source(&text, kind) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{}: {}", progname(), e.message(&source));
-            return 1;
-        }
-    };
+    let entries =
+        match map::parse_source_checked(&text, kind, &rsmtpd::routing::alias::is_valid_node) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{}: {}", progname(), e.message(&source));
+                return 1;
+            }
+        };
     let tmp = format!("{output}.{}", std::process::id());
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()

@@ -29,6 +29,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// `SMTPD_RESOLVER=ADDR:PORT`: the DNS server to ask instead of /etc/resolv.conf's.
     pub resolver: Option<std::net::SocketAddr>,
+    /// Who alias commands and files run as (`sys::system::smtpd_user`, checked before start).
+    pub smtpd_user: String,
     /// `-P smtp|mda|mta`: start with that subsystem paused.
     pub paused: Vec<String>,
 }
@@ -81,7 +83,13 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             return 1;
         }
     };
-    let server = match Server::new(conf, hostname, &opts.spool, Dns::new(opts.resolver)) {
+    let server = match Server::new(
+        conf,
+        hostname,
+        &opts.spool,
+        Dns::new(opts.resolver),
+        opts.smtpd_user.clone(),
+    ) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log::line(log::Level::Crit, &e);
@@ -128,25 +136,20 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             }
         }
     }
-    start_scheduler(&server);
+    // `-P`: the same state `smtpctl pause` sets, in place before anything runs (smtpd.c sets
+    // its flags before forking its processes), so that `show status` and `resume` see it and
+    // the scheduler starts paused. As OpenSMTPD, an unknown name is ignored and nothing is
+    // logged.
     for p in &opts.paused {
-        match p.as_str() {
-            "smtp" => server
-                .smtp_paused
-                .store(true, std::sync::atomic::Ordering::Relaxed),
-            "mda" | "mta" => {
-                if let Some(h) = server.scheduler.get() {
-                    let kind = if p == "mda" {
-                        crate::queue::DeliveryType::Mda
-                    } else {
-                        crate::queue::DeliveryType::Mta
-                    };
-                    h.pause(kind, true);
-                }
-            }
-            _ => {}
-        }
+        let s = match p.as_str() {
+            "smtp" => rsmtpd_control::Subsystem::Smtp,
+            "mda" => rsmtpd_control::Subsystem::Mda,
+            "mta" => rsmtpd_control::Subsystem::Mta,
+            _ => continue,
+        };
+        server.paused_at_start(s);
     }
+    start_scheduler(&server);
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");
@@ -164,10 +167,12 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     tokio::task::spawn_blocking(move || {
         crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
     });
-    wait_for_signal(signals).await;
+    let status = wait_for_signal(signals).await;
     let _ = std::fs::remove_file(&opts.socket);
-    log::info("Exiting");
-    0
+    if status == 0 {
+        log::info("Exiting");
+    }
+    status
 }
 
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through
@@ -186,35 +191,61 @@ fn start_scheduler(server: &Arc<Server>) {
     });
     let settings = crate::scheduler::Settings {
         counters: server.stats.scheduler.clone(),
+        mda_paused: server.paused.get(rsmtpd_control::Subsystem::Mda),
+        mta_paused: server.paused.get(rsmtpd_control::Subsystem::Mta),
         ..crate::scheduler::Settings::from_config(&server.config)
     };
     let handle = crate::scheduler::start(server.queue.clone(), loaded, agent, injector, settings);
     let _ = server.scheduler.set(handle);
 }
 
-/// SIGTERM and SIGINT, caught from the first moment: a signal that came before the handlers
-/// would kill the daemon without its clean exit.
-fn catch_signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
-    use tokio::signal::unix::{signal, SignalKind};
-    Some((
-        signal(SignalKind::terminate()).ok()?,
-        signal(SignalKind::interrupt()).ok()?,
-    ))
+/// The signals the daemon catches, from the first moment: one that came before the handlers
+/// would kill the daemon without its clean exit, and without a line saying why.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
-async fn wait_for_signal(
-    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-) {
-    let Some((mut term, mut int)) = signals else {
+fn catch_signals() -> Option<Signals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Some(Signals {
+        term: signal(SignalKind::terminate()).ok()?,
+        int: signal(SignalKind::interrupt()).ok()?,
+        hup: signal(SignalKind::hangup()).ok()?,
+        usr1: signal(SignalKind::user_defined1()).ok()?,
+        usr2: signal(SignalKind::user_defined2()).ok()?,
+    })
+}
+
+/// Waits for a signal; the exit status it calls for. SIGTERM and SIGINT stop the daemon
+/// (`debug: got signal N`, then `Exiting`, status 0). SIGHUP is no reload: OpenSMTPD has none,
+/// its parent process ends on it with `fatalx("smtpd: unexpected signal")`, and so do we, with
+/// the same line and status 1 (which systemd's `Restart=on-failure` counts as a failure, so it
+/// starts the daemon again: a crude reload, which re-reads the configuration). SIGUSR1 and
+/// SIGUSR2, which would end OpenSMTPD without a word, get the same line.
+async fn wait_for_signal(signals: Option<Signals>) -> u8 {
+    let Some(mut s) = signals else {
         // Without signal handling we can still be killed; just never return.
         std::future::pending::<()>().await;
-        return;
+        return 1;
     };
     let n = tokio::select! {
-        _ = term.recv() => 15,
-        _ = int.recv() => 2,
+        _ = s.term.recv() => 15,
+        _ = s.int.recv() => 2,
+        _ = s.hup.recv() => 1,
+        _ = s.usr1.recv() => 10,
+        _ = s.usr2.recv() => 12,
     };
-    log::debug(&format!("debug: got signal {}", n));
+    if n == 15 || n == 2 {
+        log::debug(&format!("debug: got signal {}", n));
+        0
+    } else {
+        log::line(log::Level::Crit, "smtpd: smtpd: unexpected signal");
+        1
+    }
 }
 
 /// The smtpctl that resubmits offline messages: the one installed beside us.
@@ -229,16 +260,9 @@ fn smtpctl_path() -> std::path::PathBuf {
 /// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a
 /// second descriptor (its message file).
 fn max_sessions() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we own.
-    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
-        rl.rlim_cur
-    } else {
-        1024
-    };
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _hard)| soft)
+        .unwrap_or(1024);
     let used = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as u64)
         .unwrap_or(16);
@@ -258,10 +282,7 @@ async fn accept_tcp(
             return;
         };
         // `smtpctl pause smtp`: stop accepting until resumed.
-        while server
-            .smtp_paused
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        while server.paused.get(rsmtpd_control::Subsystem::Smtp) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let (stream, peer) = match tcp.accept().await {

@@ -16,6 +16,9 @@
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
+// Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod support;
 pub mod sys;
 

@@ -1,5 +1,8 @@
 //! smtpd: the rsmtpd daemon, command-line compatible with OpenSMTPD 6.8's `smtpd`.
 
+// Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -64,6 +67,9 @@ fn cli() -> Command {
         // daemon can run without root (tests, trying it out). Also SMTPD_SPOOL, SMTPD_SOCKET.
         .arg(Arg::new("spool").long("spool").action(ArgAction::Set))
         .arg(Arg::new("socket").long("socket").action(ArgAction::Set))
+        // Who alias commands and files run as when root (OpenSMTPD's SMTPD_USER, a build
+        // option there); also SMTPD_USER. Default: opensmtpd, else _smtpd.
+        .arg(Arg::new("user").long("user").action(ArgAction::Set))
 }
 
 /// getopt() names the program as it was invoked.
@@ -189,7 +195,19 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| default.to_string())
             .into()
     };
+    let setting = m
+        .get_one::<String>("user")
+        .cloned()
+        .or_else(|| std::env::var("SMTPD_USER").ok());
+    let smtpd_user = match system::smtpd_user(setting.as_deref()) {
+        Ok(u) => u,
+        Err(line) => {
+            eprintln!("{line}");
+            return ExitCode::from(1);
+        }
+    };
     let opts = daemon::Options {
+        smtpd_user,
         foreground: m.get_flag("d") || m.get_flag("F"),
         verbose: m.get_count("v") > 0,
         traces,

@@ -2,7 +2,7 @@
 //! session asks of them (rules and expansion at RCPT, the queue at DATA).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rsmtpd_config::lexer::strerror;
@@ -15,6 +15,7 @@ use crate::queue::{Envelope, Queue, QueueOptions};
 use crate::routing::lookup::{HostInfo, LiveTables, SystemUsers, Tables};
 use crate::scheduler::Handle;
 use crate::sys::log::{self};
+use crate::sys::stat;
 
 pub struct Server {
     pub config: Config,
@@ -26,14 +27,14 @@ pub struct Server {
     pub tables: LiveTables,
     pub queue: Queue,
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
-    /// run as root, else ourselves.
+    /// run as root, else ourselves ([`crate::sys::system::smtpd_user`]).
     pub smtpd_user: String,
     /// The scheduler, once started (it needs the server for its agents).
     pub scheduler: OnceLock<Handle>,
     /// What the queue held at start, for the scheduler.
     pub loaded: std::sync::Mutex<Vec<Envelope>>,
-    /// `smtpctl pause smtp`: listeners stop accepting.
-    pub smtp_paused: AtomicBool,
+    /// What is paused (`smtpd -P`, `smtpctl pause|resume`): the one place that says so.
+    pub paused: Paused,
     pub stats: Stats,
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
@@ -42,34 +43,96 @@ pub struct Server {
     pub procs: OnceLock<crate::procfilter::Procs>,
 }
 
-/// Counters for `smtpctl show stats`, named as OpenSMTPD names them, and the client side of
-/// `smtpctl monitor`.
+/// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
+/// sets at start and `smtpctl pause|resume` later. `show status` reads these, `resume` checks
+/// them, the listeners and the scheduler follow them: one state, so that they cannot disagree.
+#[derive(Default)]
+pub struct Paused {
+    smtp: AtomicBool,
+    mda: AtomicBool,
+    mta: AtomicBool,
+}
+
+impl Paused {
+    fn flag(&self, s: rsmtpd_control::Subsystem) -> &AtomicBool {
+        use rsmtpd_control::Subsystem;
+        match s {
+            Subsystem::Smtp => &self.smtp,
+            Subsystem::Mda => &self.mda,
+            Subsystem::Mta => &self.mta,
+        }
+    }
+
+    pub fn get(&self, s: rsmtpd_control::Subsystem) -> bool {
+        self.flag(s).load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> rsmtpd_control::Status {
+        use rsmtpd_control::Subsystem;
+        rsmtpd_control::Status {
+            mda_paused: self.get(Subsystem::Mda),
+            mta_paused: self.get(Subsystem::Mta),
+            smtp_paused: self.get(Subsystem::Smtp),
+        }
+    }
+}
+
+impl Server {
+    /// `smtpd -P NAME`: paused before the listeners and the scheduler start, silently.
+    pub fn paused_at_start(&self, s: rsmtpd_control::Subsystem) {
+        self.paused.flag(s).store(true, Ordering::Relaxed);
+    }
+
+    /// Pauses or resumes a subsystem: the flag, then whoever acts on it (the scheduler, once it
+    /// runs; before, it starts from the flags). Listeners look at the flag before each accept.
+    pub fn set_paused(&self, s: rsmtpd_control::Subsystem, paused: bool) {
+        use rsmtpd_control::Subsystem;
+        self.paused.flag(s).store(paused, Ordering::Relaxed);
+        let kind = match s {
+            Subsystem::Smtp => {
+                // smtp.c logs these in the smtp process as it gets the order.
+                log::debug(if paused {
+                    "debug: smtp: pausing listening sockets"
+                } else {
+                    "debug: smtp: resuming listening sockets"
+                });
+                return;
+            }
+            Subsystem::Mda => crate::queue::DeliveryType::Mda,
+            Subsystem::Mta => crate::queue::DeliveryType::Mta,
+        };
+        if let Some(h) = self.scheduler.get() {
+            h.pause(kind, paused);
+        }
+    }
+}
+
+/// `smtpctl monitor`'s counters (`show stats` reads [`crate::sys::stat`]), and the session
+/// counters of both.
 #[derive(Default)]
 pub struct Stats {
-    pub sessions: AtomicI64,
     /// Sessions started and ended since start (`monitor`'s `conn` and `disc`: the increments and
     /// decrements of `smtp.session`).
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     /// The scheduler's part of `monitor`, handed to it when it starts.
     pub scheduler: Arc<crate::scheduler::Counters>,
-    pub sessions_inet4: AtomicI64,
-    pub sessions_inet6: AtomicI64,
-    pub sessions_local: AtomicI64,
-    pub messages: AtomicI64,
 }
 
 impl Stats {
-    /// A session starts; the returned guard counts it as ended when dropped.
+    /// A session starts; the returned guard counts it as ended when dropped (smtp.c: the
+    /// current `smtp.session`, the totals by client kind).
     pub fn session(&self, peer: &PeerAddr) -> SessionCount<'_> {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
         self.connects.fetch_add(1, Ordering::Relaxed);
-        let total = match peer {
-            PeerAddr::Inet(std::net::IpAddr::V4(_)) => &self.sessions_inet4,
-            PeerAddr::Inet(std::net::IpAddr::V6(_)) => &self.sessions_inet6,
-            PeerAddr::Local => &self.sessions_local,
-        };
-        total.fetch_add(1, Ordering::Relaxed);
+        stat::increment("smtp.session", 1);
+        stat::increment(
+            match peer {
+                PeerAddr::Inet(std::net::IpAddr::V4(_)) => "smtp.session.inet4",
+                PeerAddr::Inet(std::net::IpAddr::V6(_)) => "smtp.session.inet6",
+                PeerAddr::Local => "smtp.session.local",
+            },
+            1,
+        );
         SessionCount(self)
     }
 
@@ -92,25 +155,12 @@ impl Stats {
         }
     }
 
+    /// `show stats`: every counter set since start.
     pub fn snapshot(&self) -> Vec<(String, rsmtpd_control::StatValue)> {
-        use rsmtpd_control::StatValue::Counter;
-        let g = |a: &AtomicI64| a.load(Ordering::Relaxed);
-        vec![
-            ("smtp.session".into(), Counter(g(&self.sessions))),
-            (
-                "smtp.session.inet4".into(),
-                Counter(g(&self.sessions_inet4)),
-            ),
-            (
-                "smtp.session.inet6".into(),
-                Counter(g(&self.sessions_inet6)),
-            ),
-            (
-                "smtp.session.local".into(),
-                Counter(g(&self.sessions_local)),
-            ),
-            ("queue.message".into(), Counter(g(&self.messages))),
-        ]
+        stat::snapshot()
+            .into_iter()
+            .map(|(k, v)| (k, rsmtpd_control::StatValue::Counter(v)))
+            .collect()
     }
 }
 
@@ -118,7 +168,7 @@ pub struct SessionCount<'a>(&'a Stats);
 
 impl Drop for SessionCount<'_> {
     fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        stat::decrement("smtp.session", 1);
         self.0.disconnects.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -129,6 +179,7 @@ impl Server {
         hostname: String,
         spool: &Path,
         dns: Dns,
+        smtpd_user: String,
     ) -> Result<Server, String> {
         let host = HostInfo {
             hostname: hostname.clone(),
@@ -180,15 +231,6 @@ impl Server {
                 e.id
             ));
         }
-        let smtpd_user = if nix::unistd::geteuid().is_root() {
-            "_smtpd".to_string()
-        } else {
-            nix::unistd::User::from_uid(nix::unistd::geteuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| "nobody".into())
-        };
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
         Ok(Server {
             local_listen,
@@ -200,7 +242,7 @@ impl Server {
             smtpd_user,
             scheduler: OnceLock::new(),
             loaded: std::sync::Mutex::new(known),
-            smtp_paused: AtomicBool::new(false),
+            paused: Paused::default(),
             stats: Stats::default(),
             procs: OnceLock::new(),
         })

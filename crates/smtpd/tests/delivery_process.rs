@@ -193,9 +193,10 @@ fn deliveries_run_as_their_users_in_a_few_reused_workers() {
 }
 
 /// A config where mail to `arch@example.org` is appended to `@DIR@/bob/archive` (an alias
-/// file target, run as the `_smtpd` user, here uid 2002) and other mail goes to bob's Maildir.
+/// file target, run as the unprivileged `opensmtpd` user, looked up in the userbase: uid 2002)
+/// and other mail goes to bob's Maildir.
 const ARCHIVE: &str = "listen on 127.0.0.1 port @PORT@\n\
-     table users { bob = \"2002:2002:@DIR@/bob\", _smtpd = \"2002:2002:@DIR@/bob\" }\n\
+     table users { bob = \"2002:2002:@DIR@/bob\", opensmtpd = \"2002:2002:@DIR@/bob\" }\n\
      table aliases { arch = \"@DIR@/bob/archive\" }\n\
      action \"file\" mbox alias <aliases> userbase <users>\n\
      action \"mail\" maildir userbase <users>\n\

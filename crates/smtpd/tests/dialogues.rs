@@ -452,7 +452,11 @@ fn transcript(d: &Dialogue, replies: &[Vec<String>]) -> Vec<String> {
         if let Some(tag) = tag {
             let mut t = step.text.clone();
             if t.len() > 120 {
-                t.truncate(t.floor_char_boundary(120));
+                let mut end = 120;
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                t.truncate(end);
                 t.push_str("...");
             }
             out.push(format!("{tag}: {t}"));

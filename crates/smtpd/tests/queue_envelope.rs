@@ -379,3 +379,24 @@ fn round_trip_random_envelopes() {
         }
     }
 }
+
+/// A `sockaddr:` with a character across byte 5 (spool files are written by two programs, and
+/// may be damaged) is read without a panic: it is no IPv6 address.
+#[test]
+fn a_non_ascii_sockaddr_is_no_panic() {
+    for v in [
+        "abcd\u{20ac}",
+        "\u{20ac}\u{20ac}",
+        "IPv6\u{20ac}",
+        "[\u{20ac}]",
+    ] {
+        let r = Envelope::parse(&format!("version: 3\nsockaddr: {v}\n"));
+        if let Ok(e) = r {
+            assert!(
+                !matches!(e.sockaddr, SockAddr::Ip(_)),
+                "{v}: {:?}",
+                e.sockaddr
+            );
+        }
+    }
+}

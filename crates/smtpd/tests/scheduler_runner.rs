@@ -35,6 +35,8 @@ impl Agent for FakeAgent {
                 AgentResult::perm(format!("\"last line for {}\"", user))
             } else if user == "loop" {
                 AgentResult::Loop
+            } else if user == "panic" {
+                panic!("a bug in the agent")
             } else {
                 AgentResult::Ok
             }
@@ -298,4 +300,17 @@ async fn restart_resumes_every_envelope() {
     assert!(q2.load().unwrap().envelopes.is_empty());
     assert!(agent.calls.lock().unwrap().is_empty());
     h2.shutdown().await;
+}
+
+/// An agent that panics (a bug) reports a temporary failure: the envelope is tried again on the
+/// usual schedule instead of staying in flight until the next restart.
+#[tokio::test]
+async fn an_agent_that_panics_is_a_temporary_failure() {
+    let r = rig();
+    let envs = send(&r.queue, "al@vm", &["panic"], DSN_DELAY | DSN_FAILURE).await;
+    let h = r.start(envs.clone());
+    r.run_to(45).await;
+    let tries: Vec<i64> = r.calls().iter().map(|c| c.1).collect();
+    assert_eq!(tries, vec![0, 10, 40]);
+    drop(h);
 }

@@ -1,7 +1,6 @@
 //! What smtpctl's commands do to this daemon: the scheduler and queue behind the control
 //! socket, and local submission (`sendmail`) as a session on the control connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rsmtpd_control::{
@@ -12,7 +11,7 @@ use tokio::net::UnixStream;
 
 use crate::control::{BoxFuture, ControlContext};
 use crate::inbound::session;
-use crate::queue::{DeliveryType, EnvelopeFlags, EvpId, MsgId, SockAddr};
+use crate::queue::{DeliveryType, Discover, EnvelopeFlags, EvpId, MsgId, SockAddr};
 use crate::routing::lookup::Update;
 use crate::scheduler::schedule::{RunState, Target};
 use crate::server::Server;
@@ -21,9 +20,6 @@ use crate::sys::log;
 pub struct DaemonControl {
     pub server: Arc<Server>,
     pub started: i64,
-    pub smtp_paused: AtomicBool,
-    pub mda_paused: AtomicBool,
-    pub mta_paused: AtomicBool,
 }
 
 impl DaemonControl {
@@ -31,9 +27,6 @@ impl DaemonControl {
         DaemonControl {
             server,
             started: crate::sys::date::now(),
-            smtp_paused: AtomicBool::new(false),
-            mda_paused: AtomicBool::new(false),
-            mta_paused: AtomicBool::new(false),
         }
     }
 }
@@ -135,6 +128,25 @@ impl ControlContext for DaemonControl {
         })
     }
 
+    fn discover(&self, t: CTarget) -> BoxFuture<'_, u64> {
+        Box::pin(async move {
+            let what = match t {
+                CTarget::Message(m) => Discover::Message(MsgId(m)),
+                CTarget::Envelope(e) => Discover::Envelope(EvpId(e)),
+                CTarget::All => return 0,
+            };
+            let queue = self.server.queue.clone();
+            let found = tokio::task::spawn_blocking(move || queue.discover(what))
+                .await
+                .unwrap_or_default();
+            let n = found.len() as u64;
+            if let Some(h) = self.server.scheduler.get() {
+                h.discover(found);
+            }
+            n
+        })
+    }
+
     fn pause_envelopes(&self, t: CTarget) -> BoxFuture<'_, u64> {
         Box::pin(async move {
             match self.server.scheduler.get() {
@@ -154,34 +166,11 @@ impl ControlContext for DaemonControl {
     }
 
     fn set_paused(&self, subsystem: Subsystem, paused: bool) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            match subsystem {
-                Subsystem::Smtp => {
-                    self.smtp_paused.store(paused, Ordering::Relaxed);
-                    self.server.smtp_paused.store(paused, Ordering::Relaxed);
-                }
-                Subsystem::Mda => {
-                    self.mda_paused.store(paused, Ordering::Relaxed);
-                    if let Some(h) = self.server.scheduler.get() {
-                        h.pause(DeliveryType::Mda, paused);
-                    }
-                }
-                Subsystem::Mta => {
-                    self.mta_paused.store(paused, Ordering::Relaxed);
-                    if let Some(h) = self.server.scheduler.get() {
-                        h.pause(DeliveryType::Mta, paused);
-                    }
-                }
-            }
-        })
+        Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
     fn status(&self) -> Status {
-        Status {
-            mda_paused: self.mda_paused.load(Ordering::Relaxed),
-            mta_paused: self.mta_paused.load(Ordering::Relaxed),
-            smtp_paused: self.smtp_paused.load(Ordering::Relaxed),
-        }
+        self.server.paused.status()
     }
 
     fn stats(&self) -> (i64, Vec<(String, StatValue)>) {

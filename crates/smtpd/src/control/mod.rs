@@ -155,7 +155,10 @@ async fn read_frame(conn: &mut UnixStream) -> Option<Result<Vec<u8>, ()>> {
 pub async fn serve(conn: UnixStream, ctx: &dyn ControlContext) {
     use std::os::fd::AsRawFd;
     let fd = conn.as_raw_fd();
+    // control.c counts its clients, this one included while it asks for `show stats`.
+    crate::sys::stat::increment("control.session", 1);
     serve_requests(conn, ctx).await;
+    crate::sys::stat::decrement("control.session", 1);
     log::debug("debug: control -> client: pipe closed");
     log::debug(&format!("debug: clearing p=client, fd={fd}, pid=0"));
 }
@@ -241,7 +244,12 @@ pub async fn answer(req: Request, ctx: &dyn ControlContext) -> Response {
         Request::GetDigest => Response::Digest(ctx.digest()),
         Request::Show(w) => Response::Lines(ctx.show(w)),
         Request::Log(l) => {
+            // OpenSMTPD keeps `-v` and the traces in one word (`tracing`, TRACE_DEBUG being its
+            // low bit), and `log brief|verbose` sets that word to 0 or TRACE_DEBUG
+            // (log_trace_verbose): it turns the traces off too. The same here, so that a
+            // script that relies on it sees the same log.
             ctx.set_verbose(l == LogLevel::Verbose);
+            ctx.set_traces(0);
             Response::Ok
         }
         Request::Trace { enable, name } => match trace_bits(&name) {

@@ -15,6 +15,10 @@ use crate::server::Server;
 
 /// `ESC_OTHER_MAIL_SYSTEM_STATUS`, the detail code of delivery failures (4.3.0 / 5.3.0).
 const ESC_OTHER: u8 = 30;
+/// `ESC_OTHER_ADDRESS_STATUS` (4.1.0), a user lookup that failed.
+const ESC_OTHER_ADDRESS_STATUS: u8 = 10;
+/// `ESC_DESTINATION_MAILBOX_HAS_MOVED` (5.1.6): what mda.c answers for a user not found.
+const ESC_DESTINATION_MAILBOX_HAS_MOVED: u8 = 16;
 
 pub struct MdaAgent {
     pub server: Arc<Server>,
@@ -78,19 +82,39 @@ impl MdaAgent {
         }
     }
 
-    /// The user the delivery runs as: the action's userbase entry, or (for files and commands of
-    /// system aliases, which run as the unprivileged user) the system's.
+    /// The user the delivery runs as: the action's userbase entry (`<getpwnam>` unless the action
+    /// names one). Files and commands of system aliases run as the unprivileged user, which is
+    /// looked up there too: with a userbase that lacks it they fail, with mda.c's texts and
+    /// codes (a missing user is 5.1.6, a failed lookup 4.1.0).
     fn user(&self, userbase: &str, name: &str) -> Result<UserInfo, AgentResult> {
+        let failed = |text: &str, code| AgentResult::PermFail {
+            error: text.into(),
+            stat: text.into(),
+            code,
+        };
         match self.server.tables.load().userinfo(userbase, name) {
             Lookup::Found(u) => Ok(u),
-            Lookup::TempFail => Err(AgentResult::temp("user lookup failed")),
-            Lookup::NotFound => match crate::routing::lookup::SystemUsers.getpwnam(name) {
-                Lookup::Found(u) => Ok(u),
-                _ => Err(AgentResult::perm(format!(
-                    "delivery user '{}' does not exist",
-                    name
-                ))),
-            },
+            Lookup::TempFail => Err(AgentResult::TempFail {
+                error: "Temporary failure in user lookup".into(),
+                stat: "Temporary failure in user lookup".into(),
+                code: ESC_OTHER_ADDRESS_STATUS,
+            }),
+            // Not root, we are that user (OpenSMTPD cannot run so): it needs no userbase entry.
+            Lookup::NotFound
+                if name == self.server.smtpd_user && !nix::unistd::geteuid().is_root() =>
+            {
+                match crate::routing::lookup::SystemUsers.getpwnam(name) {
+                    Lookup::Found(u) => Ok(u),
+                    _ => Err(failed(
+                        "Permanent failure in user lookup",
+                        ESC_DESTINATION_MAILBOX_HAS_MOVED,
+                    )),
+                }
+            }
+            Lookup::NotFound => Err(failed(
+                "Permanent failure in user lookup",
+                ESC_DESTINATION_MAILBOX_HAS_MOVED,
+            )),
         }
     }
 }

@@ -8,7 +8,6 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -31,19 +30,10 @@ pub struct Finished {
     pub fully_written: bool,
 }
 
-/// An unlinked temporary file (OpenSMTPD's `/tmp/smtpd.out.XXXXXXXXXXX`).
+/// An unlinked temporary file in /tmp (OpenSMTPD's `mkstemp` + `unlink` of
+/// `/tmp/smtpd.out.XXXXXXXXXXX`; tempfile's has no name at all, where the kernel allows).
 pub fn capture_file() -> std::io::Result<File> {
-    let mut tmpl = *b"/tmp/smtpd.out.XXXXXXXXXXX\0";
-    // SAFETY: mkstemp gets a writable NUL-terminated template.
-    let fd = unsafe { libc::mkstemp(tmpl.as_mut_ptr() as *mut libc::c_char) };
-    if fd == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own; the template now names the file.
-    unsafe {
-        libc::unlink(tmpl.as_ptr() as *const libc::c_char);
-        Ok(File::from_raw_fd(fd))
-    }
+    tempfile::tempfile_in("/tmp")
 }
 
 /// The last line of `f` as mda_getlastline() finds it (reads at most the last 64 KiB).

@@ -6,9 +6,12 @@
 //! Like mail.lmtp, any unexpected reply (also a 5xx) is a temporary failure whose text is
 //! `mail.lmtp: LMTP server error: <reply>`; that is what OpenSMTPD logs and retries.
 
+use crate::sys::compat::strip_prefix_ci;
 use std::fs::File;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::headers::{c_line, next_line, stream};
@@ -32,10 +35,8 @@ async fn connect_inet(dest: &str) -> Result<TcpStream, AgentError> {
         let Some(close) = rest.find(']') else {
             return Err(tf("inet: invalid address syntax"));
         };
-        let mut host = &rest[..close];
-        if host.len() >= 5 && host[..5].eq_ignore_ascii_case("IPv6:") {
-            host = &host[5..];
-        }
+        let host = &rest[..close];
+        let host = strip_prefix_ci(host, "IPv6:").unwrap_or(host);
         let after = &rest[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => p,
@@ -89,6 +90,10 @@ enum Phase {
     Quit,
 }
 
+/// The longest reply line we read from an LMTP server, LF included: SMTP's own line limit
+/// (`SMTP_LINE_MAX`), far above what any server sends (RFC 5321 says 512).
+const MAX_REPLY_LINE: usize = rsmtpd_protocol::data::SMTP_LINE_MAX;
+
 async fn engine<R, W>(
     l: &Lmtp,
     r: R,
@@ -111,12 +116,19 @@ where
             .await
             .map_err(|e| tf(format!("write: {}", super::strerror(&e))))?;
         line.clear();
-        let n = r
+        // At most MAX_REPLY_LINE bytes: a server that never ends its line must not grow it for
+        // the whole job timeout (mda_unpriv's getline() has no cap; CVE-2020-8794 was a reply
+        // reader trusting its peer).
+        let n = (&mut r)
+            .take(MAX_REPLY_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
             .await
             .map_err(|e| tf(format!("getline: {}", super::strerror(&e))))?;
         if n == 0 {
             return Err(tf("unexpected EOF from LMTP server"));
+        }
+        if line.len() > MAX_REPLY_LINE {
+            return Err(tf("LMTP server sent a line too long"));
         }
         let linelen = line.len();
         let mut text = c_line(&line).to_vec();
@@ -214,5 +226,56 @@ where
             }
             Phase::Quit => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lmtp(destination: &str) -> Lmtp {
+        Lmtp {
+            destination: destination.into(),
+            lhlo: "localhost".into(),
+            mail_from: "a@b".into(),
+            rcpt_to: "c@d".into(),
+        }
+    }
+
+    fn message() -> File {
+        tempfile::tempfile().expect("tempfile")
+    }
+
+    /// A destination whose bracketed host has a character across byte 5 is refused, not a panic
+    /// (the fuzzing review's `host[..5]`).
+    #[tokio::test]
+    async fn a_non_ascii_bracketed_host_is_an_error() {
+        let e = match deliver(&lmtp("[abcd\u{20ac}]:24"), Vec::new(), message()).await {
+            Err(e) => e,
+            Ok(()) => panic!("delivered to [abcd\u{20ac}]"),
+        };
+        assert_eq!(e.code, EX_TEMPFAIL, "{}", e.text);
+    }
+
+    /// A server that never ends its banner line fails the delivery once the line passes the cap,
+    /// instead of growing it until the job's timeout.
+    #[tokio::test]
+    async fn a_reply_line_without_end_is_cut_at_the_cap() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok((mut s, _)) = l.accept() {
+                let chunk = vec![b'2'; 8192];
+                // Stops when the client hangs up.
+                while s.write_all(&chunk).is_ok() {}
+            }
+        });
+        let e = match deliver(&lmtp(&format!("127.0.0.1:{port}")), Vec::new(), message()).await {
+            Err(e) => e,
+            Ok(()) => panic!("delivered"),
+        };
+        assert_eq!(e.text, "mail.lmtp: LMTP server sent a line too long");
+        let _ = server.join();
     }
 }

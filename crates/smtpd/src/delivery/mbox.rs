@@ -10,8 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufWriter, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,18 +28,8 @@ const LOCK_STALE: Duration = Duration::from_secs(300);
 /// `From SENDER Wed Nov 25 11:39:20 2026\n` (ctime in local time), computed by the daemon: the
 /// delivery process has no environment (no `TZ`), and the line comes with the job.
 pub fn from_line(from: &str, now: i64) -> String {
-    let t: libc::time_t = now as libc::time_t;
-    let mut buf = [0 as libc::c_char; 64];
-    // SAFETY: ctime_r writes at most 26 bytes into a buffer of 64.
-    let p = unsafe { libc::ctime_r(&t, buf.as_mut_ptr()) };
-    let ct = if p.is_null() {
-        "?\n".to_string()
-    } else {
-        // SAFETY: ctime_r returned a NUL-terminated string in buf.
-        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let ct = rsmtpd_control::text::ctime_text(now);
+    let ct = if ct.is_empty() { "?\n".to_string() } else { ct };
     format!("From {from} {ct}")
 }
 
@@ -54,12 +43,9 @@ pub fn init(path: &Path, uid: u32, gid: u32) -> Result<(), AgentError> {
         .open(path)
     {
         Ok(f) => {
-            let fd = f.as_raw_fd();
-            // SAFETY: plain syscalls on a file descriptor we own.
-            if unsafe { libc::fchown(fd, uid, gid) } == -1
-                || unsafe { libc::fchmod(fd, 0o600) } == -1
+            if let Err(e) = std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(0o600)))
             {
-                let e = std::io::Error::last_os_error();
                 return Err(AgentError::new(
                     EX_TEMPFAIL,
                     format!("mail.local: {}", strerror(&e)),
@@ -132,20 +118,18 @@ fn dotlock(mbox: &Path) -> Result<DotLock, AgentError> {
     }
 }
 
+/// An `fcntl` write lock on the whole file (waiting for it), then a `flock`: mail.local takes
+/// both, and readers use one or the other. Both are released when the file is closed.
 fn kernel_locks(f: &File) -> std::io::Result<()> {
-    let fd = f.as_raw_fd();
-    // SAFETY: a zeroed flock struct is valid; we set the fields fcntl reads.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: plain syscalls on our descriptor.
-    if unsafe { libc::fcntl(fd, libc::F_SETLKW, &fl) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if unsafe { libc::flock(fd, libc::LOCK_EX) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    let whole_file = libc::flock {
+        l_type: libc::F_WRLCK as _,
+        l_whence: libc::SEEK_SET as _,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETLKW(&whole_file))?;
+    f.lock()
 }
 
 /// Copies the stream into `f` at its end in mbox format; truncates back on error.

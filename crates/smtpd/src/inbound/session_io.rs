@@ -5,7 +5,6 @@
 //! here so that `server.rs` holds only what every part of the daemon shares, and knows nothing
 //! of sessions.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rsmtpd_config::lexer::strerror;
@@ -178,8 +177,21 @@ impl Server {
         Ok(msgid.0)
     }
 
-    /// Rules, expansion, and one envelope per delivery, at RCPT time.
+    /// Rules, expansion, and one envelope per delivery, at RCPT time. This blocks (getpwnam,
+    /// which may ask NSS or LDAP; `~/.forward` files; envelope files written and synced), so it
+    /// runs under `block_in_place`: the worker's other sessions move to another thread meanwhile.
     pub fn recipient(
+        &self,
+        tx: &mut SessionIo,
+        facts: &Facts,
+        msgid: u32,
+        mail: Option<&MailFrom>,
+        rcpt: &RcptTo,
+    ) -> RecipientResult {
+        crate::routing::lookup::blocking(|| self.recipient_now(tx, facts, msgid, mail, rcpt))
+    }
+
+    fn recipient_now(
         &self,
         tx: &mut SessionIo,
         facts: &Facts,
@@ -289,6 +301,8 @@ impl Server {
                         ),
                     );
                     last = Some(id);
+                    // scheduler.c counts an envelope submitted until its message is committed.
+                    crate::sys::stat::increment("scheduler.envelope.incoming", 1);
                     tx.created.push(e);
                 }
                 Err(err) => {
@@ -328,8 +342,8 @@ impl Server {
             ),
         );
         let created = std::mem::take(&mut tx.created);
+        crate::sys::stat::decrement("scheduler.envelope.incoming", created.len());
         if r.is_ok() {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             if let Some(s) = self.scheduler.get() {
                 s.insert(created);
             }
@@ -346,6 +360,7 @@ impl Server {
 
     pub fn rollback(&self, tx: &mut SessionIo, msgid: u32) {
         tx.writer = None;
+        crate::sys::stat::decrement("scheduler.envelope.incoming", tx.created.len());
         tx.created.clear();
         tx.msgid = None;
         tx.envelopes.clear();

@@ -14,6 +14,7 @@
 //! we accept any length (up to the file size limit of the queue): refusing
 //! our own long `helo` after a restart would lose mail.
 
+use crate::sys::compat::strip_prefix_ci;
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -411,11 +412,8 @@ fn parse_sockaddr(v: &str) -> Option<SockAddr> {
     if v == "local" {
         return Some(SockAddr::Local);
     }
-    if v.len() >= 5 && v[..5].eq_ignore_ascii_case("IPv6:") {
-        return v[5..]
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(|a| SockAddr::Ip(a.into()));
+    if let Some(v6) = strip_prefix_ci(v, "IPv6:") {
+        return v6.parse::<Ipv6Addr>().ok().map(|a| SockAddr::Ip(a.into()));
     }
     if let Some(inner) = v.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
         return inner

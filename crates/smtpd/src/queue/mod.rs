@@ -53,6 +53,8 @@ use flate2::Compression;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
+use crate::sys::log;
+
 pub use codec::{open_message_file, Codec, QueueKey};
 pub use commit::CommitMode;
 pub use envelope::{
@@ -66,6 +68,13 @@ use layout::{INCOMING, MESSAGE, PURGE, QUEUE, TEMPORARY};
 /// Envelope files are a few hundred bytes; OpenSMTPD refuses any larger
 /// than its `struct envelope` (about 8 KB). Ours may hold longer strings.
 const MAX_ENVELOPE_FILE: u64 = 64 * 1024;
+
+/// What `smtpctl discover` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discover {
+    Message(MsgId),
+    Envelope(EvpId),
+}
 
 /// What `Queue::open` may be told.
 #[derive(Clone, Debug, Default)]
@@ -829,6 +838,48 @@ impl Queue {
             .queued_dir(evpid.msgid())
             .join(evpid.to_string());
         read_envelope(&path, evpid, &self.shared.codec)
+    }
+
+    /// `smtpctl discover`: the envelopes on disk of a message (or the one envelope) that an
+    /// administrator may have put into `queue/` by hand, read as queue.c's walk reads them (an
+    /// unreadable envelope is logged and skipped). Whether the scheduler knew them is its
+    /// business. Messages it did not know are not in the delete bookkeeping; deleting their
+    /// envelopes looks at the directory instead (see `envelope_delete`).
+    pub fn discover(&self, target: Discover) -> Vec<Envelope> {
+        let sh = &self.shared;
+        let (msgid, only) = match target {
+            Discover::Message(m) => (m, None),
+            Discover::Envelope(e) => (e.msgid(), Some(e)),
+        };
+        let dir = sh.queued_dir(msgid);
+        if !dir.join(MESSAGE).exists() {
+            if let Some(e) = only {
+                log::warn(&format!("queue: discover: failed to load envelope {e}"));
+            }
+            return Vec::new();
+        }
+        let mut ids: Vec<EvpId> = match only {
+            Some(e) => vec![e],
+            None => fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.file_name().to_str().and_then(EvpId::from_hex))
+                .filter(|e| e.msgid() == msgid)
+                .collect(),
+        };
+        ids.sort();
+        let mut out = Vec::new();
+        for evpid in ids {
+            match read_envelope(&dir.join(evpid.to_string()), evpid, &sh.codec) {
+                Ok(e) => out.push(e),
+                Err(_) if only.is_some() => {
+                    log::warn(&format!("queue: discover: failed to load envelope {evpid}"))
+                }
+                Err(e) => log::warn(&format!("warn: invalid envelope {evpid}: {e}")),
+            }
+        }
+        out
     }
 
     /// Every committed envelope, for the scheduler at start (call before

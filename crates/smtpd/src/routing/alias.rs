@@ -2,6 +2,8 @@
 //! value or a forward line means, before expansion places it in a tree. Both the table lookups
 //! (a `mailaddr` or alias table entry) and the expansion walk read it, so it sits below both.
 
+use crate::sys::compat::strip_prefix_ci;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Username = 1,
@@ -173,6 +175,12 @@ fn item(kind: Kind, text: &str) -> Item {
     }
 }
 
+/// Whether `text_to_expandnode()` accepts one recipient of an alias value, as makemap's
+/// make_aliases() asks of each comma-separated part (`makemap -t aliases`, `newaliases`).
+pub fn is_valid_node(s: &str) -> bool {
+    text_to_item(s).is_some()
+}
+
 /// `text_to_expandnode()`: error, include, filter, filename, address, username, in that order.
 fn text_to_item(s: &str) -> Option<Item> {
     is_error(s)
@@ -183,14 +191,8 @@ fn text_to_item(s: &str) -> Option<Item> {
         .or_else(|| is_username(s))
 }
 
-fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
 fn is_error(s: &str) -> Option<Item> {
-    let rest = strip_ci(s, ":error:").or_else(|| strip_ci(s, "error:"))?;
+    let rest = strip_prefix_ci(s, ":error:").or_else(|| strip_prefix_ci(s, "error:"))?;
     let b = rest.as_bytes();
     // [45][0-9]{2} [a-zA-Z0-9].*
     if b.len() < 5
@@ -206,7 +208,7 @@ fn is_error(s: &str) -> Option<Item> {
 }
 
 fn is_include(s: &str) -> Option<Item> {
-    let rest = strip_ci(s, ":include:").or_else(|| strip_ci(s, "include:"))?;
+    let rest = strip_prefix_ci(s, ":include:").or_else(|| strip_prefix_ci(s, "include:"))?;
     is_filename(rest).map(|i| item(Kind::Include, &i.text))
 }
 

@@ -57,6 +57,12 @@ impl Handle {
         let _ = self.tx.send(Cmd::Insert(envelopes));
     }
 
+    /// `smtpctl discover`: envelopes found on disk; those not known yet are scheduled at once
+    /// (`IMSG_QUEUE_DISCOVER_EVPID` + `_MSGID`).
+    pub fn discover(&self, envelopes: Vec<Envelope>) {
+        let _ = self.tx.send(Cmd::Discover(envelopes));
+    }
+
     async fn ask<T: Default>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> T {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(f(tx)).is_err() {

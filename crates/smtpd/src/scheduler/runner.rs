@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::queue::envelope::{DSN_NEVER, DSN_SUCCESS};
 use crate::queue::{BounceInfo, BounceType, DeliveryType, Envelope, EvpId, Queue};
 use crate::sys::log;
+use crate::sys::stat;
 
 use super::bounce::{Report, ReportKey};
 use super::schedule::{EnvelopeState, Schedule, Target, Task, Time};
@@ -24,6 +25,7 @@ use super::bounce::{
 
 pub(super) enum Cmd {
     Insert(Vec<Envelope>),
+    Discover(Vec<Envelope>),
     List(oneshot::Sender<Vec<EnvelopeState>>),
     Schedule(Target, oneshot::Sender<usize>),
     Remove(Target, oneshot::Sender<usize>),
@@ -60,6 +62,8 @@ pub(super) struct Runner {
     sched: Schedule,
     mda_sem: Arc<Semaphore>,
     user_sems: HashMap<String, Arc<Semaphore>>,
+    /// Local deliveries in flight per user (`mda.user` counts the users with any).
+    mda_users: HashMap<String, usize>,
     /// Bounce reports being gathered (`bounce.c`'s pending list), sent one
     /// second after their last envelope joined.
     reports: Vec<PendingReport>,
@@ -83,10 +87,20 @@ impl Runner {
             sched: Schedule::new(settings.limits),
             mda_sem: Arc::new(Semaphore::new(settings.mda_max_session)),
             user_sems: HashMap::new(),
+            mda_users: HashMap::new(),
             settings,
             reports: Vec::new(),
             ev_tx,
         };
+        runner
+            .sched
+            .pause(DeliveryType::Mda, runner.settings.mda_paused);
+        runner
+            .sched
+            .pause(DeliveryType::Mta, runner.settings.mta_paused);
+        // The queue hands what it loads at start to the scheduler as submitted, then committed.
+        stat::increment("scheduler.envelope.incoming", envelopes.len());
+        stat::decrement("scheduler.envelope.incoming", envelopes.len());
         runner.insert(envelopes);
         (runner, ev_rx)
     }
@@ -97,6 +111,7 @@ impl Runner {
 
     pub(super) fn insert(&mut self, envelopes: Vec<Envelope>) {
         Counters::add(&self.settings.counters.enqueued, envelopes.len() as u64);
+        stat::increment("scheduler.envelope", envelopes.len());
         for env in envelopes {
             let ttl = self.settings.ttl_of(&env);
             self.sched
@@ -151,6 +166,23 @@ impl Runner {
         let now = self.now();
         match c {
             Cmd::Insert(envs) => self.insert(envs),
+            Cmd::Discover(envs) => {
+                let mut new = Vec::new();
+                for e in envs {
+                    if self.sched.contains(e.id) {
+                        log::debug(&format!("debug: scheduler: evp:{} already scheduled", e.id));
+                        continue;
+                    }
+                    log::trace(
+                        log::Trace::Scheduler,
+                        format_args!("scheduler: discovering evp:{}", e.id),
+                    );
+                    stat::increment("scheduler.envelope.incoming", 1);
+                    new.push(e);
+                }
+                stat::decrement("scheduler.envelope.incoming", new.len());
+                self.insert(new);
+            }
             Cmd::List(tx) => {
                 let _ = tx.send(self.sched.list());
             }
@@ -166,7 +198,22 @@ impl Runner {
             Cmd::Resume(t, tx) => {
                 let _ = tx.send(self.sched.resume(t));
             }
-            Cmd::Pause(kind, p) => self.sched.pause(kind, p),
+            Cmd::Pause(kind, p) => {
+                // scheduler.c's lines, as it gets the order from the control process.
+                log::trace(
+                    log::Trace::Scheduler,
+                    format_args!(
+                        "scheduler: {} {}",
+                        if p { "pausing" } else { "resuming" },
+                        if kind == DeliveryType::Mda {
+                            "mda"
+                        } else {
+                            "mta"
+                        }
+                    ),
+                );
+                self.sched.pause(kind, p)
+            }
             Cmd::Idle(tx) => {
                 let _ = tx.send(self.sched.inflight() == 0 && self.reports.is_empty());
             }
@@ -190,6 +237,8 @@ impl Runner {
                 let c = &self.settings.counters;
                 Counters::add(&c.removed, 1);
                 Counters::add(&c.dequeued, 1);
+                stat::increment("scheduler.envelope.removed", 1);
+                stat::decrement("scheduler.envelope", 1);
                 if let Ok(env) = self.queue.envelope_load(evpid) {
                     log::info(&queue_log_line(
                         &env,
@@ -204,6 +253,8 @@ impl Runner {
                 let c = &self.settings.counters;
                 Counters::add(&c.expired, 1);
                 Counters::add(&c.dequeued, 1);
+                stat::increment("scheduler.envelope.expired", 1);
+                stat::decrement("scheduler.envelope", 1);
                 if let Ok(mut env) = self.queue.envelope_load(evpid) {
                     env.errorline = "Envelope expired".into();
                     env.esc_class = ESC_STATUS_TEMPFAIL;
@@ -214,6 +265,7 @@ impl Runner {
                 }
             }
             Task::Bounce(evpid) => {
+                stat::increment("scheduler.envelope.inflight", 1);
                 let Some(env) = self.load(evpid, "bounce") else {
                     self.sched.done(evpid);
                     return;
@@ -228,18 +280,24 @@ impl Runner {
                 }
                 let key = ReportKey::of(&env);
                 let pos = self.reports.iter().position(|r| r.report.key == key);
+                // bounce.c's bounce_add.
+                stat::increment("bounce.envelope", 1);
                 let mut p = match pos {
                     Some(i) => self.reports.remove(i),
-                    None => PendingReport {
-                        report: Report::new(&env),
-                        timeout: 0,
-                    },
+                    None => {
+                        stat::increment("bounce.message", 1);
+                        PendingReport {
+                            report: Report::new(&env),
+                            timeout: 0,
+                        }
+                    }
                 };
                 p.report.add(&env);
                 p.timeout = now + 1;
                 self.reports.push(p);
             }
             Task::Deliver(evpid) | Task::Transfer(evpid) => {
+                stat::increment("scheduler.envelope.inflight", 1);
                 let Some(env) = self.load(evpid, "deliver") else {
                     self.sched.done(evpid);
                     return;
@@ -254,6 +312,14 @@ impl Runner {
                     } else {
                         env.mda_user.clone()
                     };
+                    // mda.c's counters: an envelope pending, then running, for a user.
+                    stat::increment("mda.envelope", 1);
+                    stat::increment("mda.pending", 1);
+                    let active = self.mda_users.entry(user.clone()).or_insert(0);
+                    if *active == 0 {
+                        stat::increment("mda.user", 1);
+                    }
+                    *active += 1;
                     let per_user = self.settings.mda_max_user_session;
                     let usem = self
                         .user_sems
@@ -280,12 +346,24 @@ impl Runner {
                         None => None,
                     };
                     let session = rand::random::<u64>();
-                    let result = agent.deliver(&env, &path).await;
-                    let _ = tx.send(Event::Delivered {
-                        env: Box::new(env),
-                        result,
+                    if local {
+                        stat::decrement("mda.pending", 1);
+                        stat::increment("mda.running", 1);
+                    }
+                    let mut report = DeliveryReport {
+                        tx,
+                        env: Some(Box::new(env)),
                         session,
-                    });
+                    };
+                    let result = match report.env.as_deref() {
+                        Some(env) => agent.deliver(env, &path).await,
+                        None => AgentResult::temp("internal error"),
+                    };
+                    if local {
+                        stat::decrement("mda.running", 1);
+                        stat::decrement("mda.envelope", 1);
+                    }
+                    report.send(result);
                 });
             }
         }
@@ -321,6 +399,9 @@ impl Runner {
                     env.id, id
                 ));
                 Counters::add(&self.settings.counters.bounce, 1);
+                stat::increment("queue.bounce", 1);
+                stat::increment("scheduler.envelope.incoming", 1);
+                stat::decrement("scheduler.envelope.incoming", 1);
                 self.insert(vec![b]);
             }
         }
@@ -346,6 +427,20 @@ impl Runner {
         let evpid = env.id;
         let log_mda = env.kind == DeliveryType::Mda;
         self.count_result(&result);
+        if env.kind == DeliveryType::Mda {
+            let user = if env.mda_user.is_empty() {
+                &env.dest.user
+            } else {
+                &env.mda_user
+            };
+            if let Some(active) = self.mda_users.get_mut(user) {
+                *active = active.saturating_sub(1);
+                if *active == 0 {
+                    self.mda_users.remove(user);
+                    stat::decrement("mda.user", 1);
+                }
+            }
+        }
         match result {
             AgentResult::Ok => {
                 if log_mda {
@@ -416,6 +511,15 @@ impl Runner {
         if done {
             Counters::add(&c.dequeued, 1);
         }
+        count_delivery(
+            match result {
+                AgentResult::Ok => "Ok",
+                AgentResult::TempFail { .. } => "TempFail",
+                AgentResult::PermFail { .. } => "PermFail",
+                AgentResult::Loop => "Loop",
+            },
+            1,
+        );
     }
 
     /// The envelope (retry already counted) failed temporarily: save it,
@@ -475,6 +579,7 @@ impl Runner {
             let tx = self.ev_tx.clone();
             let date = crate::sys::date::time_to_text(now);
             tokio::spawn(async move {
+                stat::increment("bounce.session", 1);
                 let boundary = bounce::new_boundary();
                 for p in reports {
                     let q = queue.clone();
@@ -498,6 +603,7 @@ impl Runner {
                         result,
                     });
                 }
+                stat::decrement("bounce.session", 1);
             });
         }
     }
@@ -522,6 +628,9 @@ impl Runner {
         if verdict != "TempFail" {
             Counters::add(&c.dequeued, n64);
         }
+        count_delivery(verdict, n);
+        stat::decrement("bounce.message", 1);
+        stat::decrement("bounce.envelope", n);
         for line in &report.lines {
             if verdict == "TempFail" {
                 let Ok(mut env) = self.queue.envelope_load(line.evpid) else {
@@ -555,5 +664,53 @@ async fn sleep_until(clock: &Clock, wake: Option<Time>) {
     match wake {
         Some(t) => clock.sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The answer a delivery task owes the runner. Sent with the agent's result; if the agent
+/// panics instead, sent from `drop` during the unwind as `TempFail("internal error")`, so that
+/// the envelope is tried again later rather than left in flight until the next restart. (A task
+/// cancelled at shutdown says nothing, as before.)
+struct DeliveryReport {
+    tx: mpsc::UnboundedSender<Event>,
+    env: Option<Box<Envelope>>,
+    session: u64,
+}
+
+impl DeliveryReport {
+    fn send(&mut self, result: AgentResult) {
+        if let Some(env) = self.env.take() {
+            let _ = self.tx.send(Event::Delivered {
+                env,
+                result,
+                session: self.session,
+            });
+        }
+    }
+}
+
+impl Drop for DeliveryReport {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.send(AgentResult::temp("internal error"));
+        }
+    }
+}
+
+/// scheduler.c's counters for `n` envelopes whose delivery ended so (`Ok`, `TempFail`,
+/// `PermFail`, `Loop`): no longer in flight, and no longer queued unless to be retried.
+fn count_delivery(verdict: &str, n: usize) {
+    stat::increment(
+        match verdict {
+            "Ok" => "scheduler.delivery.ok",
+            "TempFail" => "scheduler.delivery.tempfail",
+            "PermFail" => "scheduler.delivery.permfail",
+            _ => "scheduler.delivery.loop",
+        },
+        n,
+    );
+    stat::decrement("scheduler.envelope.inflight", n);
+    if verdict != "TempFail" {
+        stat::decrement("scheduler.envelope", n);
     }
 }

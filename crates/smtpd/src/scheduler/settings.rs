@@ -28,6 +28,9 @@ pub struct Settings {
     pub clock: Clock,
     /// `smtpctl monitor`'s envelope and delivery counters, shared with whoever reports them.
     pub counters: Arc<Counters>,
+    /// `smtpd -P mda|mta`: start with local deliveries or relaying paused.
+    pub mda_paused: bool,
+    pub mta_paused: bool,
 }
 
 /// The scheduler's part of `smtpctl monitor` (OpenSMTPD's `struct stat_digest`, which control.c
@@ -65,6 +68,8 @@ impl Default for Settings {
             limits: Limits::default(),
             clock: Clock::System,
             counters: Arc::default(),
+            mda_paused: false,
+            mta_paused: false,
         }
     }
 }

@@ -10,9 +10,29 @@ pub fn addr_text(ip: &IpAddr) -> String {
     }
 }
 
+/// `s` without `prefix`, compared in ASCII case-insensitively (`strncasecmp(s, prefix, len)`);
+/// `None` when `s` does not start with it. Never splits a character: a `&str` cut at a byte
+/// offset would panic on non-ASCII text (`[abcd€]:24`).
+pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_prefix_ci_ignores_case_and_never_splits_a_character() {
+        assert_eq!(strip_prefix_ci("IPV6:::1", "IPv6:"), Some("::1"));
+        assert_eq!(strip_prefix_ci("ipv6:", "IPv6:"), Some(""));
+        assert_eq!(strip_prefix_ci("IPv4:x", "IPv6:"), None);
+        assert_eq!(strip_prefix_ci("IPv", "IPv6:"), None);
+        // Byte 5 falls inside the euro sign: no panic, no match.
+        assert_eq!(strip_prefix_ci("abcd€", "IPv6:"), None);
+        assert_eq!(strip_prefix_ci("€€", "IPv6:"), None);
+    }
 
     #[test]
     fn ipv6_in_brackets() {

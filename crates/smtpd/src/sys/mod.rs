@@ -5,4 +5,5 @@ pub mod compat;
 pub mod date;
 pub mod log;
 pub mod pki;
+pub mod stat;
 pub mod system;

@@ -143,6 +143,42 @@ pub fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
+/// The unprivileged users, in order, that files and commands of system aliases run as when we
+/// are root: OpenSMTPD's `SMTPD_USER`, which Debian's build sets to `opensmtpd` (its package
+/// creates that user) and upstream's default is `_smtpd`.
+pub const SMTPD_USERS: [&str; 2] = ["opensmtpd", "_smtpd"];
+
+/// Who files and commands of system aliases run as: `setting` (`--user`, `SMTPD_USER`) or the
+/// first of [`SMTPD_USERS`] this system has, when we are root; ourselves otherwise. None of them
+/// existing is refused at start, as OpenSMTPD's `fatalx("unknown user ...")`, rather than
+/// failing (and bouncing into nowhere) every such delivery later.
+pub fn smtpd_user(setting: Option<&str>) -> Result<String, String> {
+    use nix::unistd::{geteuid, User};
+    let exists = |name: &str| matches!(User::from_name(name), Ok(Some(_)));
+    if !geteuid().is_root() {
+        return Ok(User::from_uid(geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| "nobody".into()));
+    }
+    match setting {
+        Some(name) if exists(name) => Ok(name.to_string()),
+        Some(name) => Err(format!("smtpd: unknown user {name}")),
+        None => SMTPD_USERS
+            .iter()
+            .find(|n| exists(n))
+            .map(|n| n.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "smtpd: unknown user {} (nor {}): the unprivileged user alias commands and \
+                     files run as; create it, or name another with SMTPD_USER",
+                    SMTPD_USERS[0], SMTPD_USERS[1]
+                )
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod refns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -343,10 +345,13 @@ impl Daemon {
 
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends a signal, waits (10 s) for the daemon to exit; its exit status (None: it did not
+    /// exit, and was killed, or a signal ended it).
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(st) = self.exit_status() {
@@ -432,6 +437,11 @@ impl Client {
     pub fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{}\r\n", line).as_bytes());
         self.reply()
+    }
+
+    /// How long `reply` waits (10 s unless changed).
+    pub fn set_read_timeout(&self, limit: Duration) {
+        let _ = self.stream.set_read_timeout(Some(limit));
     }
 
     /// Whether the server closed the connection.

@@ -43,6 +43,8 @@ mod values;
 
 use builtin::*;
 use db::*;
+// The RCPT path (inbound::session_io) runs its expansion under it too.
+pub(crate) use db::blocking;
 use index::*;
 pub use keys::*;
 pub use live::*;

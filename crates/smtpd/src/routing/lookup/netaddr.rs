@@ -2,6 +2,7 @@
 //! and matches them.
 
 use super::*;
+use crate::sys::compat::strip_prefix_ci;
 
 /// `text_to_netaddr()`: an IPv4 network as glibc's `inet_net_pton()` reads it (dotted decimal,
 /// 1 to 4 octets, class-based width when no `/bits`), else an IPv6 address with optional
@@ -33,12 +34,6 @@ pub fn text_to_netaddr(s: &str) -> Option<(IpAddr, u8)> {
         }
     };
     Some((IpAddr::V6(a), bits))
-}
-
-pub(crate) fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
 
 pub(crate) fn inet_net_pton4(s: &str) -> Option<(IpAddr, u8)> {

@@ -1,0 +1,72 @@
+//! Signals the daemon does not stop cleanly on: SIGHUP is not a reload (OpenSMTPD has none, and
+//! the systemd unit offers none); like OpenSMTPD's, the daemon ends on it with a line saying so
+//! and status 1, so that systemd's `Restart=on-failure` starts it again. Never silently.
+//! OpenSMTPD 6.8.0p2's outcome is the fixture tests/everyday/sighup.txt.
+
+mod common;
+
+use std::time::Duration;
+
+use common::refns::{self, Transcript, Which};
+use nix::sys::signal::Signal;
+
+const CONFIG: &str = "listen on 127.0.0.1 port @PORT@\n\
+     action \"l\" mbox\n\
+     match for local action \"l\"\n";
+
+fn hup(which: Which, sig: Signal) -> String {
+    let mut d = refns::start(which, CONFIG, &[]);
+    let mut t = Transcript::default();
+    let status = d.signal(sig);
+    std::thread::sleep(Duration::from_millis(200));
+    t.note(&format!("{sig}: exit status {status:?}"));
+    let log = d.log();
+    let tail: Vec<&String> = log
+        .iter()
+        .filter(|l| !l.starts_with("debug: ") && !l.starts_with("setup_"))
+        // OpenSMTPD's process setup, which we do not have.
+        .filter(|l| *l != "smtpd: setup done")
+        .filter(|l| !l.contains(" -> ") && !l.contains(" agent exiting"))
+        .skip_while(|l| !l.contains("starting"))
+        .skip(1)
+        .collect();
+    t.note(&format!("logged after start: {tail:?}"));
+    if which == Which::Ours {
+        assert!(
+            !d.dir.path().join("smtpd.sock").exists(),
+            "the control socket is left behind"
+        );
+    }
+    t.0
+}
+
+#[test]
+fn sighup_is_no_reload_and_says_so() {
+    for which in refns::available() {
+        let got = hup(which, Signal::SIGHUP);
+        refns::check(which, "sighup.txt", &got);
+    }
+}
+
+/// SIGUSR1 and SIGUSR2 end OpenSMTPD without a word; ours says why, as for SIGHUP.
+#[test]
+fn sigusr1_is_not_a_silent_death() {
+    let got = hup(Which::Ours, Signal::SIGUSR1);
+    assert_eq!(
+        got,
+        "SIGUSR1: exit status Some(1)\n\
+         logged after start: [\"smtpd: smtpd: unexpected signal\"]\n"
+    );
+}
+
+/// The unit has no reload command that would send the daemon a signal it ends on.
+#[test]
+fn the_systemd_unit_has_no_reload() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../etc/systemd/rsmtpd.service"
+    ))
+    .expect("unit");
+    assert!(!unit.lines().any(|l| l.starts_with("ExecReload")), "{unit}");
+    assert!(unit.lines().any(|l| l == "Restart=on-failure"), "{unit}");
+}

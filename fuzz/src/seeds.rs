@@ -1,0 +1,329 @@
+//! Seed inputs for each target, taken from the repository's own tests: the SMTP dialogue corpus,
+//! the config corpus and the seed's configs, the bdb fixtures, the corpus's table files; and a
+//! few made here where the tests hold none as files (envelopes, control frames, command lines).
+
+use std::path::{Path, PathBuf};
+
+use rsmtpd_control::{Request, Response, Subsystem, Target as Tgt};
+
+/// The repository's root (this crate is `fuzz/` in it).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Named seed inputs of `target`.
+pub fn for_target(target: &str) -> Vec<(String, Vec<u8>)> {
+    match target {
+        "command" => dialogues()
+            .into_iter()
+            .map(|d| (d.name, d.commands))
+            .collect(),
+        "address" => dialogues()
+            .into_iter()
+            .flat_map(|d| {
+                let name = d.name;
+                d.paths
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, p)| (format!("{name}-{i}"), p))
+            })
+            .collect(),
+        "session" => dialogues()
+            .into_iter()
+            .flat_map(|d| {
+                // Plain, then filtered with STARTTLS and AUTH offered; 256-byte chunks; every
+                // answer a success.
+                [(0u8, "plain"), (0b111, "filtered-tls-auth")].map(|(flags, tag)| {
+                    let mut v = vec![flags, 0, 255, 255, 255, 255, 0, 0, 0, 0];
+                    v.extend_from_slice(&d.stream);
+                    (format!("{}-{tag}", d.name), v)
+                })
+            })
+            .collect(),
+        "data" => dialogues()
+            .into_iter()
+            .filter(|d| !d.data.is_empty())
+            .map(|d| {
+                let mut v = vec![0, 63, 1];
+                v.extend_from_slice(&d.data);
+                (d.name, v)
+            })
+            .collect(),
+        "config" => {
+            let mut v = files(&repo().join("tests/config-corpus/valid"), "conf");
+            v.extend(files(&repo().join("tests/config-corpus/invalid"), "conf"));
+            v.extend(files(&repo().join("tests/smtp-dialogues/configs"), "conf"));
+            v.extend(files(&repo().join("tests/fixtures/seed/configs"), "conf"));
+            v
+        }
+        "envelope" => envelopes(),
+        "control" => control(),
+        "bdb" => {
+            let mut v = files(&repo().join("crates/bdb/tests/fixtures"), "db");
+            v.extend(files(&repo().join("tests/config-corpus/data"), "db"));
+            v.extend(table_files());
+            v
+        }
+        "alias" => table_files(),
+        "smtpctl" => smtpctl(),
+        "bytes" => {
+            let mut v: Vec<(String, Vec<u8>)> = dialogues()
+                .into_iter()
+                .map(|d| (d.name, d.stream))
+                .collect();
+            v.extend(envelopes());
+            v.extend(control());
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Files of `dir` whose name ends in `.ext`, sorted.
+fn files(dir: &Path, ext: &str) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some((name, std::fs::read(&p).ok()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The corpus's text tables (aliases, domains, credentials...): everything in its data folder
+/// that is neither a config, a db file nor a key.
+fn table_files() -> Vec<(String, Vec<u8>)> {
+    let dir = repo().join("tests/config-corpus/data");
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .extension()
+                    .is_some_and(|x| x == "conf" || x == "db" || x == "pem")
+        })
+        .filter_map(|p| {
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some((name, std::fs::read(&p).ok()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What a dialogue gives the targets.
+pub struct Dialogue {
+    pub name: String,
+    /// The client's whole stream (`C:`/`D:` lines with CRLF, `C!:`/`D!:` raw).
+    pub stream: Vec<u8>,
+    /// The `C:` lines, one per line.
+    pub commands: Vec<u8>,
+    /// MAIL FROM / RCPT TO arguments (after the colon).
+    pub paths: Vec<Vec<u8>>,
+    /// The message body: the `D:`/`D!:` bytes.
+    pub data: Vec<u8>,
+}
+
+/// The dialogue corpus (tests/smtp-dialogues, format in its README).
+pub fn dialogues() -> Vec<Dialogue> {
+    files(&repo().join("tests/smtp-dialogues"), "dlg")
+        .into_iter()
+        .map(|(name, text)| {
+            let text = String::from_utf8_lossy(&text);
+            let mut d = Dialogue {
+                name,
+                stream: Vec::new(),
+                commands: Vec::new(),
+                paths: Vec::new(),
+                data: Vec::new(),
+            };
+            for line in text.lines() {
+                let Some((tag, rest)) = line.split_once(':') else {
+                    continue;
+                };
+                let rest = rest.strip_prefix(' ').unwrap_or(rest);
+                let bytes = unescape(&rest.replace("@HOST@", "mx.test"));
+                match tag {
+                    "C" => {
+                        let upper = bytes.to_ascii_uppercase();
+                        if upper.starts_with(b"MAIL FROM:") || upper.starts_with(b"RCPT TO:") {
+                            if let Some(p) = bytes.iter().position(|&b| b == b':') {
+                                d.paths.push(bytes[p + 1..].to_vec());
+                            }
+                        }
+                        d.commands.extend_from_slice(&bytes);
+                        d.commands.extend_from_slice(b"\r\n");
+                        d.stream.extend_from_slice(&bytes);
+                        d.stream.extend_from_slice(b"\r\n");
+                    }
+                    "D" => {
+                        d.data.extend_from_slice(&bytes);
+                        d.data.extend_from_slice(b"\r\n");
+                        d.stream.extend_from_slice(&bytes);
+                        d.stream.extend_from_slice(b"\r\n");
+                    }
+                    "C!" => d.stream.extend_from_slice(&bytes),
+                    "D!" => {
+                        d.data.extend_from_slice(&bytes);
+                        d.stream.extend_from_slice(&bytes);
+                    }
+                    _ => {}
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+/// The dialogue files' escapes: `\r \n \t \\ \xHH`.
+fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let esc = match b[i + 1] {
+                b'r' => Some((b'\r', 2)),
+                b'n' => Some((b'\n', 2)),
+                b't' => Some((b'\t', 2)),
+                b'\\' => Some((b'\\', 2)),
+                b'x' => b
+                    .get(i + 2..i + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .map(|v| (v, 4)),
+                _ => None,
+            };
+            if let Some((v, n)) = esc {
+                out.push(v);
+                i += n;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Envelope files as the spool holds them (the sample of crates/smtpd/tests/queue_envelope.rs,
+/// a bounce, and the same gzip-compressed and encrypted the way the queue writes them).
+fn envelopes() -> Vec<(String, Vec<u8>)> {
+    let mda = "version: 3\ndispatcher: scr\ntype: mda\nsmtpname: vm\nhelo: client.test\n\
+               hostname: localhost\nerrorline: \"last line for exit 75\"\nsockaddr: 127.0.0.1\n\
+               sender: bl@vm\nrcpt: x75@vm\ndest: x75@vm\nctime: 1795609943\nlast-try: 0\n\
+               last-bounce: 1795610003\nttl: 0\nretry: 3\ndsn-notify: 6\nesc-class: 4\n\
+               esc-code: 30\nmda-user: x75\n";
+    let bounce = "version: 3\ntype: bounce\nsender: @\nrcpt: @\ndest: @\nctime: 0\nlast-try: 0\n\
+                  sockaddr: [IPv6:::1]:25\ndsn-ret: HDRS\ndsn-envid: abc\n";
+    let mut v = vec![
+        ("mda".to_string(), mda.as_bytes().to_vec()),
+        ("bounce".to_string(), bounce.as_bytes().to_vec()),
+    ];
+    for (key, tag) in [
+        (None, "gzip"),
+        (rsmtpd::queue::QueueKey::new(&[7u8; 32]), "gzip-aes"),
+    ] {
+        let codec = rsmtpd::queue::Codec {
+            compression: true,
+            key,
+        };
+        if let Ok(data) = codec.encode_envelope(mda.as_bytes()) {
+            v.push((format!("mda-{tag}"), data));
+        }
+    }
+    v
+}
+
+/// Control frames as smtpctl sends them and the daemon answers, one per file, and all in one
+/// stream.
+fn control() -> Vec<(String, Vec<u8>)> {
+    let requests = [
+        Request::Enqueue,
+        Request::ListEnvelopes {
+            msgid: Some(0x0a1b2c3d),
+            from: 0,
+        },
+        Request::Schedule(Tgt::All),
+        Request::Remove(Tgt::Envelope(0x0a1b2c3d00000001)),
+        Request::Pause(Subsystem::Mda),
+        Request::MtaBlock {
+            block: true,
+            addr: "192.0.2.1".into(),
+            domain: "example.org".into(),
+        },
+        Request::ShowStats,
+        Request::Trace {
+            enable: true,
+            name: "smtp".into(),
+        },
+        Request::UpdateTable("aliases".into()),
+    ];
+    let responses = [
+        Response::Ok,
+        Response::Fail(Some("no such table".into())),
+        Response::Count(3),
+        Response::Lines(vec!["a".into(), "b".into()]),
+    ];
+    let mut v = Vec::new();
+    let mut stream = Vec::new();
+    for (i, f) in requests
+        .iter()
+        .map(Request::encode)
+        .chain(responses.iter().map(Response::encode))
+        .enumerate()
+    {
+        stream.extend_from_slice(&f);
+        v.push((format!("frame-{i}"), f.clone()));
+        v.push((
+            format!("payload-{i}"),
+            f.get(4..).unwrap_or_default().to_vec(),
+        ));
+    }
+    v.push(("stream".into(), stream));
+    v.push((
+        "offline".into(),
+        rsmtpd_control::offline::write_offline(
+            &["-f".into(), "bob@example.org".into(), "root".into()],
+            b"Subject: hi\n\nhello\n",
+        ),
+    ));
+    v
+}
+
+/// smtpctl/sendmail command lines (NUL-separated, after a flags byte and their length) and a
+/// message on stdin.
+fn smtpctl() -> Vec<(String, Vec<u8>)> {
+    let lines: [&[&str]; 8] = [
+        &["show", "queue"],
+        &["show", "message", "0a1b2c3d"],
+        &["schedule", "all"],
+        &["pause", "envelope", "0a1b2c3d00000001"],
+        &["trace", "smtp"],
+        &["-t", "-F", "Bob", "-f", "bob@example.org"],
+        &["-R", "hdrs", "-N", "success,delay", "root"],
+        &["-o", "/etc/mail/aliases.db", "/etc/mail/aliases"],
+    ];
+    let message =
+        b"From: Bob <bob>\nTo: root, alice@example.org\nCc: carol\nSubject: hi\n\nhello\n";
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, args)| {
+            let joined = args.join("\0");
+            let mut v = vec![(i % 8) as u8, joined.len().min(255) as u8];
+            v.extend_from_slice(&joined.as_bytes()[..joined.len().min(255)]);
+            v.extend_from_slice(message);
+            (format!("args-{i}"), v)
+        })
+        .collect()
+}

@@ -1,0 +1,13 @@
+//! One module per target; see the crate's `TARGETS`.
+
+pub mod address;
+pub mod alias;
+pub mod bdb;
+pub mod bytes;
+pub mod command;
+pub mod config;
+pub mod control;
+pub mod data;
+pub mod envelope;
+pub mod session;
+pub mod smtpctl;
