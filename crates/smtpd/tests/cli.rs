@@ -70,6 +70,16 @@ fn command_line_matches_opensmtpd() {
                 .into(),
             1,
         ),
+        // -T takes OpenSMTPD's trace names only: mda and control are none of them.
+        (
+            vec![
+                "-n", "-T", "mda", "-T", "control", "-T", "mta", "-f", "mac.conf",
+            ],
+            "warn: unknown trace flag \"mda\"\nwarn: unknown trace flag \"control\"\n\
+             configuration OK\n"
+                .into(),
+            0,
+        ),
         (
             vec!["-n", "-f", "/nonexistent/smtpd.conf"],
             "pushfile: /nonexistent/smtpd.conf: No such file or directory\n".into(),

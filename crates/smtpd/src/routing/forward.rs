@@ -2,6 +2,7 @@
 //! so that expansion stays a pure function (tests give it fake files).
 
 use crate::routing::lookup::UserInfo;
+use crate::sys::log;
 
 /// forward.c's `MAX_FORWARD_SIZE`: a larger `.forward` is a temporary failure.
 pub const MAX_FORWARD_SIZE: usize = 4 * 1024;
@@ -32,22 +33,38 @@ pub trait Forwards {
 pub struct SystemForwards;
 
 impl Forwards for SystemForwards {
+    /// With the lines parent_forward_open() logs when it ignores or cannot open the file.
     fn forward(&self, user: &UserInfo) -> ForwardFile {
         use std::io::ErrorKind;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let strerror = rsmtpd_config::lexer::strerror;
         let dir = std::path::Path::new(&user.directory);
         let meta = match std::fs::metadata(dir) {
             Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return ForwardFile::Missing,
-            Err(_) => return ForwardFile::PermFail,
+            Err(e) => {
+                log::warn(&format!(
+                    "warn: smtpd: parent_forward_open: {}: {}",
+                    dir.display(),
+                    strerror(&e)
+                ));
+                return if e.kind() == ErrorKind::NotFound {
+                    ForwardFile::Missing
+                } else {
+                    ForwardFile::PermFail
+                };
+            }
         };
         if meta.permissions().mode() & 0o1000 != 0 {
+            log::warn(&format!(
+                "warn: smtpd: parent_forward_open: {} is sticky",
+                dir.display()
+            ));
             return ForwardFile::TempFail;
         }
         let path = dir.join(".forward");
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(libc_o_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(&path);
         let mut file = match file {
             Ok(f) => f,
@@ -55,12 +72,28 @@ impl Forwards for SystemForwards {
             Err(e) if matches!(e.raw_os_error(), Some(24) | Some(23) | Some(5)) => {
                 return ForwardFile::TempFail
             }
-            Err(_) => return ForwardFile::PermFail,
+            Err(e) => {
+                log::warn(&if e.raw_os_error() == Some(libc::ELOOP) {
+                    format!(
+                        "warn: smtpd: parent_forward_open: {}: cannot follow symbolic links",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "warn: smtpd: parent_forward_open: {}: {}",
+                        path.display(),
+                        strerror(&e)
+                    )
+                });
+                return ForwardFile::PermFail;
+            }
         };
         let Ok(m) = file.metadata() else {
             return ForwardFile::TempFail;
         };
+        // secure_file(): a regular file of the user's, writable by nobody else.
         if !m.is_file() || m.uid() != user.uid || m.mode() & 0o022 != 0 {
+            log::warn(&format!("warn: smtpd: {}: unsecure file", path.display()));
             return ForwardFile::PermFail;
         }
         let mut data = Vec::new();
