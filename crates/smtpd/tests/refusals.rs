@@ -194,24 +194,3 @@ fn proc_filters_are_not_refused() {
         ("configuration OK\n".into(), Some(0))
     );
 }
-
-/// `proc`, `filter ... proc` and `filter ... proc-exec` are implemented (tests/filter_proc.rs):
-/// a config using them is no longer refused, and `-n` prints no warning for them.
-#[test]
-fn proc_filters_are_not_refused() {
-    let ours = env!("CARGO_BIN_EXE_smtpd");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("c.conf"),
-        "proc \"p\" \"/bin/cat\"\nfilter \"f\" proc \"p\"\n\
-         filter \"spam\" proc-exec \"/bin/cat\"\nfilter \"both\" chain { \"f\", \"spam\" }\n\
-         listen on 127.0.0.1 port 2525 filter \"both\"\naction \"l\" maildir\n\
-         match from any for local action \"l\"\n",
-    )
-    .expect("write");
-    let o = run(ours, dir.path(), &["-n", "-f", "c.conf"]);
-    assert_eq!(
-        (stderr(&o), o.status.code()),
-        ("configuration OK\n".into(), Some(0))
-    );
-}
