@@ -392,7 +392,6 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         auth_required: matches!(l.auth, Some(AuthMode::Required(_))),
         check_senders: l.senders.is_some(),
         masquerade: l.senders.is_some() && l.masquerade,
-        ..SessionConfig::default()
     }
 }
 
@@ -463,7 +462,7 @@ async fn answer(
             let opened = server
                 .open_message(tx, msgid)
                 .map_err(|_| ())
-                .and_then(|_| if streams { Ok(()) } else { Err(()) })
+                .and(if streams { Ok(()) } else { Err(()) })
                 .map(|_| MessageOpened {
                     date: crate::server::rfc5322_date(),
                     message_id_uid: rand::random(),
