@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod route;
 pub mod session;
+pub mod tls;
 pub mod url;
 
 use std::net::IpAddr;

@@ -162,8 +162,15 @@ pub async fn mx_targets(
 }
 
 /// `[] <-> 127.0.0.1 (localhost)`: 6.8's `mta_route_to_text` for a route without a source.
-pub fn route_text(addr: IpAddr, ptr: Option<&str>) -> String {
-    format!("[] <-> {}", host_text(addr, ptr))
+/// 6.8's `mta_route_to_text`: `SOURCE <-> HOST`, the source `[]` when none is bound (no
+/// `src <t>`), else `a.b.c.d` or `[v6]` (`sa_to_text`).
+pub fn route_text(src: Option<IpAddr>, addr: IpAddr, ptr: Option<&str>) -> String {
+    let s = match src {
+        None => "[]".to_string(),
+        Some(IpAddr::V4(a)) => a.to_string(),
+        Some(IpAddr::V6(a)) => format!("[{a}]"),
+    };
+    format!("{s} <-> {}", host_text(addr, ptr))
 }
 
 /// `127.0.0.1 (localhost)`: 6.8's `mta_host_to_text`, the `relay=` of `mta delivery`.
@@ -181,26 +188,29 @@ pub const ROUTE_DISABLE: Duration = Duration::from_secs(15);
 /// Routes disabled for a while, shared by every relay session.
 #[derive(Default)]
 pub struct Routes {
-    disabled: Mutex<HashMap<IpAddr, Instant>>,
+    /// By (source, destination), 6.8's route.
+    disabled: Mutex<HashMap<(Option<IpAddr>, IpAddr), Instant>>,
 }
 
 impl Routes {
-    pub fn is_disabled(&self, addr: IpAddr) -> bool {
+    pub fn is_disabled(&self, src: Option<IpAddr>, addr: IpAddr) -> bool {
         let Ok(d) = self.disabled.lock() else {
             return false;
         };
-        d.get(&addr).is_some_and(|until| *until > Instant::now())
+        d.get(&(src, addr))
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// Disables the route and logs it, and logs its enabling 15 s later, as 6.8 does.
-    pub fn disable(self: &Arc<Self>, addr: IpAddr, ptr: Option<String>) {
+    pub fn disable(self: &Arc<Self>, src: Option<IpAddr>, addr: IpAddr, ptr: Option<String>) {
+        let key = (src, addr);
         if let Ok(mut d) = self.disabled.lock() {
-            if d.get(&addr).is_some_and(|until| *until > Instant::now()) {
+            if d.get(&key).is_some_and(|until| *until > Instant::now()) {
                 return;
             }
-            d.insert(addr, Instant::now() + ROUTE_DISABLE);
+            d.insert(key, Instant::now() + ROUTE_DISABLE);
         }
-        let text = route_text(addr, ptr.as_deref());
+        let text = route_text(src, addr, ptr.as_deref());
         log::info(&format!(
             "smtp-out: Disabling route {text} for {}s",
             ROUTE_DISABLE.as_secs()
@@ -209,7 +219,7 @@ impl Routes {
         tokio::spawn(async move {
             tokio::time::sleep(ROUTE_DISABLE).await;
             if let Ok(mut d) = me.disabled.lock() {
-                d.remove(&addr);
+                d.remove(&key);
             }
             log::info(&format!("smtp-out: Enabling route {text}"));
         });
@@ -311,8 +321,12 @@ mod tests {
     #[test]
     fn texts() {
         assert_eq!(
-            route_text(ip("127.0.0.1"), Some("localhost")),
+            route_text(None, ip("127.0.0.1"), Some("localhost")),
             "[] <-> 127.0.0.1 (localhost)"
+        );
+        assert_eq!(
+            route_text(Some(ip("::1")), ip("::2"), None),
+            "[::1] <-> [::2]"
         );
         assert_eq!(host_text(ip("::1"), None), "[::1]");
     }
