@@ -2,6 +2,7 @@
 //! so that expansion stays a pure function (tests give it fake files).
 
 use crate::routing::lookup::UserInfo;
+use crate::sys::log;
 
 /// forward.c's `MAX_FORWARD_SIZE`: a larger `.forward` is a temporary failure.
 pub const MAX_FORWARD_SIZE: usize = 4 * 1024;
@@ -25,9 +26,11 @@ pub trait Forwards {
     fn include(&self, path: &str) -> Option<Vec<u8>>;
 }
 
-/// Reads the files as OpenSMTPD's parent process does, minus the ownership checks of
-/// `secure_file()` on the path's directories (the file itself must be a regular file owned by
-/// the user and not group/other-writable).
+/// Reads the files as OpenSMTPD's parent process does (`parent_forward_open()` and
+/// `secure_file()`): no symbolic link, no named pipe or other special file (opened without
+/// blocking, then refused), a regular file owned by the user and not group/other-writable, in
+/// a home directory owned by root or the user and not group/other-writable. The refusals are
+/// logged with OpenSMTPD's warnings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemForwards;
 
@@ -42,12 +45,18 @@ impl Forwards for SystemForwards {
             Err(_) => return ForwardFile::PermFail,
         };
         if meta.permissions().mode() & 0o1000 != 0 {
+            log::warn(&format!(
+                "warn: smtpd: parent_forward_open: {} is sticky",
+                dir.display()
+            ));
             return ForwardFile::TempFail;
         }
         let path = dir.join(".forward");
+        // O_NONBLOCK as OpenSMTPD: opening a named pipe nobody writes to would otherwise wait
+        // forever, holding the session (and its worker thread) for as long as the user likes.
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path);
         let mut file = match file {
             Ok(f) => f,
@@ -55,12 +64,31 @@ impl Forwards for SystemForwards {
             Err(e) if matches!(e.raw_os_error(), Some(24) | Some(23) | Some(5)) => {
                 return ForwardFile::TempFail
             }
-            Err(_) => return ForwardFile::PermFail,
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    log::warn(&format!(
+                        "warn: smtpd: parent_forward_open: {}: cannot follow symbolic links",
+                        path.display()
+                    ));
+                } else {
+                    log::warn(&format!(
+                        "warn: smtpd: parent_forward_open: {}: {}",
+                        path.display(),
+                        errno_text(&e)
+                    ));
+                }
+                return ForwardFile::PermFail;
+            }
         };
         let Ok(m) = file.metadata() else {
             return ForwardFile::TempFail;
         };
-        if !m.is_file() || m.uid() != user.uid || m.mode() & 0o022 != 0 {
+        if !m.is_file()
+            || m.uid() != user.uid
+            || m.mode() & 0o022 != 0
+            || !secure_dirs(&path, dir, user.uid)
+        {
+            log::warn(&format!("warn: smtpd: {}: unsecure file", path.display()));
             return ForwardFile::PermFail;
         }
         let mut data = Vec::new();
@@ -80,6 +108,35 @@ impl Forwards for SystemForwards {
     }
 }
 
-fn libc_o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+/// The directory walk of `secure_file()`: from the file's canonical folder up to the user's
+/// home (or `/`), each folder owned by root or the user and writable by nobody else, so that
+/// nobody else could have put the file there or renamed another in its place.
+fn secure_dirs(path: &std::path::Path, home: &std::path::Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let home = std::fs::canonicalize(home).ok();
+    let mut cur = real.as_path();
+    while let Some(parent) = cur.parent() {
+        let Ok(m) = std::fs::metadata(parent) else {
+            return false;
+        };
+        if (m.uid() != 0 && m.uid() != uid) || m.mode() & 0o022 != 0 {
+            return false;
+        }
+        if home.as_deref() == Some(parent) {
+            break;
+        }
+        cur = parent;
+    }
+    true
+}
+
+/// strerror's words for an I/O error.
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
 }
