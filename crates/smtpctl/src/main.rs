@@ -660,7 +660,16 @@ fn offline_file() -> (std::fs::File, PathBuf) {
             .mode(0o600)
             .open(&path)
         {
-            Ok(f) => return (f, path),
+            Ok(f) => {
+                // The folder's group, as a setgid smtpctl gives it (OpenSMTPD's smtpctl is
+                // setgid to the queue group): the daemon submits only files of that group. Root
+                // and members of the group may set it; anyone else could not write here.
+                if let Ok(md) = std::fs::metadata(&dir) {
+                    use std::os::unix::fs::MetadataExt;
+                    let _ = std::os::unix::fs::fchown(&f, None, Some(md.gid()));
+                }
+                return (f, path);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => errx(
                 EX_UNAVAILABLE,
