@@ -594,6 +594,13 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
         (_, LocalMethod::Maildir { path, junk }) => {
             let dir = match path {
                 Some(p) => match expand(&p.raw) {
+                    Ok(d) if maildir::dots_added(&p.raw, &req.user.directory, &d) => {
+                        return failed(
+                            false,
+                            EX_NOPERM,
+                            format!("\"mail.maildir: {d}: expanded path escapes its folder\""),
+                        );
+                    }
                     Ok(d) => Some(d),
                     Err(_) => return not_expanded(),
                 },
