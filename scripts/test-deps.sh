@@ -27,4 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "warning: not root, cannot install: ${missing[*]} (tests that need them are skipped)" >&2
   fi
 fi
+# The tests give every real OpenSMTPD a tmpfs on /var/spool/smtpd in a mount namespace of its own;
+# the package does not create that folder (smtpd makes it at its first start), so make the mount
+# point here, as that first start would.
+if [ "$(id -u)" -eq 0 ]; then
+  mkdir -p -m 0711 /var/spool/smtpd
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

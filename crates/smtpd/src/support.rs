@@ -101,10 +101,6 @@ pub const NOT_YET: &[Feature] = &[
     Feature::MatchFromAuth,
     // relaying (issue: relay)
     Feature::RelayAction,
-    // external filters (issue: filters)
-    Feature::ProcExecFilter,
-    Feature::ProcFilter,
-    Feature::ProcDeclaration,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet
