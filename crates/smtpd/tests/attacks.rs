@@ -347,6 +347,10 @@ const CVE_PAYLOADS: &[(&str, &str)] = &[
         "MAIL FROM:<sender@example.org>",
         "RCPT TO:<victim+`touch${IFS}{M}`@example.org>",
     ),
+    (
+        "MAIL FROM:<x'#!*?~{}%'@example.org>",
+        "RCPT TO:<victim@example.org>",
+    ),
 ];
 
 /// The message of the exploit: 14 lines for its `read r` loop, then the command its `sh` reads.
@@ -464,6 +468,8 @@ const FORWARD_USERS: &[(&str, u32)] = &[
     ("fhomew", 2318),    // home directory mode 0777, .forward fine
     ("fdir", 2319),      // .forward a directory
     ("fbig", 2320),      // .forward of 5000 bytes (OpenSMTPD's limit is 4 KB)
+    ("ffile", 2323),     // .forward names /etc/shadow as a mailbox to append to
+    ("fpipe", 2324),     // .forward pipes to a command that reads /etc/shadow
     ("fok", 2321),       // an honest .forward to fokdest
     ("fokdest", 2322),   // receives fok's mail
 ];
@@ -495,6 +501,15 @@ fn forward_run(which: Which) -> Vec<String> {
     let big = "spy@example.org\n".repeat(5000 / 16 + 1);
     std::fs::write(fwd("fbig"), big).expect("forward");
     chown(&fwd("fbig"), 2320);
+    std::fs::write(fwd("ffile"), "/etc/shadow\n").expect("forward");
+    chown(&fwd("ffile"), 2323);
+    let leak = home("fpipe").join("leak");
+    std::fs::write(
+        fwd("fpipe"),
+        format!("\"|cat /etc/shadow > {}\"\n", leak.display()),
+    )
+    .expect("forward");
+    chown(&fwd("fpipe"), 2324);
     std::fs::write(fwd("fok"), "fokdest@example.org\n").expect("forward");
     chown(&fwd("fok"), 2321);
     let shadow_before = fingerprint(Path::new("/etc/shadow"));
@@ -561,6 +576,12 @@ fn forward_run(which: Which) -> Vec<String> {
     );
     assert_eq!(fingerprint(Path::new("/etc/shadow")), shadow_before);
     assert_eq!(fingerprint(&secret), secret_before);
+    // The pipe ran as fpipe, who may not read /etc/shadow.
+    let leaked = std::fs::read_to_string(&leak).unwrap_or_default();
+    assert!(
+        !leaked.contains("root:"),
+        "{which:?}: /etc/shadow leaked: {leaked}"
+    );
     // Nothing of the secret in the log.
     assert!(
         !d.log()
@@ -576,8 +597,9 @@ fn forward_run(which: Which) -> Vec<String> {
 /// tries to make root read for them: a symbolic link to /etc/shadow, a hard link to a
 /// root-owned file or to another user's .forward, a named pipe (to hang the reader), a file
 /// others may write, a home others may write, a directory, an oversized file. Each is refused
-/// at RCPT as OpenSMTPD 6.8.0p2 refuses it (same replies), none is read, none hangs the session;
-/// an honest .forward still works.
+/// at RCPT as OpenSMTPD 6.8.0p2 refuses it (same replies and warnings), none is read, none hangs
+/// the session; an honest .forward still works. What a readable .forward asks for runs as its
+/// user: appending to /etc/shadow fails, a pipe reading it gets nothing.
 #[test]
 fn forward_files_cannot_make_root_read_for_a_user() {
     if !require_root() {
