@@ -10,8 +10,9 @@
 //!
 //! Everything runs as root (deliveries switch users, the real OpenSMTPD needs it); without root
 //! each test says `SKIPPED` (a failure under `RSMTPD_CI=1`). Users are userbase entries with uids
-//! of their own (23xx), so nothing is added to the machine's passwd; `nobody` stands for the
-//! local user of the offline queue, which needs a real passwd entry.
+//! of their own (23xx), so that nothing is added to the machine's passwd, except for the mailbox
+//! test (OpenSMTPD's mail.local wants passwd entries: throwaway `atk-*` users, removed after);
+//! `nobody` stands for the local user of the offline queue.
 
 mod common;
 
@@ -729,7 +730,7 @@ fn maildir_links_do_not_write_as_root() {
     same_as_opensmtpd("Maildir links", &runs);
 }
 
-/// Our daemon in a mount namespace whose /var/mail is a fresh tmpfs, so that mailboxes of the
+/// A mount namespace whose /var/mail is a fresh tmpfs (mode 1777), so that mailboxes of the
 /// test's users neither touch nor depend on the machine's. `/proc/PID/root/var/mail` is it.
 fn private_var_mail() -> Vec<&'static str> {
     vec![
@@ -737,100 +738,165 @@ fn private_var_mail() -> Vec<&'static str> {
         "-m",
         "sh",
         "-c",
-        "mount -t tmpfs -o mode=0775 tmpfs /var/mail && exec \"$0\" \"$@\"",
+        "mount -t tmpfs -o mode=1777 tmpfs /var/mail && exec \"$0\" \"$@\"",
     ]
 }
 
-/// The system mailboxes (/var/mail/USER, written as the user after the root part created a
-/// missing one) of users who replaced theirs beforehand: by a symbolic link to a root-owned
-/// secret, a dangling link into a root-owned directory (for root to create the file), a hard
-/// link to the secret, a named pipe. Each delivery fails with mail.local's "linked or special
-/// file" refusal; the secret is untouched and nothing is created through the dangling link.
-/// (Ours only: OpenSMTPD's mail.local needs users of the system's passwd.)
-#[test]
-fn mailbox_links_are_refused() {
-    if !require_root() {
-        return;
+/// Throwaway users of the system's passwd (`useradd`), removed when dropped: OpenSMTPD's
+/// mail.local looks mailbox owners up there, so a mailbox test that compares needs real ones.
+struct SystemUsers(Vec<String>);
+
+impl SystemUsers {
+    fn add(users: &[(&str, u32, &Path)]) -> SystemUsers {
+        let mut made = SystemUsers(Vec::new());
+        for (name, uid, home) in users {
+            let run = |cmd: &str, args: &[&str]| {
+                let out = std::process::Command::new(cmd)
+                    .args(args)
+                    .output()
+                    .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+                assert!(
+                    out.status.success(),
+                    "{cmd} {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let id = uid.to_string();
+            run("groupadd", &["-g", &id, name]);
+            run(
+                "useradd",
+                &[
+                    "-u",
+                    &id,
+                    "-g",
+                    &id,
+                    "-M",
+                    "-d",
+                    home.to_str().expect("utf-8 home"),
+                    "-s",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+            );
+            made.0.push(name.to_string());
+        }
+        made
     }
-    let w = World::new();
-    let secret = w.secret("root:$6$not-a-real-hash:19000:0:99999:7:::\n");
-    let root_only = w.root_only();
-    let users = [
-        ("bsym", 2341u32),
-        ("bdang", 2342),
-        ("bhard", 2343),
-        ("bfifo", 2344),
-        ("bok", 2345),
-    ];
-    let homes: Vec<(&str, u32, PathBuf)> =
-        users.iter().map(|(n, u)| (*n, *u, w.home(n, *u))).collect();
-    let ub: Vec<(&str, u32, &Path)> = homes
-        .iter()
-        .map(|(n, u, h)| (*n, *u, h.as_path()))
-        .collect();
-    let conf = format!(
-        "listen on 127.0.0.1 port @PORT@\n{}\
-         action \"local\" mbox userbase <users>\n\
-         match from any for domain \"example.org\" action \"local\"\n",
-        userbase(&ub)
-    );
-    let d = Daemon::launch(
-        &private_var_mail(),
-        env!("CARGO_BIN_EXE_smtpd"),
-        &conf,
-        &[],
-        Some("127.0.0.1:1"),
-    );
+}
+
+impl Drop for SystemUsers {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("userdel").arg(name).output();
+            let _ = std::process::Command::new("groupdel").arg(name).output();
+        }
+    }
+}
+
+/// The mailbox test's users: (name, uid).
+const MBOX_USERS: &[(&str, u32)] = &[
+    ("atk-bsym", 2341),  // /var/mail/USER -> a root-owned secret (symbolic link)
+    ("atk-bdang", 2342), // /var/mail/USER -> a missing file in a root-owned directory
+    ("atk-bhard", 2343), // /var/mail/USER a hard link of a root-owned file
+    ("atk-bfifo", 2344), // /var/mail/USER a named pipe
+    ("atk-bok", 2345),   // no mailbox yet
+];
+
+fn mailbox_run(which: Which, w: &World) -> Vec<String> {
+    let secret = w.path().join("secret");
+    let root_only = w.path().join("rootonly");
+    let conf = "listen on 127.0.0.1 port @PORT@
+         action \"local\" mbox
+         match from any for domain \"example.org\" action \"local\"
+";
+    let bin = match which {
+        Which::Ours => env!("CARGO_BIN_EXE_smtpd"),
+        Which::Real => REAL_SMTPD,
+    };
+    let d = Daemon::launch(&private_var_mail(), bin, conf, &[], Some("127.0.0.1:1"));
     let spool = PathBuf::from(format!("/proc/{}/root/var/mail", d.pid()));
-    std::os::unix::fs::symlink(&secret, spool.join("bsym")).expect("symlink");
-    std::os::unix::fs::symlink(root_only.join("created"), spool.join("bdang")).expect("symlink");
+    let mbox = |n: &str| spool.join(n);
+    std::os::unix::fs::symlink(&secret, mbox("atk-bsym")).expect("symlink");
+    std::os::unix::fs::symlink(root_only.join("created"), mbox("atk-bdang")).expect("symlink");
     // A hard link needs one file system: a copy of the secret inside the tmpfs stands in.
     let inside = spool.join(".secret");
     std::fs::copy(&secret, &inside).expect("copy");
-    std::fs::hard_link(&inside, spool.join("bhard")).expect("hard link");
-    mkfifo(&spool.join("bfifo"));
-    chown(&spool.join("bfifo"), 2344);
+    std::fs::hard_link(&inside, mbox("atk-bhard")).expect("hard link");
+    mkfifo(&mbox("atk-bfifo"));
+    chown(&mbox("atk-bfifo"), 2344);
     let before = (fingerprint(&secret), fingerprint(&inside));
-    for (name, _) in users {
+    let mut lines = Vec::new();
+    for (name, _) in MBOX_USERS {
         let pairs = transaction(
             &d,
             "MAIL FROM:<sender@example.net>",
             &[&format!("RCPT TO:<{name}@example.org>")],
             "Subject: mbox\r\n\r\nhi",
         );
-        assert!(
-            pairs.iter().any(|(c, r)| c == "." && r.starts_with("250")),
-            "{pairs:?}"
-        );
+        lines.extend(transcript(&pairs));
     }
-    let got = outcomes(&d, users.len());
-    eprintln!("{got:#?}");
-    for (name, _) in users {
-        let r = &got[&format!("{name}@example.org")];
-        if name == "bok" {
-            assert!(r.starts_with("result=Ok"), "{name}: {r}");
-        } else {
-            assert!(
-                !r.starts_with("result=Ok") && r.contains("linked or special file"),
-                "{name}: {r}"
-            );
-        }
+    for (to, r) in outcomes(&d, MBOX_USERS.len()) {
+        lines.push(format!("delivery to {to}: {r}"));
     }
-    assert_eq!((fingerprint(&secret), fingerprint(&inside)), before);
+    assert_eq!(
+        (fingerprint(&secret), fingerprint(&inside)),
+        before,
+        "{which:?}"
+    );
     assert!(
         !root_only.join("created").exists(),
-        "created through a dangling link"
+        "{which:?}: created through a dangling link"
     );
-    let bok = std::fs::symlink_metadata(spool.join("bok")).expect("bok's mailbox");
+    let bok = std::fs::symlink_metadata(mbox("atk-bok")).expect("atk-bok's mailbox");
     assert_eq!(
         (bok.uid(), bok.mode() & 0o777, bok.nlink()),
-        (2345, 0o600, 1)
+        (2345, 0o600, 1),
+        "{which:?}"
     );
-    let text = std::fs::read_to_string(spool.join("bok")).expect("read");
+    let text = std::fs::read_to_string(mbox("atk-bok")).expect("read");
     assert!(
         text.starts_with("From sender@example.net ") && text.contains("\nhi\n"),
-        "{text}"
+        "{which:?}: {text}"
     );
+    lines
+}
+
+/// The system mailboxes (/var/mail/USER, created by root when missing, then written as the
+/// user) of users who replaced theirs beforehand: by a symbolic link to a root-owned secret, a
+/// dangling link into a root-owned directory (for root to create the file), a hard link to the
+/// secret, a named pipe. Each delivery fails with mail.local's "linked or special file", as
+/// OpenSMTPD's; the secret is untouched and nothing is created through the dangling link; the
+/// honest user gets a 0600 mailbox of their own. Both daemons get a private tmpfs /var/mail.
+#[test]
+fn mailbox_links_are_refused() {
+    if !require_root() || !require_tool("useradd") {
+        return;
+    }
+    let w = World::new();
+    w.secret("root:$6$not-a-real-hash:19000:0:99999:7:::\n");
+    w.root_only();
+    let homes: Vec<(&str, u32, PathBuf)> = MBOX_USERS
+        .iter()
+        .map(|(n, u)| (*n, *u, w.home(n, *u)))
+        .collect();
+    let users: Vec<(&str, u32, &Path)> = homes
+        .iter()
+        .map(|(n, u, h)| (*n, *u, h.as_path()))
+        .collect();
+    let _users = SystemUsers::add(&users);
+    let runs: Vec<(Which, Vec<String>)> = daemons()
+        .into_iter()
+        .map(|which| (which, mailbox_run(which, &w)))
+        .collect();
+    for (which, lines) in &runs {
+        eprintln!("--- {which:?}\n{}", lines.join("\n"));
+        for l in lines.iter().filter(|l| l.starts_with("delivery to")) {
+            if !l.contains("atk-bok@") {
+                assert!(l.contains("linked or special file"), "{which:?}: {l}");
+            }
+        }
+    }
+    same_as_opensmtpd("mailbox links", &runs);
 }
 
 // --- %{...} values in paths --------------------------------------------------------------------
