@@ -750,6 +750,9 @@ impl SystemUsers {
     fn add(users: &[(&str, u32, &Path)]) -> SystemUsers {
         let mut made = SystemUsers(Vec::new());
         for (name, uid, home) in users {
+            // What a killed run may have left.
+            let _ = std::process::Command::new("userdel").arg(name).output();
+            let _ = std::process::Command::new("groupdel").arg(name).output();
             let run = |cmd: &str, args: &[&str]| {
                 let out = std::process::Command::new(cmd)
                     .args(args)
@@ -1387,4 +1390,119 @@ fn oversized_and_malformed_input_is_refused_as_opensmtpd_does() {
         eprintln!("--- {which:?}\n{}", lines.join("\n"));
     }
     same_as_opensmtpd("malformed input", &runs);
+}
+
+// --- a local user's sendmail -------------------------------------------------------------------
+
+/// `sendmail ARGS` from a local user, with the message on standard input.
+fn sendmail_cases(marker: &dyn Fn(usize) -> String) -> Vec<Vec<String>> {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    vec![
+        v(&["-f", &format!(";touch {};", marker(0)), "victim"]),
+        v(&[
+            "-f",
+            &format!("`touch${{IFS}}{}`@example.org", marker(1)),
+            "victim",
+        ]),
+        v(&[&format!("|touch {}", marker(2))]),
+        v(&[&marker(3)]),
+        v(&["-F", &format!("\"; touch {}; \"", marker(4)), "victim"]),
+        v(&[&format!("victim,|touch {}", marker(5))]),
+        v(&["-f", &format!("$(touch {})", marker(6)), "victim"]),
+    ]
+}
+
+fn sendmail_run(which: Which, nobody: u32) -> Vec<String> {
+    let w = World::new();
+    let victim = w.home("victim", 2371);
+    std::fs::create_dir_all(w.path().join("bin")).expect("bin");
+    write_script(&w.path().join("bin/record"), RECORD);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n{}\
+         action \"mda\" mda \"{dir}/bin/record %{{sender}} %{{rcpt}}\" userbase <users>\n\
+         match from local for local action \"mda\"\n\
+         match from any for domain \"example.org\" action \"mda\"\n",
+        userbase(&[("victim", 2371, &victim)]),
+        dir = w.text()
+    );
+    let d = refns::start(which, &conf, &[]);
+    chmod(d.dir.path(), 0o711);
+    let marker = |i: usize| format!("{}/marker{i}", w.text());
+    let mut lines = Vec::new();
+    let mut accepted = 0;
+    for args in sendmail_cases(&marker) {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stdin = "Subject: local\n\nhi\n";
+        let out = match which {
+            Which::Ours => ctl(&d, "sendmail", &a, stdin, Some(nobody)),
+            // OpenSMTPD's own (setgid opensmtpq), as nobody, in the daemon's mount namespace
+            // (its control socket).
+            Which::Real => {
+                let mut child = std::process::Command::new("nsenter")
+                    .args(["-t", &d.pid().to_string(), "-m"])
+                    .args(["-S", &nobody.to_string(), "-G", "65534", "--"])
+                    .arg("/usr/sbin/sendmail")
+                    .args(&a)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("nsenter sendmail");
+                if let Some(mut i) = child.stdin.take() {
+                    let _ = i.write_all(stdin.as_bytes());
+                }
+                child.wait_with_output().expect("sendmail")
+            }
+        };
+        if out.status.success() {
+            accepted += 1;
+        }
+        let said = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+        lines.push(
+            format!("sendmail {a:?} => exit {:?} {said}", out.status.code())
+                .replace(&w.text(), "W")
+                .replace(&hostname(), "HOST"),
+        );
+    }
+    for (to, r) in outcomes(&d, accepted) {
+        lines.push(format!("delivery to {to}: {r}").replace(&hostname(), "HOST"));
+    }
+    let mut argv: Vec<String> = std::fs::read_to_string(victim.join("argv"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.replace(&w.text(), "W").replace(&hostname(), "HOST"))
+        .collect();
+    argv.sort();
+    lines.extend(argv);
+    assert!(
+        w.markers().is_empty(),
+        "{which:?}: {:?}\n{}",
+        w.markers(),
+        lines.join("\n")
+    );
+    lines
+}
+
+/// A local user's `sendmail` with a sender, full name and recipients made to reach a shell
+/// (`-f ';touch M;'`, `-f '$(touch M)'`, `-F`, `|cmd` and `/path` recipients, a list with a
+/// pipe in it): nothing runs, what is delivered reaches the mda command defused, and the exit
+/// codes, error lines and deliveries are those of OpenSMTPD's own (setgid) smtpctl against its
+/// daemon.
+#[test]
+fn sendmail_arguments_from_a_local_user_run_nothing() {
+    if !require_root() {
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        skip("no user nobody");
+        return;
+    };
+    let runs: Vec<(Which, Vec<String>)> = daemons()
+        .into_iter()
+        .map(|w| (w, sendmail_run(w, nobody.uid.as_raw())))
+        .collect();
+    for (which, lines) in &runs {
+        eprintln!("--- {which:?}\n{}", lines.join("\n"));
+    }
+    same_as_opensmtpd("sendmail from a local user", &runs);
 }
