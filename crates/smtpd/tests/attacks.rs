@@ -470,6 +470,7 @@ const FORWARD_USERS: &[(&str, u32)] = &[
     ("fdir", 2319),      // .forward a directory
     ("fbig", 2320),      // .forward of 5000 bytes (OpenSMTPD's limit is 4 KB)
     ("ffile", 2323),     // .forward names /etc/shadow as a mailbox to append to
+    ("finclude", 2325),  // .forward includes /etc/shadow and the secret (:include:)
     ("fpipe", 2324),     // .forward pipes to a command that reads /etc/shadow
     ("fok", 2321),       // an honest .forward to fokdest
     ("fokdest", 2322),   // receives fok's mail
@@ -502,6 +503,12 @@ fn forward_run(which: Which) -> Vec<String> {
     let big = "spy@example.org\n".repeat(5000 / 16 + 1);
     std::fs::write(fwd("fbig"), big).expect("forward");
     chown(&fwd("fbig"), 2320);
+    std::fs::write(
+        fwd("finclude"),
+        format!(":include:/etc/shadow\n:include:{}\n", secret.display()),
+    )
+    .expect("forward");
+    chown(&fwd("finclude"), 2325);
     std::fs::write(fwd("ffile"), "/etc/shadow\n").expect("forward");
     chown(&fwd("ffile"), 2323);
     let leak = home("fpipe").join("leak");
@@ -600,7 +607,8 @@ fn forward_run(which: Which) -> Vec<String> {
 /// others may write, a home others may write, a directory, an oversized file. Each is refused
 /// at RCPT as OpenSMTPD 6.8.0p2 refuses it (same replies and warnings), none is read, none hangs
 /// the session; an honest .forward still works. What a readable .forward asks for runs as its
-/// user: appending to /etc/shadow fails, a pipe reading it gets nothing.
+/// user: appending to /etc/shadow fails, a pipe reading it gets nothing, and an `:include:`
+/// (of /etc/shadow, of the secret) is not read at all from a .forward.
 #[test]
 fn forward_files_cannot_make_root_read_for_a_user() {
     if !require_root() {
