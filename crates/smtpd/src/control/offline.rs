@@ -58,6 +58,22 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
         return;
     }
     log::debug(&format!("debug: smtpd: enqueueing offline message {p}"));
+    // OpenSMTPD does the rest in a child, whose every failure the parent reports alike.
+    match enqueue(path, (lmd.uid(), lmd.gid()), smtpctl, socket) {
+        Ok(()) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(cause) => log::warn(&format!(
+            "warn: smtpd: couldn't enqueue offline message {p}; smtpctl {cause}"
+        )),
+    }
+}
+
+/// `offline_enqueue()`'s child: checks the file through one descriptor and runs smtpctl on it;
+/// `Err` is how "smtpctl" ended, as the parent words it.
+fn enqueue(path: &Path, seen: (u32, u32), smtpctl: &Path, socket: &Path) -> Result<(), String> {
+    let p = path.display();
+    let abnormal = || Err("exited abnormally".to_string());
     // Everything below reads through this descriptor: the name may be swapped for a link to
     // another file meanwhile, the descriptor stays the file that was checked.
     let mut file = match fs::OpenOptions::new()
@@ -67,15 +83,15 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
     {
         Ok(f) => f,
         Err(e) => {
-            log::warn(&format!("warn: smtpd: open: {p}: {e}"));
-            return;
+            log::warn(&format!("warn: smtpd: open: {p}: {}", strerror(&e)));
+            return abnormal();
         }
     };
     let md = match file.metadata() {
         Ok(md) => md,
         Err(e) => {
-            log::warn(&format!("warn: smtpd: fstat: {p}: {e}"));
-            return;
+            log::warn(&format!("warn: smtpd: fstat: {p}: {}", strerror(&e)));
+            return abnormal();
         }
     };
     if !md.is_file() {
@@ -83,15 +99,19 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
             "warn: smtpd: file {p} (uid {}) not regular",
             md.uid()
         ));
-        return;
+        return abnormal();
     }
     if md.nlink() != 1 {
         log::warn(&format!("warn: smtpd: file {p} is hard-link"));
-        return;
+        return abnormal();
     }
-    if md.uid() != lmd.uid() || md.gid() != lmd.gid() {
+    if md.uid() != seen.0 {
         log::warn(&format!("warn: smtpd: file {p} has bad uid {}", md.uid()));
-        return;
+        return abnormal();
+    }
+    if md.gid() != seen.1 {
+        log::warn(&format!("warn: smtpd: file {p} has bad gid {}", md.gid()));
+        return abnormal();
     }
     let user = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(md.uid())) {
         Ok(Some(u)) => u,
@@ -100,13 +120,8 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
                 "warn: smtpd: getpwuid for uid {} failed",
                 md.uid()
             ));
-            return;
+            return abnormal();
         }
-    };
-    let failed = |cause: &str| {
-        log::warn(&format!(
-            "warn: smtpd: couldn't enqueue offline message {p}; smtpctl {cause}"
-        ));
     };
     // The first line, read a block at a time up to the cap; the message follows it.
     let mut head = Vec::new();
@@ -128,13 +143,11 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
         Some((args, i as u64 + 1))
     });
     let Some((args, start)) = parsed else {
-        failed("exited abnormally");
-        return;
+        return abnormal();
     };
     // The rest of the file is the message: smtpctl reads it from the same descriptor.
     if file.seek(SeekFrom::Start(start)).is_err() {
-        failed("exited abnormally");
-        return;
+        return abnormal();
     }
     let mut cmd = Command::new(smtpctl);
     cmd.arg0("sendmail")
@@ -154,13 +167,22 @@ fn resubmit_one(path: &Path, dir_gid: Option<u32>, smtpctl: &Path, socket: &Path
         cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
     match cmd.status() {
-        Ok(st) if st.success() => {
-            let _ = fs::remove_file(path);
-        }
+        Ok(st) if st.success() => Ok(()),
         Ok(st) => match st.signal() {
-            Some(sig) => failed(&format!("terminated; signal {sig}")),
-            None => failed("exited abnormally"),
+            Some(sig) => Err(format!("terminated; signal {sig}")),
+            None => abnormal(),
         },
-        Err(e) => log::warn(&format!("warn: smtpd: exec {}: {e}", smtpctl.display())),
+        Err(e) => {
+            log::warn(&format!("warn: smtpd: exec {}: {e}", smtpctl.display()));
+            abnormal()
+        }
+    }
+}
+
+/// strerror's words for an I/O error (log_warn's `: %s`).
+fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
     }
 }
