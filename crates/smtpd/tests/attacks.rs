@@ -1009,6 +1009,86 @@ fn dotdot_in_expanded_maildir_paths_goes_nowhere() {
     }
 }
 
+fn subaddress_run(which: Which) -> Vec<String> {
+    let w = World::new();
+    let home = w.home("sub", 2381);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n{}\
+         action \"local\" maildir userbase <users>\n\
+         match from any for domain \"example.org\" action \"local\"\n",
+        userbase(&[("sub", 2381, &home)])
+    );
+    let d = refns::start(which, &conf, &[]);
+    let rcpts = ["sub+/new", "sub+/tmp", "sub+/cur", "sub+/new/new"];
+    let mut lines = Vec::new();
+    for r in rcpts {
+        lines.extend(transcript(&transaction(
+            &d,
+            "MAIL FROM:<sender@example.net>",
+            &[&format!("RCPT TO:<{r}@example.org>")],
+            "Subject: subaddress\r\n\r\nhi",
+        )));
+    }
+    for (to, r) in outcomes(&d, rcpts.len()) {
+        lines.push(format!("delivery to {to}: {r}"));
+    }
+    // Where the messages are: each file's folder, and the folders made.
+    let md = home.join("Maildir");
+    let mut found = Vec::new();
+    walk(&md, &mut |p| {
+        let rel = p
+            .strip_prefix(&md)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default();
+        if p.is_dir() {
+            found.push(format!("dir {rel}"));
+        } else {
+            found.push(format!(
+                "file in {}",
+                Path::new(&rel)
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            ));
+        }
+    });
+    found.sort();
+    lines.extend(found);
+    lines
+}
+
+/// The sub-address (`user+ext`) picks the Maildir++ folder `.ext` when it exists. From SMTP it
+/// may hold `/`, so `sub+/new` would name `Maildir/./new`, which always exists, and a remote
+/// sender could make Maildirs inside the user's `new/`, `tmp/`, `cur/`. OpenSMTPD's mail.maildir
+/// turns `/` (and `^`, and the shell's characters) into `:` first, with an escape set of its own
+/// (mail.maildir.c, not smtpd.h's): `.:new` does not exist and the mail goes to the Maildir. Ours
+/// used smtpd.h's set and nested them (found by this test); now both deliver all four to `new/`.
+#[test]
+fn a_subaddress_with_a_slash_names_no_folder() {
+    if !require_root() {
+        return;
+    }
+    let runs: Vec<(Which, Vec<String>)> = daemons()
+        .into_iter()
+        .map(|w| (w, subaddress_run(w)))
+        .collect();
+    for (which, lines) in &runs {
+        eprintln!("--- {which:?}\n{}", lines.join("\n"));
+        assert_eq!(
+            lines.iter().filter(|l| *l == "file in new").count(),
+            4,
+            "{which:?}: {lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("dir ") && l.contains('/')),
+            "{which:?}: a Maildir inside the Maildir: {lines:?}"
+        );
+    }
+    same_as_opensmtpd("sub-addresses with a slash", &runs);
+}
+
 // --- the offline queue -------------------------------------------------------------------------
 
 /// An offline file as `sendmail` writes it while the daemon is down: its arguments joined by

@@ -9,11 +9,15 @@ use std::io::{BufRead, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::format::MAILADDR_ESCAPE;
 use super::headers::{c_line, next_line};
 use super::AgentError;
 
 const EX_TEMPFAIL: i32 = 75;
+
+/// mail.maildir.c's own `MAILADDR_ESCAPE`, for the sub-address folder: smtpd.h's set (the one
+/// of `%{...}` expansion) plus `/` and `^`, so that `user+/new` names the folder `.:new`, never
+/// `Maildir/./new`.
+const SUBDIR_ESCAPE: &[u8] = b"!#$%&'*/?^`{|}~";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maildir {
@@ -104,7 +108,7 @@ pub fn deliver(m: &Maildir, mut input: impl BufRead) -> Result<PathBuf, AgentErr
             .extension
             .chars()
             .map(|c| {
-                if c.is_ascii() && MAILADDR_ESCAPE.contains(&(c as u8)) {
+                if c.is_ascii() && SUBDIR_ESCAPE.contains(&(c as u8)) {
                     ':'
                 } else {
                     c
