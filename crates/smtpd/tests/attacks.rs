@@ -80,7 +80,7 @@ impl World {
         p
     }
 
-    /// Every file whose name starts with `marker` anywhere under the world, and under /tmp.
+    /// Every file whose name starts with `marker` anywhere under the world.
     fn markers(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         walk(self.path(), &mut |p| {
@@ -1097,8 +1097,9 @@ fn offline_file(subject: &str) -> String {
     format!("spy@example.org\nSubject: {subject}\n\nfrom the offline queue\n")
 }
 
-/// The hostile files of the offline test, made in `plant/` (copied with `cp -a` into the spool
-/// of each daemon, so both get the same): `(name, what it is)`; `9.honest` is the honest one.
+/// The files of the offline test, made in `plant/` (copied with `cp -a` into each daemon's
+/// offline/, so both get the same): eight hostile ones, their names saying what they are, and
+/// `9.honest`.
 fn plant_offline(w: &World, nobody: u32, group: u32) -> PathBuf {
     let plant = w.path().join("plant");
     std::fs::create_dir_all(&plant).expect("plant");
