@@ -1678,3 +1678,171 @@ fn sendmail_arguments_from_a_local_user_run_nothing() {
     }
     same_as_opensmtpd("sendmail from a local user", &runs);
 }
+
+// --- the control socket from an unprivileged user ----------------------------------------------
+
+/// smtpctl commands that only root may give.
+const ROOT_ONLY: &[&[&str]] = &[
+    &["pause", "smtp"],
+    &["pause", "mda"],
+    &["remove", "all"],
+    &["schedule", "all"],
+    &["show", "queue"],
+    &["show", "stats"],
+    &["log", "verbose"],
+    &["trace", "all"],
+    &["update", "table", "aliases"],
+    &["stop"],
+];
+
+fn control_run(which: Which, nobody: u32) -> Vec<String> {
+    let w = World::new();
+    let victim = w.home("victim", 2391);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n{}\
+         table aliases {{ postmaster = victim }}\n\
+         action \"later\" mda \"exit 75\" userbase <users>\n\
+         match from any for domain \"example.org\" action \"later\"\n",
+        userbase(&[("victim", 2391, &victim)])
+    );
+    let d = refns::start(which, &conf, &[]);
+    chmod(d.dir.path(), 0o711);
+    // A message waits in the queue (its mda says "later").
+    let pairs = transaction(
+        &d,
+        "MAIL FROM:<sender@example.net>",
+        &["RCPT TO:<victim@example.org>"],
+        "Subject: waiting\r\n\r\nhi",
+    );
+    assert!(pairs.iter().any(|(c, r)| c == "." && r.starts_with("250")));
+    outcomes(&d, 1);
+    let queue_before = refns::smtpctl(which, &d, &["show", "queue"], "");
+    let queued = String::from_utf8_lossy(&queue_before.stdout)
+        .lines()
+        .count();
+    assert_eq!(queued, 1, "{which:?}: {queue_before:?}");
+    let mut lines = Vec::new();
+    for args in ROOT_ONLY {
+        let out = match which {
+            Which::Ours => ctl(&d, "smtpctl", args, "", Some(nobody)),
+            Which::Real => std::process::Command::new("nsenter")
+                .args(["-t", &d.pid().to_string(), "-m"])
+                .args(["-S", &nobody.to_string(), "-G", "65534", "--"])
+                .arg("/usr/sbin/smtpctl")
+                .args(*args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("nsenter smtpctl"),
+        };
+        lines.push(format!(
+            "smtpctl {} => exit {:?} {}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    // Still running, not paused, the message still queued.
+    assert!(d.exit_status().is_none(), "{which:?}: stopped by nobody");
+    let pairs = transaction(
+        &d,
+        "MAIL FROM:<sender@example.net>",
+        &["RCPT TO:<victim@example.org>"],
+        "Subject: still open\r\n\r\nhi",
+    );
+    assert!(
+        pairs.iter().any(|(c, r)| c == "." && r.starts_with("250")),
+        "{which:?}: {pairs:?}"
+    );
+    let queue_after = refns::smtpctl(which, &d, &["show", "queue"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&queue_after.stdout).lines().count(),
+        2,
+        "{which:?}: {queue_after:?}"
+    );
+    if which == Which::Ours {
+        big_frames_from_nobody(&d, nobody);
+    }
+    lines
+}
+
+/// As nobody, 32 connections each send all but the last byte of a frame of the largest size the
+/// protocol allows (16 MiB), which only root's requests can need, and wait: the daemon must not
+/// hold them (it reads a non-root peer's frame only when it is small), and serves on.
+fn big_frames_from_nobody(d: &Daemon, nobody: u32) {
+    let script = r#"
+import socket, struct, sys
+path = sys.argv[1]
+n = 16 * 1024 * 1024
+socks = []
+for i in range(32):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(10)
+    try:
+        s.sendall(struct.pack(">I", n) + bytes([1, 2]) + b"\0" * (n - 3))
+    except OSError:
+        pass
+    socks.append(s)
+print("sent", flush=True)
+sys.stdin.read()
+"#;
+    let sock = d.dir.path().join("smtpd.sock");
+    let mut child = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={nobody}"),
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(&sock)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = String::new();
+    if let Some(o) = child.stdout.as_mut() {
+        use std::io::Read;
+        let mut b = [0u8; 5];
+        let _ = o.read_exact(&mut b);
+        out.push_str(&String::from_utf8_lossy(&b));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = peak_rss_kib(d.pid());
+    drop(child.stdin.take());
+    let _ = child.wait();
+    eprintln!("big frames from nobody ({out}): our daemon's peak resident size {peak} KiB");
+    assert!(
+        peak < 200 * 1024,
+        "an unprivileged peer made the daemon hold {peak} KiB"
+    );
+    let mut c = Client::connect(d.addr());
+    assert!(c.reply().starts_with("220 "));
+}
+
+/// The control socket is open to every local user (mode 0666), who may only submit mail
+/// through it. As `nobody`: pause, remove, schedule, show, log, trace, update and stop are all
+/// refused with the exit codes and words of OpenSMTPD's smtpctl against its daemon; the daemon
+/// goes on, unpaused, its queue intact. Beyond OpenSMTPD's imsg framing (16 KB messages), ours
+/// takes frames up to 16 MiB: 32 connections of nobody sending one each must not cost the
+/// daemon their size.
+#[test]
+fn the_control_socket_refuses_unprivileged_users() {
+    if !require_root() || !require_tool("/usr/bin/python3") {
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        skip("no user nobody");
+        return;
+    };
+    let runs: Vec<(Which, Vec<String>)> = daemons()
+        .into_iter()
+        .map(|w| (w, control_run(w, nobody.uid.as_raw())))
+        .collect();
+    for (which, lines) in &runs {
+        eprintln!("--- {which:?}\n{}", lines.join("\n"));
+    }
+    same_as_opensmtpd("control socket as nobody", &runs);
+}
