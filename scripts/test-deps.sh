@@ -5,7 +5,7 @@
 # (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs),
 # Dovecot (it reads our Maildirs and takes our LMTP), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -34,3 +34,9 @@ if [ "$(id -u)" -eq 0 ]; then
   mkdir -p -m 0711 /var/spool/smtpd
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# A TLS-capable OpenSMTPD 6.8.0p2 (Debian's fails every server-side handshake under OpenSSL 3):
+# the packaged binary with a small preloaded fix, for the live TLS and AUTH comparisons.
+if [ "$(id -u)" -eq 0 ]; then
+  bash "$(dirname "$0")/../tests/tools/opensmtpd-tls.sh" >/dev/null \
+    || echo "warning: no TLS-capable OpenSMTPD (live TLS comparisons are skipped)" >&2
+fi

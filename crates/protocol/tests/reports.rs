@@ -210,3 +210,89 @@ fn no_reports_without_filters() {
     pump(&mut s, &mut reports, &proceed);
     assert!(reports.is_empty());
 }
+
+/// smtp_session.c reports `link-auth|USER|pass|fail|error` after its `smtp authentication`
+/// log line and before the reply (the shell reports `link-tls` itself, before the client
+/// certificate check, as IO_TLSREADY does).
+#[test]
+fn link_auth_after_each_attempt() {
+    use rsmtpd_protocol::received::{PeerCert, TlsInfo};
+    let cfg = SessionConfig {
+        hostname: "vm".into(),
+        filtered: true,
+        starttls: true,
+        auth: true,
+        ..SessionConfig::default()
+    };
+    let conn = ConnectionInfo {
+        peer: PeerAddr::Inet(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        rdns: "localhost".into(),
+        smtpname: None,
+        local_enqueue: false,
+    };
+    let mut s = Session::new(cfg, conn);
+    let mut reports = Vec::new();
+    let mut answers = vec![
+        LookupResult::PermFail,
+        LookupResult::TempFail,
+        LookupResult::Ok,
+    ];
+    let mut step = |s: &mut Session, reports: &mut Vec<String>| {
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                Event::Report(r) => reports.push(format!(
+                    "{}|{}",
+                    r.event,
+                    String::from_utf8_lossy(&r.params)
+                )),
+                Event::StartTls => s
+                    .tls_established(TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher: "TLS_AES_256_GCM_SHA384".into(),
+                        bits: 256,
+                        peer_cert: PeerCert::None,
+                    })
+                    .expect("tls expected"),
+                Event::Request(Request::Filter { .. }) => s
+                    .filter_result(FilterDecision::Proceed)
+                    .expect("filter expected"),
+                Event::Request(Request::Authenticate { .. }) => {
+                    s.auth_result(answers.remove(0)).expect("auth expected")
+                }
+                _ => {}
+            }
+        }
+    };
+    step(&mut s, &mut reports);
+    for l in [
+        "ehlo c",
+        "starttls",
+        "ehlo c",
+        "AUTH PLAIN AGZvbwBiYXI=",
+        "AUTH PLAIN AGZvbwBiYXI=",
+        "AUTH PLAIN AGZvbwBiYXI=",
+    ] {
+        s.receive(format!("{l}\r\n").as_bytes());
+        step(&mut s, &mut reports);
+    }
+    let auth: Vec<&String> = reports
+        .iter()
+        .filter(|r| r.starts_with("link-auth|"))
+        .collect();
+    assert_eq!(
+        auth,
+        [
+            "link-auth|foo|fail",
+            "link-auth|foo|error",
+            "link-auth|foo|pass"
+        ]
+    );
+    let i = reports
+        .iter()
+        .position(|r| r == "link-auth|foo|pass")
+        .expect("pass reported");
+    assert_eq!(
+        reports[i + 1],
+        "protocol-server|235 2.0.0 Authentication succeeded"
+    );
+}

@@ -702,3 +702,54 @@ fn trace_follows_the_machine_in_data() {
         ["<<< [MSG] .", "<<< [EOM]"]
     );
 }
+
+/// Three AUTH bugs of 6.8 that we fix on purpose (README, "Where we differ on purpose").
+#[test]
+fn auth_bugs_of_6_8_fixed() {
+    let tls_cfg = SessionConfig {
+        starttls: true,
+        auth: true,
+        received_auth: true,
+        ..cfg()
+    };
+    let mut h = Harness::new(tls_cfg);
+    h.send(b"EHLO a\r\n");
+    // 1. AUTH refused before STARTTLS: 6.8 logs the base64 credentials; we mask them.
+    assert_eq!(
+        h.send(b"AUTH PLAIN AGZvbwBiYXI=\r\n"),
+        "503 5.5.1 Invalid command: Command not supported\r\n"
+    );
+    assert!(
+        h.logs.last().is_some_and(
+            |l| l.contains("command=\"AUTH PLAIN (...)\"") && !l.contains("AGZvbwBiYXI")
+        ),
+        "{:?}",
+        h.logs
+    );
+    assert_eq!(h.send(b"STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+    h.send(b"EHLO a\r\n");
+    // 2. A one-character password is a password (6.8: 501 syntax error).
+    h.auth = LookupResult::PermFail;
+    assert_eq!(
+        h.send(b"AUTH PLAIN AGZvbwBi\r\n"),
+        "535 Authentication failed\r\n"
+    );
+    assert!(h.requests.contains(&Request::Authenticate {
+        username: b"foo".to_vec(),
+        password: Secret::new(b"b".to_vec())
+    }));
+    // An empty one is still refused as 6.8 does.
+    assert_eq!(
+        h.send(b"AUTH PLAIN AGZvbwA=\r\n"),
+        "501 5.5.2 Syntax error: Syntax error\r\n"
+    );
+    // 3. After a failed AUTH, received-auth says auth=no (6.8: auth=yes user=foo).
+    assert_eq!(h.send(b"MAIL FROM:<a@b>\r\n"), "250 2.0.0 Ok\r\n");
+    h.send(b"RCPT TO:<r>\r\n");
+    h.send(b"DATA\r\n");
+    let m = String::from_utf8_lossy(&h.message).into_owned();
+    assert!(
+        m.contains(":NO) auth=no\n") && !m.contains("auth=yes"),
+        "{m}"
+    );
+}

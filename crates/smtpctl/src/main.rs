@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use rsmtpd_control::text::time_to_text;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -790,6 +790,12 @@ fn sendmail_main(args: &[String]) -> i32 {
     }
 }
 
+/// enqueue.c's dialogue with the local server, on the protocol crate's client: `EHLO
+/// localhost`, MAIL and RCPT lines with enqueue.c's bytes (trailing spaces included), DATA, the
+/// message, `.`, `QUIT`; with `-v`, `>>> ` and `<<< ` echoes of every command and reply line.
+/// The first refusal ends it (`command failed: LINE`), as does a reply that is not one (`bad
+/// response`). A server that closes before `QUIT` is answered is a failure (enqueue.c took EOF
+/// for a positive reply and could report a message it never sent).
 fn smtp_dialogue(
     stream: UnixStream,
     o: &sendmail::Options,
@@ -799,83 +805,125 @@ fn smtp_dialogue(
     msg: &sendmail::Message,
     date: &str,
 ) -> bool {
+    use rsmtpd_protocol::client::{
+        Client, ClientConfig, Close, Event, Outcome, Recipient, ReplyParser, Transaction,
+    };
+    use std::time::Instant;
+
     let mut w = match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return false,
     };
-    let mut r = BufReader::new(stream);
+    let mut r = stream;
     let verbose = o.verbose;
-    let responses = |r: &mut BufReader<UnixStream>| -> bool {
-        loop {
-            let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("{}: getline: {}", progname(), strerror(&e));
+    let mut cfg = ClientConfig::new("localhost");
+    cfg.pipelining = false;
+    cfg.mail_parameters = false;
+    cfg.helo_fallback = false;
+    cfg.rset_after_failure = false;
+    cfg.strict_recipients = true;
+    let mut client = Client::new(cfg, Instant::now(), false);
+    let line = |l: String| l.strip_suffix("\r\n").map(str::to_string).unwrap_or(l);
+    let mut tx = Transaction::new(
+        from.to_string(),
+        rcpts.iter().map(|r| Recipient::new(r.clone())).collect(),
+    );
+    tx.mail_line = Some(line(sendmail::mail_from_line(from, o)));
+    tx.rcpt_lines = Some(
+        rcpts
+            .iter()
+            .map(|r| line(sendmail::rcpt_line(r, o)))
+            .collect(),
+    );
+    let mut tx = Some(tx);
+    // What -v shows: the replies' lines as they come, read by a parser of their own.
+    let mut echo = ReplyParser::new();
+    let mut sent = false;
+    let mut buf = vec![0u8; 8192];
+    let failed = |text: &str| {
+        // warnx() adds a newline to the reply's own: enqueue.c prints a blank line after.
+        eprintln!("{}: command failed: {text}\n", progname());
+        false
+    };
+    loop {
+        while let Some(ev) = client.poll_event() {
+            let now = Instant::now();
+            match ev {
+                Event::Write(b) => {
+                    if verbose {
+                        print!(">>> {}", String::from_utf8_lossy(&b));
+                    }
+                    if w.write_all(&b).is_err() {
+                        return false;
+                    }
+                }
+                Event::Ready => match tx.take() {
+                    Some(t) => client.send(now, t),
+                    None if sent => client.quit(now),
+                    None => return false,
+                },
+                Event::SendBody => {
+                    let data = sendmail::data_section(msg, from, fromname, date);
+                    // The final ".\r\n" is the client's, echoed with -v.
+                    let body = data.strip_suffix(b".\r\n").unwrap_or(&data);
+                    if w.write_all(body).is_err() {
+                        return false;
+                    }
+                    client.body_end(Instant::now());
+                }
+                Event::Done(outcomes) => match outcomes.into_iter().next() {
+                    Some(Outcome::Delivered(_)) => sent = true,
+                    Some(Outcome::TempFail(t, r)) | Some(Outcome::PermFail(t, r)) => {
+                        return failed(&r.map_or(t, |r| r.last_line()));
+                    }
+                    None => return false,
+                },
+                Event::StartTls => return false,
+                Event::Closed(Close::Quit { .. }) => return sent,
+                Event::Closed(Close::Error { reason, reply, .. }) => {
+                    if let Some(r) = reply {
+                        return failed(&r.last_line());
+                    }
+                    if reason.starts_with("Bad response") || reason == "Input too long" {
+                        eprintln!("{}: bad response", progname());
+                    }
                     return false;
                 }
             }
-            if line.ends_with(b"\r\n") {
-                line.truncate(line.len() - 2);
-                line.push(b'\n');
+        }
+        let _ = r.set_read_timeout(client.poll_timeout().map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(std::time::Duration::from_millis(1))
+        }));
+        match r.read(&mut buf) {
+            Ok(0) => client.peer_closed(),
+            Ok(n) => {
+                if verbose {
+                    echo.push(&buf[..n]);
+                    while let Some(Ok(reply)) = echo.next_reply() {
+                        let last = reply.lines.len() - 1;
+                        for (i, l) in reply.lines.iter().enumerate() {
+                            let sep = if i < last { '-' } else { ' ' };
+                            println!("<<< {:03}{sep}{l}", reply.code);
+                        }
+                    }
+                }
+                client.receive(Instant::now(), &buf[..n]);
             }
-            if line.len() < 4 {
-                eprintln!("{}: bad response", progname());
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                client.handle_timeout(Instant::now())
+            }
+            Err(e) => {
+                eprintln!("{}: getline: {}", progname(), strerror(&e));
                 return false;
             }
-            let text = String::from_utf8_lossy(&line).into_owned();
-            if verbose {
-                print!("<<< {text}");
-            }
-            if line[3] == b'-' {
-                continue;
-            }
-            if line[0] != b'2' && line[0] != b'3' {
-                // warnx() adds a newline to the reply's own: enqueue.c prints a blank line after.
-                eprintln!("{}: command failed: {text}", progname());
-                return false;
-            }
-            return true;
-        }
-    };
-    let send = |w: &mut UnixStream, s: &[u8], echo: bool| -> bool {
-        if echo {
-            print!(">>> {}", String::from_utf8_lossy(s));
-        }
-        w.write_all(s).is_ok()
-    };
-    if !responses(&mut r) {
-        return false;
-    }
-    if !send(&mut w, b"EHLO localhost\r\n", verbose) || !responses(&mut r) {
-        return false;
-    }
-    if !send(
-        &mut w,
-        sendmail::mail_from_line(from, o).as_bytes(),
-        verbose,
-    ) || !responses(&mut r)
-    {
-        return false;
-    }
-    for rcpt in rcpts {
-        if !send(&mut w, sendmail::rcpt_line(rcpt, o).as_bytes(), verbose) || !responses(&mut r) {
-            return false;
         }
     }
-    if !send(&mut w, b"DATA\r\n", verbose) || !responses(&mut r) {
-        return false;
-    }
-    let data = sendmail::data_section(msg, from, fromname, date);
-    let (body, dot) = data.split_at(data.len() - 3);
-    if !send(&mut w, body, false) || !send(&mut w, dot, verbose) || !responses(&mut r) {
-        return false;
-    }
-    if !send(&mut w, b"QUIT\r\n", verbose) || !responses(&mut r) {
-        return false;
-    }
-    true
 }
 
 fn save_dead_letter(

@@ -99,6 +99,45 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
+    // System users (`auth` without a table) go through libpam, loaded at run time.
+    let system_auth = server.config.listeners.iter().any(|l| {
+        matches!(
+            l.auth,
+            Some(rsmtpd_config::AuthMode::Required(None))
+                | Some(rsmtpd_config::AuthMode::Optional(None))
+        )
+    });
+    if system_auth {
+        if let Err(why) = crate::auth::pam::available() {
+            log::line(
+                log::Level::Crit,
+                &format!("smtpd: auth of system users (PAM service smtpd): {}", why),
+            );
+            return 1;
+        }
+    }
+    // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
+    // its certificate at the first handshake).
+    let tls = match crate::tls::Tls::new(&server.config) {
+        Ok(t) => Arc::new(t),
+        Err(lines) => {
+            for l in lines {
+                log::line(log::Level::Crit, &l);
+            }
+            return 1;
+        }
+    };
+    let _ = server.tls.set(tls.clone());
+    let listenings = match listener::listenings(&server.config, &server.hostname, Some(&tls)) {
+        Ok(l) => l,
+        Err(e) => {
+            log::line(log::Level::Crit, &e);
+            return 1;
+        }
+    };
+    if !tls.store.is_empty() {
+        tokio::spawn(watch_pkis(tls.clone()));
+    }
     // Filter processes first: OpenSMTPD accepts no session before each said register|ready.
     let admd = server
         .config
@@ -118,7 +157,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         }
     }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
-    for l in listener::listenings(&server.config, &server.hostname) {
+    for l in listenings {
         let Some(addr) = l.addr else { continue };
         log::debug(&format!(
             "debug: smtp: listen on {} port {} flags 0x{:x} pki \"{}\" ca \"{}\"",
@@ -149,7 +188,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         };
         server.paused_at_start(s);
     }
-    start_scheduler(&server);
+    start_scheduler(&server, opts.resolver);
     let max = max_sessions();
     log::debug(&format!("debug: smtp: will accept at most {} clients", max));
     log::debug("debug: queue: done loading queue into scheduler");
@@ -175,17 +214,47 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     status
 }
 
+/// How often the pki files are looked at: a renewed certificate is in service within about
+/// two of these (a change must hold still for one look before it is loaded).
+const PKI_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads certificates and keys whose files changed (certificates that renew themselves).
+async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
+    let mut tick = tokio::time::interval(PKI_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = tls.store.clone();
+        let Ok(lines) = tokio::task::spawn_blocking(move || store.poll_changes()).await else {
+            continue;
+        };
+        for l in lines {
+            if l.starts_with("info:") {
+                log::info(&l);
+            } else {
+                log::warn(&l);
+            }
+        }
+    }
+}
+
 /// Starts delivery: the scheduler, with the local delivery agents and bounces injected through
 /// local SMTP sessions, taking over what the queue held at start.
-fn start_scheduler(server: &Arc<Server>) {
+fn start_scheduler(server: &Arc<Server>, resolver: Option<std::net::SocketAddr>) {
     let loaded = server
         .loaded
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
-    let agent = Arc::new(crate::delivery::agent::MdaAgent {
+    let local = Arc::new(crate::delivery::agent::MdaAgent {
         server: server.clone(),
     });
+    let resolver = Arc::new(Dns::new(resolver));
+    let agent = Arc::new(crate::relay::RelayAgent::new(
+        server.clone(),
+        local,
+        resolver,
+    ));
     let injector = Arc::new(crate::inbound::inject::LocalInjector {
         server: server.clone(),
     });

@@ -190,6 +190,76 @@ impl Dns {
     }
 }
 
+/// What the relay asks (see `relay::route::Resolver`): MX records, a host's addresses, a
+/// reverse name. `None` in an answer's place means a temporary failure.
+pub enum MxLookup {
+    Found(Vec<(u16, String)>),
+    NoRecords,
+    NoDomain,
+    TempFail,
+}
+
+impl Dns {
+    /// The MX records of `domain`, exchange names without their final dot (the null MX `.` as
+    /// an empty name).
+    pub async fn mx(&self, domain: &str) -> MxLookup {
+        let Some(r) = &self.resolver else {
+            return MxLookup::TempFail;
+        };
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        match r.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => {
+                let v: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|rec| match &rec.data {
+                        RData::MX(mx) => Some((
+                            mx.preference,
+                            mx.exchange.to_utf8().trim_end_matches('.').to_string(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                if v.is_empty() {
+                    MxLookup::NoRecords
+                } else {
+                    MxLookup::Found(v)
+                }
+            }
+            Err(e) if e.is_nx_domain() => MxLookup::NoDomain,
+            Err(e) if e.is_no_records_found() => MxLookup::NoRecords,
+            Err(_) => MxLookup::TempFail,
+        }
+    }
+
+    /// A host's IPv6 and IPv4 addresses (DNS, then /etc/hosts); `Err(true)` on a temporary
+    /// failure, `Err(false)` when it has none.
+    pub async fn host_addrs(&self, host: &str) -> Result<Vec<IpAddr>, bool> {
+        let mut out = Vec::new();
+        let mut temp = false;
+        for v4 in [false, true] {
+            match self.forward(host, v4).await {
+                Answer::Found(a) => out.extend(a),
+                Answer::Nothing => {}
+                Answer::TempFail => temp = true,
+            }
+        }
+        if !out.is_empty() {
+            Ok(out)
+        } else {
+            Err(temp)
+        }
+    }
+
+    /// The reverse name of an address, as sessions find it.
+    pub async fn ptr_name(&self, ip: IpAddr) -> Option<String> {
+        match self.ptr(ip).await {
+            Answer::Found(n) => Some(n),
+            _ => hosts_reverse(ip),
+        }
+    }
+}
+
 /// `getnameinfo(NI_NAMEREQD)` through the C library.
 fn getnameinfo(ip: IpAddr) -> Option<String> {
     let sa: std::net::SocketAddr = (ip, 0).into();

@@ -5,15 +5,19 @@
 //!
 //! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
+//!   certificates.
 //! - `dns`: the resolver (client names; later MX routing).
 //! - `routing`: tables (`lookup`), `match` rules, recipient expansion with aliases and
 //!   `.forward`: OpenSMTPD's lka, pure functions over injected users and files.
+//! - `auth`: AUTH password checks against credential tables.
 //! - `queue`: the durable spool. `scheduler`: retries, expiry, bounces.
 //! - `listener`: listening sockets and the options their sessions run with.
 //! - `server`: what every session, agent and control command shares.
 //! - `inbound`: the SMTP session shell and its per-session I/O, builtin filters, local
 //!   injection (bounces).
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
+//! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
 //! - `control`: the control socket. `daemon`: start-up, wiring, signals.
 
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
@@ -21,7 +25,9 @@
 
 pub mod support;
 pub mod sys;
+pub mod tls;
 
+pub mod auth;
 pub mod dns;
 pub mod routing;
 
@@ -35,6 +41,7 @@ pub mod server;
 pub mod inbound;
 
 pub mod delivery;
+pub mod relay;
 
 pub mod control;
 pub mod daemon;

@@ -67,12 +67,49 @@ pub struct Listening {
     pub flags: u32,
     pub pki: String,
     pub ca: String,
+    /// `tls`, `tls-require` or `smtps`.
+    pub tls_mode: Option<TlsMode>,
+    /// The handshake side, built at start for listeners with a TLS mode.
+    pub tls: Option<crate::tls::ListenerTls>,
+    /// `auth [<table>]` / `auth-optional [<table>]`.
+    pub auth: Option<AuthMode>,
+    /// `senders <table> [masquerade]`.
+    pub senders: Option<String>,
+    pub masquerade: bool,
 }
 
-/// Everything the sessions of one listening address need to know.
-pub fn listenings(conf: &Config, hostname: &str) -> Vec<Listening> {
+impl Listening {
+    /// The credentials table of `auth <table>`, None for system users.
+    pub fn auth_table(&self) -> Option<&str> {
+        match &self.auth {
+            Some(AuthMode::Required(t)) | Some(AuthMode::Optional(t)) => t.as_deref(),
+            None => None,
+        }
+    }
+}
+
+/// Everything the sessions of one listening address need to know; `tls` builds the handshake
+/// side of listeners with a TLS mode.
+pub fn listenings(
+    conf: &Config,
+    hostname: &str,
+    tls: Option<&crate::tls::Tls>,
+) -> Result<Vec<Listening>, String> {
     let mut out = Vec::new();
     for l in &conf.listeners {
+        let own_hostname = l.hostname.clone().unwrap_or_else(|| hostname.to_string());
+        let listener_tls = match (l.tls, tls) {
+            (Some(_), Some(t)) => Some(t.listener(
+                conf,
+                &crate::tls::ListenerSpec {
+                    pki: l.pki.as_deref(),
+                    hostname: &own_hostname,
+                    ca: l.ca.as_deref(),
+                    verify: l.tls_verify,
+                },
+            )?),
+            _ => None,
+        };
         for ip in &l.addrs {
             out.push(Listening {
                 addr: Some(SocketAddr::new(*ip, l.port)),
@@ -87,10 +124,15 @@ pub fn listenings(conf: &Config, hostname: &str) -> Vec<Listening> {
                 flags: flags(l),
                 pki: l.pki.clone().unwrap_or_default(),
                 ca: l.ca.clone().unwrap_or_default(),
+                tls_mode: l.tls,
+                tls: listener_tls.clone(),
+                auth: l.auth.clone(),
+                senders: l.senders.clone(),
+                masquerade: l.masquerade,
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The `listen on socket` options, for sessions on the control socket (local submission).
@@ -112,6 +154,11 @@ pub fn socket_listening(conf: &Config, hostname: &str) -> Listening {
         flags: if conf.socket.declared { 0x400 } else { 0 },
         pki: String::new(),
         ca: String::new(),
+        tls_mode: None,
+        tls: None,
+        auth: None,
+        senders: None,
+        masquerade: false,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Server {
     /// The listener local sessions (sendmail, bounces) arrive on; it never changes, so it is
     /// built once rather than per message.
     pub local_listen: Arc<Listening>,
+    /// The pkis and the TLS settings shared by listeners, set once at start.
+    pub tls: OnceLock<Arc<crate::tls::Tls>>,
     /// The `proc` filter processes, started before the listeners accept.
     pub procs: OnceLock<crate::procfilter::Procs>,
 }
@@ -234,6 +236,7 @@ impl Server {
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
         Ok(Server {
             local_listen,
+            tls: OnceLock::new(),
             config,
             hostname,
             dns,

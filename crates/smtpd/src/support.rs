@@ -54,6 +54,9 @@ features! {
     ListenerAuth => "listener option \"auth\"",
     /// `listen on ... auth-optional [<creds>]`.
     ListenerAuthOptional => "listener option \"auth-optional\"",
+    /// `listen on ... auth` / `auth-optional` without a table: system users (PAM in Debian's
+    /// OpenSMTPD).
+    ListenerAuthSystem => "listener auth without a credentials table (system users)",
     /// `listen on ... senders <t> [masquerade]`: checked only for authenticated sessions.
     ListenerSenders => "listener option \"senders\"",
     /// `listen on ... hostnames <t>`: the banner name per local address.
@@ -62,8 +65,30 @@ features! {
     ListenerProxyV2 => "listener option \"proxy-v2\"",
     /// `smtp ciphers "..."`: the TLS cipher list.
     SmtpCiphers => "option \"smtp ciphers\"",
-    /// `action NAME relay [...]`: delivery to other hosts (every form: MX, `host`, `domain`...).
+    /// `action NAME relay [...]`: delivery to other hosts (MX, `host`, `domain`...).
     RelayAction => "action method \"relay\"",
+    /// `relay ... tls [no-verify]`: outbound TLS required.
+    RelayTls => "relay option \"tls\"",
+    /// `relay ... pki NAME`: a client certificate.
+    RelayPki => "relay option \"pki\"",
+    /// `relay ... ca NAME`.
+    RelayCa => "relay option \"ca\"",
+    /// `relay ... auth <t>`: AUTH to the smarthost.
+    RelayAuth => "relay option \"auth\"",
+    /// `relay ... src <t>`: source addresses.
+    RelaySrc => "relay option \"src\"",
+    /// `relay ... helo-src <t>`: the HELO name per source address.
+    RelayHeloSrc => "relay option \"helo-src\"",
+    /// `relay ... srs`: sender rewriting.
+    RelaySrs => "relay option \"srs\"",
+    /// `relay ... filter F`: filters on the outbound session.
+    RelayFilter => "relay option \"filter\"",
+    /// `relay host smtps://...`.
+    RelaySmtps => "relay URL \"smtps://\"",
+    /// `relay host smtp+tls://...`.
+    RelayStartTls => "relay URL \"smtp+tls://\"",
+    /// `relay host smtp://label@host`: credentials from `auth <t>`.
+    RelayAuthLabel => "relay URL with an auth label",
     /// `filter NAME proc-exec "COMMAND"`.
     ProcExecFilter => "filter type \"proc-exec\"",
     /// `filter NAME proc PROC`.
@@ -85,22 +110,18 @@ features! {
 /// implements it. Grouped by the work that will implement them, a comment between groups, so
 /// that branches removing lines of different groups do not touch the same lines.
 pub const NOT_YET: &[Feature] = &[
-    // TLS (issue: TLS and AUTH)
-    Feature::ListenerTls,
-    Feature::ListenerTlsRequire,
-    Feature::ListenerSmtps,
-    Feature::ListenerPki,
-    Feature::ListenerCa,
-    Feature::SmtpCiphers,
-    Feature::MatchTls,
-    // AUTH (issue: TLS and AUTH)
-    Feature::ListenerAuth,
-    Feature::ListenerAuthOptional,
-    Feature::ListenerSenders,
-    Feature::MatchAuth,
-    Feature::MatchFromAuth,
-    // relaying (issue: relay)
-    Feature::RelayAction,
+    // relaying (issue: relay): the plain path is built; TLS, AUTH and the rest are not
+    Feature::RelayTls,
+    Feature::RelayPki,
+    Feature::RelayCa,
+    Feature::RelayAuth,
+    Feature::RelaySrc,
+    Feature::RelayHeloSrc,
+    Feature::RelaySrs,
+    Feature::RelayFilter,
+    Feature::RelaySmtps,
+    Feature::RelayStartTls,
+    Feature::RelayAuthLabel,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet
@@ -124,7 +145,7 @@ pub struct Use {
 }
 
 impl Use {
-    /// `smtpd.conf:4: listener option "tls" is not supported by rsmtpd yet`.
+    /// `smtpd.conf:4: listener option "proxy-v2" is not supported by rsmtpd yet`.
     pub fn describe(&self) -> String {
         let what = match (&self.feature, &self.detail) {
             (Feature::TableBackend, Some(b)) => format!("table backend \"{}\"", b),
@@ -190,7 +211,11 @@ pub fn uses(conf: &Config) -> Vec<Use> {
                         },
                         ListenOpt::Pki => Feature::ListenerPki,
                         ListenOpt::Ca => Feature::ListenerCa,
-                        ListenOpt::Auth => match l.auth {
+                        ListenOpt::Auth => match &l.auth {
+                            Some(rsmtpd_config::AuthMode::Required(None))
+                            | Some(rsmtpd_config::AuthMode::Optional(None)) => {
+                                Feature::ListenerAuthSystem
+                            }
                             Some(rsmtpd_config::AuthMode::Optional(_)) => {
                                 Feature::ListenerAuthOptional
                             }
@@ -208,8 +233,48 @@ pub fn uses(conf: &Config) -> Vec<Use> {
                 let Some(a) = conf.actions.get(i) else {
                     continue;
                 };
-                if matches!(a.method, Method::Relay(_)) {
+                if let Method::Relay(r) = &a.method {
                     add(Feature::RelayAction, &a.at, None);
+                    for (set, f) in [
+                        (r.tls.is_some(), Feature::RelayTls),
+                        (r.pki.is_some(), Feature::RelayPki),
+                        (r.ca.is_some(), Feature::RelayCa),
+                        (r.auth.is_some(), Feature::RelayAuth),
+                        (r.src.is_some(), Feature::RelaySrc),
+                        (r.helo_src.is_some(), Feature::RelayHeloSrc),
+                        (r.srs, Feature::RelaySrs),
+                        (r.filter.is_some(), Feature::RelayFilter),
+                    ] {
+                        if set {
+                            add(f, &a.at, None);
+                        }
+                    }
+                    // The smarthost URLs of `host <t>` and `domain <t>`.
+                    let urls = [&r.host, &r.domain]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|t| conf.tables.iter().filter(move |tb| &tb.name == t))
+                        .flat_map(|tb| {
+                            tb.entries()
+                                .map(|(k, v)| v.unwrap_or(k).to_ascii_lowercase())
+                                .collect::<Vec<_>>()
+                        });
+                    for u in urls {
+                        let f = if u.starts_with("smtps://") {
+                            Feature::RelaySmtps
+                        } else if u.starts_with("smtp+tls://") {
+                            Feature::RelayStartTls
+                        } else if u
+                            .split_once("://")
+                            .map_or(u.as_str(), |(_, rest)| rest)
+                            .contains('@')
+                        {
+                            Feature::RelayAuthLabel
+                        } else {
+                            continue;
+                        };
+                        add(f, &a.at, None);
+                    }
                 }
             }
             Decl::Rule(i) => {

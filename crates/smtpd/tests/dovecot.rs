@@ -461,3 +461,50 @@ fn our_lmtp_action_delivers_into_dovecot_over_tcp_and_unix_socket() {
         .iter()
         .any(|l| l.contains("lmtp delivery") || l.contains("delivery evpid=")));
 }
+
+/// Relaying into Dovecot's LMTP (`relay host lmtp://127.0.0.1:PORT`): the relay client speaks
+/// LHLO, gets one reply per recipient after the data, and logs an `mta delivery` per envelope.
+#[test]
+fn relay_to_an_lmtp_url_delivers_into_dovecot() {
+    if !dovecot_ready("relay_to_an_lmtp_url_delivers_into_dovecot") {
+        return;
+    }
+    let dc = Dovecot::start();
+    let config = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"lmtp\" relay host lmtp://127.0.0.1:{port}\n\
+         match from any for domain \"example.org\" action \"lmtp\"\n",
+        port = dc.lmtp_port,
+    );
+    let d = Daemon::start(&config, &[]);
+    send(
+        &d,
+        "127.0.0.1",
+        "bench@example.org",
+        "Subject: relayed over lmtp\r\nX-Test: relay-lmtp\r\n\r\nby the relay client\r\n.",
+    );
+    let l = d.wait_log(|l| l.contains("mta delivery"));
+    assert!(
+        l.contains("to=<bench@example.org>") && l.contains("result=\"Ok\""),
+        "{l}"
+    );
+    assert!(d.log().iter().any(|l| l.contains(&format!(
+        "mta connecting address=lmtp://127.0.0.1:{}",
+        dc.lmtp_port
+    ))));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dc.log().contains("saved mail to INBOX") {
+        assert!(Instant::now() < deadline, "dovecot log:\n{}", dc.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let inbox = dc.doveadm(&[
+        "fetch", "-u", "bench", "hdr body", "mailbox", "INBOX", "all",
+    ]);
+    for want in [
+        "Subject: relayed over lmtp",
+        "X-Test: relay-lmtp",
+        "by the relay client",
+    ] {
+        assert!(inbox.contains(want), "INBOX lacks {want:?}:\n{inbox}");
+    }
+}

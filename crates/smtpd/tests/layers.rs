@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "support",
     "sys",
+    "tls",
     "dns",
     "routing",
+    "auth",
     "queue",
     "scheduler",
     "listener",
@@ -19,6 +21,7 @@ const LAYERS: &[&str] = &[
     "server",
     "inbound",
     "delivery",
+    "relay",
     "control",
     "daemon",
 ];

@@ -505,7 +505,7 @@ impl Session {
     fn reply(&mut self, r: Reply) {
         let command = r.is_error().then(|| match &self.state {
             State::Auth(a) => a.log_text().to_string(),
-            _ => strnvis(&self.cmd, 4096, true, false),
+            _ => strnvis(&masked_auth(&self.cmd), 4096, true, false),
         });
         self.reply_logged(r, |result| LogEvent::FailedCommand {
             command: command.unwrap_or_default(),
@@ -796,5 +796,31 @@ fn decision_kind(text: &str) -> Option<u8> {
         text.as_bytes().first().copied()
     } else {
         None
+    }
+}
+
+/// A refused `AUTH METHOD RESPONSE` line as the log shows it: the initial response (base64 of
+/// the credentials) replaced by `(...)`, as smtpd already logs failed AUTH exchanges.
+/// OpenSMTPD 6.8 logs the whole line when AUTH is refused outright (before STARTTLS, on a
+/// listener without auth, after a success, an unknown mechanism), which writes passwords and
+/// tokens into the mail log; we do not, on purpose.
+fn masked_auth(cmd: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let verb_end = cmd.iter().position(|&c| c == b' ').unwrap_or(cmd.len());
+    if !cmd[..verb_end].eq_ignore_ascii_case(b"AUTH") {
+        return std::borrow::Cow::Borrowed(cmd);
+    }
+    let rest = &cmd[verb_end..];
+    let method_start = rest.iter().position(|&c| c != b' ').unwrap_or(rest.len());
+    let after_method = rest[method_start..]
+        .iter()
+        .position(|&c| c == b' ')
+        .map(|i| method_start + i);
+    match after_method {
+        Some(i) if rest[i..].iter().any(|&c| c != b' ') => {
+            let mut out = cmd[..verb_end + i].to_vec();
+            out.extend_from_slice(b" (...)");
+            std::borrow::Cow::Owned(out)
+        }
+        _ => std::borrow::Cow::Borrowed(cmd),
     }
 }

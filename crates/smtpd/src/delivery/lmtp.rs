@@ -9,9 +9,12 @@
 use crate::sys::compat::strip_prefix_ci;
 use std::fs::File;
 
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+use std::time::Instant;
+
+use rsmtpd_protocol::client::{
+    Client, ClientConfig, Close, Event, Outcome, Recipient, ServerReply, Transaction,
 };
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::headers::{c_line, next_line, stream};
@@ -79,24 +82,23 @@ pub async fn deliver(l: &Lmtp, prefix: Vec<u8>, message: File) -> Result<(), Age
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    Banner,
-    Helo,
-    MailFrom,
-    RcptTo,
-    Data,
-    Eom,
-    Quit,
+/// mail.lmtp's text for a reply it did not want: its first line.
+fn server_error(r: Option<&ServerReply>, fallback: &str) -> AgentError {
+    match r {
+        Some(r) => tf(format!("LMTP server error: {}", r.first_line())),
+        None => tf(fallback.to_string()),
+    }
 }
 
-/// The longest reply line we read from an LMTP server, LF included: SMTP's own line limit
-/// (`SMTP_LINE_MAX`), far above what any server sends (RFC 5321 says 512).
-const MAX_REPLY_LINE: usize = rsmtpd_protocol::data::SMTP_LINE_MAX;
-
+/// The dialogue, on the protocol crate's client: `LHLO`, `MAIL`, `RCPT`, `DATA`, the body,
+/// `.`, the recipient's reply, `QUIT`. mail.lmtp gives up at the first unexpected reply without
+/// `RSET` or `QUIT`; replies are read with the client's caps (a line of `LINE_MAX` bytes is
+/// `LMTP server sent a line too long`, a reply of too many lines `LMTP server sent an invalid
+/// line`: mda_unpriv's getline() has no cap, and CVE-2020-8794 was a reply reader trusting its
+/// peer).
 async fn engine<R, W>(
     l: &Lmtp,
-    r: R,
+    mut r: R,
     w: W,
     prefix: Vec<u8>,
     message: File,
@@ -105,128 +107,137 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut r = BufReader::new(r);
     let mut w = BufWriter::with_capacity(64 * 1024, w);
-    let mut phase = Phase::Banner;
-    let mut message = Some(message);
-    let mut prefix = Some(prefix);
-    let mut line = Vec::new();
+    let mut cfg = ClientConfig::new(l.lhlo.clone());
+    cfg.lmtp = true;
+    cfg.pipelining = false;
+    cfg.mail_parameters = false;
+    cfg.helo_fallback = false;
+    cfg.rset_after_failure = false;
+    let mut client = Client::new(cfg, Instant::now(), false);
+    let mut tx = Transaction::new(l.mail_from.clone(), vec![Recipient::new(l.rcpt_to.clone())]);
+    tx.mail_line = Some(format!("MAIL FROM:<{}>", l.mail_from));
+    tx.rcpt_lines = Some(vec![format!("RCPT TO:<{}>", l.rcpt_to)]);
+    let mut tx = Some(tx);
+    let mut body = Some((prefix, message));
+    let mut outcome: Option<Result<(), AgentError>> = None;
+    let mut buf = vec![0u8; 8192];
+    let io = |e: std::io::Error| tf(format!("write: {}", super::strerror(&e)));
     loop {
-        w.flush()
-            .await
-            .map_err(|e| tf(format!("write: {}", super::strerror(&e))))?;
-        line.clear();
-        // At most MAX_REPLY_LINE bytes: a server that never ends its line must not grow it for
-        // the whole job timeout (mda_unpriv's getline() has no cap; CVE-2020-8794 was a reply
-        // reader trusting its peer).
-        let n = (&mut r)
-            .take(MAX_REPLY_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| tf(format!("getline: {}", super::strerror(&e))))?;
-        if n == 0 {
-            return Err(tf("unexpected EOF from LMTP server"));
-        }
-        if line.len() > MAX_REPLY_LINE {
-            return Err(tf("LMTP server sent a line too long"));
-        }
-        let linelen = line.len();
-        let mut text = c_line(&line).to_vec();
-        if let Some(cr) = text.iter().position(|&c| c == b'\r') {
-            text.truncate(cr);
-        }
-        if linelen < 4
-            || text.len() < 4
-            || !text[..3].iter().all(|c| c.is_ascii_digit())
-            || (text[3] != b' ' && text[3] != b'-')
-        {
-            return Err(tf("LMTP server sent an invalid line"));
-        }
-        let want = if phase == Phase::Data { b'3' } else { b'2' };
-        if text[0] != want {
-            return Err(tf(format!(
-                "LMTP server error: {}",
-                String::from_utf8_lossy(&text)
-            )));
-        }
-        if text[3] == b'-' {
-            continue;
-        }
-        let io = |e: std::io::Error| tf(format!("write: {}", super::strerror(&e)));
-        match phase {
-            Phase::Banner => {
-                w.write_all(format!("LHLO {}\r\n", l.lhlo).as_bytes())
-                    .await
-                    .map_err(io)?;
-                phase = Phase::Helo;
-            }
-            Phase::Helo => {
-                w.write_all(format!("MAIL FROM:<{}>\r\n", l.mail_from).as_bytes())
-                    .await
-                    .map_err(io)?;
-                phase = Phase::MailFrom;
-            }
-            Phase::MailFrom => {
-                w.write_all(format!("RCPT TO:<{}>\r\n", l.rcpt_to).as_bytes())
-                    .await
-                    .map_err(io)?;
-                phase = Phase::RcptTo;
-            }
-            Phase::RcptTo => {
-                w.write_all(b"DATA\r\n").await.map_err(io)?;
-                phase = Phase::Data;
-            }
-            Phase::Data => {
-                let (Some(p), Some(m)) = (prefix.take(), message.take()) else {
-                    return Err(tf("internal error"));
-                };
-                // Read the file on a blocking thread in chunks of lines, send them here.
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
-                let reader = tokio::task::spawn_blocking(move || {
-                    let mut input = stream(p, m);
-                    let mut buf = Vec::new();
-                    let mut chunk = Vec::with_capacity(64 * 1024);
-                    loop {
-                        match next_line(&mut input, &mut buf) {
-                            Ok(true) => {
-                                let ln = c_line(&buf);
-                                if ln.first() == Some(&b'.') {
-                                    chunk.push(b'.');
-                                }
-                                chunk.extend_from_slice(ln);
-                                chunk.extend_from_slice(b"\r\n");
-                                if chunk.len() >= 60 * 1024
-                                    && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-                                {
-                                    return;
-                                }
-                            }
-                            Ok(false) => {
-                                let _ = tx.blocking_send(Ok(chunk));
-                                return;
-                            }
-                            Err(e) => {
-                                let _ = tx.blocking_send(Err(e));
-                                return;
-                            }
-                        }
-                    }
-                });
-                while let Some(c) = rx.recv().await {
-                    let c = c.map_err(|e| tf(format!("getline: {}", super::strerror(&e))))?;
-                    w.write_all(&c).await.map_err(io)?;
+        while let Some(ev) = client.poll_event() {
+            let now = Instant::now();
+            match ev {
+                Event::Write(b) => w.write_all(&b).await.map_err(io)?,
+                Event::Ready => match tx.take() {
+                    Some(t) => client.send(now, t),
+                    None => match outcome.take() {
+                        Some(Ok(())) => client.quit(now),
+                        Some(Err(e)) => return Err(e),
+                        None => return Err(tf("internal error")),
+                    },
+                },
+                Event::SendBody => {
+                    let Some((p, m)) = body.take() else {
+                        return Err(tf("internal error"));
+                    };
+                    w.flush().await.map_err(io)?;
+                    send_body(&mut w, p, m).await?;
+                    client.body_end(Instant::now());
                 }
-                let _ = reader.await;
-                w.write_all(b".\r\n").await.map_err(io)?;
-                phase = Phase::Eom;
+                Event::Done(o) => {
+                    outcome = Some(match o.into_iter().next() {
+                        Some(Outcome::Delivered(_)) => Ok(()),
+                        Some(Outcome::TempFail(t, r)) | Some(Outcome::PermFail(t, r)) => {
+                            Err(server_error(r.as_ref(), &t))
+                        }
+                        None => Err(tf("internal error")),
+                    });
+                }
+                Event::StartTls => return Err(tf("internal error")),
+                Event::Closed(Close::Quit { .. }) => {
+                    w.flush().await.map_err(io)?;
+                    return outcome.unwrap_or(Ok(()));
+                }
+                Event::Closed(Close::Error { reason, reply, .. }) => {
+                    if let Some(Err(e)) = outcome {
+                        return Err(e);
+                    }
+                    return Err(if reply.is_some() {
+                        server_error(reply.as_ref(), &reason)
+                    } else if reason == "Connection closed unexpectedly" {
+                        tf("unexpected EOF from LMTP server")
+                    } else if let Some(e) = reason.strip_prefix("IO Error: ") {
+                        tf(format!("getline: {e}"))
+                    } else if reason == "Connection timeout" {
+                        tf(reason)
+                    } else if reason == "Input too long" {
+                        tf("LMTP server sent a line too long")
+                    } else {
+                        tf("LMTP server sent an invalid line")
+                    });
+                }
             }
-            Phase::Eom => {
-                w.write_all(b"QUIT\r\n").await.map_err(io)?;
-                phase = Phase::Quit;
-            }
-            Phase::Quit => return Ok(()),
+        }
+        w.flush().await.map_err(io)?;
+        let deadline = client
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(600));
+        tokio::select! {
+            n = r.read(&mut buf) => match n {
+                Ok(0) => client.peer_closed(),
+                Ok(n) => client.receive(Instant::now(), &buf[..n]),
+                Err(e) => client.io_error(&super::strerror(&e)),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => client.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// The message as mail.lmtp sends it: each line without its line end (cut at a NUL), a `.`
+/// doubled at its start, CRLF; read on a blocking thread in chunks.
+async fn send_body<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    prefix: Vec<u8>,
+    message: File,
+) -> Result<(), AgentError> {
+    let io = |e: std::io::Error| tf(format!("write: {}", super::strerror(&e)));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut input = stream(prefix, message);
+        let mut buf = Vec::new();
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        loop {
+            match next_line(&mut input, &mut buf) {
+                Ok(true) => {
+                    let ln = c_line(&buf);
+                    if ln.first() == Some(&b'.') {
+                        chunk.push(b'.');
+                    }
+                    chunk.extend_from_slice(ln);
+                    chunk.extend_from_slice(b"\r\n");
+                    if chunk.len() >= 60 * 1024
+                        && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(false) => {
+                    let _ = tx.blocking_send(Ok(chunk));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    while let Some(c) = rx.recv().await {
+        let c = c.map_err(|e| tf(format!("getline: {}", super::strerror(&e))))?;
+        w.write_all(&c).await.map_err(io)?;
+    }
+    let _ = reader.await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,6 +251,28 @@ mod tests {
             mail_from: "a@b".into(),
             rcpt_to: "c@d".into(),
         }
+    }
+
+    /// A server that sends one endless line: the read is capped, the delivery fails
+    /// temporarily instead of growing a buffer without bound (the review's uncapped
+    /// `read_until`).
+    #[tokio::test]
+    async fn an_endless_line_is_a_line_too_long_not_a_growing_buffer() {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let chunk = vec![b'2'; 64 * 1024];
+            for _ in 0..160 {
+                if theirs.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (r, w) = tokio::io::split(ours);
+        let file = tempfile::tempfile().expect("tempfile");
+        let e = engine(&lmtp(""), r, w, Vec::new(), file)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.text, "mail.lmtp: LMTP server sent a line too long");
     }
 
     fn message() -> File {

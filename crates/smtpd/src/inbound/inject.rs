@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::Instant;
+
+use rsmtpd_protocol::client::{
+    Client, ClientConfig, Close, Event, Outcome, Recipient, Transaction,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::inbound::session;
 use crate::scheduler::{BoxFuture, Injector};
@@ -29,66 +34,77 @@ impl LocalInjector {
     /// the client's name is the server's host name (smtp_enqueue() passes `sc_hostname`), the
     /// commands have bounce.c's bytes (`MAIL FROM: <>`, `RCPT TO: <...>`, a space after the
     /// colon), and every ending, success or refusal, goes through `QUIT` and its reply, so the
-    /// session ends with `reason=quit`.
+    /// session ends with `reason=quit`. The dialogue is the protocol crate's client (no HELO
+    /// after a refused EHLO, no RSET: bounce.c has neither).
     async fn run(&self, smtpname: &str, to: &str, payload: &[u8]) -> Result<(), String> {
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
         tokio::spawn(session::run_local(
             self.server.clone(),
             theirs,
             self.server.hostname.clone(),
         ));
-        let (rd, mut wr) = tokio::io::split(ours);
-        let mut rd = BufReader::new(rd);
-        let outcome = async {
-            expect(&mut rd, '2').await?;
-            let steps = [
-                format!("EHLO {}\r\n", smtpname),
-                "MAIL FROM: <>\r\n".to_string(),
-                format!("RCPT TO: <{}>\r\n", to),
-                "DATA\r\n".to_string(),
-            ];
-            for (i, s) in steps.iter().enumerate() {
-                wr.write_all(s.as_bytes()).await.map_err(io_text)?;
-                expect(&mut rd, if i == 3 { '3' } else { '2' }).await?;
+        let mut cfg = ClientConfig::new(smtpname);
+        cfg.helo_fallback = false;
+        cfg.rset_after_failure = false;
+        cfg.pipelining = false;
+        cfg.mail_parameters = false;
+        let mut client = Client::new(cfg, Instant::now(), false);
+        let mut tx = Transaction::new("", vec![Recipient::new(to)]);
+        tx.mail_line = Some("MAIL FROM: <>".into());
+        tx.rcpt_lines = Some(vec![format!("RCPT TO: <{}>", to)]);
+        let mut tx = Some(tx);
+        let mut outcome: Option<Result<(), String>> = None;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            while let Some(ev) = client.poll_event() {
+                let now = Instant::now();
+                match ev {
+                    Event::Write(b) => {
+                        if let Err(e) = ours.write_all(&b).await {
+                            client.io_error(&e.to_string());
+                        }
+                    }
+                    Event::Ready => match tx.take() {
+                        Some(t) => client.send(now, t),
+                        // bounce.c answers a refusal with QUIT too (BOUNCE_QUIT), and closes
+                        // only once QUIT is answered (BOUNCE_CLOSE).
+                        None => client.quit(now),
+                    },
+                    Event::SendBody => {
+                        client.body(now, payload.to_vec());
+                        client.body_end(now);
+                    }
+                    Event::Done(o) => {
+                        outcome = Some(match o.into_iter().next() {
+                            Some(Outcome::Delivered(_)) => Ok(()),
+                            Some(Outcome::TempFail(l, _)) | Some(Outcome::PermFail(l, _)) => Err(l),
+                            None => Err("421 no recipient".into()),
+                        })
+                    }
+                    Event::StartTls => client.tls_failed("no TLS on a local session"),
+                    Event::Closed(c) => {
+                        return match (outcome, c) {
+                            (Some(o), _) => o,
+                            (None, Close::Quit { .. }) => Err("421 session closed".into()),
+                            // A refused greeting: its line; after an I/O error there is no one
+                            // to say QUIT to.
+                            (None, Close::Error { reply: Some(r), .. }) => Err(r.last_line()),
+                            (None, Close::Error { reason, .. }) => Err(format!("421 {reason}")),
+                        };
+                    }
+                }
             }
-            wr.write_all(payload).await.map_err(io_text)?;
-            wr.write_all(b".\r\n").await.map_err(io_text)?;
-            expect(&mut rd, '2').await
+            let deadline = client
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(300));
+            tokio::select! {
+                r = ours.read(&mut buf) => match r {
+                    Ok(0) => client.peer_closed(),
+                    Ok(n) => client.receive(Instant::now(), &buf[..n]),
+                    Err(e) => client.io_error(&e.to_string()),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => client.handle_timeout(Instant::now()),
+            }
         }
-        .await;
-        // bounce.c answers a refusal with QUIT too (BOUNCE_QUIT), and closes only once QUIT is
-        // answered (BOUNCE_CLOSE). After an I/O error there is no one to say it to.
-        let session_alive = match &outcome {
-            Ok(()) => true,
-            Err(e) => !e.starts_with("421 "),
-        };
-        if session_alive && wr.write_all(b"QUIT\r\n").await.is_ok() {
-            let _ = expect(&mut rd, '2').await;
-        }
-        outcome
-    }
-}
-
-fn io_text(e: std::io::Error) -> String {
-    format!("421 {}", e)
-}
-
-/// Reads one reply; Err(its last line) unless it starts with `class`.
-async fn expect<R: tokio::io::AsyncBufRead + Unpin>(rd: &mut R, class: char) -> Result<(), String> {
-    loop {
-        let mut line = String::new();
-        let n = rd.read_line(&mut line).await.map_err(io_text)?;
-        if n == 0 {
-            return Err("421 session closed".into());
-        }
-        let line = line.trim_end().to_string();
-        if line.as_bytes().get(3) == Some(&b'-') {
-            continue;
-        }
-        return if line.starts_with(class) {
-            Ok(())
-        } else {
-            Err(line)
-        };
     }
 }

@@ -5,11 +5,17 @@
 //! It reads only when the machine asks for input, which is how OpenSMTPD's refusal of
 //! pipelining comes out the same; and it writes every reply queued so far before it starts slow
 //! work (a DNS lookup, an fsync), so a client never waits on a reply that is already decided.
+//!
+//! The connection is a [`Conn`]: plaintext until the machine asks for TLS (STARTTLS, or smtps
+//! before the banner), then TLS over the same socket. Nothing read before the handshake is
+//! read again inside TLS: the machine refuses bytes pipelined after STARTTLS (RFC 3207 §4.2,
+//! the command injection of CVE-2011-0411) before it asks for the handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rsmtpd_protocol::received::PeerAddr;
+use rsmtpd_config::{AuthMode, TlsMode};
+use rsmtpd_protocol::received::{PeerAddr, PeerCert};
 use rsmtpd_protocol::server::{
     envelope_log_line, CloseReason, ConnectionInfo, Event, LogEvent, MessageOpened, Request,
     Session, SessionConfig,
@@ -21,6 +27,8 @@ use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
 use crate::server::Server;
 use crate::sys::log::{self, Trace};
+use crate::tls::verify::CertCheck;
+use crate::tls::Conn;
 use rsmtpd_protocol::Reply;
 
 /// Reads are bounded: a client cannot make a session buffer more than this per read.
@@ -119,7 +127,7 @@ pub async fn run<S>(
     };
     let mut sess = Session::new(cfg, conn);
     let mut tx = SessionIo::new(id, client, listen.clone());
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut conn = Conn::Plain(stream);
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -159,19 +167,23 @@ pub async fn run<S>(
                 }
                 Event::Rollback { msgid } => server.rollback(&mut tx, msgid),
                 Event::StartTls => {
-                    // Listeners with TLS are not served yet: refuse as a failed handshake would.
-                    let _ = sess.tls_failed(CloseReason::IoError("TLS is not available".into()));
+                    // The 220 goes out in plaintext, then the handshake.
+                    if flush(&mut conn, &mut out).await.is_err() {
+                        let _ = sess.tls_failed(CloseReason::IoError("write error".into()));
+                        continue;
+                    }
+                    start_tls(&listen, &mut conn, &mut sess, &mut link, id).await;
                 }
                 Event::Request(req) => {
-                    if flush(&mut wr, &mut out).await.is_err() {
+                    if flush(&mut conn, &mut out).await.is_err() {
                         sess.io_error("write error");
                         continue;
                     }
                     answer(&server, &mut sess, &mut tx, &mut link, req).await;
                 }
                 Event::Close(reason) => {
-                    let _ = flush(&mut wr, &mut out).await;
-                    let _ = wr.shutdown().await;
+                    let _ = flush(&mut conn, &mut out).await;
+                    let _ = conn.shutdown().await;
                     server.rollback_open(&mut tx);
                     log::info(&reason.log_line(id));
                     if let Some(mut l) = link.take() {
@@ -187,7 +199,7 @@ pub async fn run<S>(
                 }
             }
         }
-        if flush(&mut wr, &mut out).await.is_err() {
+        if flush(&mut conn, &mut out).await.is_err() {
             sess.io_error("write error");
             continue;
         }
@@ -198,7 +210,7 @@ pub async fn run<S>(
             continue;
         }
         let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
-        match tokio::time::timeout(timeout, rd.read(&mut buf)).await {
+        match tokio::time::timeout(timeout, conn.read(&mut buf)).await {
             Err(_) => {
                 if let Some(l) = link.as_mut() {
                     l.report("timeout", b"");
@@ -208,6 +220,72 @@ pub async fn run<S>(
             Ok(Ok(0)) => sess.peer_closed(),
             Ok(Ok(n)) => sess.receive(&buf[..n]),
             Ok(Err(e)) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
+        }
+    }
+}
+
+/// Runs the handshake the machine asked for and tells it the outcome, logging as OpenSMTPD
+/// does: `smtp tls ciphers=...` once the handshake is done, then, on `verify` listeners, the
+/// client certificate's check (`smtp_cert_verify()`).
+async fn start_tls<S>(
+    listen: &Listening,
+    conn: &mut Conn<S>,
+    sess: &mut Session,
+    link: &mut Option<FilterLink>,
+    id: u64,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // smtp_cert_init(): no pki for this listener (none named, none for its hostname, no `*`).
+    let Some(tls) = listen.tls.as_ref().filter(|t| t.default_pki.is_some()) else {
+        let _ = sess.tls_failed(CloseReason::CaFailure);
+        return;
+    };
+    let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
+    match tokio::time::timeout(timeout, conn.start_tls(&tls.acceptor)).await {
+        Err(_) => {
+            let _ = sess.tls_failed(CloseReason::Timeout);
+        }
+        Ok(Err(e)) => {
+            let reason = crate::tls::names::handshake_error(&e);
+            let _ = sess.tls_failed(CloseReason::IoError(reason));
+        }
+        Ok(Ok(())) => {
+            let Some(c) = conn.tls() else {
+                let _ = sess.tls_failed(CloseReason::IoError("internal error".into()));
+                return;
+            };
+            let check = tls.check_client(c);
+            let presented = c.peer_certificates().is_some_and(|p| !p.is_empty());
+            let peer_cert = match check {
+                Some(CertCheck::Ok) => PeerCert::Verified,
+                _ if presented => PeerCert::Unverified,
+                _ => PeerCert::None,
+            };
+            let info = crate::tls::info(c, peer_cert);
+            log::info(&format!(
+                "{:016x} smtp tls ciphers={}",
+                id,
+                info.ciphers_text()
+            ));
+            // smtp_io(IO_TLSREADY): reported before the client certificate is checked.
+            if let Some(l) = link.as_mut() {
+                l.report("link-tls", info.ciphers_text().as_bytes());
+            }
+            match check {
+                Some(CertCheck::Ok) => {
+                    log::info(&format!(
+                        "{:016x} smtp client-cert-check result=\"success\"",
+                        id
+                    ));
+                }
+                Some(failed) => {
+                    let _ = sess.tls_failed(CloseReason::CertCheck(failed.reason().into()));
+                    return;
+                }
+                None => {}
+            }
+            let _ = sess.tls_established(info);
         }
     }
 }
@@ -240,6 +318,16 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         received_auth: l.received_auth,
         add_missing_headers: l.local || l.port == 587,
         trace: log::tracing(Trace::Smtp),
+        starttls: matches!(
+            l.tls_mode,
+            Some(TlsMode::StartTls) | Some(TlsMode::StartTlsRequire)
+        ),
+        tls_required: l.tls_mode == Some(TlsMode::StartTlsRequire),
+        smtps: l.tls_mode == Some(TlsMode::Smtps),
+        auth: l.auth.is_some(),
+        auth_required: matches!(l.auth, Some(AuthMode::Required(_))),
+        check_senders: l.senders.is_some(),
+        masquerade: l.senders.is_some() && l.masquerade,
         ..SessionConfig::default()
     }
 }
@@ -273,7 +361,19 @@ async fn answer(
                 },
             }
         }
-        Request::CheckSender { .. } => sess.sender_result(LookupResult::Ok),
+        Request::CheckSender { username, sender } => {
+            let r = match &tx.listen.senders {
+                Some(table) => crate::auth::check_sender(
+                    &server.tables.load(),
+                    table,
+                    &username,
+                    &sender,
+                    server.config.options.sub_addr_delim,
+                ),
+                None => LookupResult::Ok,
+            };
+            sess.sender_result(r)
+        }
         Request::CreateMessage => sess.message_created(server.create_message(tx).map_err(|_| ())),
         Request::CheckRecipient { msgid, rcpt } => {
             let mail = sess.mail_from().cloned();
@@ -306,9 +406,28 @@ async fn answer(
             let r = server.commit(tx, msgid).await.map_err(|_| ());
             sess.commit_result(r)
         }
-        Request::Authenticate { .. } => {
-            // AUTH comes with TLS (a later issue); no listener offers it yet.
-            sess.auth_result(LookupResult::PermFail)
+        Request::Authenticate { username, password } => {
+            let r = match tx.listen.auth_table() {
+                Some(table) => {
+                    crate::auth::authenticate(&server.tables, table, &username, password).await
+                }
+                None => crate::auth::authenticate_system(&username, password).await,
+            };
+            if r == LookupResult::PermFail {
+                let pause = crate::auth::failure_pause();
+                log::trace(
+                    Trace::Smtp,
+                    format_args!(
+                        "smtp: timing-attack protection triggered, will defer answer for {} microseconds",
+                        pause.as_micros()
+                    ),
+                );
+                tokio::time::sleep(pause).await;
+            }
+            if r == LookupResult::Ok {
+                tx.filter_username = Some(String::from_utf8_lossy(&username).into_owned());
+            }
+            sess.auth_result(r)
         }
     };
     if r.is_err() {

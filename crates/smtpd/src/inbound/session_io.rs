@@ -47,6 +47,9 @@ pub struct SessionIo {
     created: Vec<Envelope>,
     filter_helo: Option<String>,
     filter_mail_from: Option<String>,
+    /// The user once AUTH passed, for builtin filters' `auth` criteria (lka_filter.c keeps it
+    /// from the `link-auth` report).
+    pub filter_username: Option<String>,
 }
 
 /// The session facts rules and expansion look at.
@@ -69,6 +72,7 @@ impl SessionIo {
             created: Vec::new(),
             filter_helo: None,
             filter_mail_from: None,
+            filter_username: None,
         }
     }
 
@@ -147,7 +151,7 @@ impl Server {
             fcrdns: tx.client.fcrdns,
             src: Some(tx.source()),
             helo: tx.filter_helo.as_deref(),
-            username: None,
+            username: tx.filter_username.as_deref(),
             mail_from: tx.filter_mail_from.as_deref(),
         };
         // A snapshot of the tables for this phase; an `update table` while a proc filter

@@ -22,7 +22,7 @@ pub struct RuleEnvelope {
     pub helo: String,
     /// The listener's tag ("" if none).
     pub tag: String,
-    /// Whether the session is under TLS (unused: see `tls` below).
+    /// Whether the session is under TLS (`match ... tls`).
     pub tls: bool,
     /// The authenticated user, if the session authenticated.
     pub auth_user: Option<String>,
@@ -82,7 +82,7 @@ pub fn rule_matches(rule: &Rule, tables: &Tables, env: &RuleEnvelope) -> Match {
         &|| match_for(rule, tables, env),
         &|| match_helo(rule, tables, env),
         &|| match_auth(rule, tables, env),
-        &|| match_tls(rule),
+        &|| match_tls(rule, env),
         &|| match_mail_from(rule, tables, env),
         &|| match_rcpt_to(rule, tables, env),
     ];
@@ -208,12 +208,13 @@ fn match_auth(rule: &Rule, tables: &Tables, env: &RuleEnvelope) -> Match {
     result(r, c.negate)
 }
 
-/// OpenSMTPD 6.8.0p2 cannot evaluate `tls` ("not until TLS flag is added to envelope"): any rule
-/// with it that gets this far fails temporarily, negated or not.
-fn match_tls(rule: &Rule) -> Match {
+/// `tls` / `!tls`: whether the session is under TLS. OpenSMTPD 6.8.0p2 cannot evaluate it ("not
+/// until TLS flag is added to envelope") and fails every rule with it that gets this far with
+/// `451 Temporary failure`, negated or not; we evaluate it, on purpose (README).
+fn match_tls(rule: &Rule, env: &RuleEnvelope) -> Match {
     match rule.tls {
         None => Ok(true),
-        Some(_) => Err(TempFail),
+        Some(positive) => Ok(env.tls == positive),
     }
 }
 

@@ -45,7 +45,7 @@ pub fn check(conf: &Config) -> Result<(), Vec<String>> {
 
 /// `ssl_load_file()`: the file must belong to root and have no permission outside `perm`, since
 /// it may hold a private key.
-fn load_file(path: &str, perm: u32) -> Result<Vec<u8>, Vec<String>> {
+pub fn load_file(path: &str, perm: u32) -> Result<Vec<u8>, Vec<String>> {
     let meta = std::fs::metadata(path).map_err(|_| Vec::new())?;
     if meta.uid() != 0 {
         return Err(vec![format!("warn:  {}: not owned by uid 0", path)]);

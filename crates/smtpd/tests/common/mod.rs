@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod refns;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REAL_SMTPD: &str = "/usr/sbin/smtpd";
+/// The same OpenSMTPD with the OpenSSL 3 key fix preloaded (tests/tools/opensmtpd-tls.sh), for
+/// TLS: Debian's binary fails every server-side handshake.
+pub const TLS_SMTPD: &str = "/opt/opensmtpd-tls/sbin/smtpd";
 
 #[path = "../../../../tests/support/skip.rs"]
 mod skip;
@@ -149,7 +153,7 @@ impl Daemon {
             std::fs::write(&conf, text).expect("write config");
             // -v: its last start-up line says the listeners are up, which is when tests may connect.
             let mut command: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-            if bin == REAL_SMTPD {
+            if bin == REAL_SMTPD || bin == TLS_SMTPD {
                 command.extend(real_private_namespace());
             }
             command.push(bin.to_string());
@@ -316,7 +320,9 @@ impl Daemon {
 
     /// Whether this is the real OpenSMTPD (in its private mount namespace).
     pub fn is_real(&self) -> bool {
-        self.command.iter().any(|c| c == REAL_SMTPD)
+        self.command
+            .iter()
+            .any(|c| c == REAL_SMTPD || c == TLS_SMTPD)
     }
 
     /// The prefix that runs a command where the daemon sees its files: for the real OpenSMTPD,
@@ -374,14 +380,16 @@ impl Drop for Daemon {
 /// The command prefix that gives the real OpenSMTPD a private spool and control socket: a mount
 /// namespace with a fresh tmpfs on /var/spool/smtpd (it always uses that spool; no run sees what
 /// an earlier one left, nor the machine's, whatever its modes) and on /run (its control socket
-/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own.
+/// /var/run/smtpd.sock), so that any number of them run at once beside the machine's own. The
+/// mount point is made first: Debian's package does not ship it (smtpd makes it on first start),
+/// so a machine where OpenSMTPD never ran has none.
 pub fn real_private_namespace() -> Vec<String> {
     [
         "unshare",
         "-m",
         "sh",
         "-c",
-        "mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
+        "mkdir -p /var/spool/smtpd && mount -t tmpfs -o mode=0711 tmpfs /var/spool/smtpd && \
          mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"",
     ]
     .iter()

@@ -121,14 +121,16 @@ impl Session {
             return self.auth_abort();
         };
         let p0 = user_start + p_rel;
-        if p0 + 2 >= len {
-            return self.auth_abort();
-        }
         let user = &buf[user_start..p0];
         if user.len() >= 256 {
             return self.auth_abort();
         }
+        // 6.8 checks `pass >= buf + len - 2` here, which refuses a one-character password
+        // as a syntax error; only an empty password is malformed.
         let pass = &buf[p0 + 1..];
+        if matches!(pass.first(), None | Some(0)) {
+            return self.auth_abort();
+        }
         let pass = match pass.iter().position(|&c| c == 0) {
             Some(n) => &pass[..n],
             None => pass,
@@ -178,7 +180,15 @@ impl Session {
             LookupResult::PermFail => (AuthLog::PermFail, Reply::auth_failed()),
             LookupResult::TempFail => (AuthLog::TempFail, Reply::temporary_failure()),
         };
+        // smtp_report_link_auth(): pass, fail or error, with the user as logged.
+        let outcome = match r {
+            LookupResult::Ok => "pass",
+            LookupResult::PermFail => "fail",
+            LookupResult::TempFail => "error",
+        };
+        let report = format!("{}|{}", user, outcome);
         self.log(LogEvent::Authentication { user, result });
+        self.report("link-auth", report);
         if r == LookupResult::Ok {
             self.authenticated = true;
         }

@@ -85,7 +85,9 @@ impl Session {
             tls: self.tls.as_ref(),
             authenticated: self.authenticated,
             received_auth: self.cfg.received_auth,
-            username: Some(username.as_str()),
+            // 6.8 writes `auth=yes user=NAME` after a failed AUTH too (it keeps the name it
+            // was given); only an authenticated session says auth=yes here.
+            username: self.authenticated.then_some(username.as_str()),
             msgid: tx.msgid,
             rcpt: rcpt.as_ref(),
             date: &opened.date,

@@ -42,6 +42,10 @@ impl Session {
     /// succeeded.
     pub fn tls_established(&mut self, info: TlsInfo) -> Result<(), UnexpectedAnswer> {
         self.take_pending(Pending::Tls)?;
+        // RFC 3207 §4.2: nothing received before the handshake may be taken as if it came
+        // inside TLS. The pipelining refusal already ensures there is nothing; this is the
+        // second lock on that door.
+        self.input.clear();
         self.helo.clear();
         self.tls = Some(info);
         if self.cfg.smtps && !self.banner_sent {

@@ -1,0 +1,489 @@
+//! The scheduler's relay agent (OpenSMTPD's mta process): envelopes of type mta are gathered
+//! per message and destination, so that one transaction carries all of a message's
+//! recipients that go the same way; the route is chosen (smarthost or MX); the transaction
+//! runs on a pooled or new session; each envelope gets its `mta delivery` line and its result.
+//!
+//! The scheduler hands over one envelope per call; the agent holds a new batch for a moment
+//! (`GATHER`) so that the envelopes the scheduler hands over together (all those of a new
+//! message) join it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rsmtpd_config::Method;
+use rsmtpd_protocol::client::{dot_stuff, ClientConfig, Outcome, Recipient, Tls, Transaction};
+use tokio::sync::oneshot;
+
+use super::route::{self, host_text, NoRoute, Resolver, Routes, Target};
+use super::session::{run_job, Connect, Job, JobResult, Key, Pool};
+use super::url::{RelayUrl, Scheme};
+use crate::queue::envelope::{DsnRet, DSN_DELAY, DSN_FAILURE, DSN_NEVER, DSN_SUCCESS};
+use crate::queue::{DeliveryType, Envelope};
+use crate::routing::lookup::Lookup;
+use crate::scheduler::{duration_to_text, Agent, AgentResult, BoxFuture};
+use crate::server::Server;
+use crate::sys::log;
+
+/// How long a new batch waits for the rest of its message's envelopes.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// 6.8's `ESC_OTHER_STATUS` (X.0.0), used when the remote gave no enhanced code we can keep.
+const ESC_OTHER_STATUS: u8 = 0;
+
+type BatchKey = (u32, String, String);
+
+struct Waiting {
+    env: Envelope,
+    reply: oneshot::Sender<AgentResult>,
+}
+
+pub struct RelayAgent {
+    pub server: Arc<Server>,
+    /// Local deliveries (everything that is not type mta).
+    pub local: Arc<dyn Agent>,
+    pub resolver: Arc<dyn Resolver>,
+    routes: Arc<Routes>,
+    pool: Arc<Pool>,
+    batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+}
+
+impl RelayAgent {
+    pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
+        RelayAgent {
+            server,
+            local,
+            resolver,
+            routes: Arc::default(),
+            pool: Arc::default(),
+            batches: Arc::default(),
+        }
+    }
+}
+
+impl Agent for RelayAgent {
+    fn deliver<'a>(&'a self, env: &'a Envelope, message: &'a Path) -> BoxFuture<'a, AgentResult> {
+        if env.kind != DeliveryType::Mta {
+            return self.local.deliver(env, message);
+        }
+        Box::pin(async move { self.gather(env.clone()).await })
+    }
+}
+
+/// What a relay action says about the route, resolved for one envelope.
+#[derive(Clone, Debug)]
+enum Destination {
+    Smarthost(RelayUrl),
+    Mx { domain: String },
+}
+
+impl RelayAgent {
+    async fn gather(&self, env: Envelope) -> AgentResult {
+        let key: BatchKey = (
+            env.id.msgid().0,
+            env.dispatcher.clone(),
+            env.dest.domain.to_ascii_lowercase(),
+        );
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let Ok(mut b) = self.batches.lock() else {
+                return AgentResult::temp("internal error");
+            };
+            let list = b.entry(key.clone()).or_default();
+            list.push(Waiting { env, reply: tx });
+            list.len() == 1
+        };
+        if first {
+            let me = self.clone_parts();
+            tokio::spawn(async move {
+                tokio::time::sleep(GATHER).await;
+                let batch = me
+                    .batches
+                    .lock()
+                    .ok()
+                    .and_then(|mut b| b.remove(&key))
+                    .unwrap_or_default();
+                me.run_batch(batch).await;
+            });
+        }
+        rx.await
+            .unwrap_or_else(|_| AgentResult::temp("relay session ended"))
+    }
+
+    fn clone_parts(&self) -> Arc<Parts> {
+        Arc::new(Parts {
+            server: self.server.clone(),
+            resolver: self.resolver.clone(),
+            routes: self.routes.clone(),
+            pool: self.pool.clone(),
+            batches: self.batches.clone(),
+        })
+    }
+}
+
+struct Parts {
+    server: Arc<Server>,
+    resolver: Arc<dyn Resolver>,
+    routes: Arc<Routes>,
+    pool: Arc<Pool>,
+    batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+}
+
+/// `user@domain`, or empty for the null sender.
+fn addr(user: &str, domain: &str) -> String {
+    if user.is_empty() && domain.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@{domain}")
+    }
+}
+
+/// `dsn_strnotify`.
+fn notify_text(bits: u8) -> Option<String> {
+    if bits == 0 {
+        return None;
+    }
+    if bits & DSN_NEVER != 0 {
+        return Some("NEVER".into());
+    }
+    let mut v = Vec::new();
+    if bits & DSN_SUCCESS != 0 {
+        v.push("SUCCESS");
+    }
+    if bits & DSN_FAILURE != 0 {
+        v.push("FAILURE");
+    }
+    if bits & DSN_DELAY != 0 {
+        v.push("DELAY");
+    }
+    Some(v.join(","))
+}
+
+/// The envelope's esc code from a remote reply: its enhanced code when it fits OpenSMTPD's
+/// one-digit subject and detail (5.1.1 → 11), else X.0.0. 6.8 always stores X.0.0; carrying
+/// the remote's code into the DSN is on purpose (README, "Relaying").
+fn esc_of(o: &Outcome) -> u8 {
+    let r = match o {
+        Outcome::TempFail(_, Some(r)) | Outcome::PermFail(_, Some(r)) => r,
+        _ => return ESC_OTHER_STATUS,
+    };
+    match r.enhanced() {
+        Some((_, s, d)) if s <= 9 && d <= 9 => (s * 10 + d) as u8,
+        _ => ESC_OTHER_STATUS,
+    }
+}
+
+struct Delivery<'a> {
+    env: &'a Envelope,
+    sender: &'a str,
+}
+
+impl Delivery<'_> {
+    /// 6.8's `mta_log`.
+    fn log(&self, session: u64, source: Option<IpAddr>, relay: &str, result: &str, stat: &str) {
+        let e = self.env;
+        let dest = addr(&e.dest.user, &e.dest.domain);
+        let rcpt = addr(&e.rcpt.user, &e.rcpt.domain);
+        let rcpt = if rcpt == dest { "-".to_string() } else { rcpt };
+        let now = crate::sys::date::now();
+        log::info(&format!(
+            "{session:016x} mta delivery evpid={:016x} from=<{}> to=<{dest}> rcpt=<{rcpt}> source=\"{}\" relay=\"{relay}\" delay={} result=\"{result}\" stat=\"{stat}\"",
+            e.id.0,
+            self.sender,
+            source.map_or("-".to_string(), |s| crate::sys::compat::addr_text(&s)),
+            duration_to_text(now - e.ctime),
+        ));
+    }
+}
+
+impl Parts {
+    async fn run_batch(&self, mut batch: Vec<Waiting>) {
+        batch.sort_by_key(|w| w.env.id.0);
+        if batch.is_empty() {
+            return;
+        }
+        let results = self.deliver(&batch).await;
+        for (w, r) in batch.into_iter().zip(results) {
+            let _ = w.reply.send(r);
+        }
+    }
+
+    fn relay_config(&self, env: &Envelope) -> Result<rsmtpd_config::model::Relay, AgentResult> {
+        let conf = &self.server.config;
+        match conf.action(&env.dispatcher).map(|a| &a.method) {
+            Some(Method::Relay(r)) => Ok(r.clone()),
+            _ => Err(AgentResult::perm("unknown dispatcher")),
+        }
+    }
+
+    /// The smarthost of `host <t>` (6.8: `table_fetch`, the table's first entry here) or of
+    /// `domain <t>` for the destination domain, else MX routing.
+    fn destination(
+        &self,
+        r: &rsmtpd_config::model::Relay,
+        domain: &str,
+    ) -> Result<Destination, String> {
+        let tables = self.server.tables.load();
+        let url = if let Some(t) = &r.host {
+            let first = tables
+                .table(t)
+                .and_then(|c| c.entries().next().map(|(k, _)| k.to_string()));
+            match first {
+                Some(u) => Some(u),
+                None => return Err("Cannot fetch smarthost".into()),
+            }
+        } else if let Some(t) = &r.domain {
+            match tables.lookup_domain(t, domain) {
+                Lookup::Found(u) => Some(u),
+                Lookup::NotFound => None,
+                Lookup::TempFail => return Err("Cannot fetch smarthost".into()),
+            }
+        } else {
+            None
+        };
+        match url {
+            None => Ok(Destination::Mx {
+                domain: domain.to_string(),
+            }),
+            Some(u) => match RelayUrl::parse(&u) {
+                Some(url) => Ok(Destination::Smarthost(url)),
+                None => {
+                    log::warn(&format!("warn: Failed to parse smarthost {u}"));
+                    Err("Cannot parse smarthost".into())
+                }
+            },
+        }
+    }
+
+    async fn deliver(&self, batch: &[Waiting]) -> Vec<AgentResult> {
+        let env0 = &batch[0].env;
+        let n = batch.len();
+        let all = |r: AgentResult| vec![r; n];
+        let relay = match self.relay_config(env0) {
+            Ok(r) => r,
+            Err(e) => return all(e),
+        };
+        let sender = if !env0.sender.user.is_empty() {
+            match relay.mail_from.as_deref().and_then(parse_mailaddr) {
+                Some((u, d)) => addr(
+                    if u.is_empty() { &env0.sender.user } else { &u },
+                    if d.is_empty() {
+                        &env0.sender.domain
+                    } else {
+                        &d
+                    },
+                ),
+                None => addr(&env0.sender.user, &env0.sender.domain),
+            }
+        } else {
+            String::new()
+        };
+        let dests: Vec<Delivery> = batch
+            .iter()
+            .map(|w| Delivery {
+                env: &w.env,
+                sender: &sender,
+            })
+            .collect();
+        let fail_all = |text: &str, permanent: bool, relay_text: &str| -> Vec<AgentResult> {
+            for d in &dests {
+                d.log(
+                    0,
+                    None,
+                    relay_text,
+                    if permanent { "PermFail" } else { "TempFail" },
+                    text,
+                );
+            }
+            let r = if permanent {
+                AgentResult::PermFail {
+                    error: text.into(),
+                    stat: text.into(),
+                    code: ESC_OTHER_STATUS,
+                }
+            } else {
+                AgentResult::TempFail {
+                    error: text.into(),
+                    stat: text.into(),
+                    code: ESC_OTHER_STATUS,
+                }
+            };
+            vec![r; n]
+        };
+        let domain = env0.dest.domain.to_ascii_lowercase();
+        let dest = match self.destination(&relay, &domain) {
+            Ok(d) => d,
+            Err(text) => return fail_all(&text, false, &domain),
+        };
+        let (targets, port, scheme, relay_name) = match &dest {
+            Destination::Smarthost(u) => {
+                let t = match u.literal().or_else(|| u.host.parse().ok()) {
+                    Some(ip) => Ok(vec![Target {
+                        mx: u.host.clone(),
+                        addr: ip,
+                    }]),
+                    None => route::smarthost(&*self.resolver, &u.host).await,
+                };
+                (t, u.port, u.scheme, u.host.clone())
+            }
+            Destination::Mx { domain } => {
+                let backup = relay
+                    .backup
+                    .as_ref()
+                    .map(|b| b.clone().unwrap_or_else(|| self.server.hostname.clone()));
+                let t = route::mx_targets(&*self.resolver, domain, backup.as_deref()).await;
+                (t, 25, Scheme::Smtp, domain.clone())
+            }
+        };
+        let targets = match targets {
+            Ok(t) => t,
+            Err(NoRoute { text, permanent }) => {
+                log::info(&format!(
+                    "smtp-out: Failed to resolve MX for [relay:{relay_name},{}]: {text}",
+                    scheme_word(scheme)
+                ));
+                return fail_all(&text, permanent, &relay_name);
+            }
+        };
+        // The message, in wire form, once for every address tried.
+        let body = match read_message(&self.server, env0).await {
+            Ok(b) => b,
+            Err(_) => return fail_all("Error reading content file", false, &relay_name),
+        };
+        let mut tx = Transaction::new(
+            sender.clone(),
+            batch
+                .iter()
+                .map(|w| {
+                    let e = &w.env;
+                    Recipient {
+                        address: addr(&e.dest.user, &e.dest.domain),
+                        notify: notify_text(e.dsn_notify),
+                        orcpt: (!e.dsn_orcpt.user.is_empty() && !e.dsn_orcpt.domain.is_empty())
+                            .then(|| addr(&e.dsn_orcpt.user, &e.dsn_orcpt.domain)),
+                    }
+                })
+                .collect(),
+        );
+        tx.size = Some(body.len() as u64);
+        tx.eight_bit = body.iter().any(|&b| b >= 0x80);
+        tx.ret = env0.dsn_ret.map(|r| match r {
+            DsnRet::Full => "FULL".to_string(),
+            DsnRet::Hdrs => "HDRS".to_string(),
+        });
+        tx.envid = (!env0.dsn_envid.is_empty()).then(|| env0.dsn_envid.clone());
+        let body = Arc::new(body);
+        let helo = relay
+            .helo
+            .clone()
+            .unwrap_or_else(|| self.server.hostname.clone());
+        let mut tried = false;
+        for t in &targets {
+            if self.routes.is_disabled(t.addr) {
+                continue;
+            }
+            tried = true;
+            let ptr = self.resolver.ptr(t.addr).await;
+            let mut cc = ClientConfig::new(helo.clone());
+            cc.lmtp = scheme == Scheme::Lmtp;
+            // Outbound TLS is not built yet: opportunistic STARTTLS carries on in clear, as
+            // 6.8 does with a server that does not offer it; `smtp+tls://` and `smtps://` are
+            // refused at start (support::NOT_YET).
+            cc.tls = Tls::Off;
+            let c = Connect {
+                key: Key {
+                    addr: t.addr,
+                    port,
+                    scheme,
+                    helo: helo.clone(),
+                },
+                ptr: ptr.clone(),
+                client: cc,
+            };
+            let (reply, _) = oneshot::channel();
+            let job = Job {
+                tx: tx.clone(),
+                body: body.clone(),
+                reply,
+            };
+            match run_job(&self.pool, &self.routes, c, job).await {
+                JobResult::NotStarted => continue,
+                JobResult::Done {
+                    outcomes,
+                    session,
+                    source,
+                } => {
+                    let relay_text = host_text(t.addr, ptr.as_deref());
+                    return dests
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(d, o)| {
+                            let code = esc_of(&o);
+                            match o {
+                                Outcome::Delivered(r) => {
+                                    d.log(session, source, &relay_text, "Ok", &r.line());
+                                    AgentResult::Ok
+                                }
+                                Outcome::TempFail(text, _) => {
+                                    d.log(session, source, &relay_text, "TempFail", &text);
+                                    AgentResult::TempFail {
+                                        error: text.clone(),
+                                        stat: text,
+                                        code,
+                                    }
+                                }
+                                Outcome::PermFail(text, _) => {
+                                    d.log(session, source, &relay_text, "PermFail", &text);
+                                    AgentResult::PermFail {
+                                        error: text.clone(),
+                                        stat: text,
+                                        code,
+                                    }
+                                }
+                            }
+                        })
+                        .collect();
+                }
+            }
+        }
+        let text = if tried {
+            "Network error on destination MXs"
+        } else {
+            "No valid route to destination"
+        };
+        fail_all(text, false, &relay_name)
+    }
+}
+
+fn scheme_word(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Lmtp => "lmtp",
+        Scheme::Smtps => "smtps",
+        Scheme::SmtpTls => "smtp+tls",
+        Scheme::SmtpNoTls => "smtp+notls",
+        Scheme::Smtp => "smtp",
+    }
+}
+
+/// `mail-from ADDR`: `user@domain`, `@domain` or `user@`.
+fn parse_mailaddr(s: &str) -> Option<(String, String)> {
+    let s = s.trim_start_matches('<').trim_end_matches('>');
+    let (u, d) = s.rsplit_once('@')?;
+    Some((u.to_string(), d.to_string()))
+}
+
+/// The queued message (decoded if the queue is compressed or encrypted), dot-stuffed.
+async fn read_message(server: &Arc<Server>, env: &Envelope) -> std::io::Result<Vec<u8>> {
+    let q = server.queue.clone();
+    let msgid = env.id.msgid();
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Vec::new();
+        q.open_message(msgid)?.read_to_end(&mut raw)?;
+        Ok(dot_stuff(&raw))
+    })
+    .await
+    .map_err(|_| std::io::Error::other("reader failed"))?
+}

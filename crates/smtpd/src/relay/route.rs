@@ -1,0 +1,319 @@
+//! Where a relayed message goes: the smarthost of the action, or the destination domain's MX
+//! hosts by preference (unresolvable ones skipped, the domain itself when it has no MX, a
+//! null MX refused), each host's addresses IPv6 first; and which routes are disabled for a
+//! while after a refused connection or a `421` greeting (6.8's `smtp-out: Disabling route`).
+//!
+//! DNS is behind [`Resolver`], so that hickory stays in `dns` and tests can answer for it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::scheduler::BoxFuture;
+use crate::sys::log;
+
+/// An MX query's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// (preference, exchange without its final dot; `""` for the null MX `.`).
+    Found(Vec<(u16, String)>),
+    /// The name exists and has no MX.
+    NoRecords,
+    /// NXDOMAIN.
+    NoDomain,
+    TempFail,
+}
+
+/// An address query's answer (AAAA and A, then /etc/hosts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddrAnswer {
+    Found(Vec<IpAddr>),
+    NotFound,
+    TempFail,
+}
+
+pub trait Resolver: Send + Sync + 'static {
+    fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, MxAnswer>;
+    fn addrs<'a>(&'a self, host: &'a str) -> BoxFuture<'a, AddrAnswer>;
+    /// The reverse name of a relay address (`host=` of `mta connecting`).
+    fn ptr(&self, ip: IpAddr) -> BoxFuture<'_, Option<String>>;
+}
+
+/// One address to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The MX (or smarthost) name it came from.
+    pub mx: String,
+    pub addr: IpAddr,
+}
+
+/// Why no address could be found: the envelope's error text and whether it is final.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoRoute {
+    pub text: String,
+    pub permanent: bool,
+}
+
+fn temp(t: &str) -> NoRoute {
+    NoRoute {
+        text: t.into(),
+        permanent: false,
+    }
+}
+
+/// The addresses of one host, IPv6 first.
+async fn host_addrs(r: &dyn Resolver, host: &str) -> Result<Vec<IpAddr>, AddrAnswer> {
+    match r.addrs(host).await {
+        AddrAnswer::Found(mut a) => {
+            a.sort_by_key(|ip| ip.is_ipv4());
+            a.dedup();
+            Ok(a)
+        }
+        other => Err(other),
+    }
+}
+
+/// A smarthost's addresses.
+pub async fn smarthost(r: &dyn Resolver, host: &str) -> Result<Vec<Target>, NoRoute> {
+    match host_addrs(r, host).await {
+        Ok(a) => Ok(a
+            .into_iter()
+            .map(|addr| Target {
+                mx: host.to_string(),
+                addr,
+            })
+            .collect()),
+        Err(AddrAnswer::TempFail) => Err(temp("Temporary failure in MX lookup")),
+        Err(_) => Err(temp("Host not found")),
+    }
+}
+
+/// The MX routing of `domain`. `backup_of`: with `backup mx NAME`, only MXs strictly better
+/// than NAME's preference are used.
+pub async fn mx_targets(
+    r: &dyn Resolver,
+    domain: &str,
+    backup_of: Option<&str>,
+) -> Result<Vec<Target>, NoRoute> {
+    let mut mxs = match r.mx(domain).await {
+        MxAnswer::Found(m) => m,
+        MxAnswer::NoRecords => {
+            // RFC 5321 §5.1: no MX, the domain itself is the implicit MX.
+            return match host_addrs(r, domain).await {
+                Ok(a) => Ok(a
+                    .into_iter()
+                    .map(|addr| Target {
+                        mx: domain.to_string(),
+                        addr,
+                    })
+                    .collect()),
+                Err(AddrAnswer::TempFail) => Err(temp("Temporary failure in MX lookup")),
+                Err(_) => Err(temp("No MX found for domain")),
+            };
+        }
+        MxAnswer::NoDomain => {
+            return Err(NoRoute {
+                text: "Domain does not exist".into(),
+                permanent: true,
+            })
+        }
+        MxAnswer::TempFail => return Err(temp("Temporary failure in MX lookup")),
+    };
+    // RFC 7505: a single MX `.` says the domain takes no mail. 6.8 retries it until the
+    // envelope expires; we bounce at once, on purpose.
+    if mxs.iter().any(|(_, h)| h.is_empty()) {
+        return Err(NoRoute {
+            text: "Domain does not accept mail (null MX)".into(),
+            permanent: true,
+        });
+    }
+    mxs.sort_by_key(|(p, _)| *p);
+    if let Some(me) = backup_of {
+        if let Some(mine) = mxs
+            .iter()
+            .find(|(_, h)| h.eq_ignore_ascii_case(me))
+            .map(|(p, _)| *p)
+        {
+            mxs.retain(|(p, _)| *p < mine);
+        }
+    }
+    let mut out = Vec::new();
+    let mut tempfail = false;
+    for (_, host) in &mxs {
+        match host_addrs(r, host).await {
+            Ok(a) => out.extend(a.into_iter().map(|addr| Target {
+                mx: host.clone(),
+                addr,
+            })),
+            Err(AddrAnswer::TempFail) => tempfail = true,
+            // An MX host that does not resolve is skipped.
+            Err(_) => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(temp(if tempfail {
+            "Temporary failure in MX lookup"
+        } else {
+            "No MX found for destination"
+        }));
+    }
+    Ok(out)
+}
+
+/// `[] <-> 127.0.0.1 (localhost)`: 6.8's `mta_route_to_text` for a route without a source.
+pub fn route_text(addr: IpAddr, ptr: Option<&str>) -> String {
+    format!("[] <-> {}", host_text(addr, ptr))
+}
+
+/// `127.0.0.1 (localhost)`: 6.8's `mta_host_to_text`, the `relay=` of `mta delivery`.
+pub fn host_text(addr: IpAddr, ptr: Option<&str>) -> String {
+    let a = crate::sys::compat::addr_text(&addr);
+    match ptr {
+        Some(p) => format!("{a} ({p})"),
+        None => a,
+    }
+}
+
+/// How long a route stays disabled after a refused connection or a `421` greeting.
+pub const ROUTE_DISABLE: Duration = Duration::from_secs(15);
+
+/// Routes disabled for a while, shared by every relay session.
+#[derive(Default)]
+pub struct Routes {
+    disabled: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl Routes {
+    pub fn is_disabled(&self, addr: IpAddr) -> bool {
+        let Ok(d) = self.disabled.lock() else {
+            return false;
+        };
+        d.get(&addr).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Disables the route and logs it, and logs its enabling 15 s later, as 6.8 does.
+    pub fn disable(self: &Arc<Self>, addr: IpAddr, ptr: Option<String>) {
+        if let Ok(mut d) = self.disabled.lock() {
+            if d.get(&addr).is_some_and(|until| *until > Instant::now()) {
+                return;
+            }
+            d.insert(addr, Instant::now() + ROUTE_DISABLE);
+        }
+        let text = route_text(addr, ptr.as_deref());
+        log::info(&format!(
+            "smtp-out: Disabling route {text} for {}s",
+            ROUTE_DISABLE.as_secs()
+        ));
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ROUTE_DISABLE).await;
+            if let Ok(mut d) = me.disabled.lock() {
+                d.remove(&addr);
+            }
+            log::info(&format!("smtp-out: Enabling route {text}"));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(HashMap<String, MxAnswer>, HashMap<String, AddrAnswer>);
+
+    impl Resolver for Fake {
+        fn mx<'a>(&'a self, d: &'a str) -> BoxFuture<'a, MxAnswer> {
+            Box::pin(async move { self.0.get(d).cloned().unwrap_or(MxAnswer::NoDomain) })
+        }
+        fn addrs<'a>(&'a self, h: &'a str) -> BoxFuture<'a, AddrAnswer> {
+            Box::pin(async move { self.1.get(h).cloned().unwrap_or(AddrAnswer::NotFound) })
+        }
+        fn ptr(&self, _: IpAddr) -> BoxFuture<'_, Option<String>> {
+            Box::pin(async { None })
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn fake() -> Fake {
+        let mut mx = HashMap::new();
+        mx.insert(
+            "d.test".to_string(),
+            MxAnswer::Found(vec![
+                (20, "b.d.test".into()),
+                (10, "a.d.test".into()),
+                (5, "gone.d.test".into()),
+                (30, "c.d.test".into()),
+            ]),
+        );
+        mx.insert(
+            "null.test".to_string(),
+            MxAnswer::Found(vec![(0, "".into())]),
+        );
+        mx.insert("implicit.test".to_string(), MxAnswer::NoRecords);
+        mx.insert("later.test".to_string(), MxAnswer::TempFail);
+        let mut a = HashMap::new();
+        a.insert(
+            "a.d.test".to_string(),
+            AddrAnswer::Found(vec![ip("10.0.0.1"), ip("fd00::1")]),
+        );
+        a.insert(
+            "b.d.test".to_string(),
+            AddrAnswer::Found(vec![ip("10.0.0.2")]),
+        );
+        a.insert(
+            "c.d.test".to_string(),
+            AddrAnswer::Found(vec![ip("10.0.0.3")]),
+        );
+        a.insert(
+            "implicit.test".to_string(),
+            AddrAnswer::Found(vec![ip("fd00::9")]),
+        );
+        Fake(mx, a)
+    }
+
+    fn addrs(t: &[Target]) -> Vec<String> {
+        t.iter().map(|t| t.addr.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn mx_by_preference_unresolvable_skipped_ipv6_first() {
+        let f = fake();
+        let t = mx_targets(&f, "d.test", None).await.unwrap();
+        assert_eq!(addrs(&t), ["fd00::1", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(t[0].mx, "a.d.test");
+        // backup mx b.d.test: only the strictly better ones.
+        let t = mx_targets(&f, "d.test", Some("b.d.test")).await.unwrap();
+        assert_eq!(addrs(&t), ["fd00::1", "10.0.0.1"]);
+    }
+
+    #[tokio::test]
+    async fn null_mx_nxdomain_implicit_mx_and_tempfail() {
+        let f = fake();
+        let e = mx_targets(&f, "null.test", None).await.unwrap_err();
+        assert!(e.permanent);
+        let e = mx_targets(&f, "nowhere.test", None).await.unwrap_err();
+        assert_eq!(e.text, "Domain does not exist");
+        assert!(e.permanent);
+        let t = mx_targets(&f, "implicit.test", None).await.unwrap();
+        assert_eq!(addrs(&t), ["fd00::9"]);
+        let e = mx_targets(&f, "later.test", None).await.unwrap_err();
+        assert_eq!(e, temp("Temporary failure in MX lookup"));
+        assert_eq!(
+            smarthost(&f, "none.test").await.unwrap_err(),
+            temp("Host not found")
+        );
+    }
+
+    #[test]
+    fn texts() {
+        assert_eq!(
+            route_text(ip("127.0.0.1"), Some("localhost")),
+            "[] <-> 127.0.0.1 (localhost)"
+        );
+        assert_eq!(host_text(ip("::1"), None), "[::1]");
+    }
+}
