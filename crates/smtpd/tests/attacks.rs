@@ -1846,3 +1846,205 @@ fn the_control_socket_refuses_unprivileged_users() {
     }
     same_as_opensmtpd("control socket as nobody", &runs);
 }
+
+// --- CVE-2020-8794: a relay's reply into the envelope file -------------------------------------
+
+/// What the hostile server answers to `RCPT TO:<vN@remote.test>`: raw bytes. `{M}` is a marker
+/// path. Each is a temporary failure, so that its text is kept in the envelope (`errorline`).
+fn hostile_replies(marker: &dyn Fn(usize) -> String) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = vec![
+        // Qualys's idea: a reply whose text, written into the envelope, starts lines of its own.
+        format!(
+            "451-4.0.0 first\r\n451 4.0.0 second\ndispatcher: local\ntype: mda\n\
+             mda-exec: touch {}\r\n",
+            marker(0)
+        )
+        .into_bytes(),
+        format!("451 4.0.0 x\rmda-exec: touch {}\r\n", marker(2)).into_bytes(),
+        format!(
+            "451 4.0.0 x\0\ndispatcher: local\nmda-exec: touch {}\r\n",
+            marker(3)
+        )
+        .into_bytes(),
+        format!("451 4.0.0 `touch {m}` $(touch {m})\r\n", m = marker(4)).into_bytes(),
+    ];
+    // A line longer than any buffer, and a reply of 200 continuation lines.
+    let mut long = b"451 4.0.0 ".to_vec();
+    long.extend(std::iter::repeat_n(b'A', 70_000));
+    long.extend(b"\r\n");
+    v.push(long);
+    let mut many = Vec::new();
+    for _ in 0..200 {
+        many.extend(b"451-");
+        many.extend(std::iter::repeat_n(b'B', 1000));
+        many.extend(b"\r\n");
+    }
+    many.extend(
+        format!(
+            "451 4.0.0 end\ntype: mda\nmda-exec: touch {}\r\n",
+            marker(5)
+        )
+        .as_bytes(),
+    );
+    v.push(many);
+    v
+}
+
+/// A relay that answers EHLO and MAIL, and each RCPT with its hostile reply.
+fn hostile_relay(replies: Vec<Vec<u8>>) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let replies = std::sync::Arc::new(replies);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let replies = replies.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().expect("clone");
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 hostile.test ESMTP\r\n");
+                loop {
+                    let mut line = Vec::new();
+                    match r.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let text = String::from_utf8_lossy(&line).to_ascii_uppercase();
+                    let answer: Vec<u8> = if text.starts_with("EHLO") {
+                        b"250 hostile.test\r\n".to_vec()
+                    } else if text.starts_with("RCPT TO:<V") {
+                        let n: usize = text[10..]
+                            .split('@')
+                            .next()
+                            .and_then(|d| d.parse().ok())
+                            .unwrap_or(0);
+                        replies
+                            .get(n)
+                            .cloned()
+                            .unwrap_or(b"451 4.0.0 ?\r\n".to_vec())
+                    } else if text.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 2.0.0 ok\r\n".to_vec()
+                    };
+                    if w.write_all(&answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The envelope files of a spool's queue/ (each `key: value` line), by file.
+fn envelope_files(queue: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    walk(queue, &mut |p| {
+        let is_envelope = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_envelope && p.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+            out.push((p.to_path_buf(), text.lines().map(str::to_string).collect()));
+        }
+    });
+    out
+}
+
+fn relay_reply_run(which: Which) -> Vec<String> {
+    let w = World::new();
+    let marker = |i: usize| format!("{}/marker{i}", w.text());
+    let replies = hostile_replies(&marker);
+    let n = replies.len();
+    let port = hostile_relay(replies);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"out\" relay host smtp://127.0.0.1:{port}\n\
+         match from any for domain \"remote.test\" action \"out\"\n"
+    );
+    let mut d = refns::start(which, &conf, &[]);
+    for i in 0..n {
+        let pairs = transaction(
+            &d,
+            "MAIL FROM:<sender@example.net>",
+            &[&format!("RCPT TO:<v{i}@remote.test>")],
+            "Subject: relay\r\n\r\nhi",
+        );
+        assert!(
+            pairs.iter().any(|(c, r)| c == "." && r.starts_with("250")),
+            "{pairs:?}"
+        );
+    }
+    let got = outcomes(&d, n);
+    let mut lines: Vec<String> = got
+        .iter()
+        .map(|(to, r)| {
+            let r: String = r.chars().take(200).collect();
+            format!("delivery to {to}: {r}").replace(&w.text(), "W")
+        })
+        .collect();
+    let queue = match which {
+        Which::Ours => d.spool().join("queue"),
+        Which::Real => PathBuf::from(format!("/proc/{}/root/var/spool/smtpd/queue", d.pid())),
+    };
+    let envelopes = envelope_files(&queue);
+    assert_eq!(envelopes.len(), n, "{which:?}: {envelopes:?}");
+    for (path, fields) in &envelopes {
+        let keys: Vec<&str> = fields
+            .iter()
+            .map(|l| l.split(':').next().unwrap_or(""))
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            keys.len(),
+            "{which:?}: a key twice in {}: {fields:?}",
+            path.display()
+        );
+        assert!(
+            !keys.iter().any(|k| k.starts_with("mda")),
+            "{which:?}: {}: {fields:?}",
+            path.display()
+        );
+        assert!(
+            fields.iter().any(|l| l == "type: mta"),
+            "{which:?}: {fields:?}"
+        );
+        if let Some(e) = fields.iter().find(|l| l.starts_with("errorline: ")) {
+            let e: String = e.chars().take(120).collect();
+            lines.push(e.replace(&w.text(), "W"));
+        }
+    }
+    if which == Which::Ours {
+        // The envelopes read back at start: still relay envelopes, nothing runs.
+        d.stop();
+        let d2 = d.restart();
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(d2.exit_status().is_none());
+    }
+    assert!(w.markers().is_empty(), "{which:?}: {:?}", w.markers());
+    lines.sort();
+    lines
+}
+
+/// CVE-2020-8794 (OpenSMTPD 6.6.1, remote root through the relay client): a hostile server's
+/// reply text, kept as the envelope's `errorline`, could start lines of its own in the envelope
+/// file, which were read back as fields (`type: mda`, `mda-exec: ...`). The relay here answers
+/// each RCPT with such replies: newlines, a bare CR, a NUL, shell characters, a 70 000-byte line,
+/// 200 continuation lines. Every envelope stays one `mta` envelope with each field once and no
+/// `mda-*` field, read back at restart runs nothing, and no marker appears.
+#[test]
+fn cve_2020_8794_relay_replies_stay_in_their_field() {
+    if !require_root() {
+        return;
+    }
+    for which in daemons() {
+        let lines = relay_reply_run(which);
+        eprintln!("--- {which:?}\n{}", lines.join("\n"));
+    }
+}
