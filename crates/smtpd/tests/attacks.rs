@@ -1,5 +1,6 @@
-//! The attack suite (issue 15, part 4): what a hostile client, a hostile local user and a hostile
-//! file in the spool can try against the real daemon started as root, and what it gets.
+//! The attack suite (issue 15, part 4): what a hostile client, a hostile local user, a hostile
+//! file in the spool and a hostile relay can try against the real daemon started as root, and
+//! what each gets.
 //!
 //! Read each test as a page of an admin's guide: what the attacker sends or plants, what the
 //! daemon answers (OpenSMTPD 6.8.0p2's reply, compared live with Debian's /usr/sbin/smtpd, run in
