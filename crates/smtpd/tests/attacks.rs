@@ -917,15 +917,26 @@ fn dotdot_run(which: Which) -> Vec<String> {
     let w = World::new();
     let alice = w.home("alice", 2351);
     let vmail = w.home("vmail", 2352);
-    let boxes = w.path().join("boxes");
+    let boxes = vmail.join("boxes");
     std::fs::create_dir_all(&boxes).expect("boxes");
     chown(&boxes, 2352);
-    // Mail for anyone@virtual.test goes to boxes/ANYONE as vmail. Alice, a local user, forwards
-    // hers to addresses whose local parts climb out of boxes/ (valid in a .forward, which takes
-    // any dots, where SMTP refuses them).
+    // Mail for anyone@virtual.test goes to vmail's boxes/ANYONE as vmail. Alice, a local user,
+    // forwards hers to addresses whose local parts climb out of boxes/ (valid in a .forward,
+    // which takes any dots, where SMTP refuses them): into vmail's home, into /tmp (under a name
+    // of this run's own), into boxes/ itself.
+    let name = w
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("atk")
+        .to_string();
+    let in_tmp = PathBuf::from(format!("/tmp/{name}-escaped"));
     std::fs::write(
         alice.join(".forward"),
-        "../escaped-one@virtual.test\n../../../tmp/escaped-two@virtual.test\n.@virtual.test\n",
+        format!(
+            "../escaped-one@virtual.test\n../../../../../tmp/{name}-escaped@virtual.test\n\
+             .@virtual.test\n"
+        ),
     )
     .expect("forward");
     chown(&alice.join(".forward"), 2351);
@@ -962,7 +973,11 @@ fn dotdot_run(which: Which) -> Vec<String> {
     );
     lines.extend(transcript(&pairs));
     for (to, r) in outcomes(&d, 4) {
-        lines.push(format!("delivery to {to}: {r}").replace(&w.text(), "W"));
+        lines.push(
+            format!("delivery to {to}: {r}")
+                .replace(&format!("tmp/{name}-escaped"), "tmp/W-escaped")
+                .replace(&w.text(), "W"),
+        );
     }
     let mut written = Vec::new();
     walk(w.path(), &mut |p| {
@@ -975,10 +990,9 @@ fn dotdot_run(which: Which) -> Vec<String> {
             );
         }
     });
-    let escaped_two = Path::new("/tmp/escaped-two");
-    if escaped_two.exists() {
-        written.push("/tmp/escaped-two".into());
-        let _ = std::fs::remove_dir_all(escaped_two);
+    if in_tmp.exists() {
+        written.push("/tmp/W-escaped".into());
+        let _ = std::fs::remove_dir_all(&in_tmp);
     }
     written.sort();
     lines.push(format!("maildirs written: {written:?}"));
@@ -987,10 +1001,11 @@ fn dotdot_run(which: Which) -> Vec<String> {
 
 /// `%{dest.user}` in a maildir path is the recipient's local part. From SMTP it cannot hold
 /// `..` (a syntax error: an empty atom), but a `.forward` or an alias may name any address with
-/// dots, and OpenSMTPD 6.8.0p2 then writes where the dots lead: `../x@virtual.test` lands beside
-/// the intended folder, `../../../tmp/x` in /tmp, as the virtual user. We differ on purpose: an
-/// expanded maildir path with a `.` or `..` component that the action's own text does not have
-/// is a permanent failure (`mail.maildir: ... path escapes`), and nothing is written.
+/// dots, and OpenSMTPD 6.8.0p2 then writes where the dots lead, as the virtual user:
+/// `../x@virtual.test` in the virtual user's home beside the intended folder, `../../../../../tmp/x`
+/// in /tmp, `.` into the folder itself. We differ on purpose: an expanded maildir path with a `.`
+/// or `..` component that the action's own text does not have is a permanent failure
+/// (`mail.maildir: PATH: expanded path escapes its folder`), and nothing is written.
 #[test]
 fn dotdot_in_expanded_maildir_paths_goes_nowhere() {
     if !require_root() {
@@ -1002,7 +1017,10 @@ fn dotdot_in_expanded_maildir_paths_goes_nowhere() {
         let written = lines.last().cloned().unwrap_or_default();
         match which {
             // OpenSMTPD's behaviour, recorded so that a change in it shows.
-            Which::Real => assert!(written.contains("/tmp/escaped-two"), "{written}"),
+            Which::Real => assert!(
+                written.contains("/tmp/W-escaped") && written.contains("W/home/vmail/escaped-one"),
+                "{written}"
+            ),
             Which::Ours => {
                 assert_eq!(written, "maildirs written: []", "{}", lines.join("\n"));
             }
