@@ -1931,8 +1931,8 @@ fn hostile_relay(replies: Vec<Vec<u8>>) -> u16 {
                     let text = String::from_utf8_lossy(&line).to_ascii_uppercase();
                     let answer: Vec<u8> = if text.starts_with("EHLO") {
                         b"250 hostile.test\r\n".to_vec()
-                    } else if text.starts_with("RCPT TO:<V") {
-                        let n: usize = text[10..]
+                    } else if let Some(rest) = text.strip_prefix("RCPT TO:<V") {
+                        let n: usize = rest
                             .split('@')
                             .next()
                             .and_then(|d| d.parse().ok())
