@@ -3,9 +3,10 @@
 # verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
 # `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
 # (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs),
-# Dovecot (it reads our Maildirs and takes our LMTP), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
+# Dovecot (it reads our Maildirs and takes our LMTP), binutils (strip and objdump for the
+# Debian package, scripts/deb.sh), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl binutils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

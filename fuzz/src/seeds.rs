@@ -316,7 +316,7 @@ fn smtpctl() -> Vec<(String, Vec<u8>)> {
     ];
     let message =
         b"From: Bob <bob>\nTo: root, alice@example.org\nCc: carol\nSubject: hi\n\nhello\n";
-    lines
+    let mut seeds: Vec<(String, Vec<u8>)> = lines
         .iter()
         .enumerate()
         .map(|(i, args)| {
@@ -326,7 +326,17 @@ fn smtpctl() -> Vec<(String, Vec<u8>)> {
             v.extend_from_slice(message);
             (format!("args-{i}"), v)
         })
-        .collect()
+        .collect();
+    // spf walk: domains as arguments, an SPF record as the message (as in spf_walk.rs).
+    let domains = "example.org\0%{d}.example.org\010/8\02001:db8::/32";
+    let record = b"v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 a mx:mx.example.net/28/96 \
+        a:host.example.net//64 include:_spf.example.net redirect=other.example.org \
+        exists:ex.example.net include:%{d}.example.net ~all";
+    let mut v = vec![0, domains.len() as u8];
+    v.extend_from_slice(domains.as_bytes());
+    v.extend_from_slice(record);
+    seeds.push(("spf-walk".into(), v));
+    seeds
 }
 
 /// A filter's side of the protocol: what filters answer (registration, results, data lines,

@@ -1,5 +1,5 @@
 //! smtpctl and its personalities (sendmail, send-mail, mailq, newaliases, makemap): the pure
-//! parts, tested without a daemon. `main.rs` does the I/O.
+//! parts, tested without a daemon. The program (src/bin/smtpctl/) does the I/O.
 
 // Nothing here needs unsafe code; keep it that way.
 #![forbid(unsafe_code)]
@@ -8,6 +8,7 @@ pub mod encrypt;
 pub mod format;
 pub mod parser;
 pub mod sendmail;
+pub mod spfwalk;
 
 /// Which program argv\[0\] makes us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod startup;
 pub mod support;
 pub mod sys;
 pub mod tls;

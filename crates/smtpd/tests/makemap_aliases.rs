@@ -35,6 +35,10 @@ fn makemap_bin(which: Which) -> PathBuf {
 
 /// Runs `makemap -t aliases FILE` (ours: smtpctl under the name makemap) in `dir`.
 fn makemap(which: Which, dir: &Path, file: &str) -> String {
+    makemap_args(which, dir, &["-t", "aliases", file], file)
+}
+
+fn makemap_args(which: Which, dir: &Path, args: &[&str], file: &str) -> String {
     let bin = makemap_bin(which);
     let exe = if which == Which::Ours {
         let link = dir.join("makemap");
@@ -46,7 +50,7 @@ fn makemap(which: Which, dir: &Path, file: &str) -> String {
         bin
     };
     let out = Command::new(&exe)
-        .args(["-t", "aliases", file])
+        .args(args)
         .current_dir(dir)
         .output()
         .expect("makemap");
@@ -68,6 +72,14 @@ fn run(which: Which) -> String {
         t.push_str(&format!("# {name}\n"));
         t.push_str(&makemap(which, dir.path(), &file));
     }
+    let dir = tempfile::tempdir().expect("tempdir");
+    t.push_str("# dump of a missing map\n");
+    t.push_str(&makemap_args(
+        which,
+        dir.path(),
+        &["-U", "missing.db"],
+        "missing.db",
+    ));
     t
 }
 

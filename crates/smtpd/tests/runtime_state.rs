@@ -283,3 +283,77 @@ fn show_stats_counters() {
         refns::check(which, "show-stats.txt", &got);
     }
 }
+
+/// `show queue` (`mailq`'s machine form) of a message being delivered: the last try is the
+/// attempt under way and `inflight|N` counts the seconds since it began, as OpenSMTPD prints.
+fn inflight_run(which: Which) -> String {
+    let uid = delivery_uid(1000);
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table users {{ foo = \"{uid}:{uid}:@DIR@\" }}\n\
+         action \"slow\" mda \"sleep 4; cat >/dev/null\" userbase <users>\n\
+         match from any for domain \"example.org\" action \"slow\"\n"
+    );
+    let d = refns::start(which, &conf, &[]);
+    send_to(&d, "bob@example.net", "foo@example.org");
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = refns::smtpctl(which, &d, &["show", "queue"], "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut t = Transcript::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() < 13 {
+            t.note(line);
+            continue;
+        }
+        let num = |i: usize| f[i].parse::<i64>().unwrap_or(-1);
+        let (ctime, expire, lasttry, since) = (num(7), num(8), num(9), num(12));
+        t.note(&format!(
+            "src={} agent={} flags={:?} from={} rcpt={} dest={} ttl={} retry={} state={} \
+             began 2-3 s ago: {}, lasttry+since is now: {} error={:?}",
+            f[1],
+            f[2],
+            f[3],
+            f[4],
+            f[5],
+            f[6],
+            expire - ctime,
+            f[10],
+            f[11],
+            (2..=3).contains(&since),
+            (lasttry + since - now).abs() <= 1,
+            f.get(13).copied().unwrap_or("")
+        ));
+    }
+    t.0
+}
+
+#[test]
+fn show_queue_of_a_delivery_in_flight() {
+    for which in refns::available() {
+        let got = inflight_run(which);
+        refns::check(which, "show-queue-inflight.txt", &got);
+    }
+}
+
+/// Small answers: `resume route N` succeeds (the order goes to the relay process), and a
+/// message or envelope that is not there is `fopen: No such file or directory`, in libc's words.
+fn small_answers_run(which: Which) -> String {
+    let d = refns::start(which, &config(delivery_uid(1000)), &[]);
+    let mut t = Transcript::default();
+    t.ctl(which, &d, &["resume", "route", "1"]);
+    t.ctl(which, &d, &["show", "message", "0123456789abcdef"]);
+    t.ctl(which, &d, &["show", "envelope", "0123456789abcdef"]);
+    t.0
+}
+
+#[test]
+fn small_answers() {
+    for which in refns::available() {
+        let got = small_answers_run(which);
+        refns::check(which, "small-answers.txt", &got);
+    }
+}

@@ -95,7 +95,14 @@ impl ControlContext for DaemonControl {
                     dest: addr(&env.dest),
                     creation: env.ctime,
                     ttl: env.ttl,
-                    lasttry: env.last_try,
+                    // queue.c: for an envelope in flight, the last try is the attempt under way,
+                    // which began when the scheduler handed it out (the envelope records it only
+                    // when that attempt fails).
+                    lasttry: if s.state == RunState::Inflight {
+                        s.time
+                    } else {
+                        env.last_try
+                    },
                     retry: u32::from(env.retry),
                     state: match s.state {
                         RunState::Inflight => CRunState::Inflight,
@@ -167,6 +174,18 @@ impl ControlContext for DaemonControl {
 
     fn set_paused(&self, subsystem: Subsystem, paused: bool) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
+    }
+
+    /// control.c answers `command succeeded` at once and passes the order to the relay
+    /// process, which logs it and enables the disabled routes it names; we relay nothing yet,
+    /// so there is no route to enable.
+    fn resume_route(&self, id: u64) -> bool {
+        if id != 0 {
+            log::debug(&format!("resuming route: {id}"));
+        } else {
+            log::debug("resuming all routes");
+        }
+        true
     }
 
     fn status(&self) -> Status {

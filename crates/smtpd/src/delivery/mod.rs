@@ -41,7 +41,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rsmtpd_config::model::{Action, LocalMethod, Method};
+use rsmtpd_config::model::{Action, LocalDelivery, LocalMethod, Method};
 use rsmtpd_protocol::address::Mailaddr;
 
 use crate::routing::expand::Target;
@@ -401,79 +401,24 @@ fn last_line(text: Option<Vec<u8>>) -> Option<Vec<u8>> {
     Some(out.split_off(start))
 }
 
-/// Delivers one envelope and says what the queue should remember.
+/// Delivers one envelope and says what the queue should remember: who it runs as, the message
+/// with its loop check and delivery headers, then the agent its target and action name.
 pub async fn deliver_report(req: &DeliveryRequest) -> Report {
     let Method::Local(local) = &req.action.method else {
         return plain(false, "Error (not a local action)");
     };
-    let is_mbox = matches!(local.method, LocalMethod::Mbox);
-    let has_exec = matches!(req.target, Target::File(_) | Target::Pipe(_));
     if matches!(req.target, Target::Relay) {
         return plain(false, "Error (not a local delivery)");
     }
     let root = is_root();
-
-    // forkmda(): who the delivery runs as.
-    let mut pw = RunAs {
-        name: req.user.username.clone(),
-        uid: req.user.uid,
-        gid: req.user.gid,
-        dir: req.user.directory.clone(),
+    let pw = match run_as(req, local, root) {
+        Ok(pw) => pw,
+        Err(r) => return r,
     };
-    if let Some(u) = &local.user {
-        match nix::unistd::User::from_name(u) {
-            Ok(Some(p)) => {
-                pw = RunAs {
-                    name: p.name,
-                    uid: p.uid.as_raw(),
-                    gid: p.gid.as_raw(),
-                    dir: p.dir.to_string_lossy().into_owned(),
-                }
-            }
-            _ => {
-                return failed(
-                    false,
-                    EX_NOUSER,
-                    format!("delivery user '{u}' does not exist"),
-                )
-            }
-        }
-    }
-    if pw.uid == 0 && has_exec {
-        pw = RunAs {
-            name: req.user.username.clone(),
-            uid: req.user.uid,
-            gid: req.user.gid,
-            dir: req.user.directory.clone(),
-        };
-    }
-    if root && pw.uid == 0 && !is_mbox {
-        return failed(
-            false,
-            EX_NOPERM,
-            format!("not allowed to deliver to: {}", req.user.username),
-        );
-    }
-
-    // The message, the loop check, the delivery headers.
-    let path = req.message.clone();
-    let codec = req.codec.clone();
-    let dest_text = addr_text(&req.dest);
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(File, bool)> {
-        let mut f = crate::queue::open_message_file(&path, &codec)?;
-        let looped = headers::check_loop(&mut f, &dest_text)?;
-        Ok((f, looped))
-    })
-    .await;
-    let (message, looped) = match opened {
-        Ok(Ok(x)) => x,
-        _ => return plain(true, "Cannot get message fd"),
+    let (message, prefix) = match open_message(req).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    if looped {
-        return plain(false, LOOP);
-    }
-    let prefix = headers::delivery_headers(&req.sender, &req.rcpt, &req.dest);
-
     if req.wrapper.is_some() {
         return failed(
             true,
@@ -491,34 +436,197 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
         mda: None,
         delim: req.sub_addr_delim,
     };
-    let expand = |raw: &str| format::expand(raw, &values);
-    let not_expanded = || {
-        failed(
-            false,
-            1,
-            "\"smtpd: mda command line could not be expanded\"".into(),
-        )
-    };
-    let creds = |extra_group: Option<u32>| {
-        root.then(|| {
-            let mut groups = vec![pw.gid];
-            if let Some(g) = extra_group {
-                if g != pw.gid {
-                    groups.push(g);
-                }
-            }
-            Creds {
-                uid: pw.uid,
-                gid: pw.gid,
-                groups,
-            }
-        })
-    };
+    let expand = |raw: &str| format::expand(raw, &values).map_err(|_| not_expanded());
+    let creds = |extra_group: Option<u32>| root.then(|| creds(&pw, extra_group));
+    let env = agent_env(req, &pw);
+
+    match command_line(req, local, &expand) {
+        Err(r) => return r,
+        Ok(Some(command)) => {
+            let agent = Agent::Mda {
+                command,
+                env,
+                home: pw.dir.clone(),
+            };
+            return run_native(creds(None), req.timeout, agent, prefix, message).await;
+        }
+        Ok(None) => {}
+    }
+
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    let from = match expand("%{mbox.from}") {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match (&req.target, &local.method) {
+        (Target::File(path), _) => {
+            let path = PathBuf::from(path);
+            let from_line = mbox::from_line(&from, now);
+            let agent = Agent::File { path, from_line };
+            run_native(creds(None), req.timeout, agent, prefix, message).await
+        }
+        (_, LocalMethod::Mbox) => {
+            let username = match expand("%{user.username}") {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
+            let path = req.mail_spool.join(username);
+            let from_line = mbox::from_line(&from, now);
+            let spool_gid = std::fs::metadata(&req.mail_spool).ok().map(|m| m.gid());
+            let agent = Agent::Mbox {
+                path,
+                from_line,
+                owner: (req.user.uid, req.user.gid),
+            };
+            run_native(creds(spool_gid), req.timeout, agent, prefix, message).await
+        }
+        (_, LocalMethod::Maildir { path, junk }) => {
+            let dir = match path.as_ref().map(|p| expand(&p.raw)).transpose() {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            // Values that climb out of the folder (`..` from a .forward address): refused on
+            // purpose, see maildir::dots_added.
+            if let (Some(p), Some(d)) = (path, &dir) {
+                if maildir::dots_added(&p.raw, &req.user.directory, d) {
+                    return failed(
+                        false,
+                        EX_NOPERM,
+                        format!("\"mail.maildir: {d}: expanded path escapes its folder\""),
+                    );
+                }
+            }
+            let agent = Agent::Maildir(maildir_of(req, &pw, dir, *junk, now));
+            run_native(creds(None), req.timeout, agent, prefix, message).await
+        }
+        (
+            _,
+            LocalMethod::Lmtp {
+                destination,
+                rcpt_to,
+            },
+        ) => {
+            let dest = match expand(&destination.raw) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            let l = lmtp::Lmtp {
+                destination: dest,
+                lhlo: "localhost".into(),
+                mail_from: env
+                    .iter()
+                    .find(|(k, _)| k == "SENDER")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                rcpt_to: if *rcpt_to {
+                    format!("{}@{}", req.dest.user, req.dest.domain)
+                } else {
+                    pw.name.clone()
+                },
+            };
+            deliver_lmtp(&l, req.timeout, prefix, message).await
+        }
+        _ => plain(false, "Error (no delivery method)"),
+    }
+}
 
+/// forkmda(): who the delivery runs as: the recipient's user, or the action's `user`; never
+/// root for a command or a file (then the recipient's user again), and as root only for mbox.
+fn run_as(req: &DeliveryRequest, local: &LocalDelivery, root: bool) -> Result<RunAs, Report> {
+    let is_mbox = matches!(local.method, LocalMethod::Mbox);
+    let has_exec = matches!(req.target, Target::File(_) | Target::Pipe(_));
+    let recipient = || RunAs {
+        name: req.user.username.clone(),
+        uid: req.user.uid,
+        gid: req.user.gid,
+        dir: req.user.directory.clone(),
+    };
+    let mut pw = recipient();
+    if let Some(u) = &local.user {
+        match nix::unistd::User::from_name(u) {
+            Ok(Some(p)) => {
+                pw = RunAs {
+                    name: p.name,
+                    uid: p.uid.as_raw(),
+                    gid: p.gid.as_raw(),
+                    dir: p.dir.to_string_lossy().into_owned(),
+                }
+            }
+            _ => {
+                return Err(failed(
+                    false,
+                    EX_NOUSER,
+                    format!("delivery user '{u}' does not exist"),
+                ))
+            }
+        }
+    }
+    if pw.uid == 0 && has_exec {
+        pw = recipient();
+    }
+    if root && pw.uid == 0 && !is_mbox {
+        return Err(failed(
+            false,
+            EX_NOPERM,
+            format!("not allowed to deliver to: {}", req.user.username),
+        ));
+    }
+    Ok(pw)
+}
+
+/// The message opened (decrypted, inflated), checked for a loop (a `Delivered-To:` of this
+/// recipient), and the delivery headers to write before it.
+async fn open_message(req: &DeliveryRequest) -> Result<(File, Vec<u8>), Report> {
+    let path = req.message.clone();
+    let codec = req.codec.clone();
+    let dest_text = addr_text(&req.dest);
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<(File, bool)> {
+        let mut f = crate::queue::open_message_file(&path, &codec)?;
+        let looped = headers::check_loop(&mut f, &dest_text)?;
+        Ok((f, looped))
+    })
+    .await;
+    let (message, looped) = match opened {
+        Ok(Ok(x)) => x,
+        _ => return Err(plain(true, "Cannot get message fd")),
+    };
+    if looped {
+        return Err(plain(false, LOOP));
+    }
+    let prefix = headers::delivery_headers(&req.sender, &req.rcpt, &req.dest);
+    Ok((message, prefix))
+}
+
+/// What OpenSMTPD reports when a `%{...}` format of the delivery cannot be expanded.
+fn not_expanded() -> Report {
+    failed(
+        false,
+        1,
+        "\"smtpd: mda command line could not be expanded\"".into(),
+    )
+}
+
+/// The credentials of a delivery as root: the user's, with `extra_group` (the mail spool's,
+/// for mbox) among its groups.
+fn creds(pw: &RunAs, extra_group: Option<u32>) -> Creds {
+    let mut groups = vec![pw.gid];
+    if let Some(g) = extra_group {
+        if g != pw.gid {
+            groups.push(g);
+        }
+    }
+    Creds {
+        uid: pw.uid,
+        gid: pw.gid,
+        groups,
+    }
+}
+
+/// The environment of an mda command or `|command` target, as mda.c sets it.
+fn agent_env(req: &DeliveryRequest, pw: &RunAs) -> Vec<(String, String)> {
     let mut env = vec![
         ("PATH".to_string(), "/usr/bin:/bin".to_string()),
         ("DOMAIN".into(), req.rcpt.domain.clone()),
@@ -543,116 +651,55 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
     if !req.subaddress.is_empty() {
         env.push(("EXTENSION".into(), req.subaddress.clone()));
     }
+    env
+}
 
-    let command = match (&req.target, &local.method) {
-        (Target::Pipe(cmd), _) => Some(match expand(cmd) {
-            Ok(c) => c,
-            Err(_) => return not_expanded(),
-        }),
+/// The command a delivery runs, if it runs one: a `|command` target, or `mda "CMD"`.
+fn command_line(
+    req: &DeliveryRequest,
+    local: &LocalDelivery,
+    expand: &dyn Fn(&str) -> Result<String, Report>,
+) -> Result<Option<String>, Report> {
+    Ok(match (&req.target, &local.method) {
+        (Target::Pipe(cmd), _) => Some(expand(cmd)?),
         // mail.mda "CMD": the outer shell reads CMD inside double quotes, mail.mda's
         // system() runs the result with sh -c again.
-        (Target::Action, LocalMethod::Mda { command }) => match expand(&command.raw) {
-            Ok(c) => Some(format!("exec /bin/sh -c \"{c}\"")),
-            Err(_) => return not_expanded(),
-        },
+        (Target::Action, LocalMethod::Mda { command }) => {
+            Some(format!("exec /bin/sh -c \"{}\"", expand(&command.raw)?))
+        }
         _ => None,
-    };
-    if let Some(command) = command {
-        let agent = Agent::Mda {
-            command,
-            env,
-            home: pw.dir.clone(),
-        };
-        return run_native(creds(None), req.timeout, agent, prefix, message).await;
-    }
+    })
+}
 
-    let from = match expand("%{mbox.from}") {
-        Ok(f) => f,
-        Err(_) => return not_expanded(),
-    };
-    match (&req.target, &local.method) {
-        (Target::File(path), _) => {
-            let path = PathBuf::from(path);
-            let from_line = mbox::from_line(&from, now);
-            let agent = Agent::File { path, from_line };
-            run_native(creds(None), req.timeout, agent, prefix, message).await
-        }
-        (_, LocalMethod::Mbox) => {
-            let Ok(username) = expand("%{user.username}") else {
-                return not_expanded();
-            };
-            let path = req.mail_spool.join(username);
-            let from_line = mbox::from_line(&from, now);
-            let spool_gid = std::fs::metadata(&req.mail_spool).ok().map(|m| m.gid());
-            let agent = Agent::Mbox {
-                path,
-                from_line,
-                owner: (req.user.uid, req.user.gid),
-            };
-            run_native(creds(spool_gid), req.timeout, agent, prefix, message).await
-        }
-        (_, LocalMethod::Maildir { path, junk }) => {
-            let dir = match path {
-                Some(p) => match expand(&p.raw) {
-                    Ok(d) if maildir::dots_added(&p.raw, &req.user.directory, &d) => {
-                        return failed(
-                            false,
-                            EX_NOPERM,
-                            format!("\"mail.maildir: {d}: expanded path escapes its folder\""),
-                        );
-                    }
-                    Ok(d) => Some(d),
-                    Err(_) => return not_expanded(),
-                },
-                None => None,
-            };
-            let hostname = req.hostname.clone().unwrap_or_else(|| {
-                nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| "localhost".into())
-            });
-            let m = maildir::Maildir {
-                dir,
-                home: pw.dir.clone(),
-                junk: *junk,
-                extension: req.subaddress.clone(),
-                hostname,
-                now,
-                random: rand::random(),
-            };
-            run_native(creds(None), req.timeout, Agent::Maildir(m), prefix, message).await
-        }
-        (
-            _,
-            LocalMethod::Lmtp {
-                destination,
-                rcpt_to,
-            },
-        ) => {
-            let Ok(dest) = expand(&destination.raw) else {
-                return not_expanded();
-            };
-            let l = lmtp::Lmtp {
-                destination: dest,
-                lhlo: "localhost".into(),
-                mail_from: env
-                    .iter()
-                    .find(|(k, _)| k == "SENDER")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-                rcpt_to: if *rcpt_to {
-                    format!("{}@{}", req.dest.user, req.dest.domain)
-                } else {
-                    pw.name.clone()
-                },
-            };
-            let r = tokio::time::timeout(req.timeout, lmtp::deliver(&l, prefix, message)).await;
-            match r {
-                Ok(Ok(())) => map_exit(ExitKind::Exited(0), None, true),
-                Ok(Err(e)) => map_exit(ExitKind::Exited(e.code), Some(e.text.as_bytes()), true),
-                Err(_) => map_exit(ExitKind::Signaled(libc::SIGALRM), None, true),
-            }
-        }
-        _ => plain(false, "Error (no delivery method)"),
+/// The maildir agent: `dir` (expanded) or ~/Maildir, the host name of its file names.
+fn maildir_of(
+    req: &DeliveryRequest,
+    pw: &RunAs,
+    dir: Option<String>,
+    junk: bool,
+    now: i64,
+) -> maildir::Maildir {
+    let hostname = req.hostname.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    maildir::Maildir {
+        dir,
+        home: pw.dir.clone(),
+        junk,
+        extension: req.subaddress.clone(),
+        hostname,
+        now,
+        random: rand::random(),
+    }
+}
+
+/// LMTP from the daemon itself (no file system access needed), within the delivery timeout.
+async fn deliver_lmtp(l: &lmtp::Lmtp, timeout: Duration, prefix: Vec<u8>, message: File) -> Report {
+    match tokio::time::timeout(timeout, lmtp::deliver(l, prefix, message)).await {
+        Ok(Ok(())) => map_exit(ExitKind::Exited(0), None, true),
+        Ok(Err(e)) => map_exit(ExitKind::Exited(e.code), Some(e.text.as_bytes()), true),
+        Err(_) => map_exit(ExitKind::Signaled(libc::SIGALRM), None, true),
     }
 }

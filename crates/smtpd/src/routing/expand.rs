@@ -146,6 +146,9 @@ pub struct Expansion {
     pub trace: Vec<String>,
     /// `log_warnx` lines (`commands executed from aliases run with ... privileges`).
     pub warnings: Vec<String>,
+    /// `log_info` lines (forward.c: `info: forward file is empty`, `parse error in forward
+    /// file`...).
+    pub infos: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +189,7 @@ struct Session<'a, 'c> {
     deliveries: Vec<Delivery>,
     trace: TraceLines,
     warnings: Vec<String>,
+    infos: Vec<String>,
 }
 
 /// Expands a recipient. `env` carries the session's facts (source, helo, tag, auth, sender);
@@ -202,6 +206,7 @@ pub fn expand(cx: &ExpandContext<'_>, env: &RuleEnvelope, rcpt: &Mailaddr) -> Ex
         deliveries: Vec::new(),
         trace: TraceLines::new(cx.trace),
         warnings: Vec::new(),
+        infos: Vec::new(),
     };
     s.base.internal = false;
     let start = Item {
@@ -226,6 +231,7 @@ pub fn expand(cx: &ExpandContext<'_>, env: &RuleEnvelope, rcpt: &Mailaddr) -> Ex
         result: result.map(|()| deliveries),
         trace: s.trace.lines,
         warnings: s.warnings,
+        infos: s.infos,
     }
 }
 
@@ -554,20 +560,28 @@ impl<'a, 'c> Session<'a, 'c> {
     /// `forwards_get()`: Some(true) when nodes were added, Some(false) when none, None on error.
     fn forwards_get(&mut self, data: &[u8]) -> Option<bool> {
         if data.is_empty() {
+            self.infos.push("info: forward file is empty".into());
             return Some(false);
         }
         if data.len() >= MAX_FORWARD_SIZE {
+            self.infos
+                .push("info: forward file exceeds max size".into());
             return None;
         }
         let save = self.nodes.len();
         for line in fparseln(data, b'\\', b'\\', Some(b'#')) {
-            let items = parse_alias_value(&line)?;
+            let Some(items) = parse_alias_value(&line) else {
+                self.infos.push("info: parse error in forward file".into());
+                return None;
+            };
             for it in items {
                 if it.kind != Kind::Include {
                     self.insert(it);
                 }
             }
             if self.nodes.len() > MAX_EXPAND_NODES {
+                self.infos
+                    .push("info: forward file expanded too many nodes".into());
                 return None;
             }
         }

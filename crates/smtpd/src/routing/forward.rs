@@ -29,20 +29,31 @@ pub trait Forwards {
 /// Reads the files as OpenSMTPD's parent process does (`parent_forward_open()` and
 /// `secure_file()`): no symbolic link, no named pipe or other special file (opened without
 /// blocking, then refused), a regular file owned by the user and not group/other-writable, in
-/// a home directory owned by root or the user and not group/other-writable. The refusals are
-/// logged with OpenSMTPD's warnings.
+/// a home directory owned by root or the user and not group/other-writable.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemForwards;
 
 impl Forwards for SystemForwards {
+    /// With the lines parent_forward_open() logs when it ignores or cannot open the file.
     fn forward(&self, user: &UserInfo) -> ForwardFile {
         use std::io::ErrorKind;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let strerror = rsmtpd_config::lexer::strerror;
         let dir = std::path::Path::new(&user.directory);
         let meta = match std::fs::metadata(dir) {
             Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return ForwardFile::Missing,
-            Err(_) => return ForwardFile::PermFail,
+            Err(e) => {
+                log::warn(&format!(
+                    "warn: smtpd: parent_forward_open: {}: {}",
+                    dir.display(),
+                    strerror(&e)
+                ));
+                return if e.kind() == ErrorKind::NotFound {
+                    ForwardFile::Missing
+                } else {
+                    ForwardFile::PermFail
+                };
+            }
         };
         if meta.permissions().mode() & 0o1000 != 0 {
             log::warn(&format!(
@@ -56,7 +67,7 @@ impl Forwards for SystemForwards {
         // forever, holding the session (and its worker thread) for as long as the user likes.
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .custom_flags(libc_o_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(&path);
         let mut file = match file {
             Ok(f) => f,
@@ -65,24 +76,26 @@ impl Forwards for SystemForwards {
                 return ForwardFile::TempFail
             }
             Err(e) => {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    log::warn(&format!(
+                log::warn(&if e.raw_os_error() == Some(libc::ELOOP) {
+                    format!(
                         "warn: smtpd: parent_forward_open: {}: cannot follow symbolic links",
                         path.display()
-                    ));
+                    )
                 } else {
-                    log::warn(&format!(
+                    format!(
                         "warn: smtpd: parent_forward_open: {}: {}",
                         path.display(),
-                        errno_text(&e)
-                    ));
-                }
+                        strerror(&e)
+                    )
+                });
                 return ForwardFile::PermFail;
             }
         };
         let Ok(m) = file.metadata() else {
             return ForwardFile::TempFail;
         };
+        // secure_file(): a regular file of the user's, writable by nobody else, in a home only
+        // root or the user may write to.
         if !m.is_file()
             || m.uid() != user.uid
             || m.mode() & 0o022 != 0
@@ -108,6 +121,10 @@ impl Forwards for SystemForwards {
     }
 }
 
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
 /// The directory walk of `secure_file()`: from the file's canonical folder up to the user's
 /// home (or `/`), each folder owned by root or the user and writable by nobody else, so that
 /// nobody else could have put the file there or renamed another in its place.
@@ -131,12 +148,4 @@ fn secure_dirs(path: &std::path::Path, home: &std::path::Path, uid: u32) -> bool
         cur = parent;
     }
     true
-}
-
-/// strerror's words for an I/O error.
-fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
 }
