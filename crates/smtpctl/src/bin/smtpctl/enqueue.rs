@@ -47,7 +47,16 @@ fn offline_file() -> (std::fs::File, PathBuf) {
             .mode(0o600)
             .open(&path)
         {
-            Ok(f) => return (f, path),
+            Ok(f) => {
+                // The folder's group, as a setgid smtpctl gives it: the daemon submits only
+                // files of that group (offline_scan()). Root and members of the group may set
+                // it; a setgid run has it already.
+                if let Ok(md) = std::fs::metadata(&dir) {
+                    use std::os::unix::fs::MetadataExt;
+                    let _ = std::os::unix::fs::fchown(&f, None, Some(md.gid()));
+                }
+                return (f, path);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 eprintln!(
