@@ -78,8 +78,10 @@ fn write_out(field: &[u8]) {
     fp::filter_line(&mut s, t, "helo", 1, 2, field);
     one_line("filter line", &s);
     s.clear();
-    fp::data_line(&mut s, t, 1, 2, field);
-    one_line("data line", &s);
+    let mut bytes = Vec::new();
+    fp::data_line(&mut bytes, t, 1, 2, field);
+    let line = String::from_utf8_lossy(&bytes);
+    one_line("data line", &line);
     s.clear();
     fp::report_line(&mut s, t, "protocol-client", 1, field);
     one_line("report line", &s);
