@@ -328,7 +328,7 @@ fn smtpctl() -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     // spf walk: domains as arguments, an SPF record as the message (as in spf_walk.rs).
-    let domains = "example.org\0%{d}.example.org\010/8\02001:db8::/32";
+    let domains = "example.org\x00%{d}.example.org\x0010/8\x002001:db8::/32";
     let record = b"v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 a mx:mx.example.net/28/96 \
         a:host.example.net//64 include:_spf.example.net redirect=other.example.org \
         exists:ex.example.net include:%{d}.example.net ~all";

@@ -78,10 +78,11 @@ fn write_out(field: &[u8]) {
     fp::filter_line(&mut s, t, "helo", 1, 2, field);
     one_line("filter line", &s);
     s.clear();
-    // A message line is bytes (it need not be UTF-8): one line all the same.
-    let mut b = Vec::new();
-    fp::data_line(&mut b, t, 1, 2, field);
-    one_line("data line", &String::from_utf8_lossy(&b));
+    let mut bytes = Vec::new();
+    fp::data_line(&mut bytes, t, 1, 2, field);
+    let line = String::from_utf8_lossy(&bytes);
+    one_line("data line", &line);
+    s.clear();
     fp::report_line(&mut s, t, "protocol-client", 1, field);
     one_line("report line", &s);
     let admd = String::from_utf8_lossy(field);

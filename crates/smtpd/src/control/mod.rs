@@ -177,9 +177,14 @@ async fn serve_requests(mut conn: UnixStream, ctx: &dyn ControlContext) {
         Ok(c) => c.uid(),
         Err(_) => return,
     };
+    // What root may do, the user the daemon runs as may do too: OpenSMTPD always runs as root,
+    // but run unprivileged (the quick start, the tests) the daemon's own user owns the spool
+    // and the process already, so refusing it `show queue` or `pause` protects nothing.
+    let privileged = uid == 0 || uid == nix::unistd::geteuid().as_raw();
+    let rights = if privileged { 0 } else { uid };
     loop {
         // Each request gets one answer; `go_on` says whether the connection survives it.
-        let limit = if uid == 0 {
+        let limit = if privileged {
             rsmtpd_control::MAX_FRAME as usize
         } else {
             UNPRIVILEGED_FRAME
@@ -191,7 +196,7 @@ async fn serve_requests(mut conn: UnixStream, ctx: &dyn ControlContext) {
                 // The client sees our version in the answer: "incompatible smtpctl and smtpd".
                 Err(rsmtpd_control::DecodeError::Version(_)) => (Response::Fail(None), true),
                 Err(_) => (Response::Fail(None), false),
-                Ok(req) if !req.allowed_for(uid) => (Response::Fail(None), true),
+                Ok(req) if !req.allowed_for(rights) => (Response::Fail(None), true),
                 Ok(Request::Enqueue) if ctx.status().smtp_paused => (Response::Fail(None), false),
                 Ok(Request::Enqueue) => {
                     if conn.write_all(&Response::Ok.encode()).await.is_ok() {
