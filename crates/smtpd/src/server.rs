@@ -210,7 +210,7 @@ impl Server {
             ..QueueOptions::default()
         };
         let queue = Queue::open_with(spool, queue_options)
-            .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
+            .map_err(|e| format!("smtpd: queue: {}", spool_error(spool, &e)))?;
         // queue.c's lines at the queue process's start.
         if queue_options_note.0 {
             log::info("queue: queue compression enabled");
@@ -266,4 +266,19 @@ pub fn rfc5322_date() -> String {
 /// `address=` text of a client.
 pub fn peer_text(p: &PeerAddr) -> String {
     p.text()
+}
+
+/// A spool that cannot be set up, as one line: ckdir's messages name their directory already;
+/// other errors (a mkdir that fails) are given with the spool's path and, when the disk is
+/// full, what to do.
+fn spool_error(spool: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error().is_none() {
+        return e.to_string();
+    }
+    format!(
+        "{}: {}{}",
+        spool.display(),
+        strerror(e),
+        crate::startup::storage_hint(e)
+    )
 }

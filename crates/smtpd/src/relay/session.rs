@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::route::Routes;
 use super::tls::{Stream, TlsSetup};
 use super::url::Scheme;
+use crate::sys::compat::strerror;
 use crate::sys::log;
 
 /// What makes two deliveries able to share a connection.
@@ -140,10 +141,6 @@ async fn connect(src: Option<IpAddr>, to: SocketAddr) -> std::io::Result<TcpStre
     };
     sock.bind(SocketAddr::new(src, 0))?;
     sock.connect(to).await
-}
-
-fn strerror(e: &std::io::Error) -> String {
-    crate::delivery::strerror(e)
 }
 
 /// How one connection of a session ended.
