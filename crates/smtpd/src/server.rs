@@ -43,10 +43,19 @@ pub struct Server {
     pub tls: OnceLock<Arc<crate::tls::Tls>>,
     /// The `proc` filter processes, started before the listeners accept.
     pub procs: OnceLock<crate::procfilter::Procs>,
-    /// The relay's last result per destination domain (`smtpctl show hoststats`).
-    pub hoststats: crate::relay::HostStats,
-    /// The relay's routes (`show routes`, `resume route`, disabled routes).
-    pub routes: Arc<crate::relay::route::Routes>,
+    /// What `smtpctl` may ask the relay (`show hoststats`, `show routes`, `resume route`),
+    /// set when the relay agent starts.
+    pub relay: OnceLock<Arc<dyn RelayViews>>,
+}
+
+/// The relay's views for `smtpctl`, implemented in the relay layer above this one.
+pub trait RelayViews: Send + Sync {
+    /// `show hoststats` lines.
+    fn hoststats(&self) -> Vec<String>;
+    /// `show routes` lines.
+    fn routes(&self) -> Vec<String>;
+    /// `resume route ID` (0: all).
+    fn resume_route(&self, id: u64);
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
@@ -252,8 +261,7 @@ impl Server {
             paused: Paused::default(),
             stats: Stats::default(),
             procs: OnceLock::new(),
-            hoststats: Default::default(),
-            routes: Default::default(),
+            relay: OnceLock::new(),
         })
     }
 }

@@ -180,10 +180,18 @@ impl ControlContext for DaemonControl {
     /// (`hosts`, `relays`, `mta paused`) print nothing yet.
     fn show(&self, what: rsmtpd_control::ShowWhat) -> Vec<String> {
         match what {
-            rsmtpd_control::ShowWhat::Hoststats => {
-                self.server.hoststats.lines(crate::sys::date::now())
-            }
-            rsmtpd_control::ShowWhat::Routes => self.server.routes.lines(),
+            rsmtpd_control::ShowWhat::Hoststats => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.hoststats())
+                .unwrap_or_default(),
+            rsmtpd_control::ShowWhat::Routes => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.routes())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -196,7 +204,9 @@ impl ControlContext for DaemonControl {
         } else {
             log::debug("resuming all routes");
         }
-        self.server.routes.resume(id);
+        if let Some(r) = self.server.relay.get() {
+            r.resume_route(id);
+        }
         true
     }
 

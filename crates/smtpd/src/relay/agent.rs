@@ -54,15 +54,23 @@ pub struct RelayAgent {
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
+    hoststats: Arc<super::HostStats>,
 }
 
 impl RelayAgent {
     pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
+        let routes: Arc<Routes> = Arc::default();
+        let hoststats: Arc<super::HostStats> = Arc::default();
+        let _ = server.relay.set(Arc::new(super::Views {
+            routes: routes.clone(),
+            hoststats: hoststats.clone(),
+        }));
         RelayAgent {
             server: server.clone(),
+            hoststats,
             local,
             resolver,
-            routes: server.routes.clone(),
+            routes,
             pool: Arc::default(),
             batches: Arc::default(),
             src_turn: Arc::default(),
@@ -129,6 +137,7 @@ impl RelayAgent {
             batches: self.batches.clone(),
             src_turn: self.src_turn.clone(),
             tls: self.tls.clone(),
+            hoststats: self.hoststats.clone(),
         })
     }
 }
@@ -143,6 +152,7 @@ struct Parts {
     /// `table_fetch` does.
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
+    hoststats: Arc<super::HostStats>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -543,7 +553,7 @@ impl Parts {
                                 Outcome::Delivered(r) => r.line(),
                                 Outcome::TempFail(t, _) | Outcome::PermFail(t, _) => t.clone(),
                             };
-                            self.server.hoststats.update(
+                            self.hoststats.update(
                                 &d.env.dest.domain,
                                 &stat,
                                 crate::sys::date::now(),

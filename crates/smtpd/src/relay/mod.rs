@@ -14,7 +14,27 @@ use std::net::IpAddr;
 pub use agent::RelayAgent;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// The relay's state as `smtpctl` sees it ([`crate::server::RelayViews`]).
+pub struct Views {
+    pub routes: Arc<route::Routes>,
+    pub hoststats: Arc<HostStats>,
+}
+
+impl crate::server::RelayViews for Views {
+    fn hoststats(&self) -> Vec<String> {
+        self.hoststats.lines(crate::sys::date::now())
+    }
+
+    fn routes(&self) -> Vec<String> {
+        self.routes.lines()
+    }
+
+    fn resume_route(&self, id: u64) {
+        self.routes.resume(id)
+    }
+}
 
 /// How long a host's last result is kept for `show hoststats` (6.8's
 /// `HOSTSTAT_EXPIRE_DELAY`).
