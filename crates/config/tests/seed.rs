@@ -1,4 +1,4 @@
-//! The seed's configurations (tests/fixtures/seed/configs, copied from ../shared/seed/configs),
+//! The seed's configurations (tests/fixtures/seed/configs, copied from the seed document beside the project),
 //! step by step: each gets OpenSMTPD's
 //! verdict, and the accepted ones are read the way the blog's author meant them.
 

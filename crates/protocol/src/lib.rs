@@ -1,5 +1,5 @@
 //! Sans-IO SMTP server core for rsmtpd, reproducing OpenSMTPD 6.8.0p2's
-//! smtp-in dialogue byte for byte (see `/work/shared/spec/smtp-dialogue.md`).
+//! smtp-in dialogue byte for byte (as smtp_session.c of OpenSMTPD 6.8.0p2 writes it).
 //!
 //! Nothing here does I/O, reads a clock or generates an id: the async shell
 //! in `crates/smtpd` does, and drives a [`server::Session`] like this:

@@ -455,7 +455,7 @@ pub fn valid_smtp_response(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// Every reply of the table in /work/shared/spec/smtp-dialogue.md with its
+    /// Every reply of the table OpenSMTPD 6.8.0p2 sends (smtp_session.c) with its
     /// exact wire bytes. ✔ = captured from /usr/sbin/smtpd 6.8.0p2 on
     /// 127.0.0.1 (by the spec author or again for this crate).
     fn table() -> Vec<(Reply, &'static str)> {

@@ -1,5 +1,5 @@
 //! The DSN composer against what OpenSMTPD 6.8.0p2 delivered (Maildir copies
-//! recorded in /work/shared/spec/delivery-queue-logs.md §6 and by running
+//! recorded from OpenSMTPD 6.8.0p2 (queue.c, mda.c) and by running
 //! the real smtpd with failing mda actions).
 
 use rsmtpd::queue::{BounceInfo, BounceType, DeliveryType, DsnRet, Envelope, EvpId};

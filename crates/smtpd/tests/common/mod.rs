@@ -29,7 +29,7 @@ pub fn fixtures_dir() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-/// A file of the seed (`tests/fixtures/seed/configs/NAME`, copied from ../shared/seed/configs).
+/// A file of the seed (`tests/fixtures/seed/configs/NAME`, copied from the seed document beside the project).
 pub fn seed_config(name: &str) -> String {
     let p = fixtures_dir().join("seed/configs").join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
