@@ -3,9 +3,12 @@
 # verdicts, replies and logs are re-checked against ours), netbase (/etc/services, for
 # `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
 # (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs),
-# Dovecot (it reads our Maildirs and takes our LMTP), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
+# Debian's OpenSMTPD filters (dkimsign, rspamd with rspamd itself) and dkimpy to verify signatures,
+# Dovecot (it reads our Maildirs and takes our LMTP), binutils (strip and objdump for the
+# Debian package, scripts/deb.sh), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl)
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl binutils
+  opensmtpd-filter-dkimsign python3-dkim opensmtpd-filter-rspamd rspamd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     pkill -x unbound 2>/dev/null || true
     pkill -f fail2ban-server 2>/dev/null || true
     pkill -x dovecot 2>/dev/null || true
+    # rspamd's package starts it where it can; the tests start their own on ports of their own.
+    pkill -x rspamd 2>/dev/null || true
   else
     echo "warning: not root, cannot install: ${missing[*]} (tests that need them are skipped)" >&2
   fi

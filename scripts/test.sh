@@ -10,6 +10,7 @@ bash scripts/test-deps.sh
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --workspace
 # Fuzzing, bounded (about two minutes): the seeds and saved regressions replayed, then every
 # target under AFL++ for 10 s; fails on any crash. Long runs: see fuzz/README.md.

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# TLS benchmark: rsmtpd vs the TLS-capable OpenSMTPD 6.8.0p2 vs Postfix 3.7, receiving 2 KB
-# messages over STARTTLS on 127.0.0.1, plus memory with idle sessions after STARTTLS. See
-# README.md here.
+# TLS benchmark: rsmtpd vs the TLS-capable OpenSMTPD 6.8.0p2 vs Postfix 3.7 (with Dovecot's
+# auth service for SASL), receiving 2 KB messages over STARTTLS on 127.0.0.1, with and without
+# AUTH PLAIN, plus memory with idle sessions after STARTTLS. See README.md here.
 #
 # Environment:
 #   BENCH_DIR      where to write configs, spools, logs and results (default: new temp dir, kept)
 #   RUNS           interleaved repetitions of the load tests (default 5, minimum 3)
 #   SESS_MSGS      sessions in test (a), one message each (default 1000)
 #   SESS_PAR       parallel sessions in test (a) (default 10)
+#   SUB_MSGS       submission sessions in test (e), STARTTLS + AUTH PLAIN + one message each
+#                  (default 1000)
+#   SUB_PAR        parallel sessions in test (e) (default 10)
 #   ACC_MSGS       messages in test (b) (default 4000)
 #   ACC_PAR        persistent TLS sessions in test (b) (default 20)
 #   IDLE_CONNS     idle TLS sessions in test (d) (default 5000) for rsmtpd and OpenSMTPD
@@ -25,6 +28,8 @@ REPO="$(cd "$HERE/../.." && pwd)"
 RUNS="${RUNS:-5}"; [ "$RUNS" -ge 3 ] || RUNS=3
 SESS_MSGS="${SESS_MSGS:-1000}"
 SESS_PAR="${SESS_PAR:-10}"
+SUB_MSGS="${SUB_MSGS:-1000}"
+SUB_PAR="${SUB_PAR:-10}"
 ACC_MSGS="${ACC_MSGS:-4000}"
 ACC_PAR="${ACC_PAR:-20}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
@@ -34,6 +39,8 @@ OPENSMTPD="${OPENSMTPD:-/opt/opensmtpd-tls/sbin/smtpd}"
 OURS="${OURS:-$REPO/target/release/smtpd}"
 SERVERS="${SERVERS:-ours real postfix}"
 declare -A PORT=([ours]=2861 [real]=2862 [postfix]=2863)
+# The submission listeners (tls-require + auth, as port 587 is run).
+declare -A SUBPORT=([ours]=2871 [real]=2872 [postfix]=2873)
 LOCK=/tmp/rsmtpd-real-smtpd.lock
 CLIENT="python3 $HERE/client.py"
 HELPER="python3 $REPO/bench/smtp-accept/helper.py"
@@ -55,15 +62,31 @@ fi
 smtp_source   # extracts Postfix's .deb into bench/.tools: its master and smtpd serve test (c)
 PFX="$TOOLS"
 build_ours
+# The load client (crates/smtpd/examples/tls_load.rs), in Rust: Python's topped out near 130
+# sessions/s whichever server it talked to. client.py remains for the idle sessions (d).
+if [ -z "${OURS_PREBUILT:-}" ]; then
+    (cd "$REPO" && cargo build --release -q -p rsmtpd --example tls_load) >&2
+fi
+cp "$REPO/target/release/examples/tls_load" "$BENCH_DIR/bin/tls_load"
+LOADER="$BENCH_DIR/bin/tls_load"
 
 for s in $SERVERS; do
-    if $HELPER listening "${PORT[$s]}"; then echo "error: port ${PORT[$s]} already in use" >&2; exit 1; fi
+    for p in "${PORT[$s]}" "${SUBPORT[$s]}"; do
+        if $HELPER listening "$p"; then echo "error: port $p already in use" >&2; exit 1; fi
+    done
 done
 
 # --- the certificate: RSA 2048, as most certificates in service are -----------------------------
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$BENCH_DIR/key.pem" -out "$BENCH_DIR/cert.pem" \
     -days 7 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test >/dev/null 2>&1
 chmod 600 "$BENCH_DIR/key.pem"
+
+# --- the submission user: bench / secret, a SHA-512-crypt hash (what `smtpctl encrypt` makes, and
+# Dovecot's default scheme), checked on every AUTH by each server (no cache anywhere).
+HASH="$(openssl passwd -6 -salt benchsalt secret)"
+printf 'bench %s\n' "$HASH" > "$BENCH_DIR/creds"
+printf 'bench:{SHA512-CRYPT}%s\n' "$HASH" > "$BENCH_DIR/dovecot-passwd"
+chmod 644 "$BENCH_DIR/creds" "$BENCH_DIR/dovecot-passwd"
 
 # --- configs: rsmtpd and OpenSMTPD get the same one; delivery paused (-P mda -P mta), so both
 # only receive and queue. Postfix: smtpd and cleanup, no qmgr, so messages stay queued in
@@ -73,14 +96,16 @@ conf() { # port -> config text
 pki bench.test cert "$BENCH_DIR/cert.pem"
 pki bench.test key "$BENCH_DIR/key.pem"
 table vusers { "@bench.test" = "root" }
+table creds file:$BENCH_DIR/creds
 smtp limit max-mails 100000
 listen on 127.0.0.1 port $1 tls pki bench.test
+listen on 127.0.0.1 port $2 tls-require pki bench.test auth <creds>
 action "bench" maildir "$BENCH_DIR/maildir" virtual <vusers>
 match from any for domain "bench.test" action "bench"
 EOF
 }
-conf "${PORT[ours]}" > "$BENCH_DIR/ours.conf"
-conf "${PORT[real]}" > "$BENCH_DIR/real.conf"
+conf "${PORT[ours]}" "${SUBPORT[ours]}" > "$BENCH_DIR/ours.conf"
+conf "${PORT[real]}" "${SUBPORT[real]}" > "$BENCH_DIR/real.conf"
 printf 'nameserver 127.0.0.1\nlookup bind file\n' > "$BENCH_DIR/resolv.conf"
 "$OURS" -n -f "$BENCH_DIR/ours.conf" >/dev/null 2>&1 || { echo "error: ours rejects the config" >&2; exit 1; }
 "$OPENSMTPD" -n -f "$BENCH_DIR/real.conf" >/dev/null 2>&1 || { echo "error: OpenSMTPD rejects the config" >&2; exit 1; }
@@ -119,9 +144,18 @@ default_process_limit = $((IDLE_POSTFIX + 200))
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 smtpd_client_message_rate_limit = 0
+# No qmgr runs (messages stay in incoming/, as the other two keep theirs queued), so no
+# tokens come back through the flow pipe: without this, every message waits in_flow_delay (1 s).
+in_flow_delay = 0s
 EOF
     cat > "$1/etc/master.cf" <<EOF
 127.0.0.1:${PORT[postfix]} inet n - n - - smtpd
+127.0.0.1:${SUBPORT[postfix]} inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$1/dovecot/auth
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
 cleanup unix n - n - 0 cleanup
 rewrite unix - - n - - trivial-rewrite
 tlsmgr unix - - n 1000? 1 tlsmgr
@@ -136,20 +170,47 @@ EOF
     chown postfix "$1"/spool/* "$1/data"; chown root "$1/spool/pid"
     chgrp postdrop "$1/spool/maildrop" "$1/spool/public"
     chmod 730 "$1/spool/maildrop"; chmod 710 "$1/spool/public"; chmod 700 "$1/spool/private"
+    # Postfix has no password checks of its own: Debian's submission setups hand SASL to
+    # Dovecot's auth service, run here with only that (no IMAP/POP), SHA-512-crypt, no cache.
+    mkdir -p "$1/dovecot"
+    cat > "$1/dovecot/dovecot.conf" <<EOF
+base_dir = $1/dovecot/run
+state_dir = $1/dovecot/state
+log_path = $1/dovecot/dovecot.log
+protocols = none
+listen = 127.0.0.1
+ssl = no
+auth_mechanisms = plain login
+auth_cache_size = 0
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT $BENCH_DIR/dovecot-passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener $1/dovecot/auth {
+    mode = 0666
+  }
+}
+EOF
 }
 
 RAW="$BENCH_DIR/results.txt"
 {
     echo "# tls benchmark raw results, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "# host: $(uname -srm), $(nproc) cpus; runs=$RUNS msg_len=$MSG_LEN"
-    echo "# (a) sessions: $SESS_MSGS STARTTLS sessions of one message, $SESS_PAR parallel; (b) $ACC_MSGS msgs over $ACC_PAR persistent TLS sessions; (d) idle: $IDLE_CONNS ($IDLE_POSTFIX for postfix)"
+    echo "# (a) sessions: $SESS_MSGS STARTTLS sessions of one message, $SESS_PAR parallel; (b) $ACC_MSGS msgs over $ACC_PAR persistent TLS sessions; (e) submission: $SUB_MSGS STARTTLS+AUTH PLAIN sessions of one message, $SUB_PAR parallel; (d) idle: $IDLE_CONNS ($IDLE_POSTFIX for postfix)"
+    echo "# load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
     echo "# ours=$OURS ($OURS_REV); real=$OPENSMTPD; postfix=$PFX/usr/lib/postfix/sbin (Debian's 3.7 package, extracted)"
-    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed"
+    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed retries"
     echo "#        server idle run alive opened failed rss_kb pss_kb nproc open_s"
 } > "$RAW"
 
 # --- servers ---------------------------------------------------------------------------------
-PID=""; SERVER=""; SINK=""
+PID=""; SERVER=""; SINK=""; DOVECOT=""
 
 start() { # server run
     SERVER="$1"
@@ -177,12 +238,15 @@ out = open(sys.argv[2], "a")
 while True:
     out.write(s.recv(65536).decode("utf-8", "replace") + "\n"); out.flush()' "$dir/log.sock" "$log" &
         SINK=$!
+        dovecot -c "$dir/dovecot/dovecot.conf" -F >>"$dir/dovecot/dovecot.log" 2>&1 &
+        DOVECOT=$!
         LD_LIBRARY_PATH="$PFX/usr/lib/postfix" unshare -m sh -c 'mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/urandom c 1 9 && mknod -m 666 /dev/random c 1 8 && ln -s "$1" /dev/log && shift && exec "$@"' sh \
             "$dir/log.sock" "$PFX/usr/lib/postfix/sbin/master" -c "$dir/etc" -d >>"$log" 2>&1 &
         PID=$! ;;
     esac
     for _ in $(seq 200); do
-        if $HELPER listening "${PORT[$1]}"; then return 0; fi
+        if $HELPER listening "${PORT[$1]}" && $HELPER listening "${SUBPORT[$1]}" \
+            && { [ -z "$DOVECOT" ] || [ -S "$BENCH_DIR/postfix-$2/dovecot/auth" ]; }; then return 0; fi
         kill -0 "$PID" 2>/dev/null || break
         sleep 0.05
     done
@@ -194,25 +258,39 @@ stop() {
     end_server "$PID"
     PID=""
     if [ -n "$SINK" ]; then kill "$SINK" 2>/dev/null || true; wait "$SINK" 2>/dev/null || true; SINK=""; fi
+    if [ -n "$DOVECOT" ]; then end_server "$DOVECOT"; DOVECOT=""; fi
     [ "$SERVER" = real ] && exec 9>&-
     set_aside "$BENCH_DIR"/*-spool-* "$BENCH_DIR"/postfix-*/spool
 }
 trap 'stop; empty_trash' EXIT
 
+cpu() { # the server's CPU seconds: its process tree, plus Dovecot's for Postfix
+    local c; c=$($HELPER cpu "$PID")
+    if [ -n "$DOVECOT" ]; then c=$(echo "$c $($HELPER cpu "$DOVECOT")" | awk '{ print $1 + $2 }'); fi
+    echo "$c"
+}
+
 load() { # test run n par
-    local test=$1 run=$2 n=$3 par=$4 c0 c1 res
-    c0=$($HELPER cpu "$PID")
-    res=$($CLIENT "$test" "${PORT[$SERVER]}" "$n" "$par")
-    c1=$($HELPER cpu "$PID")
+    local test=$1 run=$2 n=$3 par=$4 c0 c1 res port="${PORT[$SERVER]}"
+    [ "$test" = submission ] && port="${SUBPORT[$SERVER]}"
+    c0=$(cpu)
+    res=$($LOADER "$test" "$port" "$n" "$par")
+    c1=$(cpu)
     echo "$res" | awk -v s="$SERVER" -v t="$test" -v r="$run" -v c0="$c0" -v c1="$c1" '{
-        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d\n", s, t, r, $3, $1 / $3, c1 - c0,
-            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2 }' >> "$RAW"
+        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d %d\n", s, t, r, $3, $1 / $3, c1 - c0,
+            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2, $4 }' >> "$RAW"
     local failed; failed=$(echo "$res" | awk '{ print $2 }')
     [ "$failed" = 0 ] || say "WARNING: $SERVER $test run $run: $failed failed"
 }
 
 say "warm-up..."
-for s in $SERVERS; do start "$s" 0; $CLIENT sessions "${PORT[$s]}" 50 5 >/dev/null; stop; done
+for s in $SERVERS; do
+    start "$s" 0
+    $LOADER sessions "${PORT[$s]}" 50 5 >/dev/null
+    res=$($LOADER submission "${SUBPORT[$s]}" 20 5)
+    [ "$(echo "$res" | awk '{ print $2 }')" = 0 ] || { echo "error: $s: submission warm-up failed ($res); logs in $BENCH_DIR" >&2; exit 1; }
+    stop
+done
 
 for i in $(seq 1 "$RUNS"); do
     say "load run $i/$RUNS"
@@ -221,6 +299,7 @@ for i in $(seq 1 "$RUNS"); do
         start "$s" "$i"
         load sessions "$i" "$SESS_MSGS" "$SESS_PAR"
         load persistent "$i" "$ACC_MSGS" "$ACC_PAR"
+        load submission "$i" "$SUB_MSGS" "$SUB_PAR"
         stop
     done
 done
@@ -239,25 +318,28 @@ med() { # server test column
 }
 SUMMARY="$(
     for s in ours real postfix; do
-        printf '%s %s %s %s %s %s %s %s\n' "$s" "$(med "$s" sessions 5)" "$(med "$s" persistent 5)" \
-            "$(med "$s" sessions 7)" "$(med "$s" persistent 7)" "$(med "$s" idle 7)" "$(med "$s" idle 8)" "$(med "$s" idle 4)"
+        printf '%s %s %s %s %s %s %s %s %s %s\n' "$s" "$(med "$s" sessions 5)" "$(med "$s" persistent 5)" \
+            "$(med "$s" sessions 7)" "$(med "$s" persistent 7)" "$(med "$s" idle 7)" "$(med "$s" idle 8)" "$(med "$s" idle 4)" \
+            "$(med "$s" submission 5)" "$(med "$s" submission 7)"
     done | awk -v runs="$RUNS" '
-    { s[$1] = $2; p[$1] = $3; cs[$1] = $4; cp[$1] = $5; rss[$1] = $6; pss[$1] = $7; n[$1] = $8 }
+    { s[$1] = $2; p[$1] = $3; cs[$1] = $4; cp[$1] = $5; rss[$1] = $6; pss[$1] = $7; n[$1] = $8; e[$1] = $9; ce[$1] = $10 }
     function r(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "n/a" }
     END {
-        printf "tls: medians of %d interleaved runs, 2 KB messages over STARTTLS (TLS 1.3)\n", runs
+        printf "tls: medians of %d interleaved runs, 2 KB messages over STARTTLS (TLS 1.3, RSA 2048)\n", runs
         printf "%-36s %10s %10s %10s %9s %9s\n", "", "rsmtpd", "OpenSMTPD", "Postfix", "vs Osmtpd", "vs Pfx"
         printf "%-36s %10.1f %10.1f %10.1f %9s %9s\n", "(a) STARTTLS sessions/s, 1 msg each", s["ours"], s["real"], s["postfix"], r(s["ours"], s["real"]), r(s["ours"], s["postfix"])
         printf "%-36s %10.1f %10.1f %10.1f %9s %9s\n", "(b) msgs/s, 20 persistent TLS sess.", p["ours"], p["real"], p["postfix"], r(p["ours"], p["real"]), r(p["ours"], p["postfix"])
+        printf "%-36s %10.1f %10.1f %10.1f %9s %9s\n", "(e) submission sessions/s, AUTH+1 msg", e["ours"], e["real"], e["postfix"], r(e["ours"], e["real"]), r(e["ours"], e["postfix"])
         printf "%-36s %10.3f %10.3f %10.3f %9s %9s\n", "(c) CPU ms per session (a)", cs["ours"], cs["real"], cs["postfix"], r(cs["real"], cs["ours"]), r(cs["postfix"], cs["ours"])
         printf "%-36s %10.3f %10.3f %10.3f %9s %9s\n", "(c) CPU ms per msg (b)", cp["ours"], cp["real"], cp["postfix"], r(cp["real"], cp["ours"]), r(cp["postfix"], cp["ours"])
+        printf "%-36s %10.3f %10.3f %10.3f %9s %9s\n", "(c) CPU ms per submission (e)", ce["ours"], ce["real"], ce["postfix"], r(ce["real"], ce["ours"]), r(ce["postfix"], ce["ours"])
         printf "%-36s %10.1f %10.1f %10.1f\n", "(d) RSS MB, idle TLS sessions", rss["ours"] / 1024, rss["real"] / 1024, rss["postfix"] / 1024
         printf "%-36s %10.1f %10.1f %10.1f\n", "(d) PSS MB, idle TLS sessions", pss["ours"] / 1024, pss["real"] / 1024, pss["postfix"] / 1024
         printf "%-36s %10d %10d %10d\n", "(d) idle sessions alive at measure", n["ours"], n["real"], n["postfix"]
         printf "%-36s %10.1f %10.1f %10.1f\n", "(d) PSS KB per idle session", (n["ours"] ? pss["ours"] / n["ours"] : 0), (n["real"] ? pss["real"] / n["real"] : 0), (n["postfix"] ? pss["postfix"] / n["postfix"] : 0)
         print "ratios: ours/theirs for rates, theirs/ours for CPU (above 1 = we win)"
-        printf "targets: 2x Postfix rates: %s; half its CPU per msg: %s; < 200 MB for 5,000 TLS sessions: %s\n",
-            (s["ours"] >= 2 * s["postfix"] && p["ours"] >= 2 * p["postfix"]) ? "met" : "NOT met",
+        printf "targets: 2x Postfix rates (a, b, e): %s; half its CPU per msg (b): %s; < 200 MB for 5,000 TLS sessions: %s\n",
+            (s["ours"] >= 2 * s["postfix"] && p["ours"] >= 2 * p["postfix"] && e["ours"] >= 2 * e["postfix"]) ? "met" : "NOT met",
             (cp["ours"] > 0 && cp["ours"] * 2 <= cp["postfix"]) ? "met" : "NOT met",
             (rss["ours"] > 0 && rss["ours"] < 200 * 1024 && n["ours"] >= 5000) ? "met" : "NOT met"
     }'

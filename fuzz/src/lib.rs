@@ -74,6 +74,11 @@ pub const TARGETS: &[Target] = &[
         run: targets::smtpctl::run,
     },
     Target {
+        name: "filter",
+        what: "the proc-exec filter protocol: a filter's lines, chunked, and the lines sent to it",
+        run: targets::filter::run,
+    },
+    Target {
         name: "bytes",
         what: "the same bytes, raw and folded onto the SMTP alphabet, through every byte parser",
         run: targets::bytes::run,

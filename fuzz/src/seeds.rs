@@ -66,6 +66,7 @@ pub fn for_target(target: &str) -> Vec<(String, Vec<u8>)> {
         }
         "alias" => table_files(),
         "smtpctl" => smtpctl(),
+        "filter" => filter(),
         "bytes" => {
             let mut v: Vec<(String, Vec<u8>)> = dialogues()
                 .into_iter()
@@ -327,7 +328,7 @@ fn smtpctl() -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     // spf walk: domains as arguments, an SPF record as the message (as in spf_walk.rs).
-    let domains = "example.org\0%{d}.example.org\010/8\02001:db8::/32";
+    let domains = "example.org\x00%{d}.example.org\x0010/8\x002001:db8::/32";
     let record = b"v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 a mx:mx.example.net/28/96 \
         a:host.example.net//64 include:_spf.example.net redirect=other.example.org \
         exists:ex.example.net include:%{d}.example.net ~all";
@@ -336,4 +337,55 @@ fn smtpctl() -> Vec<(String, Vec<u8>)> {
     v.extend_from_slice(record);
     seeds.push(("spf-walk".into(), v));
     seeds
+}
+
+/// A filter's side of the protocol: what filters answer (registration, results, data lines,
+/// reports, and broken lines of each kind), then what smtpd sends them (the recorded transcripts
+/// of tests/filter_proc.rs), each behind a chunk size and the ready flag.
+fn filter() -> Vec<(String, Vec<u8>)> {
+    let answers: &[(&str, &str)] = &[
+        (
+            "register",
+            "register|filter|smtp-in|connect\nregister|filter|smtp-in|helo\n\
+             register|report|smtp-in|*\nregister|report|smtp-out|link-connect\nregister|ready\n",
+        ),
+        (
+            "results",
+            "register|ready\nfilter-result|0123456789abcdef|fedcba9876543210|proceed\n\
+             filter-result|1|2|junk\nfilter-result|1|2|reject|550 no\n\
+             filter-result|1|2|disconnect|421 bye\nfilter-result|1|2|rewrite|x@y\n",
+        ),
+        (
+            "data-lines",
+            "register|ready\nfilter-dataline|1|2|Subject: x\nfilter-dataline|1|2|\n\
+             filter-dataline|1|2|..dot\nfilter-dataline|1|2|.\n",
+        ),
+        (
+            "reports",
+            "register|ready\nreport|1600000000.123456|smtp-in|1|hello\nreport|1.1|smtp-in|1|x\n",
+        ),
+        (
+            "broken",
+            "filter-result|1|2|proceed\nregister|filter|SMTP-IN|helo\nregister|filter|smtp-in|nope\n\
+             register|ready\nfilter-result|xyz|2|proceed\nfilter-result|1|2|proceed|extra\n\
+             filter-result|1|2|reject\nfilter-result|1|2\nbogus|line\nregister|ready\0\n\
+             report|nan|smtp-in|1|x\n",
+        ),
+    ];
+    let mut v: Vec<(String, Vec<u8>)> = answers
+        .iter()
+        .flat_map(|(name, text)| {
+            [(1u8, 0u8), (7, 0), (255, 1)].map(|(chunk, ready)| {
+                let mut d = vec![chunk, ready];
+                d.extend_from_slice(text.as_bytes());
+                (format!("{name}-{chunk}"), d)
+            })
+        })
+        .collect();
+    for (name, text) in files(&repo().join("crates/smtpd/tests/filter-proc"), "transcript") {
+        let mut d = vec![64, 1];
+        d.extend_from_slice(&text);
+        v.push((name, d));
+    }
+    v
 }

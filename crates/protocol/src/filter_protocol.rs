@@ -171,9 +171,22 @@ pub fn filter_line(
     out.push('\n');
 }
 
-/// One message line for a data-line filter (`filter_data_query`).
-pub fn data_line(out: &mut String, time: Timestamp, sessid: u64, token: u64, line: &[u8]) {
-    filter_line(out, time, "data-line", sessid, token, line)
+/// One message line for a data-line filter (`filter_data_query`), as bytes: a message need
+/// not be UTF-8, and a filter that signs it must see the bytes the client sent. The line is
+/// given as it goes through OpenSMTPD's pipe (dot-stuffed; "." ends the message); it ends at
+/// a NUL or LF as `%s` would.
+pub fn data_line(out: &mut Vec<u8>, time: Timestamp, sessid: u64, token: u64, line: &[u8]) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "filter|{VERSION}|{time}|smtp-in|data-line|{sessid:016x}|{token:016x}|"
+    );
+    let end = line
+        .iter()
+        .position(|&b| b == 0 || b == b'\n')
+        .unwrap_or(line.len());
+    out.extend_from_slice(&line[..end]);
+    out.push(b'\n');
 }
 
 /// A report event of a session, before the shell stamps it: the event name (one of
@@ -506,9 +519,15 @@ mod tests {
             f,
             "filter|0.6|5.000007|smtp-in|rset|0000000000000001|0000000000000002|\n"
         );
-        let mut d = String::new();
+        let mut d = Vec::new();
         data_line(&mut d, T, 1, 2, b"a|b\0hidden\nforged");
-        assert!(d.ends_with("|data-line|0000000000000001|0000000000000002|a|b\n"));
+        assert!(d.ends_with(b"|data-line|0000000000000001|0000000000000002|a|b\n"));
+        let mut d = Vec::new();
+        data_line(&mut d, T, 1, 2, b"caf\xe9 ..");
+        assert!(
+            d.ends_with(b"|0000000000000002|caf\xe9 ..\n"),
+            "bytes kept as sent"
+        );
     }
 
     #[test]

@@ -77,6 +77,28 @@ fn vis_char(c: u8, next: u8, cstyle: bool, white: bool) -> String {
     s
 }
 
+/// Standard base64 with padding (`b64_ntop`), for AUTH on the client side.
+pub fn b64_ntop(src: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(src.len().div_ceil(3) * 4);
+    for chunk in src.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// `b64_pton` as in OpenBSD libc: whitespace anywhere is skipped, padding is
 /// checked strictly, trailing garbage after padding is refused, and the
 /// decoded length must fit `targsize`. `None` is the C function's `-1`.
@@ -191,6 +213,20 @@ pub fn b64_pton(src: &[u8], targsize: usize) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn b64_ntop_round_trips() {
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"\0alice\0alicepass", "AGFsaWNlAGFsaWNlcGFzcw=="),
+        ] {
+            assert_eq!(b64_ntop(raw), enc);
+            assert_eq!(b64_pton(enc.as_bytes(), 64).as_deref(), Some(raw));
+        }
+    }
 
     #[test]
     fn vis_matches_binary() {

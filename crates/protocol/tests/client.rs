@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use rsmtpd_protocol::client::{
-    dot_stuff, Client, ClientConfig, Close, Event as CEvent, Outcome, Recipient, Tls, Transaction,
+    dot_stuff, AuthCredentials, Client, ClientConfig, Close, Event as CEvent, Outcome, Recipient,
+    Tls, Transaction,
 };
 use rsmtpd_protocol::received::PeerAddr;
 use rsmtpd_protocol::server::{
@@ -548,6 +549,65 @@ fn opportunistic_and_required_starttls() {
     s.say("250 mx\r\n");
     assert!(
         matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, .. })] if reason == "TLS required but not supported by remote host")
+    );
+}
+
+/// AUTH as 6.8's mta: after the TLS EHLO, PLAIN with an initial response when offered, else
+/// LOGIN; never in clear; a refusal ends the session with `AUTH rejected: REPLY`.
+#[test]
+fn auth_plain_then_login_only_over_tls() {
+    let mut cfg = ClientConfig::new("me");
+    cfg.tls = Tls::Required;
+    cfg.auth = Some(AuthCredentials {
+        username: "alice".into(),
+        password: "alicepass".into(),
+    });
+    let tls_session = |cfg: &ClientConfig, ehlo: &str| {
+        let mut s = Scripted::new(cfg.clone());
+        s.say("220 mx\r\n");
+        s.say("250-mx\r\n250 STARTTLS\r\n");
+        s.say("220 go\r\n");
+        s.take_events();
+        s.c.tls_established(s.now);
+        s.drain();
+        s.written.clear();
+        let out = s.say(ehlo);
+        (s, out)
+    };
+    // PLAIN: base64("\0alice\0alicepass").
+    let (mut s, out) = tls_session(&cfg, "250-mx\r\n250 AUTH LOGIN PLAIN\r\n");
+    assert_eq!(out, "AUTH PLAIN AGFsaWNlAGFsaWNlcGFzcw==\r\n");
+    s.say("235 2.0.0 ok\r\n");
+    assert_eq!(s.take_events(), vec![CEvent::Ready]);
+    // LOGIN only.
+    let (mut s, out) = tls_session(&cfg, "250-mx\r\n250 AUTH LOGIN\r\n");
+    assert_eq!(out, "AUTH LOGIN\r\n");
+    assert_eq!(s.say("334 VXNlcm5hbWU6\r\n"), "YWxpY2U=\r\n");
+    assert_eq!(s.say("334 UGFzc3dvcmQ6\r\n"), "YWxpY2VwYXNz\r\n");
+    s.say("235 2.0.0 ok\r\n");
+    assert_eq!(s.take_events(), vec![CEvent::Ready]);
+    // Refused.
+    let (mut s, _) = tls_session(&cfg, "250-mx\r\n250 AUTH PLAIN\r\n");
+    s.say("535 5.7.8 bad credentials\r\n");
+    assert!(
+        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, .. })] if reason == "AUTH rejected: 535 5.7.8 bad credentials"),
+    );
+    // Not offered, or no mechanism we know.
+    let (mut s, _) = tls_session(&cfg, "250 mx\r\n");
+    assert!(
+        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, .. })] if reason == "AUTH not advertised"),
+    );
+    let (mut s, _) = tls_session(&cfg, "250-mx\r\n250 AUTH CRAM-MD5\r\n");
+    assert!(
+        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, .. })] if reason == "no supported AUTH method"),
+    );
+    // Never in clear, even when offered there.
+    cfg.tls = Tls::Opportunistic;
+    let mut s = Scripted::new(cfg);
+    s.say("220 mx\r\n");
+    assert_eq!(s.say("250-mx\r\n250 AUTH PLAIN\r\n"), "");
+    assert!(
+        matches!(&s.take_events()[..], [CEvent::Closed(Close::Error { reason, .. })] if reason == "Refuse to AUTH over unsecure channel"),
     );
 }
 

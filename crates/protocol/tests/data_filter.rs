@@ -339,3 +339,23 @@ fn seam_answers_in_turn_only() {
     assert!(r.message.ends_with(b"\nhello\n"));
     assert_eq!(r.s.filtered_line(b"late"), Err(UnexpectedAnswer));
 }
+
+/// A chain that dies mid-message: the shell calls `fail_temporarily`; the client gets the 421
+/// at once, the message is rolled back (never committed) and the session ends.
+#[test]
+fn a_chain_that_fails_mid_message_rolls_back_with_421() {
+    let mut r = Run::new(cfg(true), Some(Box::new(|_: &[u8]| Vec::new())));
+    assert!(r.open().starts_with("354 "));
+    r.send(b"Subject: x\r\n\r\nhalf\r\n");
+    let start = r.out.len();
+    r.s.fail_temporarily();
+    r.pump();
+    assert_eq!(&r.out[start..], "421 4.3.0 Temporary failure\r\n");
+    assert_eq!(r.rollbacks, vec![0xf2e6237c]);
+    assert!(r.committed.is_empty());
+    assert!(r.s.is_closed());
+    assert!(
+        r.s.filtered_line(b"late").is_err(),
+        "late chain lines are refused"
+    );
+}

@@ -43,7 +43,7 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
     };
     if !opts.foreground {
         // Detach before any thread exists: fork() keeps only the calling thread.
-        if let Err(e) = nix::unistd::daemon(false, false) {
+        if let Err(e) = detach::detach() {
             eprintln!("smtpd: daemon: {}", e);
             return 1;
         }
@@ -62,10 +62,7 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            log::line(log::Level::Crit, &format!("smtpd: runtime: {}", e));
-            return 1;
-        }
+        Err(e) => return fail_start(&format!("smtpd: runtime: {}", e)),
     };
     rt.block_on(serve(conf, opts, hostname))
 }
@@ -78,11 +75,10 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     log::info("info: OpenSMTPD 6.8.0p2 starting");
     let control = match listener::bind_control(&opts.socket) {
         Ok(c) => c,
-        Err(e) => {
-            log::line(log::Level::Crit, &e);
-            return 1;
-        }
+        Err(e) => return fail_start(&e),
     };
+    // From here on the socket is ours: a start that fails leaves no socket behind.
+    let socket_file = SocketFile(opts.socket.clone());
     let server = match Server::new(
         conf,
         hostname,
@@ -91,11 +87,11 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         opts.smtpd_user.clone(),
     ) {
         Ok(s) => Arc::new(s),
-        Err(e) => {
-            log::line(log::Level::Crit, &e);
-            return 1;
-        }
+        Err(e) => return fail_start(&e),
     };
+    if let Some(line) = crate::startup::disk_space_warning(&opts.spool) {
+        log::warn(&line);
+    }
     for line in crate::inbound::filter::init_trace(&server.config) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
@@ -109,31 +105,22 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     });
     if system_auth {
         if let Err(why) = crate::auth::pam::available() {
-            log::line(
-                log::Level::Crit,
-                &format!("smtpd: auth of system users (PAM service smtpd): {}", why),
-            );
-            return 1;
+            return fail_start(&format!(
+                "smtpd: auth of system users (PAM service smtpd): {}",
+                why
+            ));
         }
     }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
     let tls = match crate::tls::Tls::new(&server.config) {
         Ok(t) => Arc::new(t),
-        Err(lines) => {
-            for l in lines {
-                log::line(log::Level::Crit, &l);
-            }
-            return 1;
-        }
+        Err(lines) => return fail_start(&lines.join("\n")),
     };
     let _ = server.tls.set(tls.clone());
     let listenings = match listener::listenings(&server.config, &server.hostname, Some(&tls)) {
         Ok(l) => l,
-        Err(e) => {
-            log::line(log::Level::Crit, &e);
-            return 1;
-        }
+        Err(e) => return fail_start(&e),
     };
     if !tls.store.is_empty() {
         tokio::spawn(watch_pkis(tls.clone()));
@@ -149,12 +136,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         Ok(p) => {
             let _ = server.procs.set(p);
         }
-        Err(e) => {
-            for l in e.lines() {
-                log::line(log::Level::Crit, l);
-            }
-            return 1;
-        }
+        Err(e) => return fail_start(&e),
     }
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listenings {
@@ -170,8 +152,10 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         match listener::bind_tcp(addr) {
             Ok(t) => bound.push((t, Arc::new(l))),
             Err(e) => {
-                log::line(log::Level::Crit, &format!("smtpd: bind: {}: {}", addr, e));
-                return 1;
+                return fail_start(&format!(
+                    "smtpd: {}",
+                    crate::startup::bind_failure(&addr, &e)
+                ))
             }
         }
     }
@@ -206,12 +190,110 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     tokio::task::spawn_blocking(move || {
         crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
     });
+    // Serving: the command that started a detached daemon exits 0 now.
+    detach::ready();
     let status = wait_for_signal(signals).await;
-    let _ = std::fs::remove_file(&opts.socket);
+    drop(socket_file);
     if status == 0 {
         log::info("Exiting");
     }
     status
+}
+
+/// A start that cannot go on: its lines go to the log as critical, and to the terminal of the
+/// command that started a detached daemon (which exits 1 with them); status 1.
+fn fail_start(lines: &str) -> u8 {
+    for l in lines.lines() {
+        log::line(log::Level::Crit, l);
+    }
+    detach::failed(lines);
+    1
+}
+
+/// Detaching that reports how the start went. OpenSMTPD's `daemon()` lets the command exit 0
+/// before anything is bound, so that a port in use or a bad spool is only in the mail log and
+/// `smtpd` (or systemd's `Type=forking`, which takes the command's exit as the start's outcome)
+/// believes it started. Here the command waits until the daemon serves (exit 0) or fails to
+/// start (its lines on the command's stderr, exit 1); what is logged is unchanged.
+mod detach {
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    use std::sync::Mutex;
+
+    /// The daemon's end of the pipe to the waiting command, until the start is over.
+    static REPORT: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+    /// daemon(3) with a report: fork; the parent waits for `R` (ready) or the failure's lines
+    /// (then the end of the pipe); the child makes a new session in `/`, stdio on /dev/null.
+    pub fn detach() -> Result<(), String> {
+        use nix::fcntl::OFlag;
+        use nix::unistd::{fork, ForkResult};
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.desc().to_string())?;
+        // SAFETY: called before any thread exists (the runtime is built after), so the child
+        // has a consistent copy of the whole process.
+        match unsafe { fork() }.map_err(|e| e.desc().to_string())? {
+            ForkResult::Parent { .. } => {
+                drop(w);
+                std::process::exit(wait_report(r))
+            }
+            ForkResult::Child => {
+                drop(r);
+                nix::unistd::setsid().map_err(|e| e.desc().to_string())?;
+                std::env::set_current_dir("/").map_err(|e| e.to_string())?;
+                let null = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| e.to_string())?;
+                nix::unistd::dup2_stdin(&null)
+                    .and_then(|()| nix::unistd::dup2_stdout(&null))
+                    .and_then(|()| nix::unistd::dup2_stderr(&null))
+                    .map_err(|e| e.desc().to_string())?;
+                if let Ok(mut g) = REPORT.lock() {
+                    *g = Some(std::fs::File::from(w));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The waiting command's exit status, from what the daemon reported.
+    fn wait_report(r: OwnedFd) -> i32 {
+        let mut f = std::fs::File::from(r);
+        let mut first = [0u8; 1];
+        match f.read(&mut first) {
+            Ok(1) if first[0] == b'R' => 0,
+            Ok(1) => {
+                let mut rest = Vec::new();
+                let _ = f.read_to_end(&mut rest);
+                let _ = std::io::stderr().write_all(&rest);
+                1
+            }
+            _ => {
+                eprintln!("smtpd: the daemon ended while starting: see the mail log");
+                1
+            }
+        }
+    }
+
+    /// Tells the waiting command that the daemon serves.
+    pub fn ready() {
+        if let Some(mut f) = REPORT.lock().ok().and_then(|mut g| g.take()) {
+            let _ = f.write_all(b"R");
+        }
+    }
+
+    /// Gives the waiting command the lines of a failed start.
+    pub fn failed(lines: &str) {
+        if let Some(mut f) = REPORT.lock().ok().and_then(|mut g| g.take()) {
+            let mut text = String::from("E");
+            text.push_str(lines);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 /// How often the pki files are looked at: a renewed certificate is in service within about
@@ -235,6 +317,15 @@ async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
                 log::warn(&l);
             }
         }
+    }
+}
+
+/// The control socket file, removed when the daemon ends, whether it served or failed to start.
+struct SocketFile(std::path::PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `startup`: the problems that stop the daemon from starting or queueing, each with its remedy.
 //! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
 //!   certificates.
 //! - `dns`: the resolver (client names; later MX routing).
@@ -23,6 +24,7 @@
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod startup;
 pub mod support;
 pub mod sys;
 pub mod tls;

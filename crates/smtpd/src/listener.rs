@@ -176,11 +176,16 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// there, else replace a stale socket; anyone may connect (commands check the peer's uid).
 pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
     if control_answers(path) {
-        return Err("smtpd: control socket already listening".into());
+        return Err(format!("smtpd: {}", crate::startup::control_held(path)));
     }
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)
-        .map_err(|e| format!("smtpd: control_init: bind: {}: {}", path.display(), e))?;
+    let l = UnixListener::bind(path).map_err(|e| {
+        format!(
+            "smtpd: control_init: bind: {}: {}",
+            path.display(),
+            crate::sys::compat::strerror(&e)
+        )
+    })?;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
     Ok(l)

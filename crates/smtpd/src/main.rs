@@ -10,13 +10,14 @@ use clap::{Arg, ArgAction, Command};
 use std::path::PathBuf;
 
 use rsmtpd::sys::{pki, system};
-use rsmtpd::{daemon, support};
+use rsmtpd::{daemon, startup, support};
 use rsmtpd_config::{dump, parse_file, Config, ParseOptions};
 
 /// The version we are a drop-in replacement for; scripts parse it.
 pub const SMTPD_NAME: &str = "OpenSMTPD";
 pub const SMTPD_VERSION: &str = "6.8.0p2";
-pub const DEFAULT_CONFIG: &str = "/etc/mail/smtpd.conf";
+/// Where Debian's opensmtpd reads its config (OpenBSD's is /etc/mail/smtpd.conf).
+pub const DEFAULT_CONFIG: &str = "/etc/smtpd.conf";
 
 const USAGE: &str = "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]";
 
@@ -108,6 +109,14 @@ fn main() -> ExitCode {
     };
     if m.get_flag("h") {
         eprintln!("version: {} {}", SMTPD_NAME, SMTPD_VERSION);
+        // Ours after OpenSMTPD's line, which scripts parse (as the SMTP banner and the Received
+        // lines, it stays OpenSMTPD's for drop-in compatibility).
+        eprintln!(
+            "rsmtpd {}, a drop-in replacement for {} {}",
+            env!("CARGO_PKG_VERSION"),
+            SMTPD_NAME,
+            SMTPD_VERSION
+        );
         return usage();
     }
     let mut opts = ParseOptions {
@@ -169,9 +178,15 @@ fn main() -> ExitCode {
         for l in support::refusals(&conf) {
             eprintln!("warn: {}", l);
         }
+        for l in startup::missing_users(&conf) {
+            eprintln!("warn: {}", l);
+        }
         return ExitCode::SUCCESS;
     }
-    let refused = support::refusals(&conf);
+    let mut refused = support::refusals(&conf);
+    // Unlike OpenSMTPD, which starts and temp-fails each delivery of the action (rsmtpd's
+    // delivery does the same if the user goes away later): see startup.rs.
+    refused.extend(startup::missing_users(&conf));
     if !refused.is_empty() {
         for l in refused {
             eprintln!("smtpd: {}", l);

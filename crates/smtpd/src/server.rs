@@ -43,6 +43,19 @@ pub struct Server {
     pub tls: OnceLock<Arc<crate::tls::Tls>>,
     /// The `proc` filter processes, started before the listeners accept.
     pub procs: OnceLock<crate::procfilter::Procs>,
+    /// What `smtpctl` may ask the relay (`show hoststats`, `show routes`, `resume route`),
+    /// set when the relay agent starts.
+    pub relay: OnceLock<Arc<dyn RelayViews>>,
+}
+
+/// The relay's views for `smtpctl`, implemented in the relay layer above this one.
+pub trait RelayViews: Send + Sync {
+    /// `show hoststats` lines.
+    fn hoststats(&self) -> Vec<String>;
+    /// `show routes` lines.
+    fn routes(&self) -> Vec<String>;
+    /// `resume route ID` (0: all).
+    fn resume_route(&self, id: u64);
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`
@@ -206,7 +219,7 @@ impl Server {
             ..QueueOptions::default()
         };
         let queue = Queue::open_with(spool, queue_options)
-            .map_err(|e| format!("smtpd: queue: {}: {}", spool.display(), strerror(&e)))?;
+            .map_err(|e| format!("smtpd: queue: {}", spool_error(spool, &e)))?;
         // queue.c's lines at the queue process's start.
         if queue_options_note.0 {
             log::info("queue: queue compression enabled");
@@ -248,6 +261,7 @@ impl Server {
             paused: Paused::default(),
             stats: Stats::default(),
             procs: OnceLock::new(),
+            relay: OnceLock::new(),
         })
     }
 }
@@ -260,4 +274,19 @@ pub fn rfc5322_date() -> String {
 /// `address=` text of a client.
 pub fn peer_text(p: &PeerAddr) -> String {
     p.text()
+}
+
+/// A spool that cannot be set up, as one line: ckdir's messages name their directory already;
+/// other errors (a mkdir that fails) are given with the spool's path and, when the disk is
+/// full, what to do.
+fn spool_error(spool: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error().is_none() {
+        return e.to_string();
+    }
+    format!(
+        "{}: {}{}",
+        spool.display(),
+        strerror(e),
+        crate::startup::storage_hint(e)
+    )
 }

@@ -110,18 +110,9 @@ features! {
 /// implements it. Grouped by the work that will implement them, a comment between groups, so
 /// that branches removing lines of different groups do not touch the same lines.
 pub const NOT_YET: &[Feature] = &[
-    // relaying (issue: relay): the plain path is built; TLS, AUTH and the rest are not
-    Feature::RelayTls,
-    Feature::RelayPki,
-    Feature::RelayCa,
-    Feature::RelayAuth,
-    Feature::RelaySrc,
-    Feature::RelayHeloSrc,
+    // relaying (issue: relay): all but SRS and filters on the outbound session
     Feature::RelaySrs,
     Feature::RelayFilter,
-    Feature::RelaySmtps,
-    Feature::RelayStartTls,
-    Feature::RelayAuthLabel,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet

@@ -207,6 +207,7 @@ fn an_unknown_unprivileged_user_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "smtpd: unknown user no-such-user-here\n"
+        "smtpd: unknown user no-such-user-here: create it (adduser --system \
+         no-such-user-here), or name an existing one with SMTPD_USER\n"
     );
 }

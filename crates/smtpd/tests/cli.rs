@@ -10,6 +10,12 @@ use std::path::Path;
 use std::process::Command;
 
 const REAL_SMTPD: &str = "/usr/sbin/smtpd";
+/// Our own line in `-h`, after OpenSMTPD's `version:` line (which scripts parse).
+const RSMTPD_LINE: &str = concat!(
+    "rsmtpd ",
+    env!("CARGO_PKG_VERSION"),
+    ", a drop-in replacement for OpenSMTPD 6.8.0p2\n"
+);
 const USAGE: &str = "usage: smtpd [-dFhnv] [-D macro=value] [-f file] [-P system] [-T trace]\n";
 
 fn run(bin: &str, dir: &Path, args: &[&str]) -> (String, i32) {
@@ -41,7 +47,7 @@ fn command_line_matches_opensmtpd() {
     let cases: Vec<(Vec<&str>, String, i32)> = vec![
         (
             vec!["-h"],
-            format!("version: OpenSMTPD 6.8.0p2\n{}", USAGE),
+            format!("version: OpenSMTPD 6.8.0p2\nRSMTPD{}", USAGE),
             1,
         ),
         (vec!["-q"], usage_after("invalid option -- 'q'"), 1),
@@ -91,14 +97,22 @@ fn command_line_matches_opensmtpd() {
     for (args, expected, code) in &cases {
         assert_eq!(
             run(ours, dir.path(), args),
-            (expected.replace("ARGV0", ours), *code),
+            (
+                expected
+                    .replace("ARGV0", ours)
+                    .replace("RSMTPD", RSMTPD_LINE),
+                *code
+            ),
             "smtpd {}",
             args.join(" ")
         );
         if real {
             assert_eq!(
                 run(REAL_SMTPD, dir.path(), args),
-                (expected.replace("ARGV0", REAL_SMTPD), *code),
+                (
+                    expected.replace("ARGV0", REAL_SMTPD).replace("RSMTPD", ""),
+                    *code
+                ),
                 "the real smtpd {}",
                 args.join(" ")
             );
@@ -139,4 +153,45 @@ fn dump_is_printed_with_n_v_and_parses_back() {
         .output()
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out2.stdout), dump);
+}
+
+/// The smtpd(8) page the Debian package installs (etc/man/smtpd.8) has the usage line's
+/// synopsis and an entry for each of its options.
+#[test]
+fn the_man_page_documents_the_usage_line() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../etc/man/smtpd.8"
+    ))
+    .expect("etc/man/smtpd.8");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (help, _) = run(env!("CARGO_BIN_EXE_smtpd"), dir.path(), &["-h"]);
+    assert!(help.ends_with(USAGE), "smtpd -h: {help}");
+    let options = page
+        .split_once(".SH OPTIONS")
+        .and_then(|(_, rest)| rest.split_once("\n.SH "))
+        .map(|(section, _)| section)
+        .expect("an OPTIONS section");
+    let mut flags: Vec<char> = Vec::new();
+    for group in USAGE.split('[').skip(1) {
+        let group = group.trim_start_matches('-');
+        match group.split_once(' ') {
+            // `[-f file]`: one flag with an argument.
+            Some((flag, _)) if flag.len() == 1 => flags.extend(flag.chars()),
+            // `[-dFhnv]`: flags without one.
+            _ => flags.extend(group.trim_end_matches([']', ' ', '\n']).chars()),
+        }
+    }
+    assert_eq!(flags.len(), 9, "flags of {USAGE}: {flags:?}");
+    for flag in flags {
+        assert!(
+            options.contains(&format!(".B \\-{flag}\n"))
+                || options.contains(&format!(".BI \\-{flag} ")),
+            "etc/man/smtpd.8 has no entry for -{flag}"
+        );
+        assert!(
+            page.contains(&format!("\\-{flag}")),
+            "the synopsis lacks -{flag}"
+        );
+    }
 }

@@ -57,12 +57,10 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
     vec![
         (
             "relay",
-            // Plain relaying is built (tests/relay.rs); outbound TLS and AUTH are not.
-            "listen on 127.0.0.1 port 2525\naction \"out\" relay host smtps://192.0.2.1:465 tls\nmatch from any for any action \"out\"\n".into(),
-            vec![
-                "c.conf:4: relay option \"tls\" is not supported by rsmtpd yet",
-                "c.conf:4: relay URL \"smtps://\" is not supported by rsmtpd yet",
-            ],
+            // Relaying is built, TLS and AUTH included (tests/relay.rs, relay_namespace.rs);
+            // SRS is not.
+            "srs key \"secret\"\nlisten on 127.0.0.1 port 2525\naction \"out\" relay host smtps://192.0.2.1:465 tls srs\nmatch from any for any action \"out\"\n".into(),
+            vec!["c.conf:5: relay option \"srs\" is not supported by rsmtpd yet"],
         ),
         (
             "table-backend",

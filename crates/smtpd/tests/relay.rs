@@ -23,6 +23,8 @@ use common::*;
 struct Conn {
     lines: Vec<(f64, String)>,
     closed: bool,
+    /// The client's address.
+    peer: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ enum Mode {
     Pipelining,
     /// Never answers the final dot while `hang` is set (a remote stuck mid-delivery).
     Hang,
+    /// Offers STARTTLS, answers it 220, then sends plaintext instead of a handshake.
+    BrokenTls,
 }
 
 struct Recorder {
@@ -58,7 +62,13 @@ impl Recorder {
             for s in l.incoming().map_while(Result::ok) {
                 let idx = {
                     let mut v = c.lock().unwrap();
-                    v.push(Conn::default());
+                    v.push(Conn {
+                        peer: s
+                            .peer_addr()
+                            .map(|a| a.ip().to_string())
+                            .unwrap_or_default(),
+                        ..Conn::default()
+                    });
                     v.len() - 1
                 };
                 let c = c.clone();
@@ -135,6 +145,17 @@ fn serve(
                 &mut w,
                 "250-rec.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n",
             );
+        } else if u.starts_with("EHLO") && mode == Mode::BrokenTls {
+            say(&mut w, "250-rec.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+        } else if u.starts_with("STARTTLS") && mode == Mode::BrokenTls {
+            say(&mut w, "220 2.0.0 go ahead\r\n");
+            // The ClientHello first (closing with it unread would reset the connection, an
+            // EOF rather than a broken handshake), then plaintext where its answer should be.
+            let _ = r.get_mut().set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 4096]);
+            say(&mut w, "this is not a TLS record\r\n");
+            std::thread::sleep(Duration::from_millis(300));
+            break;
         } else if u.starts_with("EHLO") {
             say(&mut w, "250-rec.test\r\n250-DSN\r\n250 8BITMIME\r\n");
         } else if u.starts_with("MAIL") && mode == Mode::Pipelining {
@@ -421,20 +442,14 @@ fn refused_connections_and_a_421_greeting_disable_the_route_and_retry() {
 #[test]
 fn unsupported_relay_options_are_refused_at_start() {
     for (opt, words) in [
-        ("tls", "relay option \"tls\""),
-        ("host smtps://x.test", "relay URL \"smtps://\""),
-        ("host smtp+tls://x.test", "relay URL \"smtp+tls://\""),
-        (
-            "host smtp://lbl@x.test auth <c>",
-            "relay URL with an auth label",
-        ),
-        ("helo-src <t>", "relay option \"helo-src\""),
+        ("srs", "relay option \"srs\""),
+        ("filter f", "relay option \"filter\""),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("smtpd.conf");
         std::fs::write(
             &conf,
-            format!("table t {{ 127.0.0.1 = a.test }}\ntable c {{ lbl = \"u:p\" }}\nlisten on 127.0.0.1 port {}\naction \"r\" relay {opt}\nmatch from any for any action \"r\"\n", free_port()),
+            format!("srs key \"secret\"\nfilter f phase connect match rdns junk\nlisten on 127.0.0.1 port {}\naction \"r\" relay {opt}\nmatch from any for any action \"r\"\n", free_port()),
         )
         .unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_smtpd"))
@@ -536,6 +551,195 @@ fn helo_after_a_refused_ehlo_as_opensmtpd() {
         "DATA",
     ];
     if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("the HELO fallback of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// `src <t>` binds the connection to the table's address and `helo-src <t>` names it in EHLO,
+/// as 6.8 does (checked live when it is installed): from 127.0.0.3 with `EHLO three.test`,
+/// the `mta delivery` line with `source="127.0.0.3"`. A source table with no address of the
+/// destination's family leaves no route (6.8: `Address family mismatch on destination MXs`,
+/// retried).
+#[test]
+fn src_and_helo_src_bind_the_source_and_name_it() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Plain);
+        let conf = format!(
+            "table srcs {{ 127.0.0.3 }}\n\
+             table helos {{ 127.0.0.3 = three.test }}\n\
+             table six {{ ::1 }}\n\
+             listen on 127.0.0.1 port @PORT@\n\
+             action \"r\" relay host smtp://127.0.0.1:{p} src <srcs> helo-src <helos>\n\
+             action \"r6\" relay host smtp://127.0.0.1:{p} src <six>\n\
+             match from any for domain six.test action \"r6\"\n\
+             match from any for any action \"r\"\n",
+            p = rec.port
+        );
+        let d = Daemon::start_with(bin, &conf, &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        let c = rec.wait(Duration::from_secs(30), |c| {
+            c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+        });
+        let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
+        assert!(l.contains("source=\"127.0.0.3\""), "{bin}: {l}");
+        assert!(l.contains("result=\"Ok\""), "{bin}: {l}");
+        submit(&d, "alice@src.test", &["carol@six.test"], BODY2);
+        let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("carol@six.test"));
+        assert!(l.contains("result=\"TempFail\""), "{bin}: {l}");
+        assert!(
+            l.contains("relay=\"127.0.0.1\"")
+                && l.contains("stat=\"Address family mismatch on destination MXs\""),
+            "{bin}: {l}"
+        );
+        (c[0].peer.clone(), c[0].lines[0].1.trim_end().to_string())
+    };
+    let want = ("127.0.0.3".to_string(), "EHLO three.test".to_string());
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("src and helo-src of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// Opportunistic STARTTLS whose handshake breaks: 6.8 logs `opportunistic TLS failed,
+/// downgrading to plain` and connects again with `smtp+notls://` under the same session id,
+/// without STARTTLS; so do we (checked live when it is installed).
+#[test]
+fn a_broken_opportunistic_handshake_downgrades_to_plain() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::BrokenTls);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        let c = rec.wait(Duration::from_secs(60), |c| {
+            c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
+        });
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
+        let cmds: Vec<Vec<String>> = c
+            .iter()
+            .map(|c| {
+                c.lines
+                    .iter()
+                    .map(|(_, l)| l.trim_end().replace(&hostname(), "@HOST@"))
+                    .take(3)
+                    .collect()
+            })
+            .collect();
+        let re = regex::Regex::new(r"[0-9a-f]{16}").unwrap();
+        let log: Vec<String> = d
+            .log()
+            .iter()
+            .filter(|l| {
+                l.contains("mta connect") || l.contains("opportunistic") || l.contains("mta error")
+            })
+            .map(|l| {
+                re.replace_all(l, "ID")
+                    .replace(&format!(":{} ", rec.port), ":PORT ")
+            })
+            .collect();
+        (cmds, log)
+    };
+    let want_cmds = vec![
+        vec!["EHLO @HOST@".to_string(), "STARTTLS".to_string()],
+        vec![
+            "EHLO @HOST@".to_string(),
+            "MAIL FROM:<alice@src.test>".to_string(),
+            "RCPT TO:<bob@dst.test>".to_string(),
+        ],
+    ];
+    let want_log = vec![
+        "ID mta connecting address=smtp://127.0.0.1:PORT host=localhost".to_string(),
+        "ID mta connected".to_string(),
+        "smtp-out: Error on session ID: opportunistic TLS failed, downgrading to plain".to_string(),
+        "ID mta connecting address=smtp+notls://127.0.0.1:PORT host=localhost".to_string(),
+        "ID mta connected".to_string(),
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("the TLS downgrade of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), (want_cmds.clone(), want_log.clone()));
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), (want_cmds, want_log));
+}
+
+/// `smtpctl show hoststats`: each destination domain's last result, `DOMAIN|TIME|TEXT`, as
+/// 6.8 prints it (checked live when it is installed): the refused recipient's reply for a
+/// domain whose last recipient was refused, the accepted message's for the other.
+#[test]
+fn show_hoststats_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Plain);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
+        submit(&d, "alice@src.test", &["bad@other.test"], BODY2);
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("bad@other.test"));
+        let ctl_bin = if bin == REAL_SMTPD {
+            std::path::PathBuf::from("/usr/sbin/smtpctl")
+        } else {
+            smtpctl()
+        };
+        let out = ctl_with(&ctl_bin, &d, "smtpctl", &["show", "hoststats"], "", None);
+        assert!(out.status.success(), "{bin}: {out:?}");
+        let re = regex::Regex::new(r"\|[0-9]{10}\|").unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| re.replace(l, "|TIME|").to_string())
+            .collect::<Vec<_>>()
+    };
+    let want = [
+        "dst.test|TIME|250 2.0.0 queued as X",
+        "other.test|TIME|550 5.1.1 no such user",
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("show hoststats of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// `smtpctl show routes` and `resume route` after a `421` greeting disabled the route, as 6.8
+/// prints and logs them (checked live when it is installed).
+#[test]
+fn show_routes_and_resume_route_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start(Mode::Busy);
+        let d = Daemon::start_with(bin, &config(rec.port), &[]);
+        submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
+        d.wait_log(|l| l.starts_with("smtp-out: Disabling route [] <-> 127.0.0.1"));
+        let ctl_bin = if bin == REAL_SMTPD {
+            std::path::PathBuf::from("/usr/sbin/smtpctl")
+        } else {
+            smtpctl()
+        };
+        let show = || {
+            let out = ctl_with(&ctl_bin, &d, "smtpctl", &["show", "routes"], "", None);
+            assert!(out.status.success(), "{bin}: {out:?}");
+            let re = regex::Regex::new(r"timeout=[0-9]+s").unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| re.replace(l, "timeout=Ts").to_string())
+                .collect::<Vec<_>>()
+        };
+        let disabled = show();
+        let id = disabled
+            .first()
+            .and_then(|l| l.split('.').next())
+            .unwrap_or("0")
+            .to_string();
+        let out = ctl_with(&ctl_bin, &d, "smtpctl", &["resume", "route", &id], "", None);
+        assert!(out.status.success(), "{bin}: {out:?}");
+        let l = d.wait_log(|l| l.contains("per admin request"));
+        (disabled, l)
+    };
+    let want = (
+        vec![
+            "1. [] <-> 127.0.0.1 (localhost) ND-- nconn=0 nerror=0 penalty=1 timeout=Ts"
+                .to_string(),
+        ],
+        "smtp-out: Enabling route [] <-> 127.0.0.1 (localhost) per admin request".to_string(),
+    );
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("show routes of 6.8") {
         let _lock = real_lock();
         assert_eq!(run(REAL_SMTPD), want);
     }

@@ -27,8 +27,8 @@ fn skip() -> bool {
 }
 
 /// The certificates of these tests: a CA, the server's (mx.example.org), another server's
-/// (other.example.net), one for several names (pki `multi`), client certificates signed by the
-/// CA and self-signed.
+/// (other.example.net, signed by an intermediate CA its certificate file carries), one for
+/// several names (pki `multi`), client certificates signed by the CA and self-signed.
 fn certs() -> Certs {
     let c = Certs::new();
     c.ca("ca", "Test CA")
@@ -40,9 +40,10 @@ fn certs() -> Certs {
             "serverAuth",
             true,
         )
+        .intermediate("inter", "ca", "Test Intermediate")
         .leaf(
             "other",
-            Some("ca"),
+            Some("inter"),
             "other.example.net",
             &["other.example.net"],
             "serverAuth",
@@ -64,7 +65,8 @@ fn certs() -> Certs {
             "clientAuth",
             false,
         )
-        .leaf("selfclient", None, "self.example", &[], "clientAuth", false);
+        .leaf("selfclient", None, "self.example", &[], "clientAuth", false)
+        .chain("other", "inter");
     std::fs::write(
         c.path("creds"),
         format!("alice {ALICE_HASH}\nbob {BOB_HASH}\n"),
@@ -561,6 +563,37 @@ fn sni_chooses_the_certificate() {
     assert!(subject(Some("smtp.example.com")).contains("CN = multi"));
     assert!(subject(Some("a.wild.example.com")).contains("CN = multi"));
     assert!(subject(Some("a.b.wild.example.com")).contains("CN = mx.example.org"));
+    // The chain served for each name verifies against the test CA alone, for that name; the
+    // intermediate of other.example.net comes from its pki's certificate file.
+    for name in [
+        "mx.example.org",
+        "other.example.net",
+        "smtp.example.com",
+        "a.wild.example.com",
+    ] {
+        let out = s_client(
+            port,
+            true,
+            &[
+                "-CAfile",
+                &s.c.p("ca.crt"),
+                "-servername",
+                name,
+                "-verify_hostname",
+                name,
+                "-verify_return_error",
+                "-showcerts",
+            ],
+            "QUIT\n",
+        );
+        assert!(out.contains("Verify return code: 0 (ok)"), "{name}: {out}");
+        assert!(out.contains("221 2.0.0 Bye"), "{name}: {out}");
+        assert_eq!(
+            out.contains("s:CN = Test Intermediate"),
+            name == "other.example.net",
+            "{name}: {out}"
+        );
+    }
 }
 
 /// A certificate replaced on disk is served to the next connection; a broken one is logged and

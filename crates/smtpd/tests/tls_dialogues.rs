@@ -29,6 +29,10 @@ const LISTENERS: &[(&str, &str)] = &[
     ("tls", "tls pki mx.example.org"),
     ("require", "tls-require pki mx.example.org"),
     ("verify", "tls-require verify pki mx.example.org"),
+    (
+        "verifyca",
+        "tls-require verify pki mx.example.org ca testca",
+    ),
     ("smtps", "smtps pki mx.example.org auth <creds>"),
     (
         "submission",
@@ -45,6 +49,8 @@ enum Step {
     Raw(&'static str),
     /// The client's handshake (after a 220, or at connect on smtps).
     Tls,
+    /// The client's handshake presenting the client certificate NAME (of the world's certs).
+    TlsAs(&'static str),
     /// Wait for the server to close.
     Closed,
 }
@@ -167,6 +173,33 @@ const SCENARIOS: &[Scenario] = &[
         name: "verify-no-client-cert",
         listener: "verify",
         steps: &[C("EHLO client.example"), C("STARTTLS"), Tls, Closed],
+        ours: &[],
+    },
+    // Signed by the listener's ca: the session goes on.
+    Scenario {
+        name: "verify-client-cert",
+        listener: "verifyca",
+        steps: &[
+            C("EHLO client.example"),
+            C("STARTTLS"),
+            TlsAs("client"),
+            C("EHLO client.example"),
+            C("QUIT"),
+            Closed,
+        ],
+        ours: &[],
+    },
+    // Signed by another CA: the session ends after the handshake.
+    Scenario {
+        name: "verify-other-ca",
+        listener: "verifyca",
+        steps: &[
+            C("EHLO client.example"),
+            C("STARTTLS"),
+            TlsAs("stranger"),
+            C("EHLO client.example"),
+            Closed,
+        ],
         ours: &[],
     },
     Scenario {
@@ -300,14 +333,32 @@ struct World {
 
 fn world() -> World {
     let c = Certs::new();
-    c.ca("ca", "Test CA").leaf(
-        "mx",
-        Some("ca"),
-        "mx.example.org",
-        &["mx.example.org"],
-        "serverAuth",
-        true,
-    );
+    c.ca("ca", "Test CA")
+        .leaf(
+            "mx",
+            Some("ca"),
+            "mx.example.org",
+            &["mx.example.org"],
+            "serverAuth",
+            true,
+        )
+        .leaf(
+            "client",
+            Some("ca"),
+            "client.example",
+            &[],
+            "clientAuth",
+            false,
+        )
+        .ca("otherca", "Other CA")
+        .leaf(
+            "stranger",
+            Some("otherca"),
+            "stranger.example",
+            &[],
+            "clientAuth",
+            false,
+        );
     std::fs::write(
         c.path("creds"),
         format!("alice {ALICE_HASH}\nbob {BOB_HASH}\n"),
@@ -316,9 +367,11 @@ fn world() -> World {
     let mut config = format!(
         "pki mx.example.org cert \"{mx}.crt\"\n\
          pki mx.example.org key \"{mx}.key\"\n\
+         ca testca cert \"{ca}.crt\"\n\
          table creds file:{creds}\n\
          table sendertab {{ alice = \"alice@example.org\", bob = \"@example.org\" }}\n",
         mx = c.p("mx"),
+        ca = c.p("ca"),
         creds = c.p("creds"),
     );
     let mut ports = Vec::new();
@@ -456,8 +509,32 @@ fn normalize_log(lines: &[String]) -> Vec<String> {
     out
 }
 
+/// A client configuration that trusts `ca` and presents `dir/NAME.crt` with its key when asked.
+fn client_with_cert(ca: &str, dir: &Path, name: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca file") {
+        roots.add(c.expect("ca cert")).expect("ca added");
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join(format!("{name}.crt")))
+            .expect("client cert file")
+            .map(|c| c.expect("client cert"))
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).expect("client key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+    Arc::new(cfg)
+}
+
 /// Plays one scenario against the daemon on `ports`; returns the transcript.
-fn play(d: &Daemon, ports: &[(&str, u16)], ca: &str, sc: &Scenario) -> Vec<String> {
+fn play(d: &Daemon, ports: &[(&str, u16)], ca: &str, dir: &Path, sc: &Scenario) -> Vec<String> {
     let port = ports
         .iter()
         .find(|(n, _)| *n == sc.listener)
@@ -503,6 +580,11 @@ fn play(d: &Daemon, ports: &[(&str, u16)], ca: &str, sc: &Scenario) -> Vec<Strin
                 c.replies(Some(Duration::from_millis(500)));
             }
             Tls => c.handshake(),
+            TlsAs(name) => {
+                c.out.push(format!("-- client certificate {name}"));
+                c.tls = client_with_cert(ca, dir, name);
+                c.handshake();
+            }
             Closed => {
                 c.replies(Some(Duration::from_secs(5)));
                 c.out
@@ -574,7 +656,8 @@ fn run_all(bin: &str) -> Vec<(&'static str, Vec<String>)> {
     let ca = w.certs.p("ca.crt");
     let mut out = Vec::new();
     for sc in SCENARIOS {
-        out.push((sc.name, host_placeholder(play(&d, &w.ports, &ca, sc))));
+        let dir = w.certs.path("");
+        out.push((sc.name, host_placeholder(play(&d, &w.ports, &ca, &dir, sc))));
     }
     out
 }
@@ -604,9 +687,9 @@ fn tls_dialogues_against_rsmtpd() {
 #[test]
 fn tls_dialogues_against_opensmtpd() {
     if !(Path::new(TLS_SMTPD).exists() && is_root()) {
-        println!(
-            "SKIPPED: {TLS_SMTPD} is not installed (scripts/test-deps.sh installs it) or not root"
-        );
+        common::skip(&format!(
+            "{TLS_SMTPD} is not installed (scripts/test-deps.sh installs it) or not root"
+        ));
         return;
     }
     let _one = real_lock();

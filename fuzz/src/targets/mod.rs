@@ -9,5 +9,6 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod envelope;
+pub mod filter;
 pub mod session;
 pub mod smtpctl;

@@ -47,7 +47,6 @@ pub fn run(data: &[u8]) {
         max_mails: if bit(b, 5) { 2 } else { 100 },
         filter_data: bit(a, 0) && bit(b, 7),
         trace: bit(b, 2),
-        ..SessionConfig::default()
     };
     let conn = ConnectionInfo {
         peer: if bit(b, 6) {

@@ -13,5 +13,6 @@ pub mod session;
 pub use encode::{dot_stuff, DotStuffer};
 pub use reply::{ReplyError, ReplyParser, ServerReply};
 pub use session::{
-    Client, ClientConfig, Close, Event, Extensions, Outcome, Recipient, Timeouts, Tls, Transaction,
+    AuthCredentials, Client, ClientConfig, Close, Event, Extensions, Outcome, Recipient, Timeouts,
+    Tls, Transaction,
 };

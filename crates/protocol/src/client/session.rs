@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::reply::{ReplyParser, ServerReply};
+use crate::util::b64_ntop;
 
 /// RFC 5321 §4.5.3.2 client timeouts.
 #[derive(Clone, Debug)]
@@ -89,6 +90,25 @@ pub struct ClientConfig {
     /// A refused recipient ends the transaction for all (sendmail: the message is not sent
     /// to anyone, it goes to dead.letter); otherwise each recipient has its own outcome.
     pub strict_recipients: bool,
+    /// `auth <t>` credentials for the URL's label: AUTH after EHLO, on a TLS session only
+    /// (6.8's mta: PLAIN with an initial response when offered, else LOGIN).
+    pub auth: Option<AuthCredentials>,
+}
+
+/// A user name and password to authenticate with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthCredentials {
+    // Never the password, not even in a debug trace.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -104,6 +124,7 @@ impl ClientConfig {
             helo_fallback: true,
             rset_after_failure: true,
             strict_recipients: false,
+            auth: None,
         }
     }
 }
@@ -223,6 +244,8 @@ pub struct Extensions {
     pub dsn: bool,
     pub eight_bit_mime: bool,
     pub size: Option<u64>,
+    /// `AUTH` was offered (with any mechanisms).
+    pub auth: bool,
     pub auth_plain: bool,
     pub auth_login: bool,
 }
@@ -241,6 +264,7 @@ impl Extensions {
                 "8BITMIME" if upper == "8BITMIME" => e.eight_bit_mime = true,
                 "SIZE" => e.size = words.next().and_then(|n| n.parse().ok()),
                 "AUTH" => {
+                    e.auth = true;
                     for w in words {
                         e.auth_plain |= w == "PLAIN";
                         e.auth_login |= w == "LOGIN";
@@ -261,6 +285,10 @@ enum Cmd {
     Helo,
     Lhlo,
     StartTls,
+    AuthPlain,
+    AuthLogin,
+    AuthLoginUser,
+    AuthLoginPass,
     Mail,
     Rcpt(usize),
     Data,
@@ -593,7 +621,13 @@ impl Client {
             Cmd::Rcpt(_) => t.rcpt,
             Cmd::Data => t.data_init,
             Cmd::Dot => t.data_term,
-            Cmd::StartTls | Cmd::Rset | Cmd::Quit => t.other,
+            Cmd::StartTls
+            | Cmd::AuthPlain
+            | Cmd::AuthLogin
+            | Cmd::AuthLoginUser
+            | Cmd::AuthLoginPass
+            | Cmd::Rset
+            | Cmd::Quit => t.other,
         }
     }
 
@@ -677,7 +711,7 @@ impl Client {
                 if self.cfg.tls == Tls::Required && !self.secure {
                     return self.error("TLS required but not supported by remote host".into());
                 }
-                self.idle(now);
+                self.auth_or_idle(now);
             }
             Cmd::StartTls => {
                 if !ok {
@@ -685,11 +719,31 @@ impl Client {
                         return self.error(format!("STARTTLS rejected: {}", r.line()));
                     }
                     // 6.8: on a refusal, carry on in clear.
-                    return self.idle(now);
+                    return self.auth_or_idle(now);
                 }
                 self.phase = Phase::Handshake;
                 self.deadline = Some(now + self.cfg.timeouts.other);
                 self.events.push_back(Event::StartTls);
+            }
+            Cmd::AuthPlain | Cmd::AuthLoginPass => {
+                if !ok {
+                    return self.error_with(format!("AUTH rejected: {}", r.line()), Some(r));
+                }
+                self.idle(now);
+            }
+            Cmd::AuthLogin | Cmd::AuthLoginUser => {
+                if r.code != 334 {
+                    return self.error_with(format!("AUTH rejected: {}", r.line()), Some(r));
+                }
+                let Some(c) = &self.cfg.auth else {
+                    return self.error("Internal error: no credentials".into());
+                };
+                let (next, text) = if cmd == Cmd::AuthLogin {
+                    (Cmd::AuthLoginUser, b64_ntop(c.username.as_bytes()))
+                } else {
+                    (Cmd::AuthLoginPass, b64_ntop(c.password.as_bytes()))
+                };
+                self.command(now, next, text);
             }
             Cmd::Mail => {
                 let pipelined = self.pipelining();
@@ -812,7 +866,34 @@ impl Client {
                 return self.error("TLS required but not supported by remote host".into());
             }
         }
-        self.idle(now);
+        self.auth_or_idle(now);
+    }
+
+    /// 6.8's `MTA_AUTH` state: with credentials, AUTH PLAIN (initial response) when offered,
+    /// else AUTH LOGIN; never on a session without TLS.
+    fn auth_or_idle(&mut self, now: Instant) {
+        let Some(c) = &self.cfg.auth else {
+            return self.idle(now);
+        };
+        if !self.secure {
+            return self.error("Refuse to AUTH over unsecure channel".into());
+        }
+        if !self.ext.auth {
+            return self.error("AUTH not advertised".into());
+        }
+        if self.ext.auth_plain {
+            let mut raw = Vec::with_capacity(c.username.len() + c.password.len() + 2);
+            raw.push(0);
+            raw.extend_from_slice(c.username.as_bytes());
+            raw.push(0);
+            raw.extend_from_slice(c.password.as_bytes());
+            let line = format!("AUTH PLAIN {}", b64_ntop(&raw));
+            return self.command(now, Cmd::AuthPlain, line);
+        }
+        if self.ext.auth_login {
+            return self.command(now, Cmd::AuthLogin, "AUTH LOGIN".into());
+        }
+        self.error("no supported AUTH method".into())
     }
 
     /// Reports the transaction. 6.8 sends `RSET` before the next one when the transaction

@@ -357,6 +357,19 @@ impl Session {
         self.close(CloseReason::IoError(msg.to_string()));
     }
 
+    /// The server cannot go on with this session for a reason of its own, outside any request
+    /// (a filter process the session depends on died while the message streamed through it):
+    /// `421 4.3.0 Temporary failure`, the open transaction rolled back (nothing of it is
+    /// queued), and the session closed, as a filter's `disconnect|421` would.
+    pub fn fail_temporarily(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        self.pending = None;
+        self.reply(Reply::temporary_failure());
+        self.enter_quit();
+    }
+
     pub fn filter_result(&mut self, decision: FilterDecision) -> Result<(), UnexpectedAnswer> {
         let Some(Pending::Filter { phase, param }) = self.pending.clone() else {
             return Err(UnexpectedAnswer);

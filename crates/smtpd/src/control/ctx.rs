@@ -176,14 +176,36 @@ impl ControlContext for DaemonControl {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
+    /// `show hoststats` and `show routes` as 6.8's mta answers them; the other views
+    /// (`hosts`, `relays`, `mta paused`) print nothing yet.
+    fn show(&self, what: rsmtpd_control::ShowWhat) -> Vec<String> {
+        match what {
+            rsmtpd_control::ShowWhat::Hoststats => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.hoststats())
+                .unwrap_or_default(),
+            rsmtpd_control::ShowWhat::Routes => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.routes())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// control.c answers `command succeeded` at once and passes the order to the relay
-    /// process, which logs it and enables the disabled routes it names; we relay nothing yet,
-    /// so there is no route to enable.
+    /// process, which logs it and enables the disabled routes it names (0: all).
     fn resume_route(&self, id: u64) -> bool {
         if id != 0 {
             log::debug(&format!("resuming route: {id}"));
         } else {
             log::debug("resuming all routes");
+        }
+        if let Some(r) = self.server.relay.get() {
+            r.resume_route(id);
         }
         true
     }

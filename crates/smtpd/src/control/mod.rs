@@ -131,7 +131,13 @@ fn current_traces() -> u32 {
     .fold(0, |m, t| m | t as u32)
 }
 
-async fn read_frame(conn: &mut UnixStream) -> Option<Result<Vec<u8>, ()>> {
+/// The largest frame read from a peer that is not root, which may only ask for `Enqueue` (two
+/// bytes): OpenSMTPD's imsg limit (`MAX_IMSGSIZE`). Root's requests may be up to `MAX_FRAME`;
+/// reading that much for anyone would let every local user make the daemon hold 16 MiB per
+/// connection (found by tests/attacks.rs: 32 connections of nobody, 540 MB).
+const UNPRIVILEGED_FRAME: usize = 16 * 1024;
+
+async fn read_frame(conn: &mut UnixStream, limit: usize) -> Option<Result<Vec<u8>, ()>> {
     let mut hdr = [0u8; 4];
     match conn.read_exact(&mut hdr).await {
         Ok(_) => {}
@@ -140,6 +146,9 @@ async fn read_frame(conn: &mut UnixStream) -> Option<Result<Vec<u8>, ()>> {
     let Ok(n) = frame_len(hdr) else {
         return Some(Err(()));
     };
+    if n > limit {
+        return Some(Err(()));
+    }
     let mut payload = vec![0u8; n];
     match conn.read_exact(&mut payload).await {
         Ok(_) => Some(Ok(payload)),
@@ -168,16 +177,26 @@ async fn serve_requests(mut conn: UnixStream, ctx: &dyn ControlContext) {
         Ok(c) => c.uid(),
         Err(_) => return,
     };
+    // What root may do, the user the daemon runs as may do too: OpenSMTPD always runs as root,
+    // but run unprivileged (the quick start, the tests) the daemon's own user owns the spool
+    // and the process already, so refusing it `show queue` or `pause` protects nothing.
+    let privileged = uid == 0 || uid == nix::unistd::geteuid().as_raw();
+    let rights = if privileged { 0 } else { uid };
     loop {
         // Each request gets one answer; `go_on` says whether the connection survives it.
-        let (resp, go_on) = match read_frame(&mut conn).await {
+        let limit = if privileged {
+            rsmtpd_control::MAX_FRAME as usize
+        } else {
+            UNPRIVILEGED_FRAME
+        };
+        let (resp, go_on) = match read_frame(&mut conn, limit).await {
             None => return,
             Some(Err(())) => (Response::Fail(None), false),
             Some(Ok(payload)) => match Request::decode(&payload) {
                 // The client sees our version in the answer: "incompatible smtpctl and smtpd".
                 Err(rsmtpd_control::DecodeError::Version(_)) => (Response::Fail(None), true),
                 Err(_) => (Response::Fail(None), false),
-                Ok(req) if !req.allowed_for(uid) => (Response::Fail(None), true),
+                Ok(req) if !req.allowed_for(rights) => (Response::Fail(None), true),
                 Ok(Request::Enqueue) if ctx.status().smtp_paused => (Response::Fail(None), false),
                 Ok(Request::Enqueue) => {
                     if conn.write_all(&Response::Ok.encode()).await.is_ok() {

@@ -9,11 +9,15 @@ use std::io::{BufRead, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::format::MAILADDR_ESCAPE;
 use super::headers::{c_line, next_line};
 use super::AgentError;
 
 const EX_TEMPFAIL: i32 = 75;
+
+/// mail.maildir.c's own `MAILADDR_ESCAPE`, for the sub-address folder: smtpd.h's set (the one
+/// of `%{...}` expansion) plus `/` and `^`, so that `user+/new` names the folder `.:new`, never
+/// `Maildir/./new`.
+const SUBDIR_ESCAPE: &[u8] = b"!#$%&'*/?^`{|}~";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maildir {
@@ -75,6 +79,16 @@ fn maildir_mkdirs(dir: &str, created: &mut Vec<PathBuf>) -> Result<(), AgentErro
     Ok(())
 }
 
+/// Whether expanding the action's maildir path `raw` into `expanded` made `.` or `..` path
+/// components that neither the format's own text nor the user's home directory (`~/`,
+/// `%{user.directory}`) has: values from an envelope climbing out of the intended folder.
+/// From SMTP a local part cannot hold `..` (an empty atom), but a `.forward` or alias may name
+/// `../../x@domain`, and OpenSMTPD then writes wherever that leads. We refuse on purpose.
+pub fn dots_added(raw: &str, home: &str, expanded: &str) -> bool {
+    let dots = |s: &str| s.split('/').filter(|c| *c == "." || *c == "..").count();
+    dots(expanded) > dots(raw) + dots(home)
+}
+
 /// Delivers `input` (delivery headers + message). The file name is `TIME.RANDOM.HOSTNAME`.
 /// Returns the path of the delivered file.
 pub fn deliver(m: &Maildir, mut input: impl BufRead) -> Result<PathBuf, AgentError> {
@@ -94,7 +108,7 @@ pub fn deliver(m: &Maildir, mut input: impl BufRead) -> Result<PathBuf, AgentErr
             .extension
             .chars()
             .map(|c| {
-                if c.is_ascii() && MAILADDR_ESCAPE.contains(&(c as u8)) {
+                if c.is_ascii() && SUBDIR_ESCAPE.contains(&(c as u8)) {
                     ':'
                 } else {
                     c
@@ -164,4 +178,51 @@ pub fn deliver(m: &Maildir, mut input: impl BufRead) -> Result<PathBuf, AgentErr
         }
     }
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dots_added;
+
+    #[test]
+    fn dots_from_values_are_noticed() {
+        let home = "/home/alice";
+        assert!(!dots_added(
+            "/var/vmail/%{dest.user}",
+            home,
+            "/var/vmail/bob"
+        ));
+        assert!(!dots_added(
+            "/var/vmail/%{dest.user}",
+            home,
+            "/var/vmail/a/b"
+        ));
+        assert!(!dots_added(
+            "/var/vmail/%{dest.user}",
+            home,
+            "/var/vmail/.hidden"
+        ));
+        assert!(dots_added(
+            "/var/vmail/%{dest.user}",
+            home,
+            "/var/vmail/../x"
+        ));
+        assert!(dots_added("/var/vmail/%{dest.user}", home, "/var/vmail/."));
+        assert!(dots_added(
+            "/var/vmail/%{dest.user}",
+            home,
+            "/var/vmail/a/./b"
+        ));
+        // Dots the admin wrote, or the home has, are theirs.
+        assert!(!dots_added(
+            "/srv/mail/../vmail/%{dest.user}",
+            home,
+            "/srv/mail/../vmail/bob"
+        ));
+        assert!(!dots_added(
+            "~/Maildir",
+            "/home/../home/alice",
+            "/home/../home/alice/Maildir"
+        ));
+    }
 }

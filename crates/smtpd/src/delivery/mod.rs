@@ -211,13 +211,7 @@ impl Creds {
     }
 }
 
-/// `strerror()` of an I/O error, without Rust's ` (os error N)`.
-pub fn strerror(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}
+pub use crate::sys::compat::strerror;
 
 /// `strnvis(VIS_SAFE|VIS_CSTYLE|VIS_NL)` as OpenBSD's vis(3) encodes.
 pub fn vis(s: &[u8]) -> String {
@@ -488,6 +482,17 @@ pub async fn deliver_report(req: &DeliveryRequest) -> Report {
                 Ok(d) => d,
                 Err(r) => return r,
             };
+            // Values that climb out of the folder (`..` from a .forward address): refused on
+            // purpose, see maildir::dots_added.
+            if let (Some(p), Some(d)) = (path, &dir) {
+                if maildir::dots_added(&p.raw, &req.user.directory, d) {
+                    return failed(
+                        false,
+                        EX_NOPERM,
+                        format!("\"mail.maildir: {d}: expanded path escapes its folder\""),
+                    );
+                }
+            }
             let agent = Agent::Maildir(maildir_of(req, &pw, dir, *junk, now));
             run_native(creds(None), req.timeout, agent, prefix, message).await
         }

@@ -2,13 +2,17 @@
 //! lives; the chain walk for a phase, which runs builtin members in place and suspends at a proc
 //! member until its answer arrives on the session's channel (lka_filter.c's
 //! filter_protocol_internal with its resume tokens); and the report events, each written to the
-//! processes of the chain that registered it (report_smtp_broadcast).
+//! processes of the chain that registered it (report_smtp_broadcast); and the message's
+//! stream through the chain's `data-line` members (filter_data_internal): each line goes to the
+//! first, what one returns goes to the next, what the last returns goes to the queue file.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rsmtpd_config::{Config, FilterKind};
-use rsmtpd_protocol::filter_protocol::{filter_line, phase_name, report_line, Response, Timestamp};
+use rsmtpd_protocol::filter_protocol::{
+    data_line, filter_line, phase_name, report_line, Response, Timestamp, DATA_LINE,
+};
 use rsmtpd_protocol::server::{FilterDecision, FilterPhase};
 use tokio::sync::mpsc;
 
@@ -42,6 +46,34 @@ pub struct FilterLink {
     /// The distinct processes of the chain, in chain order.
     instances: Vec<Arc<Instance>>,
     rx: mpsc::UnboundedReceiver<ToSession>,
+    /// The message being streamed through the data-line members, from the 354 to its commit or
+    /// rollback.
+    stream: Option<Stream>,
+    /// A stream was closed: data lines a filter still sends for it are dropped, not taken for
+    /// a protocol error.
+    stale_lines: bool,
+}
+
+/// One message on its way through the chain (lka_filter.c's `FILTER_DATA_LINE` phase).
+struct Stream {
+    /// The proc members that registered `data-line`, in chain order, with their token.
+    /// Builtin members have no data-line phase: they pass every line on.
+    hops: Vec<(Arc<Instance>, u64)>,
+    /// The client's final dot went into the chain.
+    client_done: bool,
+    /// The last hop returned its "." (lines it sends after are dropped).
+    chain_done: bool,
+}
+
+/// What the chain's stream has for the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataOut {
+    /// A line of the filtered message (dot-decoded), for `Session::filtered_line`.
+    Line(Vec<u8>),
+    /// The chain ended the message after the client did: `Session::filtered_end`.
+    End,
+    /// A process of the chain died or broke the protocol: the message is lost to it.
+    Failed,
 }
 
 /// The time as report and filter lines carry it.
@@ -94,6 +126,8 @@ impl FilterLink {
             members,
             instances,
             rx,
+            stream: None,
+            stale_lines: false,
         })
     }
 
@@ -270,13 +304,17 @@ impl FilterLink {
                 Ok(Some(m)) => m,
             };
             match m {
-                ToSession::Result { token: t, response } if t == token => return Ok(response),
+                ToSession::Result {
+                    token: t, response, ..
+                } if t == token => return Ok(response),
                 ToSession::Result { .. } => {
                     // An answer for another member: lka_filter.c finds no such entry for the
                     // phase and gives up ("misbehaving filter").
                     inst.abort("lookup: misbehaving filter");
                     return Err(Broken::Failed);
                 }
+                // A line of a message that was rolled back, late.
+                ToSession::DataLine { .. } if self.stale_lines => {}
                 ToSession::DataLine { .. } => {
                     inst.abort("lookup: filter-dataline out of dataline phase");
                     return Err(Broken::Failed);
@@ -285,6 +323,189 @@ impl FilterLink {
                 ToSession::Failed => return Err(Broken::Failed),
             }
         }
+    }
+}
+
+impl FilterLink {
+    /// Opens the message's stream at the 354 (lka_filter_data_begin). False when a process of
+    /// the chain is down: the message cannot go through it.
+    pub fn data_begin(&mut self) -> bool {
+        let mut hops = Vec::new();
+        for m in &self.members {
+            if let Member::Proc { inst, token, .. } = m {
+                if inst.is_dead() {
+                    return false;
+                }
+                if inst.hooks(DATA_LINE) {
+                    hops.push((inst.clone(), token.wrapping_add(DATA_LINE as u64)));
+                }
+            }
+        }
+        self.drain();
+        self.stream = Some(Stream {
+            hops,
+            client_done: false,
+            chain_done: false,
+        });
+        true
+    }
+
+    /// Whether a message is streaming through data-line members (the session must then also
+    /// listen to the chain, not only to its client).
+    pub fn streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| !s.hops.is_empty())
+    }
+
+    /// The message is committed or rolled back (lka_filter_data_end).
+    pub fn data_close(&mut self) {
+        if self.stream.take().is_some() {
+            self.stale_lines = true;
+        }
+    }
+
+    /// A line of the session (dot-decoded, no line end) into the chain. `Some(line)`: no member
+    /// takes data lines, the line comes straight back. Err: the first hop is gone.
+    pub fn data_line(&mut self, line: Vec<u8>) -> Result<Option<Vec<u8>>, Broken> {
+        let Some(s) = self.stream.as_ref() else {
+            return Ok(Some(line));
+        };
+        let Some((inst, token)) = s.hops.first() else {
+            return Ok(Some(line));
+        };
+        if s.chain_done {
+            // The chain already ended the message: the rest is not part of it.
+            return Ok(None);
+        }
+        // The pipe carries the lines as the client sent them: dot-stuffed.
+        let mut out = Vec::with_capacity(line.len() + 80);
+        let stuffed;
+        let sent: &[u8] = if line.first() == Some(&b'.') {
+            let mut v = Vec::with_capacity(line.len() + 1);
+            v.push(b'.');
+            v.extend_from_slice(&line);
+            stuffed = v;
+            &stuffed
+        } else {
+            &line
+        };
+        data_line(&mut out, now(), self.sessid, *token, sent);
+        if inst.write(out) {
+            Ok(None)
+        } else {
+            Err(Broken::Failed)
+        }
+    }
+
+    /// The client's final dot into the chain. True: the message is complete now (no data-line
+    /// member, or the chain already sent its "."); else its end comes as [`DataOut::End`].
+    pub fn data_end(&mut self) -> Result<bool, Broken> {
+        let sessid = self.sessid;
+        let Some(s) = self.stream.as_mut() else {
+            return Ok(true);
+        };
+        let Some((inst, token)) = s.hops.first() else {
+            return Ok(true);
+        };
+        s.client_done = true;
+        if s.chain_done {
+            return Ok(true);
+        }
+        let mut out = Vec::with_capacity(80);
+        data_line(&mut out, now(), sessid, *token, b".");
+        if !inst.write(out) {
+            return Err(Broken::Failed);
+        }
+        Ok(s.chain_done)
+    }
+
+    /// The processes the stream writes to, for [`room`].
+    pub fn hops(&self) -> Vec<Arc<Instance>> {
+        self.stream
+            .as_ref()
+            .map(|s| s.hops.iter().map(|(i, _)| i.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a process of the stream has so much queued that the client must wait.
+    pub fn congested(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|s| s.hops.iter().any(|(i, _)| i.congested()))
+    }
+
+    /// The process an answer came from, by its serial.
+    fn instance(&self, serial: u64) -> Option<Arc<Instance>> {
+        self.instances.iter().find(|i| i.serial == serial).cloned()
+    }
+
+    /// The next thing the stream has for the session: a line for the queue file, the end, or
+    /// a failure. Lines a hop returns go on to the next hop here; reports are passed on.
+    /// Cancel-safe: it only waits in the channel's `recv`.
+    pub async fn data_event(&mut self) -> DataOut {
+        loop {
+            let Some(m) = self.rx.recv().await else {
+                return DataOut::Failed;
+            };
+            let (from, token, line) = match m {
+                ToSession::Failed => return DataOut::Failed,
+                ToSession::Report { name, message } => {
+                    self.filter_report(false, &name, &message);
+                    continue;
+                }
+                ToSession::Result { from, .. } => {
+                    if let Some(i) = self.instance(from) {
+                        i.abort("lookup: filter-result in dataline phase");
+                    }
+                    return DataOut::Failed;
+                }
+                ToSession::DataLine { from, token, line } => (from, token, line),
+            };
+            let sessid = self.sessid;
+            let Some(s) = self.stream.as_mut() else {
+                continue;
+            };
+            let Some(k) = s.hops.iter().position(|(_, t)| *t == token) else {
+                // A token of no data-line entry: lka_filter.c's "misbehaving filter".
+                if let Some(i) = self.instance(from) {
+                    i.abort("lookup: misbehaving filter");
+                }
+                return DataOut::Failed;
+            };
+            if let Some((next, next_token)) = s.hops.get(k + 1) {
+                // Between filters the line goes as it came (still dot-stuffed, "." included).
+                let mut out = Vec::with_capacity(line.len() + 80);
+                data_line(&mut out, now(), sessid, *next_token, &line);
+                if !next.write(out) {
+                    return DataOut::Failed;
+                }
+                continue;
+            }
+            if s.chain_done {
+                continue;
+            }
+            if line == b"." {
+                s.chain_done = true;
+                if s.client_done {
+                    return DataOut::End;
+                }
+                // The chain ended the message before the client did: what the client still
+                // sends is dropped, and the message ends with the client's dot.
+                continue;
+            }
+            // smtp_tx_dataline() on the chain's output: a leading dot is unstuffed.
+            let mut line = line;
+            if line.first() == Some(&b'.') {
+                line.remove(0);
+            }
+            return DataOut::Line(line);
+        }
+    }
+}
+
+/// Returns once every process in `hops` has room in its queue again.
+pub async fn room(hops: Vec<Arc<Instance>>) {
+    for i in hops {
+        i.room().await;
     }
 }
 

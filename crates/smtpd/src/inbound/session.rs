@@ -22,7 +22,7 @@ use rsmtpd_protocol::server::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::inbound::filter_link::{link_connect_params, Broken, FilterLink};
+use crate::inbound::filter_link::{link_connect_params, room, Broken, DataOut, FilterLink};
 use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
 use crate::server::Server;
@@ -153,19 +153,46 @@ pub async fn run<S>(
                         sess.message_write_failed();
                     }
                 }
-                // No data filter chain is run yet (filter_data is off): were one asked for,
-                // the empty chain gives every line back as it came.
+                // A line for the chain: into its first data-line member, or straight back when
+                // it has none (builtin members pass lines on).
                 Event::FilterData(line) => {
-                    if sess.filtered_line(&line).is_err() {
-                        sess.io_error("internal error");
+                    let back = match link.as_mut() {
+                        Some(l) => l.data_line(line),
+                        None => Ok(Some(line)),
+                    };
+                    match back {
+                        Ok(Some(line)) => {
+                            if sess.filtered_line(&line).is_err() {
+                                sess.io_error("internal error");
+                            }
+                        }
+                        Ok(None) => {}
+                        // Nothing of a message half-filtered is queued.
+                        Err(_) => sess.fail_temporarily(),
                     }
                 }
                 Event::FilterDataEnd => {
-                    if sess.filtered_end().is_err() {
-                        sess.io_error("internal error");
+                    let now = match link.as_mut() {
+                        Some(l) => l.data_end(),
+                        None => Ok(true),
+                    };
+                    match now {
+                        Ok(true) => {
+                            if sess.filtered_end().is_err() {
+                                sess.io_error("internal error");
+                            }
+                        }
+                        // The chain's "." comes later (DataOut::End).
+                        Ok(false) => {}
+                        Err(_) => sess.fail_temporarily(),
                     }
                 }
-                Event::Rollback { msgid } => server.rollback(&mut tx, msgid),
+                Event::Rollback { msgid } => {
+                    if let Some(l) = link.as_mut() {
+                        l.data_close();
+                    }
+                    server.rollback(&mut tx, msgid)
+                }
                 Event::StartTls => {
                     // The 220 goes out in plaintext, then the handshake.
                     if flush(&mut conn, &mut out).await.is_err() {
@@ -203,13 +230,47 @@ pub async fn run<S>(
             sess.io_error("write error");
             continue;
         }
+        let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
+        if let Some(l) = link.as_mut().filter(|l| l.streaming()) {
+            // A message is streaming through the chain: listen to it as well as to the
+            // client, and stop reading the client while a filter's queue is full.
+            let read = sess.wants_read();
+            let congested = l.congested();
+            let hops = if congested { l.hops() } else { Vec::new() };
+            tokio::select! {
+                r = conn.read(&mut buf), if read && !congested => match r {
+                    Ok(0) => sess.peer_closed(),
+                    Ok(n) => sess.receive(&buf[..n]),
+                    Err(e) => sess.io_error(&rsmtpd_config::lexer::strerror(&e)),
+                },
+                _ = room(hops), if read && congested => {}
+                d = l.data_event() => match d {
+                    DataOut::Line(line) => {
+                        if sess.filtered_line(&line).is_err() {
+                            sess.io_error("internal error");
+                        }
+                    }
+                    DataOut::End => {
+                        if sess.filtered_end().is_err() {
+                            sess.io_error("internal error");
+                        }
+                    }
+                    DataOut::Failed => sess.fail_temporarily(),
+                },
+                // No progress from the client nor the chain for the session timeout.
+                _ = tokio::time::sleep(timeout) => {
+                    l.report("timeout", b"");
+                    sess.timed_out();
+                }
+            }
+            continue;
+        }
         if !sess.wants_read() {
             // The machine neither asks for input nor has anything to say: it is waiting for
             // nothing, which would be a bug; end the session rather than spin.
             sess.io_error("internal error");
             continue;
         }
-        let timeout = sess.timeout().unwrap_or(Duration::from_secs(300));
         match tokio::time::timeout(timeout, conn.read(&mut buf)).await {
             Err(_) => {
                 if let Some(l) = link.as_mut() {
@@ -314,6 +375,9 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         max_mails: usize::try_from(o.max_mails).unwrap_or(usize::MAX),
         dsn: !l.no_dsn,
         filtered: l.filter.is_some(),
+        // As OpenSMTPD (F_FILTERED): every message of a filtered listener goes through the
+        // chain's data pipe, builtin-only chains included, which is what its logged sizes count.
+        filter_data: l.filter.is_some(),
         mask_source: l.mask_src,
         received_auth: l.received_auth,
         add_missing_headers: l.local || l.port == 587,
@@ -328,7 +392,6 @@ fn session_config(server: &Server, l: &Listening) -> SessionConfig {
         auth_required: matches!(l.auth, Some(AuthMode::Required(_))),
         check_senders: l.senders.is_some(),
         masquerade: l.senders.is_some() && l.masquerade,
-        ..SessionConfig::default()
     }
 }
 
@@ -393,9 +456,13 @@ async fn answer(
             sess.recipient_result(res)
         }
         Request::OpenMessage { msgid } => {
+            // The chain's stream opens with the message file; a process of it that is down
+            // fails the message as a failed socketpair does (421 Temporary Error).
+            let streams = link.as_mut().is_none_or(|l| l.data_begin());
             let opened = server
                 .open_message(tx, msgid)
                 .map_err(|_| ())
+                .and(if streams { Ok(()) } else { Err(()) })
                 .map(|_| MessageOpened {
                     date: crate::server::rfc5322_date(),
                     message_id_uid: rand::random(),
@@ -403,6 +470,9 @@ async fn answer(
             sess.message_opened(opened)
         }
         Request::CommitMessage { msgid, .. } => {
+            if let Some(l) = link.as_mut() {
+                l.data_close();
+            }
             let r = server.commit(tx, msgid).await.map_err(|_| ());
             sess.commit_result(r)
         }

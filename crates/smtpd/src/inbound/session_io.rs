@@ -314,8 +314,9 @@ impl Server {
                 }
                 Err(err) => {
                     log::warn(&format!(
-                        "warn: queue: cannot create envelope: {}",
-                        strerror(&err)
+                        "warn: queue: cannot create envelope: {}{}",
+                        strerror(&err),
+                        crate::startup::storage_hint(&err)
                     ));
                     return RecipientResult::EnvelopeFailed;
                 }
@@ -357,9 +358,10 @@ impl Server {
         }
         if let Err(e) = &r {
             log::warn(&format!(
-                "warn: queue: cannot commit message {:08x}: {}",
+                "warn: queue: cannot commit message {:08x}: {}{}",
                 msgid,
-                strerror(e)
+                strerror(e),
+                crate::startup::storage_hint(e)
             ));
         }
         r

@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsmtpd_config::Proc;
 use rsmtpd_protocol::filter_protocol::{
-    config_lines, parse_line, FilterMessage, LineReader, ReadLine, Register, Response, DATA_LINE,
+    config_lines, parse_line, FilterMessage, LineReader, ReadLine, Register, Response,
     REPORT_EVENTS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,23 +27,28 @@ const LIBEXEC: &str = "/usr/libexec/opensmtpd";
 /// How long a filter may take to send `register|ready` at a restart (at start we wait as
 /// OpenSMTPD does, without limit, since nothing is served yet).
 pub const RESTART_HANDSHAKE: Duration = Duration::from_secs(30);
+/// Bytes queued for a filter's stdin above which sessions streaming a message to it stop
+/// reading their clients, and below which they go on: a filter that stops reading makes
+/// each of its sessions wait (and time out), never makes us buffer without bound.
+pub const QUEUE_HIGH: usize = 1024 * 1024;
+pub const QUEUE_LOW: usize = 256 * 1024;
 
 /// What a filter process says to one session.
 #[derive(Debug)]
 pub enum ToSession {
     Result {
+        /// [`Instance::serial`] of the process that answered.
+        from: u64,
         token: u64,
         response: Response,
     },
     DataLine {
+        from: u64,
         token: u64,
         line: Vec<u8>,
     },
     /// `report|...` from the filter: a `filter-report|proc|NAME|MSG` for the session's filters.
-    Report {
-        name: String,
-        message: Vec<u8>,
-    },
+    Report { name: String, message: Vec<u8> },
     /// The process died or broke the protocol: whatever the session waited for will not come.
     Failed,
 }
@@ -59,7 +64,13 @@ pub struct Identity {
 /// A running filter process.
 pub struct Instance {
     pub name: String,
+    /// Distinct per instance started: which process an answer came from.
+    pub serial: u64,
     writer: mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes handed to the writer and not yet written to the pipe.
+    queued: AtomicUsize,
+    /// Woken when `queued` falls below [`QUEUE_LOW`] (or the process dies).
+    room: tokio::sync::Notify,
     sessions: Mutex<HashMap<u64, mpsc::UnboundedSender<ToSession>>>,
     /// Bit i: phase `PHASES[i]` registered.
     pub phases: u32,
@@ -97,7 +108,40 @@ impl Instance {
 
     /// Queues bytes for the filter's stdin. False once it is gone.
     pub fn write(&self, line: Vec<u8>) -> bool {
-        !self.is_dead() && self.writer.send(line).is_ok()
+        if self.is_dead() {
+            return false;
+        }
+        let n = line.len();
+        self.queued.fetch_add(n, Ordering::AcqRel);
+        if self.writer.send(line).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Whether so much waits for the pipe that a streaming session should stop reading.
+    pub fn congested(&self) -> bool {
+        !self.is_dead() && self.queued.load(Ordering::Acquire) >= QUEUE_HIGH
+    }
+
+    /// Returns once the queue is below [`QUEUE_LOW`] or the process is gone.
+    pub async fn room(&self) {
+        loop {
+            // Created before the check: a wakeup between the check and the wait is not lost.
+            let woken = self.room.notified();
+            if self.is_dead() || self.queued.load(Ordering::Acquire) < QUEUE_LOW {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    fn written(&self, n: usize) {
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        if left < QUEUE_LOW {
+            self.room.notify_waiters();
+        }
     }
 
     pub fn attach(&self, sessid: u64, to: mpsc::UnboundedSender<ToSession>) {
@@ -132,6 +176,7 @@ impl Instance {
         for to in sessions.values() {
             let _ = to.send(ToSession::Failed);
         }
+        self.room.notify_waiters();
     }
 }
 
@@ -224,13 +269,6 @@ pub async fn start(
                 };
                 match parse_line(&line, false) {
                     Ok(FilterMessage::Register(Register::Ready)) => return Ok(()),
-                    Ok(FilterMessage::Register(Register::Filter(i))) if i == DATA_LINE => {
-                        // Never pretend: message lines do not go through proc filters yet, so
-                        // a filter that needs them (dkimsign, rspamd) is refused at start.
-                        return Err(format!(
-                            "smtpd: processor {name}: filter phase data-line is not supported by rsmtpd yet"
-                        ));
-                    }
                     Ok(FilterMessage::Register(Register::Filter(i))) => phases |= 1 << i,
                     Ok(FilterMessage::Register(Register::Report { smtp_out, event })) => {
                         if !smtp_out {
@@ -266,9 +304,13 @@ pub async fn start(
         return Err(StartError(e));
     }
     let (wtx, wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    static SERIAL: AtomicUsize = AtomicUsize::new(1);
     let inst = Arc::new(Instance {
         name: name.clone(),
+        serial: SERIAL.fetch_add(1, Ordering::Relaxed) as u64,
         writer: wtx,
+        queued: AtomicUsize::new(0),
+        room: tokio::sync::Notify::new(),
         sessions: Mutex::new(HashMap::new()),
         phases,
         reports,
@@ -322,7 +364,8 @@ async fn supervise(
     mut reader: LineReader,
     on_death: OnDeath,
 ) {
-    let writer = async {
+    let write_inst = inst.clone();
+    let writer = async move {
         while let Some(first) = wrx.recv().await {
             // Gather what is queued into one write: reports come in bursts.
             let mut batch = first;
@@ -335,6 +378,7 @@ async fn supervise(
             if stdin.write_all(&batch).await.is_err() {
                 return;
             }
+            write_inst.written(batch.len());
         }
     };
     let read_inst = inst.clone();
@@ -353,12 +397,26 @@ async fn supervise(
                         sessid,
                         token,
                         response,
-                    }) => read_inst.deliver(sessid, ToSession::Result { token, response }),
+                    }) => read_inst.deliver(
+                        sessid,
+                        ToSession::Result {
+                            from: read_inst.serial,
+                            token,
+                            response,
+                        },
+                    ),
                     Ok(FilterMessage::DataLine {
                         sessid,
                         token,
                         line,
-                    }) => read_inst.deliver(sessid, ToSession::DataLine { token, line }),
+                    }) => read_inst.deliver(
+                        sessid,
+                        ToSession::DataLine {
+                            from: read_inst.serial,
+                            token,
+                            line,
+                        },
+                    ),
                     Ok(FilterMessage::Report { sessid, message }) => read_inst.deliver(
                         sessid,
                         ToSession::Report {

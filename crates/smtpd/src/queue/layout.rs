@@ -109,8 +109,17 @@ fn ckdir(path: &Path, mode: u32, uid: Uid, gid: Gid, root: bool) -> io::Result<(
     }
     if problems.is_empty() {
         Ok(())
+    } else if !md.is_dir() {
+        Err(io::Error::other(format!(
+            "{}: move it away (smtpd then creates the directory)",
+            problems.join("; ")
+        )))
     } else {
-        Err(io::Error::other(problems.join("; ")))
+        Err(io::Error::other(format!(
+            "{}: {}",
+            problems.join("; "),
+            crate::startup::ckdir_remedy(path, mode, uid.as_raw(), gid.as_raw(), root)
+        )))
     }
 }
 

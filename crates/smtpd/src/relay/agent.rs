@@ -11,11 +11,14 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsmtpd_config::Method;
-use rsmtpd_protocol::client::{dot_stuff, ClientConfig, Outcome, Recipient, Tls, Transaction};
+use rsmtpd_protocol::client::{
+    dot_stuff, AuthCredentials, ClientConfig, Outcome, Recipient, Tls, Transaction,
+};
 use tokio::sync::oneshot;
 
 use super::route::{self, host_text, NoRoute, Resolver, Routes, Target};
@@ -49,17 +52,29 @@ pub struct RelayAgent {
     routes: Arc<Routes>,
     pool: Arc<Pool>,
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+    src_turn: Arc<AtomicUsize>,
+    tls: Arc<super::tls::TlsCache>,
+    hoststats: Arc<super::HostStats>,
 }
 
 impl RelayAgent {
     pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
+        let routes: Arc<Routes> = Arc::default();
+        let hoststats: Arc<super::HostStats> = Arc::default();
+        let _ = server.relay.set(Arc::new(super::Views {
+            routes: routes.clone(),
+            hoststats: hoststats.clone(),
+        }));
         RelayAgent {
-            server,
+            server: server.clone(),
+            hoststats,
             local,
             resolver,
-            routes: Arc::default(),
+            routes,
             pool: Arc::default(),
             batches: Arc::default(),
+            src_turn: Arc::default(),
+            tls: Arc::default(),
         }
     }
 }
@@ -120,6 +135,9 @@ impl RelayAgent {
             routes: self.routes.clone(),
             pool: self.pool.clone(),
             batches: self.batches.clone(),
+            src_turn: self.src_turn.clone(),
+            tls: self.tls.clone(),
+            hoststats: self.hoststats.clone(),
         })
     }
 }
@@ -130,6 +148,11 @@ struct Parts {
     routes: Arc<Routes>,
     pool: Arc<Pool>,
     batches: Arc<Mutex<HashMap<BatchKey, Vec<Waiting>>>>,
+    /// `src <t>`: the next source to use, turning through the table's addresses as 6.8's
+    /// `table_fetch` does.
+    src_turn: Arc<AtomicUsize>,
+    tls: Arc<super::tls::TlsCache>,
+    hoststats: Arc<super::HostStats>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -318,7 +341,7 @@ impl Parts {
             Ok(d) => d,
             Err(text) => return fail_all(&text, false, &domain),
         };
-        let (targets, port, scheme, relay_name) = match &dest {
+        let (targets, port, scheme, relay_name, label) = match &dest {
             Destination::Smarthost(u) => {
                 let t = match u.literal().or_else(|| u.host.parse().ok()) {
                     Some(ip) => Ok(vec![Target {
@@ -327,7 +350,7 @@ impl Parts {
                     }]),
                     None => route::smarthost(&*self.resolver, &u.host).await,
                 };
-                (t, u.port, u.scheme, u.host.clone())
+                (t, u.port, u.scheme, u.host.clone(), u.label.clone())
             }
             Destination::Mx { domain } => {
                 let backup = relay
@@ -335,7 +358,52 @@ impl Parts {
                     .as_ref()
                     .map(|b| b.clone().unwrap_or_else(|| self.server.hostname.clone()));
                 let t = route::mx_targets(&*self.resolver, domain, backup.as_deref()).await;
-                (t, 25, Scheme::Smtp, domain.clone())
+                (t, 25, Scheme::Smtp, domain.clone(), None)
+            }
+        };
+        let (mut scheme, label) = (scheme, label);
+        // `tls [no-verify]`: smtp:// becomes smtp+tls://, smtp+notls:// is refused (6.8's
+        // `mta_on_smarthost`... `TLS required for relaying`).
+        if relay.tls.is_some() {
+            match scheme {
+                Scheme::Smtp => scheme = Scheme::SmtpTls,
+                Scheme::SmtpNoTls | Scheme::Lmtp => {
+                    log::warn(&format!(
+                        "warn: TLS required for action \"{}\"",
+                        env0.dispatcher
+                    ));
+                    return fail_all("TLS required for relaying", false, &relay_name);
+                }
+                Scheme::SmtpTls | Scheme::Smtps => {}
+            }
+        }
+        // An auth label: the credentials of `auth <t>` for it.
+        let auth = match &label {
+            None => None,
+            Some(l) => {
+                let Some(table) = &relay.auth else {
+                    log::warn(&format!(
+                        "warn: No auth table on action \"{}\" for relay {}",
+                        env0.dispatcher, relay_name
+                    ));
+                    return fail_all("No auth table for relaying", false, &relay_name);
+                };
+                match self.server.tables.load().credentials(table, l) {
+                    Lookup::Found(c) => Some(AuthCredentials {
+                        username: c.username,
+                        password: c.password,
+                    }),
+                    other => {
+                        if matches!(other, Lookup::NotFound) {
+                            log::warn(&format!("warn: credentials not found for {table}:{l}"));
+                        }
+                        log::warn(&format!(
+                            "warn: Failed to retrieve secret for [relay:{relay_name},{},auth={table}:{l}]",
+                            scheme_word(scheme)
+                        ));
+                        return fail_all("Could not retrieve credentials", false, &relay_name);
+                    }
+                }
             }
         };
         let targets = match targets {
@@ -380,21 +448,77 @@ impl Parts {
             .helo
             .clone()
             .unwrap_or_else(|| self.server.hostname.clone());
+        // `src <t>`: the addresses to connect from (6.8's K_SOURCE `table_fetch`).
+        let sources = match &relay.src {
+            None => None,
+            Some(t) => {
+                let list = self.sources(t);
+                if list.is_empty() {
+                    log::warn(&format!(
+                        "warn: Failed to get source address for [relay:{relay_name},{}]",
+                        scheme_word(scheme)
+                    ));
+                    return fail_all("Could not retrieve source address", false, &relay_name);
+                }
+                Some(list)
+            }
+        };
         let mut tried = false;
+        let mut no_source = false;
         for t in &targets {
-            if self.routes.is_disabled(t.addr) {
+            // A source of the target's family, the next in turn (6.8 pairs each source with
+            // the hosts it can reach).
+            let src = match &sources {
+                None => None,
+                Some(list) => {
+                    let fam: Vec<IpAddr> = list
+                        .iter()
+                        .filter(|a| a.is_ipv4() == t.addr.is_ipv4())
+                        .copied()
+                        .collect();
+                    if fam.is_empty() {
+                        no_source = true;
+                        continue;
+                    }
+                    let i = self.src_turn.fetch_add(1, Ordering::Relaxed) % fam.len();
+                    fam.get(i).copied()
+                }
+            };
+            if self.routes.is_disabled(src, t.addr) {
                 continue;
             }
-            tried = true;
             let ptr = self.resolver.ptr(t.addr).await;
+            // `helo-src <t>`: the name for the source address (K_ADDRNAME); only with a bound
+            // source, as in 6.8 (without `src` the route has no source address to look up).
+            let helo = match (&relay.helo_src, src) {
+                (Some(table), Some(a)) => match self.server.tables.load().addrname(table, a) {
+                    Lookup::Found(name) => name,
+                    _ => {
+                        log::info(&format!(
+                            "smtp-out: Error on {}: Failed to retrieve helo string",
+                            route::route_text(src, t.addr, ptr.as_deref())
+                        ));
+                        continue;
+                    }
+                },
+                _ => helo.clone(),
+            };
+            tried = true;
             let mut cc = ClientConfig::new(helo.clone());
             cc.lmtp = scheme == Scheme::Lmtp;
-            // Outbound TLS is not built yet: opportunistic STARTTLS carries on in clear, as
-            // 6.8 does with a server that does not offer it; `smtp+tls://` and `smtps://` are
-            // refused at start (support::NOT_YET).
-            cc.tls = Tls::Off;
+            cc.tls = match scheme {
+                Scheme::Smtp => Tls::Opportunistic,
+                Scheme::SmtpTls => Tls::Required,
+                // smtps: TLS before the banner; the others never.
+                Scheme::Smtps | Scheme::SmtpNoTls | Scheme::Lmtp => Tls::Off,
+            };
+            cc.auth = auth.clone();
+            let tls = (!matches!(scheme, Scheme::SmtpNoTls | Scheme::Lmtp))
+                .then(|| self.tls_setup(&relay, &helo, scheme));
             let c = Connect {
                 key: Key {
+                    action: env0.dispatcher.clone(),
+                    src,
                     addr: t.addr,
                     port,
                     scheme,
@@ -402,6 +526,9 @@ impl Parts {
                 },
                 ptr: ptr.clone(),
                 client: cc,
+                tls,
+                smtps: scheme == Scheme::Smtps,
+                mx_name: t.mx.clone(),
             };
             let (reply, _) = oneshot::channel();
             let job = Job {
@@ -422,6 +549,15 @@ impl Parts {
                         .zip(outcomes)
                         .map(|(d, o)| {
                             let code = esc_of(&o);
+                            let stat = match &o {
+                                Outcome::Delivered(r) => r.line(),
+                                Outcome::TempFail(t, _) | Outcome::PermFail(t, _) => t.clone(),
+                            };
+                            self.hoststats.update(
+                                &d.env.dest.domain,
+                                &stat,
+                                crate::sys::date::now(),
+                            );
                             match o {
                                 Outcome::Delivered(r) => {
                                     d.log(session, source, &relay_text, "Ok", &r.line());
@@ -451,10 +587,60 @@ impl Parts {
         }
         let text = if tried {
             "Network error on destination MXs"
+        } else if no_source {
+            "Address family mismatch on destination MXs"
         } else {
             "No valid route to destination"
         };
         fail_all(text, false, &relay_name)
+    }
+}
+
+impl Parts {
+    /// The relay's TLS: the client certificate of its `pki` (else the pki named after the HELO
+    /// name, if any), the anchors of its `ca` (else the ca named after the HELO name, else the
+    /// system bundle), and whether a failed check ends the session: for `smtp+tls://` and
+    /// `smtps://` (and `tls`), unless `tls no-verify` (6.8's `RELAY_TLS_VERIFY`).
+    fn tls_setup(
+        &self,
+        relay: &rsmtpd_config::model::Relay,
+        helo: &str,
+        scheme: Scheme,
+    ) -> Arc<super::tls::TlsSetup> {
+        let store = self.server.tls.get().map(|t| t.store.clone());
+        let pki = store.as_ref().and_then(|s| match &relay.pki {
+            Some(name) => s.get(name).cloned(),
+            None => s.get(helo).cloned(),
+        });
+        let conf = &self.server.config;
+        let ca = match &relay.ca {
+            Some(name) => conf.ca(name),
+            None => conf.ca(helo),
+        };
+        let anchors = ca
+            .and_then(|c| c.cert.clone())
+            .unwrap_or_else(|| crate::tls::verify::CA_FILE.to_string());
+        let verify = matches!(scheme, Scheme::SmtpTls | Scheme::Smtps) && relay.tls != Some(true);
+        self.tls.get(pki, &anchors, verify)
+    }
+
+    /// The addresses of a `src <t>` table (a list of addresses; entries that are not one are
+    /// skipped, as 6.8's table backends refuse them).
+    fn sources(&self, table: &str) -> Vec<IpAddr> {
+        let tables = self.server.tables.load();
+        let Some(c) = tables.table(table) else {
+            return Vec::new();
+        };
+        c.entries()
+            .filter_map(|(k, _)| {
+                let k = k.trim();
+                let k = k
+                    .strip_prefix('[')
+                    .and_then(|x| x.strip_suffix(']'))
+                    .unwrap_or(k);
+                k.parse::<IpAddr>().ok()
+            })
+            .collect()
     }
 }
 

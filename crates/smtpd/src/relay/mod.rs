@@ -6,11 +6,67 @@
 pub mod agent;
 pub mod route;
 pub mod session;
+pub mod tls;
 pub mod url;
 
 use std::net::IpAddr;
 
 pub use agent::RelayAgent;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The relay's state as `smtpctl` sees it ([`crate::server::RelayViews`]).
+pub struct Views {
+    pub routes: Arc<route::Routes>,
+    pub hoststats: Arc<HostStats>,
+}
+
+impl crate::server::RelayViews for Views {
+    fn hoststats(&self) -> Vec<String> {
+        self.hoststats.lines(crate::sys::date::now())
+    }
+
+    fn routes(&self) -> Vec<String> {
+        self.routes.lines()
+    }
+
+    fn resume_route(&self, id: u64) {
+        self.routes.resume(id)
+    }
+}
+
+/// How long a host's last result is kept for `show hoststats` (6.8's
+/// `HOSTSTAT_EXPIRE_DELAY`).
+const HOSTSTAT_EXPIRE: i64 = 4 * 3600;
+
+/// The last result of a delivery to each destination domain, as 6.8's mta keeps it for
+/// `smtpctl show hoststats` (`mta_hoststat_update`: every recipient a session decided on,
+/// delivered or not; not the failures before a session, such as a failed MX lookup).
+#[derive(Default)]
+pub struct HostStats {
+    /// By lower-cased domain (6.8's dict: sorted by name): (time, reply or error text).
+    map: Mutex<BTreeMap<String, (i64, String)>>,
+}
+
+impl HostStats {
+    pub fn update(&self, domain: &str, text: &str, now: i64) {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(domain.to_ascii_lowercase(), (now, text.to_string()));
+        }
+    }
+
+    /// `show hoststats`: `DOMAIN|TIME|TEXT`, entries older than 4 hours gone.
+    pub fn lines(&self, now: i64) -> Vec<String> {
+        let Ok(mut m) = self.map.lock() else {
+            return Vec::new();
+        };
+        m.retain(|_, (t, _)| now - *t < HOSTSTAT_EXPIRE);
+        m.iter()
+            .map(|(d, (t, text))| format!("{d}|{t}|{text}"))
+            .collect()
+    }
+}
 
 use crate::dns::{Dns, MxLookup};
 use crate::scheduler::BoxFuture;

@@ -5,7 +5,6 @@
 //!
 //! DNS is behind [`Resolver`], so that hickory stays in `dns` and tests can answer for it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -162,8 +161,15 @@ pub async fn mx_targets(
 }
 
 /// `[] <-> 127.0.0.1 (localhost)`: 6.8's `mta_route_to_text` for a route without a source.
-pub fn route_text(addr: IpAddr, ptr: Option<&str>) -> String {
-    format!("[] <-> {}", host_text(addr, ptr))
+/// 6.8's `mta_route_to_text`: `SOURCE <-> HOST`, the source `[]` when none is bound (no
+/// `src <t>`), else `a.b.c.d` or `[v6]` (`sa_to_text`).
+pub fn route_text(src: Option<IpAddr>, addr: IpAddr, ptr: Option<&str>) -> String {
+    let s = match src {
+        None => "[]".to_string(),
+        Some(IpAddr::V4(a)) => a.to_string(),
+        Some(IpAddr::V6(a)) => format!("[{a}]"),
+    };
+    format!("{s} <-> {}", host_text(addr, ptr))
 }
 
 /// `127.0.0.1 (localhost)`: 6.8's `mta_host_to_text`, the `relay=` of `mta delivery`.
@@ -175,50 +181,182 @@ pub fn host_text(addr: IpAddr, ptr: Option<&str>) -> String {
     }
 }
 
-/// How long a route stays disabled after a refused connection or a `421` greeting.
-pub const ROUTE_DISABLE: Duration = Duration::from_secs(15);
+/// 6.8's route penalties: a route whose first session fails (refused connection, `421`
+/// greeting, any end before the server was ready) is disabled for `15 s * penalty²` (at most
+/// an hour), the penalty growing by one each time and shrinking by one when it is enabled.
+const DELAY_ROUTE_BASE: u64 = 15;
+const DELAY_ROUTE_MAX: u64 = 3600;
 
-/// Routes disabled for a while, shared by every relay session.
+/// A route (6.8's `mta_route`: one source and one destination address) as `show routes` and
+/// `resume route` see it.
+struct Route {
+    id: u64,
+    ptr: Option<String>,
+    /// Disabled until then.
+    disabled_until: Option<Instant>,
+    penalty: u32,
+    /// Sessions open on it.
+    nconn: usize,
+    /// No session reached the server yet (6.8's `ROUTE_NEW`).
+    new: bool,
+    last_use: Instant,
+}
+
+/// How long an unused route is remembered (6.8 frees a route with its last reference).
+const ROUTE_FORGET: Duration = Duration::from_secs(300);
+
+/// The routes of every relay session: which are disabled for a while, and their ids.
 #[derive(Default)]
 pub struct Routes {
-    disabled: Mutex<HashMap<IpAddr, Instant>>,
+    /// By (source, destination), in 6.8's order of display (by route).
+    map: Mutex<std::collections::BTreeMap<(Option<IpAddr>, IpAddr), Route>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Routes {
-    pub fn is_disabled(&self, addr: IpAddr) -> bool {
-        let Ok(d) = self.disabled.lock() else {
+    pub fn is_disabled(&self, src: Option<IpAddr>, addr: IpAddr) -> bool {
+        let Ok(m) = self.map.lock() else {
             return false;
         };
-        d.get(&addr).is_some_and(|until| *until > Instant::now())
+        m.get(&(src, addr))
+            .and_then(|r| r.disabled_until)
+            .is_some_and(|until| until > Instant::now())
     }
 
-    /// Disables the route and logs it, and logs its enabling 15 s later, as 6.8 does.
-    pub fn disable(self: &Arc<Self>, addr: IpAddr, ptr: Option<String>) {
-        if let Ok(mut d) = self.disabled.lock() {
-            if d.get(&addr).is_some_and(|until| *until > Instant::now()) {
-                return;
+    /// A session starts on the route (created on first use, as 6.8 creates it at connect).
+    pub fn opened(&self, src: Option<IpAddr>, addr: IpAddr, ptr: Option<&str>) {
+        let Ok(mut m) = self.map.lock() else { return };
+        let now = Instant::now();
+        m.retain(|_, r| {
+            r.nconn > 0 || r.disabled_until.is_some() || now - r.last_use < ROUTE_FORGET
+        });
+        let r = m.entry((src, addr)).or_insert_with(|| Route {
+            id: self
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+            ptr: ptr.map(str::to_string),
+            disabled_until: None,
+            penalty: 0,
+            nconn: 0,
+            new: true,
+            last_use: now,
+        });
+        r.nconn += 1;
+        r.last_use = now;
+    }
+
+    /// The session reached the server (greeted, ready for mail: 6.8's `mta_route_ok`).
+    pub fn reached(&self, src: Option<IpAddr>, addr: IpAddr) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(r) = m.get_mut(&(src, addr)) {
+                r.new = false;
             }
-            d.insert(addr, Instant::now() + ROUTE_DISABLE);
         }
-        let text = route_text(addr, ptr.as_deref());
-        log::info(&format!(
-            "smtp-out: Disabling route {text} for {}s",
-            ROUTE_DISABLE.as_secs()
-        ));
+    }
+
+    /// A session on the route ended (6.8's `mta_route_collect`): the route is disabled if no
+    /// session ever reached the server on it (unless `may_disable` is false).
+    pub fn closed(self: &Arc<Self>, src: Option<IpAddr>, addr: IpAddr, may_disable: bool) {
+        let new = {
+            let Ok(mut m) = self.map.lock() else { return };
+            let Some(r) = m.get_mut(&(src, addr)) else {
+                return;
+            };
+            r.nconn = r.nconn.saturating_sub(1);
+            r.last_use = Instant::now();
+            r.new
+        };
+        if new && may_disable {
+            self.disable(src, addr);
+        }
+    }
+
+    /// Disables the route and logs it, and logs its enabling when the delay is over, as 6.8.
+    fn disable(self: &Arc<Self>, src: Option<IpAddr>, addr: IpAddr) {
+        let key = (src, addr);
+        let (text, delay, until) = {
+            let Ok(mut m) = self.map.lock() else { return };
+            let Some(r) = m.get_mut(&key) else { return };
+            r.penalty += 1;
+            let p = u64::from(r.penalty);
+            let delay = (DELAY_ROUTE_BASE * p * p).min(DELAY_ROUTE_MAX);
+            let until = Instant::now() + Duration::from_secs(delay);
+            r.disabled_until = Some(until);
+            (route_text(src, addr, r.ptr.as_deref()), delay, until)
+        };
+        log::info(&format!("smtp-out: Disabling route {text} for {delay}s"));
         let me = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(ROUTE_DISABLE).await;
-            if let Ok(mut d) = me.disabled.lock() {
-                d.remove(&addr);
+            tokio::time::sleep_until(until.into()).await;
+            // Unless it was disabled again or enabled by `resume route` meanwhile.
+            let still = me.map.lock().ok().is_some_and(|mut m| {
+                m.get_mut(&key)
+                    .filter(|r| r.disabled_until == Some(until))
+                    .map(|r| {
+                        r.disabled_until = None;
+                        r.new = true;
+                        r.penalty = r.penalty.saturating_sub(1);
+                    })
+                    .is_some()
+            });
+            if still {
+                log::info(&format!("smtp-out: Enabling route {text}"));
             }
-            log::info(&format!("smtp-out: Enabling route {text}"));
         });
+    }
+
+    /// `smtpctl resume route ID` (0: every route): enables the disabled ones, logging
+    /// `smtp-out: Enabling route ... per admin request`, their penalty cleared, as 6.8 does.
+    pub fn resume(&self, id: u64) {
+        let Ok(mut m) = self.map.lock() else { return };
+        for ((src, addr), r) in m.iter_mut() {
+            if id != 0 && r.id != id {
+                continue;
+            }
+            if r.disabled_until.take().is_some() {
+                r.new = true;
+                r.penalty = 0;
+                log::info(&format!(
+                    "smtp-out: Enabling route {} per admin request",
+                    route_text(*src, *addr, r.ptr.as_deref())
+                ));
+            }
+        }
+    }
+
+    /// `smtpctl show routes`, 6.8's format: `ID. SRC <-> HOST FLAGS nconn=N nerror=0
+    /// penalty=P timeout=T`, flags N (new: no session reached the server yet) and D
+    /// (disabled; 6.8's Q and K flags stay `-`), the time until a disabled route is enabled.
+    pub fn lines(&self) -> Vec<String> {
+        let Ok(m) = self.map.lock() else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        m.iter()
+            .map(|((src, addr), r)| {
+                let left = r.disabled_until.filter(|u| *u > now).map(|u| u - now);
+                format!(
+                    "{}. {} {}{}-- nconn={} nerror=0 penalty={} timeout={}",
+                    r.id,
+                    route_text(*src, *addr, r.ptr.as_deref()),
+                    if r.new { 'N' } else { '-' },
+                    if left.is_some() { 'D' } else { '-' },
+                    r.nconn,
+                    r.penalty,
+                    left.map_or("-".to_string(), |d| {
+                        crate::scheduler::duration_to_text(d.as_secs() as i64)
+                    })
+                )
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     struct Fake(HashMap<String, MxAnswer>, HashMap<String, AddrAnswer>);
 
@@ -311,8 +449,12 @@ mod tests {
     #[test]
     fn texts() {
         assert_eq!(
-            route_text(ip("127.0.0.1"), Some("localhost")),
+            route_text(None, ip("127.0.0.1"), Some("localhost")),
             "[] <-> 127.0.0.1 (localhost)"
+        );
+        assert_eq!(
+            route_text(Some(ip("::1")), ip("::2"), None),
+            "[::1] <-> [::2]"
         );
         assert_eq!(host_text(ip("::1"), None), "[::1]");
     }

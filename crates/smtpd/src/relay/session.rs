@@ -1,5 +1,7 @@
 //! One outbound connection: the thin shell around the protocol crate's [`Client`]. It
-//! connects, logs what 6.8's mta logs (`connecting`, `connected`, `error`, `disconnected`),
+//! connects, runs the TLS handshakes the machine asks for (STARTTLS; smtps from the start),
+//! logs what 6.8's mta logs (`connecting`, `connected`, `tls`, `server-cert-check`, `error`,
+//! `disconnected`),
 //! runs the transactions it is given, and stays idle in the [`Pool`] for the client's
 //! keep-alive (10 s) in case another message goes the same way.
 
@@ -8,18 +10,25 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rsmtpd_protocol::client::{Client, ClientConfig, Close, Event, Outcome, Transaction};
+use rsmtpd_protocol::client::{Client, ClientConfig, Close, Event, Outcome, Tls, Transaction};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::route::Routes;
+use super::tls::{Stream, TlsSetup};
 use super::url::Scheme;
+use crate::sys::compat::strerror;
 use crate::sys::log;
 
 /// What makes two deliveries able to share a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
+    /// The action: sessions are only shared by one relay action's deliveries (its TLS,
+    /// credentials and HELO are the same).
+    pub action: String,
+    /// The source address (`src <t>`), None for the system's choice.
+    pub src: Option<IpAddr>,
     pub addr: IpAddr,
     pub port: u16,
     pub scheme: Scheme,
@@ -97,6 +106,12 @@ pub struct Connect {
     /// The reverse name of the address (`host=`), if any.
     pub ptr: Option<String>,
     pub client: ClientConfig,
+    /// The relay's TLS (STARTTLS or smtps); None when it never uses TLS.
+    pub tls: Option<Arc<TlsSetup>>,
+    /// `smtps://`: TLS from the first byte.
+    pub smtps: bool,
+    /// The name the server's certificate must carry: the MX or smarthost name.
+    pub mx_name: String,
 }
 
 /// Runs `job` on an idle session to the same destination, or on a new one.
@@ -114,47 +129,199 @@ pub async fn run_job(pool: &Arc<Pool>, routes: &Arc<Routes>, c: Connect, job: Jo
     rx.await.unwrap_or(JobResult::NotStarted)
 }
 
-fn strerror(e: &std::io::Error) -> String {
-    crate::delivery::strerror(e)
+/// A connection from `src` (bound first, port chosen by the system), or from the system's
+/// choice of address.
+async fn connect(src: Option<IpAddr>, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(src) = src else {
+        return TcpStream::connect(to).await;
+    };
+    let sock = match src {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.bind(SocketAddr::new(src, 0))?;
+    sock.connect(to).await
+}
+
+/// How one connection of a session ended.
+enum Attempt {
+    Done,
+    /// Opportunistic STARTTLS failed in the handshake: connect again, in clear (6.8's
+    /// `MTA_DOWNGRADE_PLAIN`), with the same session id and the job not started yet.
+    Downgrade,
 }
 
 async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
     let id = rand::random::<u64>();
+    let mut cfg = c.client.clone();
+    let mut scheme_text = c.key.scheme.text();
+    let mut next = Some(first);
+    loop {
+        match connection(id, &pool, &routes, &c, cfg.clone(), scheme_text, &mut next).await {
+            Attempt::Done => return,
+            Attempt::Downgrade => {
+                log::info(&format!(
+                    "smtp-out: Error on session {id:016x}: opportunistic TLS failed, downgrading to plain"
+                ));
+                cfg.tls = Tls::Off;
+                scheme_text = "smtp+notls://";
+            }
+        }
+    }
+}
+
+/// The handshake and 6.8's checks after it: `mta tls ciphers=...`, then the certificate
+/// (`mta server-cert-check result=...` when there is one). Err: the session ends with this
+/// reason (`IO Error: ...` for a failed handshake, `SSL certificate check failed`).
+async fn handshake(
+    id: u64,
+    stream: &mut Stream,
+    setup: &TlsSetup,
+    c: &Connect,
+) -> Result<(), HandshakeError> {
+    let hs = stream.start_tls(setup, &c.mx_name, c.key.addr);
+    match tokio::time::timeout(Duration::from_secs(300), hs).await {
+        Err(_) => return Err(HandshakeError::Failed("Connection timeout".into())),
+        Ok(Err(e)) => {
+            return Err(HandshakeError::Failed(format!(
+                "IO Error: {}",
+                crate::tls::names::handshake_error(&e)
+            )))
+        }
+        Ok(Ok(())) => {}
+    }
+    let Some(conn) = stream.tls() else {
+        return Err(HandshakeError::Failed("IO Error: internal error".into()));
+    };
+    log::info(&format!(
+        "{id:016x} mta tls ciphers={}",
+        super::tls::ciphers_text(conn)
+    ));
+    let checked = setup.check(conn, &c.mx_name);
+    if setup.verify && checked != Some(true) {
+        return Err(HandshakeError::Check);
+    }
+    if let Some(ok) = checked {
+        log::info(&format!(
+            "{id:016x} mta server-cert-check result=\"{}\"",
+            if ok { "success" } else { "failure" }
+        ));
+    }
+    Ok(())
+}
+
+enum HandshakeError {
+    /// The handshake itself failed: its reason.
+    Failed(String),
+    /// The certificate did not check and the relay requires it to.
+    Check,
+}
+
+impl HandshakeError {
+    fn reason(&self) -> String {
+        match self {
+            HandshakeError::Failed(r) => r.clone(),
+            HandshakeError::Check => "SSL certificate check failed".into(),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    id: u64,
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    c: &Connect,
+    cfg: ClientConfig,
+    scheme_text: &str,
+    next: &mut Option<Job>,
+) -> Attempt {
     let key = c.key.clone();
     let addr_text = crate::sys::compat::addr_text(&key.addr);
     log::info(&format!(
-        "{id:016x} mta connecting address={}{}:{} host={}",
-        key.scheme.text(),
+        "{id:016x} mta connecting address={scheme_text}{}:{} host={}",
         addr_text,
         key.port,
         c.ptr.as_deref().unwrap_or(&addr_text)
     ));
-    let connect = TcpStream::connect(SocketAddr::new(key.addr, key.port));
-    let mut stream = match tokio::time::timeout(Duration::from_secs(300), connect).await {
+    routes.opened(key.src, key.addr, c.ptr.as_deref());
+    let attempt = attempt(id, pool, routes, c, cfg, next).await;
+    // A downgrade goes on with the same session (6.8 does not collect the route for it).
+    routes.closed(key.src, key.addr, !matches!(attempt, Attempt::Downgrade));
+    attempt
+}
+
+async fn attempt(
+    id: u64,
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    c: &Connect,
+    cfg: ClientConfig,
+    next: &mut Option<Job>,
+) -> Attempt {
+    let key = &c.key;
+    let not_started = |next: &mut Option<Job>| {
+        if let Some(j) = next.take() {
+            let _ = j.reply.send(JobResult::NotStarted);
+        }
+    };
+    let connect = connect(key.src, SocketAddr::new(key.addr, key.port));
+    let tcp = match tokio::time::timeout(Duration::from_secs(300), connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             log::info(&format!(
                 "{id:016x} mta error reason=IO Error: {}",
                 strerror(&e)
             ));
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                routes.disable(key.addr, c.ptr.clone());
-            }
-            let _ = first.reply.send(JobResult::NotStarted);
-            return;
+            not_started(next);
+            return Attempt::Done;
         }
         Err(_) => {
             log::info(&format!("{id:016x} mta error reason=Connection timeout"));
-            let _ = first.reply.send(JobResult::NotStarted);
-            return;
+            not_started(next);
+            return Attempt::Done;
         }
     };
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     log::info(&format!("{id:016x} mta connected"));
-    let source = stream.local_addr().ok().map(|a| a.ip());
-    let mut client = Client::new(c.client, Instant::now(), false);
+    connected(id, pool, routes, c, cfg, next, tcp).await
+}
+
+/// The session on an open connection, to its end.
+async fn connected(
+    id: u64,
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    c: &Connect,
+    cfg: ClientConfig,
+    next: &mut Option<Job>,
+    tcp: TcpStream,
+) -> Attempt {
+    let key = c.key.clone();
+    let not_started = |next: &mut Option<Job>| {
+        if let Some(j) = next.take() {
+            let _ = j.reply.send(JobResult::NotStarted);
+        }
+    };
+    let mut stream = Stream::Plain(tcp);
+    let source = stream.local_ip();
+    if c.smtps {
+        let Some(setup) = &c.tls else {
+            log::info(&format!(
+                "{id:016x} mta error reason=IO Error: TLS is not available"
+            ));
+            not_started(next);
+            return Attempt::Done;
+        };
+        if let Err(e) = handshake(id, &mut stream, setup, c).await {
+            log::info(&format!("{id:016x} mta error reason={}", e.reason()));
+            not_started(next);
+            return Attempt::Done;
+        }
+    }
+    let opportunistic = cfg.tls == Tls::Opportunistic;
+    let mut client = Client::new(cfg, Instant::now(), c.smtps);
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(1);
-    let mut next = Some(first);
     let mut current: Option<(oneshot::Sender<JobResult>, Arc<Vec<u8>>)> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
@@ -165,6 +332,7 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
             match ev {
                 Event::Write(b) => out.extend_from_slice(&b),
                 Event::Ready => {
+                    routes.reached(key.src, key.addr);
                     if let Some(j) = next.take() {
                         current = Some((j.reply, j.body));
                         client.send(now, j.tx);
@@ -185,22 +353,38 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
                         });
                     }
                 }
-                Event::StartTls => client.tls_failed("TLS is not available"),
-                Event::Closed(close) => {
-                    closed(id, &routes, &key, c.ptr.clone(), close);
-                    if let Some(j) = next.take() {
-                        let _ = j.reply.send(JobResult::NotStarted);
+                Event::StartTls => {
+                    // Nothing is pending: the machine waits for the handshake.
+                    let Some(setup) = &c.tls else {
+                        client.tls_failed("IO Error: TLS is not available");
+                        continue;
+                    };
+                    match handshake(id, &mut stream, setup, c).await {
+                        Ok(()) => client.tls_established(Instant::now()),
+                        Err(HandshakeError::Failed(_)) if opportunistic => {
+                            return Attempt::Downgrade;
+                        }
+                        Err(e) => client.tls_failed(&e.reason()),
                     }
+                }
+                Event::Closed(close) => {
+                    closed(id, close);
+                    not_started(next);
                     let _ = pool.unregister(&key, id);
                     if !out.is_empty() {
                         let _ = stream.write_all(&out).await;
                     }
-                    return;
+                    return Attempt::Done;
                 }
             }
         }
         if !out.is_empty() {
             if let Err(e) = stream.write_all(&out).await {
+                client.io_error(&strerror(&e));
+                out.clear();
+                continue;
+            }
+            if let Err(e) = stream.flush().await {
                 client.io_error(&strerror(&e));
                 out.clear();
                 continue;
@@ -218,7 +402,7 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
             r = stream.read(&mut buf) => {
                 if idle && !pool.unregister(&key, id) {
                     // Taken meanwhile: its job comes next; the server's words are read first.
-                    if let Some(j) = jobs.recv().await { next = Some(j); }
+                    if let Some(j) = jobs.recv().await { *next = Some(j); }
                 }
                 match r {
                     Ok(0) => client.peer_closed(),
@@ -253,15 +437,13 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
     }
 }
 
-fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: Close) {
+fn closed(id: u64, close: Close) {
     match close {
         Close::Quit { messages } => log::info(&format!(
             "{id:016x} mta disconnected reason=quit messages={messages}"
         )),
         Close::Error {
-            reason,
-            reply,
-            messages,
+            reason, messages, ..
         } => {
             if messages > 0 {
                 log::info(&format!(
@@ -270,9 +452,6 @@ fn closed(id: u64, routes: &Arc<Routes>, key: &Key, ptr: Option<String>, close: 
                 ));
             } else {
                 log::info(&format!("{id:016x} mta error reason={reason}"));
-            }
-            if reason.starts_with("BANNER rejected") && reply.is_some_and(|b| b.code == 421) {
-                routes.disable(key.addr, ptr);
             }
         }
     }

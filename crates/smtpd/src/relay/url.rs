@@ -83,6 +83,10 @@ impl RelayUrl {
         if host.is_empty() || host.len() >= 256 {
             return None;
         }
+        // 6.8: credentials only over TLS, so a label only with smtp+tls:// or smtps://.
+        if label.is_some() && !matches!(scheme, Scheme::SmtpTls | Scheme::Smtps) {
+            return None;
+        }
         let port = match after.strip_prefix(':') {
             Some(p) => {
                 let n: u32 = p.parse().ok()?;
@@ -144,5 +148,11 @@ mod tests {
         assert!(RelayUrl::parse("smtp://h:99999").is_none());
         assert!(RelayUrl::parse("smtp://h/x").is_none());
         assert!(RelayUrl::parse("smtp://").is_none());
+        assert!(RelayUrl::parse("smtp://lbl@h").is_none());
+        assert!(RelayUrl::parse("lbl@h").is_none());
+        assert_eq!(
+            RelayUrl::parse("smtps://lbl@h").unwrap().label.as_deref(),
+            Some("lbl")
+        );
     }
 }

@@ -26,9 +26,10 @@ pub trait Forwards {
     fn include(&self, path: &str) -> Option<Vec<u8>>;
 }
 
-/// Reads the files as OpenSMTPD's parent process does, minus the ownership checks of
-/// `secure_file()` on the path's directories (the file itself must be a regular file owned by
-/// the user and not group/other-writable).
+/// Reads the files as OpenSMTPD's parent process does (`parent_forward_open()` and
+/// `secure_file()`): no symbolic link, no named pipe or other special file (opened without
+/// blocking, then refused), a regular file owned by the user and not group/other-writable, in
+/// a home directory owned by root or the user and not group/other-writable.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemForwards;
 
@@ -62,6 +63,8 @@ impl Forwards for SystemForwards {
             return ForwardFile::TempFail;
         }
         let path = dir.join(".forward");
+        // O_NONBLOCK as OpenSMTPD: opening a named pipe nobody writes to would otherwise wait
+        // forever, holding the session (and its worker thread) for as long as the user likes.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc_o_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
@@ -91,8 +94,13 @@ impl Forwards for SystemForwards {
         let Ok(m) = file.metadata() else {
             return ForwardFile::TempFail;
         };
-        // secure_file(): a regular file of the user's, writable by nobody else.
-        if !m.is_file() || m.uid() != user.uid || m.mode() & 0o022 != 0 {
+        // secure_file(): a regular file of the user's, writable by nobody else, in a home only
+        // root or the user may write to.
+        if !m.is_file()
+            || m.uid() != user.uid
+            || m.mode() & 0o022 != 0
+            || !secure_dirs(&path, dir, user.uid)
+        {
             log::warn(&format!("warn: smtpd: {}: unsecure file", path.display()));
             return ForwardFile::PermFail;
         }
@@ -115,4 +123,29 @@ impl Forwards for SystemForwards {
 
 fn libc_o_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// The directory walk of `secure_file()`: from the file's canonical folder up to the user's
+/// home (or `/`), each folder owned by root or the user and writable by nobody else, so that
+/// nobody else could have put the file there or renamed another in its place.
+fn secure_dirs(path: &std::path::Path, home: &std::path::Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let home = std::fs::canonicalize(home).ok();
+    let mut cur = real.as_path();
+    while let Some(parent) = cur.parent() {
+        let Ok(m) = std::fs::metadata(parent) else {
+            return false;
+        };
+        if (m.uid() != 0 && m.uid() != uid) || m.mode() & 0o022 != 0 {
+            return false;
+        }
+        if home.as_deref() == Some(parent) {
+            break;
+        }
+        cur = parent;
+    }
+    true
 }

@@ -164,7 +164,10 @@ pub fn smtpd_user(setting: Option<&str>) -> Result<String, String> {
     }
     match setting {
         Some(name) if exists(name) => Ok(name.to_string()),
-        Some(name) => Err(format!("smtpd: unknown user {name}")),
+        Some(name) => Err(format!(
+            "smtpd: unknown user {name}: create it (adduser --system {name}), or name an \
+             existing one with SMTPD_USER"
+        )),
         None => SMTPD_USERS
             .iter()
             .find(|n| exists(n))

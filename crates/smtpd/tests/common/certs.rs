@@ -124,6 +124,71 @@ impl Certs {
         self
     }
 
+    /// An intermediate CA `NAME.crt` / `NAME.key`, signed by the CA `ca`.
+    pub fn intermediate(&self, name: &str, ca: &str, cn: &str) -> &Self {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        let subj = format!("/CN={cn}");
+        run(
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                &key,
+                "-subj",
+                &subj,
+                "-out",
+                &csr,
+            ],
+            self.dir.path(),
+        );
+        std::fs::write(
+            self.path(&ext),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .expect("ext");
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        run(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+            ],
+            self.dir.path(),
+        );
+        self.protect(name);
+        self
+    }
+
+    /// Appends `ca.crt` to `name.crt`: a pki certificate file that carries its chain.
+    pub fn chain(&self, name: &str, ca: &str) -> &Self {
+        let mut text = std::fs::read_to_string(self.path(&format!("{name}.crt"))).expect("crt");
+        text.push_str(&std::fs::read_to_string(self.path(&format!("{ca}.crt"))).expect("ca crt"));
+        std::fs::write(self.path(&format!("{name}.crt")), text).expect("chain");
+        self
+    }
+
     /// A key readable by root only, as OpenSMTPD requires.
     fn protect(&self, name: &str) {
         let _ = std::fs::set_permissions(

@@ -96,7 +96,13 @@ fn queue_commands_on_waiting_envelopes() {
     let out = ctl(&d, "smtpctl", &["show", "queue"], "", None);
     let q = text(&out.stdout);
     let lines: Vec<&str> = q.lines().collect();
-    assert_eq!(lines.len(), 2, "{q}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "{q}{}\nlog:\n{}",
+        text(&out.stderr),
+        d.log().join("\n")
+    );
     for l in &lines {
         let f: Vec<&str> = l.split('|').collect();
         // RUNSTATE is `pending|SECONDS`, itself two fields.

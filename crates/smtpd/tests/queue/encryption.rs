@@ -103,7 +103,7 @@ fn send(d: &Daemon, rcpts: &[&str], body: &str) -> String {
 }
 
 fn wait_files(dir: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = mail_texts(dir);
         if v.len() >= n || Instant::now() > deadline {

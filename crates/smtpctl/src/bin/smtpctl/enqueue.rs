@@ -11,7 +11,8 @@ use rsmtpd_control::*;
 use rsmtpd_smtpctl::{encrypt, sendmail, usage, Personality};
 
 use super::{
-    errx, now, progname, spool_path, strerror, Conn, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE,
+    drop_setgid, errx, now, progname, setgid_run, spool_path, strerror, Conn, EX_SOFTWARE,
+    EX_TEMPFAIL, EX_UNAVAILABLE,
 };
 
 fn mailname() -> String {
@@ -46,19 +47,52 @@ fn offline_file() -> (std::fs::File, PathBuf) {
             .mode(0o600)
             .open(&path)
         {
-            Ok(f) => return (f, path),
+            Ok(f) => {
+                // The folder's group, as a setgid smtpctl gives it: the daemon submits only
+                // files of that group (offline_scan()). Root and members of the group may set
+                // it; a setgid run has it already.
+                if let Ok(md) = std::fs::metadata(&dir) {
+                    use std::os::unix::fs::MetadataExt;
+                    let _ = std::os::unix::fs::fchown(&f, None, Some(md.gid()));
+                }
+                return (f, path);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => errx(
-                EX_UNAVAILABLE,
-                &format!(
-                    "cannot create temporary file {}: {}",
+            Err(e) => {
+                eprintln!(
+                    "{}: cannot create temporary file {}: {}",
+                    progname(),
                     path.display(),
                     strerror(&e)
-                ),
-            ),
+                );
+                not_queued(&dir)
+            }
         }
     }
-    errx(EX_UNAVAILABLE, "cannot create temporary file")
+    eprintln!("{}: cannot create temporary file", progname());
+    not_queued(&dir)
+}
+
+/// The server is down and the message cannot wait in `offline/` either: say plainly that it was
+/// not taken (OpenSMTPD stops at the line above), so that the caller keeps it.
+fn not_queued(dir: &std::path::Path) -> ! {
+    let hint = if setgid_run() || nix::unistd::getegid().as_raw() == 0 {
+        String::new()
+    } else {
+        format!(
+            " (is {} installed setgid to the group of {}?)",
+            std::env::args().next().unwrap_or_default(),
+            dir.display()
+        )
+    };
+    errx(
+        EX_UNAVAILABLE,
+        &format!(
+            "message not queued: the server is not running and {} is not writable{}",
+            dir.display(),
+            hint
+        ),
+    )
 }
 
 pub fn sendmail_main(args: &[String]) -> i32 {
@@ -68,6 +102,8 @@ pub fn sendmail_main(args: &[String]) -> i32 {
     } else {
         None
     };
+    // The queue group was only for creating the offline file.
+    drop_setgid();
     let fail_offline = |offline: &mut Option<(std::fs::File, PathBuf)>| {
         if let Some((_, p)) = offline.take() {
             let _ = std::fs::remove_file(p);
@@ -140,10 +176,16 @@ pub fn sendmail_main(args: &[String]) -> i32 {
             return EX_SOFTWARE;
         }
         if f.write_all(&offline::write_offline(args, &msg.text))
+            .and_then(|_| f.sync_all())
             .is_err()
         {
             let _ = f.set_len(0);
-            errx(EX_UNAVAILABLE, "write error");
+            let _ = std::fs::remove_file(&path);
+            eprintln!("{}: write error", progname());
+            errx(
+                EX_UNAVAILABLE,
+                &format!("message not queued: cannot write {}", path.display()),
+            );
         }
         return EX_TEMPFAIL;
     }

@@ -36,16 +36,39 @@ fn errx(code: i32, msg: &str) -> ! {
     exit(code)
 }
 
+/// Whether we run with a group we were not given: installed setgid `opensmtpq` (as Debian's
+/// smtpctl, so that `sendmail` can write to the spool's `offline/` while the daemon is down).
+/// Until the group is dropped, the environment must not choose where we write, as glibc's
+/// secure mode ignores it for the same reason.
+fn setgid_run() -> bool {
+    nix::unistd::getegid() != nix::unistd::getgid()
+}
+
+/// Drops the group of a setgid install (OpenSMTPD's `setresgid(gid, gid, gid)`): only
+/// `sendmail` keeps it, and only until its offline file is open.
+fn drop_setgid() {
+    if setgid_run() {
+        let gid = nix::unistd::getgid();
+        if nix::unistd::setresgid(gid, gid, gid).is_err() {
+            errx(1, "setresgid");
+        }
+    }
+}
+
+/// Our variable for the daemon's paths (tests, trying it out), unless running setgid.
+fn path_var(name: &str) -> Option<PathBuf> {
+    if setgid_run() {
+        return None;
+    }
+    std::env::var_os(name).map(PathBuf::from)
+}
+
 fn socket_path() -> PathBuf {
-    std::env::var_os("SMTPD_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/run/smtpd.sock".into())
+    path_var("SMTPD_SOCKET").unwrap_or_else(|| "/var/run/smtpd.sock".into())
 }
 
 fn spool_path() -> PathBuf {
-    std::env::var_os("SMTPD_SPOOL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/spool/smtpd".into())
+    path_var("SMTPD_SPOOL").unwrap_or_else(|| "/var/spool/smtpd".into())
 }
 
 struct Conn(UnixStream);
@@ -114,7 +137,11 @@ fn main() {
     let name = argv0.rsplit('/').next().unwrap_or(&argv0).to_string();
     let _ = PROGNAME.set(name);
     let rest = &args[args.len().min(1)..];
-    let code = match rsmtpd_smtpctl::personality(&argv0) {
+    let personality = rsmtpd_smtpctl::personality(&argv0);
+    if !matches!(personality, Personality::Sendmail) || sendmail::wants_newaliases(rest) {
+        drop_setgid();
+    }
+    let code = match personality {
         Personality::Sendmail => {
             if sendmail::wants_newaliases(rest) {
                 makemap::makemap_main(rest, true)

@@ -1,0 +1,138 @@
+#!/bin/bash
+# Relay benchmark: messages per second relayed by one instance to Postfix's smtp-sink on
+# loopback, rsmtpd vs OpenSMTPD 6.8.0p2, side by side in the same run, same config
+# (`relay host smtp://127.0.0.1:SINK`). Time: from smtp-source's start to smtp-sink's exit
+# after it received N messages (`smtp-sink -M N`), so every message was accepted, queued
+# (fsync) and relayed. See bench/relay/README.md.
+#
+#   sudo bench/relay/run.sh [BENCH_DIR]     (RUNS, N_SMALL, N_BIG, PAR to change the load;
+#                                            TUNED=1: OpenSMTPD's mta connection delays off)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+BENCH_DIR="${1:-$(mktemp -d /var/tmp/rsmtpd-relay-bench.XXXXXX)}"
+mkdir -p "$BENCH_DIR"; BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
+OURS="${OURS:-$REPO/target/release/smtpd}"
+OPENSMTPD="${OPENSMTPD:-/usr/sbin/smtpd}"
+RUNS="${RUNS:-3}" PAR="${PAR:-20}"
+N_SMALL="${N_SMALL:-2000}" LEN_SMALL=2048 N_BIG="${N_BIG:-500}" LEN_BIG=102400
+PORT_OURS="${PORT_OURS:-12525}" PORT_REAL="${PORT_REAL:-12526}" PORT_SINK="${PORT_SINK:-12527}"
+LOCK=/tmp/rsmtpd-real-smtpd.lock
+. "$REPO/bench/lib/common.sh"
+
+[ "$(id -u)" = 0 ] || { echo "error: run as root (OpenSMTPD needs it)" >&2; exit 1; }
+smtp_source
+SINK="$TOOLS/usr/sbin/smtp-sink"
+build_ours
+
+conf() { # port
+    if [ "${TUNED:-0}" = 1 ]; then
+        printf 'mta limit conn-delay-route 0\nmta limit conn-delay-relay 0\nmta limit session-mail-max 100000\n'
+    fi
+    cat <<EOF
+smtp limit max-mails 100000
+listen on 127.0.0.1 port $1
+action "out" relay host smtp://127.0.0.1:$PORT_SINK
+match from any for any action "out"
+EOF
+}
+conf "$PORT_OURS" > "$BENCH_DIR/ours.conf"
+conf "$PORT_REAL" > "$BENCH_DIR/real.conf"
+printf 'nameserver 127.0.0.1\nlookup file bind\n' > "$BENCH_DIR/resolv.conf"
+
+RAW="$BENCH_DIR/results.txt"
+{
+    echo "# relay benchmark raw results, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "# host: $(uname -srm), $(nproc) cpus; runs=$RUNS par=$PAR small=${N_SMALL}x${LEN_SMALL} big=${N_BIG}x${LEN_BIG}"
+    echo "# opensmtpd=$OPENSMTPD; ours=$OURS ($OURS_REV); sink: smtp-sink -M N (PIPELINING offered); TUNED=${TUNED:-0}"
+    echo "# lines: server size run seconds src_rc sink_rc logged_ok logged_fail msgs_per_s"
+} > "$RAW"
+
+PID=""; SERVER=""
+start() { # ours|real run
+    SERVER="$1"
+    LOG="$BENCH_DIR/$1-$2.log"
+    if [ "$1" = ours ]; then
+        rm -rf "$BENCH_DIR/ours-spool"
+        SMTPD_SPOOL="$BENCH_DIR/ours-spool" SMTPD_SOCKET="$BENCH_DIR/ours.sock" SMTPD_RESOLVER=127.0.0.1:1 \
+            "$OURS" -d -f "$BENCH_DIR/ours.conf" >"$LOG" 2>&1 &
+        PID=$!; port=$PORT_OURS
+    else
+        exec 9>"$LOCK"; flock 9
+        rm -rf "$BENCH_DIR/real-spool" "$BENCH_DIR/real-run"
+        mkdir -m 711 "$BENCH_DIR/real-spool"; mkdir -m 755 "$BENCH_DIR/real-run"
+        unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /var/spool/smtpd && mount --bind "$3" /run && shift 3 && exec "$@"' sh \
+            "$BENCH_DIR/resolv.conf" "$BENCH_DIR/real-spool" "$BENCH_DIR/real-run" \
+            "$OPENSMTPD" -d -f "$BENCH_DIR/real.conf" >"$LOG" 2>&1 &
+        PID=$!; port=$PORT_REAL
+    fi
+    for _ in $(seq 200); do
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "error: $1 did not start; log $LOG:" >&2; tail -20 "$LOG" >&2; exit 1
+}
+stop() {
+    [ -n "$PID" ] || return 0
+    end_server "$PID"; PID=""
+    [ "$SERVER" = real ] && exec 9>&-
+    set_aside "$BENCH_DIR/$SERVER-spool" "$BENCH_DIR/$SERVER-run"
+}
+cleanup() { stop; empty_trash; }
+trap cleanup EXIT
+
+round() { # server size run
+    local n len port
+    if [ "$2" = small ]; then n=$N_SMALL; len=$LEN_SMALL; else n=$N_BIG; len=$LEN_BIG; fi
+    start "$1" "$2-$3"
+    port=$PORT_OURS; [ "$1" = real ] && port=$PORT_REAL
+    "$SINK" -u nobody -M "$n" "127.0.0.1:$PORT_SINK" 256 >/dev/null 2>&1 &
+    local sink=$!
+    sleep 0.3
+    local t0 t1 src_rc=0 sink_rc=0
+    t0=$(date +%s.%N)
+    "$SRC" -s "$PAR" -d -m "$n" -l "$len" -M client.test -f sender@client.test \
+        -t rcpt@dest.test "127.0.0.1:$port" >"$BENCH_DIR/$1-$2-$3.out" 2>&1 || src_rc=$?
+    # smtp-sink exits after the Nth message; 600 s at most.
+    for _ in $(seq 6000); do kill -0 "$sink" 2>/dev/null || break; sleep 0.1; done
+    t1=$(date +%s.%N)
+    if kill -0 "$sink" 2>/dev/null; then kill "$sink"; sink_rc=124; fi
+    wait "$sink" 2>/dev/null || true
+    sleep 1
+    local ok fail
+    ok=$(grep -c 'mta delivery.*result="Ok"' "$LOG" || true)
+    fail=$(grep -cE 'mta delivery.*result="(TempFail|PermFail)"' "$LOG" || true)
+    stop
+    awk -v l="$1 $2 $3" -v a="$t0" -v b="$t1" -v n="$n" -v r="$src_rc $sink_rc $ok $fail" \
+        'BEGIN { d = b - a; printf "%s %.3f %s %.1f\n", l, d, r, n / d }' >> "$RAW"
+    if [ "$src_rc" != 0 ] || [ "$sink_rc" != 0 ] || [ "$ok" != "$n" ] || [ "$fail" != 0 ]; then
+        say "WARNING: $1 $2 run $3: smtp-source $src_rc, sink $sink_rc, $ok relayed ok, $fail failed (want $n); see $LOG"
+    fi
+}
+
+say "results in $BENCH_DIR"
+for i in $(seq 1 "$RUNS"); do
+    say "run $i/$RUNS"
+    for size in small big; do
+        if [ $((i % 2)) = 1 ]; then round real "$size" "$i"; round ours "$size" "$i"
+        else round ours "$size" "$i"; round real "$size" "$i"; fi
+    done
+done
+
+med() { # server size
+    awk -v s="$1" -v z="$2" '!/^#/ && $1 == s && $2 == z { print $9 }' "$RAW" | sort -g \
+        | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+SUMMARY="$(
+    for z in small big; do
+        o=$(med ours $z); r=$(med real $z)
+        awk -v z="$z" -v o="$o" -v r="$r" -v ns="$N_SMALL" -v nb="$N_BIG" 'BEGIN {
+            lab = (z == "small") ? ns " x 2 KB" : nb " x 100 KB"
+            printf "relayed msgs/s, %-14s rsmtpd %8.1f  OpenSMTPD %8.1f  ratio %s\n", lab, o, r, (r > 0 ? sprintf("%.2fx", o / r) : "n/a") }'
+    done
+    echo "medians of $RUNS interleaved runs, $PAR sessions in, one instance relaying to smtp-sink on loopback"
+)"
+{ echo "#"; echo "$SUMMARY" | sed 's/^/# /'; } >> "$RAW"
+echo "$SUMMARY"
+echo "raw results: $RAW"

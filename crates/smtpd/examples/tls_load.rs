@@ -1,0 +1,259 @@
+//! Load client for bench/tls/run.sh (see bench/tls/README.md): SMTP over STARTTLS, the same
+//! bytes to every server, in Rust so that the client is not what limits the rates (the Python
+//! client of the first drafts topped out near 130 sessions/s for all three servers).
+//!
+//! ```text
+//! tls_load sessions PORT N PAR     N sessions, PAR at a time: EHLO, STARTTLS, EHLO, one
+//!                                  message, QUIT
+//! tls_load submission PORT N PAR   the same with AUTH PLAIN (bench / secret) after the EHLO
+//! tls_load persistent PORT N PAR   PAR sessions opened first (4 at a time, untimed), then
+//!                                  N/PAR messages each, timed
+//! ```
+//!
+//! Prints `DONE FAILED SECONDS RETRIES`; RETRIES counts connections given up for want of a
+//! banner within 3 s and made again (OpenSMTPD listens with a backlog of 5: a connection the
+//! kernel completed but the server never accepted). The server's certificate is not checked
+//! (our servers; a chain check would only add client CPU). MSG_LEN (default 2048) sets the body.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+
+type Tls = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
+
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+
+struct Client {
+    port: u16,
+    tls: TlsConnector,
+    body: Arc<Vec<u8>>,
+}
+
+type Res<T> = Result<T, String>;
+
+/// Reads one reply (its last line); an error unless it is 2xx or 3xx.
+async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Res<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    }
+    match line.as_bytes().first() {
+        Some(b'2') | Some(b'3') => Ok(line),
+        _ => Err(line.trim_end().to_string()),
+    }
+}
+
+async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, line: &[u8]) -> Res<String> {
+    r.get_mut()
+        .write_all(line)
+        .await
+        .map_err(|e| e.to_string())?;
+    reply(r).await
+}
+
+impl Client {
+    async fn connect(&self) -> Res<BufReader<TcpStream>> {
+        for attempt in 0..5 {
+            if attempt > 0 {
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+            }
+            let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                TcpStream::connect(("127.0.0.1", self.port)),
+            )
+            .await
+            else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let mut r = BufReader::new(s);
+            match tokio::time::timeout(Duration::from_secs(3), reply(&mut r)).await {
+                Ok(Ok(_)) => return Ok(r),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        Err("no banner".into())
+    }
+
+    async fn open_tls(&self) -> Res<Tls> {
+        let mut r = self.connect().await?;
+        cmd(&mut r, b"EHLO client.bench\r\n").await?;
+        cmd(&mut r, b"STARTTLS\r\n").await?;
+        let name =
+            rustls::pki_types::ServerName::try_from("bench.test").map_err(|e| e.to_string())?;
+        // Nothing follows the 220 before our handshake, so the reader holds no bytes.
+        let tcp = r.into_inner();
+        let s = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut r = BufReader::new(s);
+        cmd(&mut r, b"EHLO client.bench\r\n").await?;
+        Ok(r)
+    }
+
+    async fn message(&self, r: &mut Tls) -> Res<()> {
+        cmd(r, b"MAIL FROM:<sender@client.bench>\r\n").await?;
+        cmd(r, b"RCPT TO:<root@bench.test>\r\n").await?;
+        cmd(r, b"DATA\r\n").await?;
+        r.get_mut()
+            .write_all(&self.body)
+            .await
+            .map_err(|e| e.to_string())?;
+        reply(r).await.map(|_| ())
+    }
+
+    async fn session(&self, auth: bool) -> Res<()> {
+        let mut r = self.open_tls().await?;
+        if auth {
+            let line = cmd(&mut r, b"AUTH PLAIN AGJlbmNoAHNlY3JldA==\r\n").await?;
+            if !line.starts_with("235") {
+                return Err(line);
+            }
+        }
+        self.message(&mut r).await?;
+        cmd(&mut r, b"QUIT\r\n").await?;
+        let _ = r.get_mut().shutdown().await;
+        Ok(())
+    }
+}
+
+fn body() -> Vec<u8> {
+    let len: usize = std::env::var("MSG_LEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
+    let mut b = b"Subject: bench\r\n\r\n".to_vec();
+    while b.len() < len {
+        b.extend_from_slice(&[b'x'; 76]);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.truncate(len);
+    b.extend_from_slice(b"\r\n.\r\n");
+    b
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = || -> ! {
+        eprintln!("usage: tls_load sessions|submission|persistent PORT N PAR");
+        std::process::exit(2)
+    };
+    if args.len() != 5 {
+        usage();
+    }
+    let (Ok(port), Ok(n), Ok(par)) = (
+        args[2].parse::<u16>(),
+        args[3].parse::<usize>(),
+        args[4].parse::<usize>(),
+    ) else {
+        usage()
+    };
+    let config = rsmtpd::tls::client::config(rsmtpd::tls::client::ServerCheck::None, None);
+    let client = Arc::new(Client {
+        port,
+        tls: TlsConnector::from(Arc::new(config)),
+        body: Arc::new(body()),
+    });
+    let (done, failed, secs) = match args[1].as_str() {
+        "sessions" | "submission" => {
+            let auth = args[1] == "submission";
+            let sem = Arc::new(Semaphore::new(par.max(1)));
+            let t0 = Instant::now();
+            let mut tasks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (c, sem) = (client.clone(), sem.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _permit = sem.acquire().await;
+                    tokio::time::timeout(Duration::from_secs(60), c.session(auth))
+                        .await
+                        .map_err(|_| "timeout".to_string())
+                        .and_then(|r| r)
+                }));
+            }
+            let (mut done, mut failed) = (0, 0);
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => done += 1,
+                    Ok(Err(e)) => {
+                        if failed == 0 {
+                            eprintln!("tls_load: {e}");
+                        }
+                        failed += 1
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (done, failed, t0.elapsed())
+        }
+        "persistent" => {
+            let per = n / par.max(1);
+            let sem = Arc::new(Semaphore::new(4));
+            let mut opening = Vec::new();
+            for _ in 0..par {
+                let (c, sem) = (client.clone(), sem.clone());
+                opening.push(tokio::spawn(async move {
+                    let _permit = sem.acquire().await;
+                    tokio::time::timeout(Duration::from_secs(60), c.open_tls())
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                }));
+            }
+            let mut conns = Vec::new();
+            for t in opening {
+                conns.push(t.await.ok().flatten());
+            }
+            let t0 = Instant::now();
+            let mut tasks = Vec::new();
+            for conn in conns {
+                let c = client.clone();
+                tasks.push(tokio::spawn(async move {
+                    let Some(mut r) = conn else {
+                        return (0, per);
+                    };
+                    let mut done = 0;
+                    for _ in 0..per {
+                        match tokio::time::timeout(Duration::from_secs(60), c.message(&mut r)).await
+                        {
+                            Ok(Ok(())) => done += 1,
+                            _ => return (done, per - done),
+                        }
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(10), cmd(&mut r, b"QUIT\r\n"))
+                        .await;
+                    (done, 0)
+                }));
+            }
+            let (mut done, mut failed) = (0, 0);
+            for t in tasks {
+                if let Ok((d, f)) = t.await {
+                    done += d;
+                    failed += f;
+                }
+            }
+            (done, failed, t0.elapsed())
+        }
+        _ => usage(),
+    };
+    println!(
+        "{done} {failed} {:.3} {}",
+        secs.as_secs_f64(),
+        RETRIES.load(Ordering::Relaxed)
+    );
+}
