@@ -216,7 +216,7 @@ fn unescape(text: &str) -> Vec<u8> {
     out
 }
 
-/// Envelope files as the spool holds them (the sample of crates/smtpd/tests/queue_envelope.rs,
+/// Envelope files as the spool holds them (the sample of crates/smtpd/tests/queue/envelope.rs,
 /// a bounce, and the same gzip-compressed and encrypted the way the queue writes them).
 fn envelopes() -> Vec<(String, Vec<u8>)> {
     let mda = "version: 3\ndispatcher: scr\ntype: mda\nsmtpname: vm\nhelo: client.test\n\

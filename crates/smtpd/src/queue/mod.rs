@@ -32,7 +32,7 @@
 //! one inode-table lookup each), so create+delete churn made `open(O_CREAT)`
 //! and `mkdir` half of the daemon's CPU under load. Finished message
 //! directories and envelope files are therefore renamed into `purge/` and
-//! renamed back in for the next message (see [`Spares`]): steady traffic
+//! renamed back in for the next message (see [`spares`]): steady traffic
 //! allocates and frees no spool inode at all, on any file system.
 
 pub mod codec;
@@ -40,16 +40,16 @@ pub mod commit;
 pub mod envelope;
 pub mod id;
 pub mod layout;
+mod spares;
+mod writer;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -62,8 +62,10 @@ pub use envelope::{
 };
 pub use id::{EvpId, MsgId};
 pub use layout::Owner;
+pub use writer::MessageWriter;
 
 use layout::{INCOMING, MESSAGE, PURGE, QUEUE, TEMPORARY};
+use spares::Spares;
 
 /// Envelope files are a few hundred bytes; OpenSMTPD refuses any larger
 /// than its `struct envelope` (about 8 KB). Ours may hold longer strings.
@@ -138,36 +140,6 @@ struct State {
     spares: Spares,
 }
 
-/// Finished message directories (holding only their `message` file) and
-/// envelope files, parked in `purge/` to be reused instead of freed.
-///
-/// A parked inode is not reused at once: its old name (`queue/XX/MSGID/...`)
-/// may still be on disk, since deletions are not synced. Reused before that
-/// rename reached the disk, a crash could leave the old name pointing at the
-/// new message's content. So a spare waits in `pending` until a commit
-/// barrier (`syncfs`, which writes every earlier rename) that began after it
-/// was parked has completed. Only the syncfs committer promotes spares; in
-/// the other commit modes nothing is parked.
-#[derive(Default)]
-struct Spares {
-    pending_dirs: Vec<PathBuf>,
-    pending_envs: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
-    envs: Vec<PathBuf>,
-}
-
-/// Enough for the messages a busy queue finishes between two barriers.
-const MAX_SPARE_DIRS: usize = 1024;
-const MAX_SPARE_ENVS: usize = 4096;
-
-/// What a barrier takes from `pending` when it begins, to promote when it
-/// has completed.
-#[derive(Default)]
-struct Promotion {
-    dirs: Vec<PathBuf>,
-    envs: Vec<PathBuf>,
-}
-
 /// What the committer thread shares with the sessions.
 struct Shared {
     spool: PathBuf,
@@ -224,114 +196,6 @@ impl Shared {
         }
     }
 
-    /// Parks `path` (a finished message directory or envelope file) in
-    /// `purge/` for reuse. False when not parked: the caller frees it.
-    fn park(&self, path: &Path, dir: bool) -> bool {
-        if !self.recycle {
-            return false;
-        }
-        {
-            let st = self.state();
-            let sp = &st.spares;
-            let full = if dir {
-                sp.dirs.len() + sp.pending_dirs.len() >= MAX_SPARE_DIRS
-            } else {
-                sp.envs.len() + sp.pending_envs.len() >= MAX_SPARE_ENVS
-            };
-            if full {
-                return false;
-            }
-        }
-        let n = self.spare_seq.fetch_add(1, Ordering::Relaxed);
-        let kind = if dir { "d" } else { "e" };
-        let target = self.purge.join(format!("spare.{kind}.{n}"));
-        if fs::rename(path, &target).is_err() {
-            return false;
-        }
-        let mut st = self.state();
-        if dir {
-            st.spares.pending_dirs.push(target);
-        } else {
-            st.spares.pending_envs.push(target);
-        }
-        true
-    }
-
-    /// A finished message directory: parked if it holds nothing but its
-    /// `message` (anything else would be carried into the next message),
-    /// else removed.
-    fn retire_dir(&self, dir: &Path) {
-        let only_message = fs::read_dir(dir).is_ok_and(|rd| {
-            let mut names = rd.map(|e| e.map(|e| e.file_name()));
-            matches!(names.next(), Some(Ok(n)) if n == MESSAGE) && names.next().is_none()
-        });
-        if !(only_message && self.park(dir, true)) {
-            self.remove_tree(dir);
-        }
-    }
-
-    /// Called by the committer as a barrier begins: the spares parked so
-    /// far become usable once it completes.
-    fn barrier_begins(&self) -> Promotion {
-        let mut st = self.state();
-        Promotion {
-            dirs: std::mem::take(&mut st.spares.pending_dirs),
-            envs: std::mem::take(&mut st.spares.pending_envs),
-        }
-    }
-
-    /// The barrier completed: its spares may be reused. (After a failed
-    /// barrier they are dropped instead; `purge/` is emptied at next start.)
-    fn barrier_done(&self, p: Promotion) {
-        let mut st = self.state();
-        st.spares.dirs.extend(p.dirs);
-        st.spares.envs.extend(p.envs);
-    }
-
-    /// Moves a ready spare to `dest` unless `dest` exists. `Ok(false)`: no
-    /// spare (or it vanished); the caller creates a fresh inode.
-    fn reuse(&self, dir: bool, dest: &Path) -> io::Result<bool> {
-        let spare = {
-            let mut st = self.state();
-            if dir {
-                st.spares.dirs.pop()
-            } else {
-                st.spares.envs.pop()
-            }
-        };
-        let Some(spare) = spare else {
-            return Ok(false);
-        };
-        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-        match renameat2(
-            AT_FDCWD,
-            &spare,
-            AT_FDCWD,
-            dest,
-            RenameFlags::RENAME_NOREPLACE,
-        ) {
-            Ok(()) => Ok(true),
-            Err(nix::errno::Errno::EEXIST) => {
-                let mut st = self.state();
-                if dir {
-                    st.spares.dirs.push(spare);
-                } else {
-                    st.spares.envs.push(spare);
-                }
-                Err(io::Error::from(io::ErrorKind::AlreadyExists))
-            }
-            // EINVAL: a file system without renameat2 flags. Forget it.
-            Err(_) => {
-                let _ = if dir {
-                    fs::remove_dir_all(&spare)
-                } else {
-                    fs::remove_file(&spare)
-                };
-                Ok(false)
-            }
-        }
-    }
-
     fn new_file(&self, path: &Path) -> io::Result<File> {
         let f = OpenOptions::new()
             .write(true)
@@ -340,103 +204,6 @@ impl Shared {
             .open(path)?;
         self.owner.adopt_file(&f)?;
         Ok(f)
-    }
-}
-
-/// The message file being written during DATA. Writes go to the page cache
-/// only (no fsync until commit), so calling `write` from an async task is
-/// fine. The first error sticks: later writes are ignored and `commit`
-/// returns it, so a session can keep reading DATA to its end and then answer
-/// 4xx.
-pub struct MessageWriter {
-    msgid: MsgId,
-    out: Out,
-    error: Option<io::Error>,
-    size: u64,
-}
-
-enum Out {
-    Plain(Sink),
-    Gzip(GzEncoder<Sink>),
-}
-
-/// Where the (maybe compressed) message goes: the file, or an encryptor in
-/// front of it, so that with `queue encryption` no plaintext of the message
-/// is ever written to disk (OpenSMTPD writes it in clear and encrypts it at
-/// commit; the resulting file is the same).
-enum Sink {
-    Clear(BufWriter<File>),
-    /// Buffered in front of the encryptor: sessions write line by line.
-    /// Boxed: the cipher state is large, and most queues do not encrypt.
-    Sealed(Box<BufWriter<rsmtpd_queuecrypt::Encryptor<File>>>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Clear(w) => w.write(data),
-            Sink::Sealed(w) => w.write(data),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Clear(w) => w.flush(),
-            Sink::Sealed(w) => w.flush(),
-        }
-    }
-}
-
-impl Sink {
-    /// Everything written out, the tag appended when encrypting.
-    fn finish(self) -> io::Result<File> {
-        match self {
-            Sink::Clear(w) => w.into_inner().map_err(|e| e.into_error()),
-            Sink::Sealed(w) => (*w).into_inner().map_err(|e| e.into_error())?.finish(),
-        }
-    }
-}
-
-impl MessageWriter {
-    pub fn msgid(&self) -> MsgId {
-        self.msgid
-    }
-
-    /// Bytes accepted so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(e) = &self.error {
-            return Err(io::Error::new(e.kind(), e.to_string()));
-        }
-        let written = match &mut self.out {
-            Out::Plain(w) => w.write_all(data),
-            Out::Gzip(w) => w.write_all(data),
-        };
-        match written {
-            Ok(()) => {
-                self.size += data.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let ret = io::Error::new(e.kind(), e.to_string());
-                self.error = Some(e);
-                Err(ret)
-            }
-        }
-    }
-
-    fn finish(self) -> io::Result<File> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        let sink = match self.out {
-            Out::Plain(w) => w,
-            Out::Gzip(w) => w.finish()?,
-        };
-        sink.finish()
     }
 }
 
@@ -661,26 +428,7 @@ impl Queue {
             .mode(0o600)
             .open(sh.incoming_dir(msgid).join(MESSAGE))?;
         sh.owner.adopt_file(&f)?;
-        let sink = match &sh.codec.key {
-            Some(key) => Sink::Sealed(Box::new(BufWriter::with_capacity(
-                64 * 1024,
-                rsmtpd_queuecrypt::Encryptor::new(key, f)?,
-            ))),
-            None => Sink::Clear(BufWriter::with_capacity(64 * 1024, f)),
-        };
-        // Level 1: mail text shrinks by half or more already, and the
-        // session waits for this on every line it writes.
-        let out = if sh.codec.compression {
-            Out::Gzip(GzEncoder::new(sink, Compression::fast()))
-        } else {
-            Out::Plain(sink)
-        };
-        Ok(MessageWriter {
-            msgid,
-            out,
-            error: None,
-            size: 0,
-        })
+        MessageWriter::new(msgid, f, &sh.codec)
     }
 
     /// Makes the message and its envelopes durable and moves them to
@@ -697,7 +445,7 @@ impl Queue {
         let Some(evps) = evps else {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         };
-        let file = match (writer.msgid == msgid, evps.is_empty()) {
+        let file = match (writer.msgid() == msgid, evps.is_empty()) {
             (false, _) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "writer of another message",

@@ -2,9 +2,7 @@
 //! As root, deliveries run as `nobody` (65534) in workers of the delivery process (started from
 //! the real `smtpd` binary); otherwise as ourselves.
 
-#[path = "../../../tests/support/skip.rs"]
-mod skip;
-use skip::*;
+use crate::common::require;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

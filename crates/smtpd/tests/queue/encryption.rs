@@ -3,15 +3,13 @@
 //! spool passes between OpenSMTPD 6.8 and us both ways: we read what the real smtpd wrote, and
 //! the real smtpctl and smtpd read what we wrote.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rsmtpd::queue::{open_message_file, Codec, Envelope, Queue, QueueKey, QueueOptions};
 
 const KEY: &str = "Z8pV3xQ1mK7tR4wY9bN2cF6hJ0sL5dG3";

@@ -3,15 +3,13 @@
 //! every message that got its 250 is in the Maildir. Clients resend what was not acknowledged,
 //! so duplicates can happen (a 250 lost on the wire); they are counted and reported, not failed.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const MESSAGES: usize = 2000;
 const CLIENTS: usize = 20;

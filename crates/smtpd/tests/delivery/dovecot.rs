@@ -11,8 +11,6 @@
 //! `dovecot-core` and `dovecot-lmtpd`). Without them the tests say they check nothing and pass;
 //! with `RSMTPD_INSTALL_DOVECOT=1`, as root, a missing Dovecot is installed with apt-get.
 
-mod common;
-
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -21,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
 const DOVEADM: &str = "/usr/bin/doveadm";

@@ -2,11 +2,9 @@
 //! its headers), a failing MDA bouncing to the sender, and a mailbox that cannot be written
 //! until the administrator fixes it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn step7_junk_lands_in_the_junk_folder_and_clean_mail_in_new() {

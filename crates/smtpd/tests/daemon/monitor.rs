@@ -2,15 +2,13 @@
 //! one that fails temporarily and one that fails for good and bounces (the bounce itself being
 //! refused). Compared live with OpenSMTPD 6.8 when it can be run here.
 
-mod common;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const HEADER: &str =
     "--- client ---  -- envelope --   ---- relay/delivery --- ------- misc -------\n\

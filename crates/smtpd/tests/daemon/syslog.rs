@@ -3,15 +3,13 @@
 //! a socket this test reads: the datagrams are glibc's (`<22>Nov 25 16:26:41 smtpd[PID]: ...`,
 //! facility mail), with the same texts as the `-d` lines, for ours and for OpenSMTPD's.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 struct Syslogged {
     child: Child,

@@ -1,13 +1,11 @@
 //! `db:` tables in Berkeley DB format, as OpenSMTPD's makemap writes them, through the real
 //! daemon: an alias found in one expands at RCPT and its members get the mail.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rsmtpd::routing::lookup::{HostInfo, Lookup, Tables, UserInfo, Users};
 use rsmtpd_config::{parse_file, ParseOptions, StaticEnvironment};
 

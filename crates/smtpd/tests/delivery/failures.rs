@@ -3,13 +3,11 @@
 //! time the message waits or bounces as OpenSMTPD's would, and nothing is lost or delivered
 //! twice.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)

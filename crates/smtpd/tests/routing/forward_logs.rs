@@ -4,14 +4,12 @@
 //! not parse (`info: parse error in forward file`). Each with the RCPT reply it gives.
 //! OpenSMTPD 6.8.0p2's lines are the fixture tests/everyday/forward-logs.txt.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::refns::{self, Transcript, Which};
-use common::*;
+use crate::common::refns::{self, Transcript, Which};
+use crate::common::*;
 
 const CASES: &[&str] = &["groupw", "foreign", "dir", "empty", "unparsable"];
 

@@ -3,11 +3,9 @@
 //! and status 1, so that systemd's `Restart=on-failure` starts it again. Never silently.
 //! OpenSMTPD 6.8.0p2's outcome is the fixture tests/everyday/sighup.txt.
 
-mod common;
-
 use std::time::Duration;
 
-use common::refns::{self, Transcript, Which};
+use crate::common::refns::{self, Transcript, Which};
 use nix::sys::signal::Signal;
 
 const CONFIG: &str = "listen on 127.0.0.1 port @PORT@\n\

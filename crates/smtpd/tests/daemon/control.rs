@@ -2,12 +2,10 @@
 //! step 0, the queue commands on envelopes that wait, submission while the daemon is down, and
 //! what a user who is not root may do.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -5,14 +5,12 @@
 //! written here, and, where OpenSMTPD 6.8 can be run (installed, and we are root), the same
 //! scenario run on it must give the same transcript.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The programs a scenario runs: ours, or OpenSMTPD's.
 struct Programs {

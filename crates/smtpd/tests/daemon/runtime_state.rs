@@ -7,12 +7,10 @@
 //! gets its banner). The transcripts are OpenSMTPD 6.8.0p2's (tests/everyday/pause-*.txt),
 //! re-checked live against it when it can run here.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::refns::{self, Transcript, Which};
-use common::*;
+use crate::common::refns::{self, Transcript, Which};
+use crate::common::*;
 
 fn config(uid: u32) -> String {
     format!(

@@ -2,9 +2,7 @@
 //! OpenSMTPD's aliases.c writes for each expansion (`aliases_get: returned N aliases`,
 //! `aliases_virtual_get: 'KEY' resolved to N nodes`), the same as the real program's.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The lines of the session, and the alias debug lines, in order.
 fn alias_lines(log: &[String]) -> Vec<String> {

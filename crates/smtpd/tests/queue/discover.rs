@@ -4,14 +4,12 @@
 //! envelope, where OpenSMTPD's was still there half a second after the delivery).
 //! OpenSMTPD 6.8.0p2's transcript is tests/everyday/discover.txt.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::refns::{self, Transcript, Which};
-use common::*;
+use crate::common::refns::{self, Transcript, Which};
+use crate::common::*;
 
 fn config(uid: u32) -> String {
     format!(

@@ -3,13 +3,11 @@
 //! each comma-separated recipient must be a valid alias node. OpenSMTPD 6.8.0p2's answers are
 //! the fixture tests/everyday/makemap-aliases.txt, re-checked with its makemap when installed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::refns::{self, Which};
-use common::*;
+use crate::common::refns::{self, Which};
+use crate::common::*;
 
 const CASES: &[(&str, &str)] = &[
     (

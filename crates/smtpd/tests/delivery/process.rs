@@ -3,15 +3,13 @@
 //! killed mid-delivery, the delivery process itself killed mid-delivery. Real sockets, real
 //! Maildirs and mailboxes, real process ids from /proc.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// `(pid, comm)` of the processes whose parent is `parent`.
 fn children(parent: u32) -> Vec<(u32, String)> {
