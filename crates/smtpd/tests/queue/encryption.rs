@@ -413,16 +413,34 @@ fn opensmtpd_reads_the_spool_we_encrypted() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("real smtpd");
+    // Its log is read as it comes: the message lands in new/ a moment before its mda line is
+    // logged, so the daemon is stopped only once that line is there (or after a while).
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = child.stderr.take().map(|e| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(e).lines().map_while(Result::ok) {
+                let mut l = log.lock().expect("log");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        })
+    });
     let got = wait_files(&new, 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.lock().expect("log").contains("result=Ok") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let mut log = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut log);
-    }
     let _ = child.wait();
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    let log = log.lock().expect("log").clone();
     assert_eq!(got.len(), 1, "delivered by OpenSMTPD; its log:\n{log}");
     assert!(got[0].contains(&body) && got[0].contains("Subject: sealed"));
     assert!(log.contains("result=Ok"), "{log}");
