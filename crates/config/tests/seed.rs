@@ -1,4 +1,4 @@
-//! The seed's configurations (tests/fixtures/seed/configs, copied from the seed document beside the project),
+//! The seed's configurations (tests/fixtures/seed/configs, copied from the seed document),
 //! step by step: each gets OpenSMTPD's
 //! verdict, and the accepted ones are read the way the blog's author meant them.
 
@@ -275,22 +275,27 @@ fn step7_deliver() {
     assert_eq!(d.alias.as_deref(), Some("aliases"));
 }
 
-/// The copies under tests/fixtures/seed are the seed's files, byte for byte, when the seed is
-/// beside the repository (`../shared/seed`, as on the project's machines); a clone alone has only
-/// the copies, and says so.
+/// The copies under tests/fixtures/seed are the seed's files, byte for byte, when the test is
+/// told where the seed document is (`RSMTPD_SEED_DIR`, the folder holding its `configs/`); a
+/// clone alone has only the copies, and says so. The tests never look outside the repository
+/// on their own.
 #[test]
 fn fixtures_match_the_shared_seed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = root.join("../shared/seed/configs");
     let ours = root.join("tests/fixtures/seed/configs");
-    if !shared.is_dir() {
+    let Some(seed) = std::env::var_os("RSMTPD_SEED_DIR") else {
         eprintln!(
-            "SKIPPED: fixtures_match_the_shared_seed: {} is not there (a clone without ../shared): \
-             the copies in tests/fixtures/seed are used as they are",
-            shared.display()
+            "SKIPPED: fixtures_match_the_shared_seed: RSMTPD_SEED_DIR is not set (the folder of the \
+             seed document): the copies in tests/fixtures/seed are used as they are"
         );
         return;
-    }
+    };
+    let shared = std::path::Path::new(&seed).join("configs");
+    assert!(
+        shared.is_dir(),
+        "RSMTPD_SEED_DIR: {} is no folder",
+        shared.display()
+    );
     let names = |d: &std::path::Path| {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
