@@ -99,8 +99,20 @@ fn run(which: Which, what: &str) -> String {
     t.ctl(which, &d, &["pause", what]);
     t.ctl(which, &d, &["show", "status"]);
     t.ctl(which, &d, &["resume", what]);
-    let log = d.log();
     let resumed = format!("info: {what} resumed");
+    // smtpctl's answer can come before the daemon has logged the resume: wait for both resumes
+    // (and, for smtp, both 'resuming listening sockets' lines) to be in the log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let log = d.log();
+        let n = |p: &str| log.iter().filter(|l| l.as_str() == p).count();
+        if n(&resumed) >= 2 && (what != "smtp" || n("debug: smtp: resuming listening sockets") >= 2)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = d.log();
     t.note(&format!(
         "logged: {:?}",
         log.iter()
