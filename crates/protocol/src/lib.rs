@@ -40,7 +40,8 @@
 //! [`reply`] (every reply text), [`data`] (line framing and the
 //! smuggling-safe DATA reader), [`message`] (header rewriting while
 //! receiving), [`received`] (the `Received:` header), [`filter_protocol`]
-//! (the line protocol of `proc-exec` filters, 0.6).
+//! (the line protocol of `proc-exec` filters, 0.6), [`proxy`] (the PROXY v2 header of
+//! `proxy-v2` listeners).
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod command;
 pub mod data;
 pub mod filter_protocol;
 pub mod message;
+pub mod proxy;
 pub mod received;
 pub mod reply;
 pub mod server;

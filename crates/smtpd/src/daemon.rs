@@ -445,7 +445,7 @@ async fn accept_tcp(
         while server.paused.get(rsmtpd_control::Subsystem::Smtp) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let (stream, peer) = match tcp.accept().await {
+        let (mut stream, peer) = match tcp.accept().await {
             Ok(x) => x,
             Err(e) => {
                 log::warn(&format!("warn: smtp: accept: {}", e));
@@ -457,6 +457,16 @@ async fn accept_tcp(
         let server = server.clone();
         let listen = listen.clone();
         tokio::spawn(async move {
+            // smtp_accept(): a proxy-v2 listener reads the PROXY header first; the session
+            // (its id, its trace, its DNS lookups) begins with the client it names.
+            let peer = if listen.proxy_v2 {
+                match crate::inbound::proxy::read_origin(&mut stream, peer).await {
+                    Some(p) => p,
+                    None => return,
+                }
+            } else {
+                peer
+            };
             let begun = session::begin(&listen);
             let ip = peer.ip().to_canonical();
             let names = server.dns.client_names(ip).await;

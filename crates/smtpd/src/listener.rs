@@ -76,6 +76,10 @@ pub struct Listening {
     /// `senders <table> [masquerade]`.
     pub senders: Option<String>,
     pub masquerade: bool,
+    /// `hostnames <table>`: the banner name looked up by the listener's address.
+    pub hostnames: Option<String>,
+    /// `proxy-v2`: connections start with a PROXY header naming the real client.
+    pub proxy_v2: bool,
 }
 
 impl Listening {
@@ -129,6 +133,8 @@ pub fn listenings(
                 auth: l.auth.clone(),
                 senders: l.senders.clone(),
                 masquerade: l.masquerade,
+                hostnames: l.hostnames.clone(),
+                proxy_v2: l.proxy_v2,
             });
         }
     }
@@ -159,6 +165,8 @@ pub fn socket_listening(conf: &Config, hostname: &str) -> Listening {
         auth: None,
         senders: None,
         masquerade: false,
+        hostnames: None,
+        proxy_v2: false,
     }
 }
 

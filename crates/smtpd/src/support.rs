@@ -115,9 +115,6 @@ pub const NOT_YET: &[Feature] = &[
     Feature::RelayFilter,
     // external table backends (table-* programs)
     Feature::TableBackend,
-    // listener options with no issue yet
-    Feature::ListenerHostnames,
-    Feature::ListenerProxyV2,
 ];
 
 impl Feature {

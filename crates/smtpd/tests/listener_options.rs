@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const CONFIG: &str = "smtp limit max-mails 2
@@ -124,5 +125,191 @@ fn listener_options_act_as_in_opensmtpd() {
         );
     } else {
         println!("SKIPPED (part): OpenSMTPD not compared (not installed or not root)");
+    }
+}
+
+/// `hostnames <table>`: the banner, EHLO and Received name of a listener comes from the table,
+/// looked up by the listener's own address; a listener whose address is not in it keeps the
+/// `hostname`.
+const HOSTNAMES: &str = "table names { \"127.0.0.1\" = \"mx.names.test\" }
+listen on 127.0.0.1 port @PORT@ hostname fallback.test hostnames <names>
+listen on 127.0.0.2 port @PORT@ hostname fallback.test hostnames <names>
+table users { foo = \"UID:UID:@DIR@/mail\" }
+action \"l\" maildir \"@DIR@/mail/%{user.username}\" userbase <users>
+match from any for domain \"example.org\" action \"l\"
+";
+
+fn hostnames_run(bin: &str) -> (Vec<String>, Vec<String>) {
+    let uid = delivery_uid(1000);
+    let conf = HOSTNAMES.replace("UID", &uid.to_string());
+    let mut d = Daemon::start_with(bin, &conf, &[]);
+    user_dir(&d, "mail", uid);
+    let mut out = Vec::new();
+    let mut c = Client::connect(d.addr());
+    out.push(c.reply());
+    out.push(c.cmd("EHLO client.example"));
+    c.cmd("MAIL FROM:<alice@example.com>");
+    c.cmd("RCPT TO:<foo@example.org>");
+    c.cmd("DATA");
+    out.push(c.cmd("Subject: names\r\n\r\nbody\r\n."));
+    c.cmd("QUIT");
+    let mut other = connect_from("127.0.0.1", SocketAddr::new([127, 0, 0, 2].into(), d.port));
+    out.push(other.reply());
+    other.cmd("QUIT");
+    let mails = delivered(d.dir.path(), 1);
+    d.stop();
+    (
+        normalized_replies(&out),
+        mails.iter().map(|m| received(m)).collect(),
+    )
+}
+
+#[test]
+fn hostnames_table_names_the_banner_per_listener_address() {
+    let (replies, received) = hostnames_run(env!("CARGO_BIN_EXE_smtpd"));
+    let joined = replies.join("");
+    assert!(
+        replies[0].starts_with("220 mx.names.test ESMTP"),
+        "{}",
+        joined
+    );
+    assert!(
+        replies[1].starts_with("250-mx.names.test Hello"),
+        "{}",
+        joined
+    );
+    assert!(
+        replies[3].starts_with("220 fallback.test ESMTP"),
+        "{}",
+        joined
+    );
+    assert_eq!(received.len(), 1, "{:?}", received);
+    assert!(received[0].contains("by mx.names.test"), "{:?}", received);
+    if require_real("the hostnames comparison with OpenSMTPD") {
+        let _lock = real_lock();
+        let (real_replies, real_received) = hostnames_run(REAL_SMTPD);
+        assert_eq!(replies, real_replies, "replies differ from OpenSMTPD's");
+        assert_eq!(received, real_received, "Received differs from OpenSMTPD's");
+    }
+}
+
+/// `proxy-v2`: the PROXY header names the client; the session, its rules and its Received line
+/// see that address; a bad header closes the connection with OpenSMTPD's line.
+const PROXY: &str = "listen on 127.0.0.1 port @PORT@ hostname mx.example.test proxy-v2
+table users { foo = \"UID:UID:@DIR@/mail\" }
+action \"l\" maildir \"@DIR@/mail/%{user.username}\" userbase <users>
+match from src 127.0.0.9 for domain \"example.org\" action \"l\"
+match from any reject
+";
+
+fn proxy_header(src: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut h = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11,
+    ];
+    // Addresses (12 bytes) and one NOOP TLV (type 4, length 2), which is skipped.
+    h.extend_from_slice(&17u16.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&25u16.to_be_bytes());
+    h.extend_from_slice(&[0x04, 0x00, 0x02, 0xAA, 0xBB]);
+    h
+}
+
+/// Lines about the proxy and the session's connection, with ids and pointers replaced.
+fn proxy_lines(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| {
+            l.contains("event=proxy")
+                || l.contains(" event=closed ")
+                || l.contains("smtp connected")
+        })
+        .map(|l| {
+            let l = match l.find(" smtp ") {
+                Some(16) => format!("ID{}", &l[16..]),
+                _ => l.clone(),
+            };
+            match l.strip_prefix("proxy 0x") {
+                Some(rest) => format!("proxy PTR{}", &rest[rest.find(' ').unwrap_or(0)..]),
+                None => l,
+            }
+        })
+        .map(|l| match l.find(" host=") {
+            // The reverse name depends on the resolver each daemon has.
+            Some(i) => l[..i].to_string(),
+            None => l,
+        })
+        .collect()
+}
+
+fn proxy_run(bin: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let uid = delivery_uid(1000);
+    let conf = PROXY.replace("UID", &uid.to_string());
+    let mut d = Daemon::start_with(bin, &conf, &[]);
+    user_dir(&d, "mail", uid);
+    let mut out = Vec::new();
+    let mut c = Client::connect(d.addr());
+    c.send(&proxy_header([127, 0, 0, 9], 50000));
+    // The session starts after the reverse lookup of the proxied address.
+    c.set_read_timeout(Duration::from_secs(60));
+    out.push(c.reply());
+    out.push(c.cmd("HELO client.example"));
+    out.push(c.cmd("MAIL FROM:<alice@example.com>"));
+    out.push(c.cmd("RCPT TO:<foo@example.org>"));
+    out.push(c.cmd("DATA"));
+    out.push(c.cmd("Subject: proxied\r\n\r\nbody\r\n."));
+    out.push(c.cmd("QUIT"));
+    // A client that is not a proxy: its SMTP is not a PROXY signature.
+    let mut bad = Client::connect(d.addr());
+    bad.send(b"EHLO not-a-proxy.example\r\n");
+    // Dropped without a banner (a reset, as the unread line is thrown away).
+    out.push(format!("after a bad header: {:?}", bad.reply()));
+    let mails = delivered(d.dir.path(), 1);
+    d.wait_log(|l| l.contains("event=closed"));
+    d.stop();
+    (
+        normalized_replies(&out),
+        mails.iter().map(|m| received(m)).collect(),
+        proxy_lines(&d.log()),
+    )
+}
+
+#[test]
+fn proxy_v2_header_names_the_client() {
+    let (replies, received, lines) = proxy_run(env!("CARGO_BIN_EXE_smtpd"));
+    let joined = replies.join("");
+    assert!(
+        replies[0].starts_with("220 mx.example.test ESMTP"),
+        "{}",
+        joined
+    );
+    assert!(
+        replies[3].starts_with("250 "),
+        "from src 127.0.0.9 matched: {}",
+        joined
+    );
+    assert!(replies[5].starts_with("250 2.0.0 MSGID"), "{}", joined);
+    assert_eq!(replies[7], "after a bad header: \"\"", "{}", joined);
+    assert_eq!(received.len(), 1, "{:?}", received);
+    assert!(received[0].contains("[127.0.0.9]"), "{:?}", received);
+    assert!(
+        lines.contains(&"ID smtp connected address=127.0.0.9".to_string()),
+        "{:?}",
+        lines
+    );
+    assert!(
+        lines.contains(
+            &"proxy PTR event=closed address=127.0.0.1 reason=\"protocol error (invalid signature)\""
+                .to_string()
+        ),
+        "{:?}",
+        lines
+    );
+    if require_real("the proxy-v2 comparison with OpenSMTPD") {
+        let _lock = real_lock();
+        let (real_replies, real_received, real_lines) = proxy_run(REAL_SMTPD);
+        assert_eq!(replies, real_replies, "replies differ from OpenSMTPD's");
+        assert_eq!(received, real_received, "Received differs from OpenSMTPD's");
+        assert_eq!(lines, real_lines, "log lines differ from OpenSMTPD's");
     }
 }

@@ -4,5 +4,6 @@
 pub mod filter;
 pub mod filter_link;
 pub mod inject;
+pub mod proxy;
 pub mod session;
 pub mod session_io;

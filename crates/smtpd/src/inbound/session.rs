@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::inbound::filter_link::{link_connect_params, room, Broken, DataOut, FilterLink};
 use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
+use crate::routing::lookup::Lookup;
 use crate::server::Server;
 use crate::sys::log::{self, Trace};
 use crate::tls::verify::CertCheck;
@@ -122,7 +123,7 @@ pub async fn run<S>(
     let conn = ConnectionInfo {
         peer: client.peer,
         rdns: rdns_text,
-        smtpname: None,
+        smtpname: banner_name(&server, &listen),
         local_enqueue: matches!(client.peer, PeerAddr::Local),
     };
     let mut sess = Session::new(cfg, conn);
@@ -364,6 +365,26 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> std::io:
     wr.flush().await?;
     out.clear();
     Ok(())
+}
+
+/// `hostnames <table>`: the name for the listener's own address (smtp_lookup_servername()
+/// looks up the listener's address, not the connection's). Not found or a failed lookup keeps
+/// the listener's hostname, with OpenSMTPD's warning for a failure.
+fn banner_name(server: &Server, l: &Listening) -> Option<String> {
+    let table = l.hostnames.as_deref()?;
+    let ip = l.addr?.ip();
+    match server.tables.load().addrname(table, ip) {
+        Lookup::Found(name) if !name.is_empty() => Some(name),
+        Lookup::NotFound => None,
+        _ => {
+            log::warn(&format!(
+                "warn: failure during helo lookup {}:{}",
+                table,
+                PeerAddr::Inet(ip).text()
+            ));
+            None
+        }
+    }
 }
 
 fn session_config(server: &Server, l: &Listening) -> SessionConfig {
