@@ -92,11 +92,15 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     if let Some(line) = crate::startup::disk_space_warning(&opts.spool) {
         log::warn(&line);
     }
-    for line in crate::inbound::filter::init_trace(&server.config) {
+    // What is built from the configuration at start (TLS, sockets, filter processes) comes from
+    // the parts a reload cannot change: the first generation serves for all of them.
+    let first = server.running();
+    let conf = &first.config;
+    for line in crate::inbound::filter::init_trace(conf) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
     // System users (`auth` without a table) go through libpam, loaded at run time.
-    let system_auth = server.config.listeners.iter().any(|l| {
+    let system_auth = conf.listeners.iter().any(|l| {
         matches!(
             l.auth,
             Some(rsmtpd_config::AuthMode::Required(None))
@@ -113,12 +117,12 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
-    let tls = match crate::tls::Tls::new(&server.config) {
+    let tls = match crate::tls::Tls::new(conf) {
         Ok(t) => Arc::new(t),
         Err(lines) => return fail_start(&lines.join("\n")),
     };
     let _ = server.tls.set(tls.clone());
-    let listenings = match listener::listenings(&server.config, &server.hostname, Some(&tls)) {
+    let listenings = match listener::listenings(conf, &server.hostname, Some(&tls)) {
         Ok(l) => l,
         Err(e) => return fail_start(&e),
     };
@@ -126,18 +130,19 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         tokio::spawn(watch_pkis(tls.clone()));
     }
     // Filter processes first: OpenSMTPD accepts no session before each said register|ready.
-    let admd = server
-        .config
+    let admd = conf
         .options
         .admd
         .clone()
         .unwrap_or_else(|| server.hostname.clone());
-    match crate::procfilter::Procs::start(&server.config, &admd).await {
+    match crate::procfilter::Procs::start(conf, &admd).await {
         Ok(p) => {
             let _ = server.procs.set(p);
         }
         Err(e) => return fail_start(&e),
     }
+    // Not held while serving: after a reload, its tables are freed once no session reads them.
+    drop(first);
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listenings {
         let Some(addr) = l.addr else { continue };
@@ -353,7 +358,7 @@ fn start_scheduler(server: &Arc<Server>, resolver: Option<std::net::SocketAddr>)
         counters: server.stats.scheduler.clone(),
         mda_paused: server.paused.get(rsmtpd_control::Subsystem::Mda),
         mta_paused: server.paused.get(rsmtpd_control::Subsystem::Mta),
-        ..crate::scheduler::Settings::from_config(&server.config)
+        ..crate::scheduler::Settings::from_config(&server.running().config)
     };
     let handle = crate::scheduler::start(server.queue.clone(), loaded, agent, injector, settings);
     let _ = server.scheduler.set(handle);

@@ -108,9 +108,11 @@ pub async fn run<S>(
     }
     // The session's side of its filter processes; None while one of them is down (or without
     // filters): a filtered session then gets 421 at its first phase, connect.
+    // The configuration in service now is the session's to its end, whatever a reload does.
+    let running = server.running();
     let mut link = listen.filter.as_deref().and_then(|name| {
         let procs = server.procs.get_or_init(Default::default);
-        FilterLink::open(&server.config, procs, name, id).ok()
+        FilterLink::open(&running.config, procs, name, id).ok()
     });
     if let Some(l) = link.as_mut() {
         l.report(
@@ -118,7 +120,7 @@ pub async fn run<S>(
             &link_connect_params(&rdns_text, client.fcrdns, client.sockets),
         );
     }
-    let cfg = session_config(&server, &listen);
+    let cfg = session_config(&running.config, &listen);
     let conn = ConnectionInfo {
         peer: client.peer,
         rdns: rdns_text,
@@ -126,7 +128,7 @@ pub async fn run<S>(
         local_enqueue: matches!(client.peer, PeerAddr::Local),
     };
     let mut sess = Session::new(cfg, conn);
-    let mut tx = SessionIo::new(id, client, listen.clone());
+    let mut tx = SessionIo::new(id, client, listen.clone(), running);
     let mut conn = Conn::Plain(stream);
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -366,8 +368,8 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> std::io:
     Ok(())
 }
 
-fn session_config(server: &Server, l: &Listening) -> SessionConfig {
-    let o = &server.config.options;
+fn session_config(conf: &rsmtpd_config::Config, l: &Listening) -> SessionConfig {
+    let o = &conf.options;
     SessionConfig {
         hostname: l.hostname.clone(),
         max_message_size: o.max_message_size,
@@ -427,11 +429,11 @@ async fn answer(
         Request::CheckSender { username, sender } => {
             let r = match &tx.listen.senders {
                 Some(table) => crate::auth::check_sender(
-                    &server.tables.load(),
+                    &tx.running.tables.load(),
                     table,
                     &username,
                     &sender,
-                    server.config.options.sub_addr_delim,
+                    tx.running.config.options.sub_addr_delim,
                 ),
                 None => LookupResult::Ok,
             };
@@ -479,7 +481,7 @@ async fn answer(
         Request::Authenticate { username, password } => {
             let r = match tx.listen.auth_table() {
                 Some(table) => {
-                    crate::auth::authenticate(&server.tables, table, &username, password).await
+                    crate::auth::authenticate(&tx.running.tables, table, &username, password).await
                 }
                 None => crate::auth::authenticate_system(&username, password).await,
             };
