@@ -33,6 +33,9 @@ pub struct Options {
     pub smtpd_user: String,
     /// `-P smtp|mda|mta`: start with that subsystem paused.
     pub paused: Vec<String>,
+    /// How SIGHUP reads the configuration again (`crate::reload`); None: SIGHUP ends the daemon
+    /// as it ends OpenSMTPD.
+    pub reload: Option<Arc<crate::reload::Source>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit status.
@@ -197,7 +200,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     });
     // Serving: the command that started a detached daemon exits 0 now.
     detach::ready();
-    let status = wait_for_signal(signals).await;
+    let status = wait_for_signal(signals, &server, opts.reload.as_ref()).await;
     drop(socket_file);
     if status == 0 {
         log::info("Exiting");
@@ -385,24 +388,39 @@ fn catch_signals() -> Option<Signals> {
     })
 }
 
-/// Waits for a signal; the exit status it calls for. SIGTERM and SIGINT stop the daemon
-/// (`debug: got signal N`, then `Exiting`, status 0). SIGHUP is no reload: OpenSMTPD has none,
-/// its parent process ends on it with `fatalx("smtpd: unexpected signal")`, and so do we, with
-/// the same line and status 1 (which systemd's `Restart=on-failure` counts as a failure, so it
-/// starts the daemon again: a crude reload, which re-reads the configuration). SIGUSR1 and
-/// SIGUSR2, which would end OpenSMTPD without a word, get the same line.
-async fn wait_for_signal(signals: Option<Signals>) -> u8 {
+/// Waits for a signal that ends the daemon; the exit status it calls for. SIGTERM and SIGINT
+/// stop the daemon (`debug: got signal N`, then `Exiting`, status 0). SIGHUP reloads the
+/// configuration (`crate::reload`; ours on purpose: OpenSMTPD's parent ends on it with
+/// `fatalx("smtpd: unexpected signal")`) and the daemon goes on, whatever the reload's outcome.
+/// SIGUSR1 and SIGUSR2, which would end OpenSMTPD without a word, end ours with that line and
+/// status 1 (which systemd's `Restart=on-failure` counts as a failure, and starts it again).
+async fn wait_for_signal(
+    signals: Option<Signals>,
+    server: &Arc<Server>,
+    reload: Option<&Arc<crate::reload::Source>>,
+) -> u8 {
     let Some(mut s) = signals else {
         // Without signal handling we can still be killed; just never return.
         std::future::pending::<()>().await;
         return 1;
     };
-    let n = tokio::select! {
-        _ = s.term.recv() => 15,
-        _ = s.int.recv() => 2,
-        _ = s.hup.recv() => 1,
-        _ = s.usr1.recv() => 10,
-        _ = s.usr2.recv() => 12,
+    let n = loop {
+        let n = tokio::select! {
+            _ = s.term.recv() => 15,
+            _ = s.int.recv() => 2,
+            _ = s.hup.recv() => 1,
+            _ = s.usr1.recv() => 10,
+            _ = s.usr2.recv() => 12,
+        };
+        match (n, reload) {
+            (1, Some(source)) => {
+                // Beside the signal loop, so that SIGTERM is answered during a long reload;
+                // reloads run one at a time (a burst of SIGHUPs is read as few by the kernel).
+                let (server, source) = (server.clone(), source.clone());
+                tokio::spawn(async move { crate::reload::reload(&server, &source).await });
+            }
+            _ => break n,
+        }
     };
     if n == 15 || n == 2 {
         log::debug(&format!("debug: got signal {}", n));
