@@ -146,7 +146,9 @@ pub fn needs_restart(old: &Config, new: &Config, path: &str) -> Vec<String> {
     }
     named(&mut out, "pki", &old.pkis, &new.pkis, |p| (&p.name, &p.at));
     named(&mut out, "ca", &old.cas, &new.cas, |c| (&c.name, &c.at));
-    named(&mut out, "proc", &old.procs, &new.procs, |p| (&p.name, &p.at));
+    named(&mut out, "proc", &old.procs, &new.procs, |p| {
+        (&p.name, &p.at)
+    });
     named(&mut out, "filter", &old.filters, &new.filters, |f| {
         (&f.name, &f.at)
     });
@@ -201,9 +203,7 @@ fn named<T: PartialEq>(
         let (name, at) = key(n);
         match old.iter().find(|o| key(o).0 == name) {
             Some(o) if o == n => {}
-            Some(_) => out.push(format!(
-                "{at}: {what} \"{name}\" changed: needs a restart"
-            )),
+            Some(_) => out.push(format!("{at}: {what} \"{name}\" changed: needs a restart")),
             None => out.push(format!("{at}: {what} \"{name}\" added: needs a restart")),
         }
     }
@@ -245,7 +245,10 @@ async fn queue_conflicts(server: &Arc<Server>, new: &Config, path: &str) -> Vec<
     .unwrap_or_default();
     let mut out = Vec::new();
     for ((action, local), count) in used {
-        let what = match new.action(&action).map(|a| matches!(a.method, Method::Local(_))) {
+        let what = match new
+            .action(&action)
+            .map(|a| matches!(a.method, Method::Local(_)))
+        {
             Some(l) if l == local => continue,
             Some(_) if local => "is no longer a local delivery",
             Some(_) => "is no longer a relay",
@@ -288,7 +291,10 @@ mod tests {
              match for local action \"m\"\n\
              smtp max-message-size 10M\n",
         );
-        assert_eq!(needs_restart(&old, &new, "/etc/smtpd.conf"), Vec::<String>::new());
+        assert_eq!(
+            needs_restart(&old, &new, "/etc/smtpd.conf"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -316,6 +322,9 @@ mod tests {
     fn moving_a_listener_to_another_line_changes_nothing() {
         let old = parse(BASE);
         let new = parse(&format!("# a comment\n\n{BASE}"));
-        assert_eq!(needs_restart(&old, &new, "/etc/smtpd.conf"), Vec::<String>::new());
+        assert_eq!(
+            needs_restart(&old, &new, "/etc/smtpd.conf"),
+            Vec::<String>::new()
+        );
     }
 }

@@ -492,16 +492,18 @@ impl Parts {
             // `helo-src <t>`: the name for the source address (K_ADDRNAME); only with a bound
             // source, as in 6.8 (without `src` the route has no source address to look up).
             let helo = match (&relay.helo_src, src) {
-                (Some(table), Some(a)) => match self.server.running().tables.load().addrname(table, a) {
-                    Lookup::Found(name) => name,
-                    _ => {
-                        log::info(&format!(
-                            "smtp-out: Error on {}: Failed to retrieve helo string",
-                            route::route_text(src, t.addr, ptr.as_deref())
-                        ));
-                        continue;
+                (Some(table), Some(a)) => {
+                    match self.server.running().tables.load().addrname(table, a) {
+                        Lookup::Found(name) => name,
+                        _ => {
+                            log::info(&format!(
+                                "smtp-out: Error on {}: Failed to retrieve helo string",
+                                route::route_text(src, t.addr, ptr.as_deref())
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => helo.clone(),
             };
             tried = true;
