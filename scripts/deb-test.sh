@@ -183,9 +183,16 @@ expect_mode /etc/smtpd.conf "644 root root"
 grep -q '^postmaster:' /etc/aliases || fail "no /etc/aliases written"
 dpkg-query --control-show rsmtpd conffiles | grep -qx /etc/smtpd.conf || fail "conffile"
 for page in man8/smtpd.8 man8/smtpctl.8 man8/sendmail.8 man8/makemap.8 man8/mailq.8 \
-  man8/newaliases.8 man5/smtpd.conf.5; do
+  man8/newaliases.8 man5/smtpd.conf.5 man5/aliases.5 man5/forward.5 man5/table.5 man1/smtp.1; do
   zcat "/usr/share/man/$page.gz" | grep -q '^\.\(TH\|so\) ' || fail "man page $page"
+  # Rendered as man(1) renders it, groff's warnings on: none may come.
+  if command -v man > /dev/null; then
+    warn=$(cd /usr/share/man && MANWIDTH=80 man --warnings -l "$page.gz" 2>&1 > /dev/null) \
+      || fail "man -l $page failed: $warn"
+    [ -z "$warn" ] || fail "man -l $page warns: $warn"
+  fi
 done
+expect_mode /usr/bin/smtp "755 root root"
 unit=/lib/systemd/system/rsmtpd.service
 expect_mode $unit "644 root root"
 pre=$(sed -n 's/^ExecStartPre=//p' $unit)
@@ -254,6 +261,14 @@ printf 'Subject: to sales\n\nafter the reload\n' \
   || fail "sendmail to sales"
 wait_for '[ "$(count /home/alice/Maildir/new)" = 3 ]'
 grep -q "after the reload" /home/alice/Maildir/new/* || fail "sales's message text"
+step "smtp(1) (/usr/bin/smtp, as Debian's) to alice"
+out=$(printf 'Subject: smtp\n\nby smtp(1)\n' | /usr/bin/smtp -s smtp+notls://localhost alice@localhost 2>&1) \
+  || fail "smtp: $out"
+case "$out" in
+  "alice@localhost: EOM: 250 2.0.0 "*" Message accepted for delivery") ;;
+  *) fail "smtp said: $out" ;;
+esac
+wait_for '[ "$(count /home/alice/Maildir/new)" = 4 ]'
 step "mail to another domain goes to Debian's relay action (and waits: no network here)"
 printf 'Subject: out\n\nto the world\n' \
   | setpriv --reuid=alice --regid=alice --init-groups /usr/sbin/sendmail bob@remote.example \
@@ -276,7 +291,7 @@ printf 'Subject: offline\n\nwhile down\n' \
 [ "$(stat -c %U /var/spool/smtpd/offline/*)" = alice ] || fail "the offline file is not alice's"
 step "next start delivers it"
 $start || fail "second start"
-wait_for '[ "$(count /home/alice/Maildir/new)" = 4 ]'
+wait_for '[ "$(count /home/alice/Maildir/new)" = 5 ]'
 grep -q "while down" /home/alice/Maildir/new/* || fail "offline message text"
 wait_for '[ "$(count /var/spool/smtpd/offline)" = 0 ]'
 stop_daemon
