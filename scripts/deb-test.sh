@@ -4,7 +4,8 @@
 # once that is purged, with its users, groups and spool, `dpkg -i` creates them again (modes and
 # owners checked), `smtpd -n` passes on the installed /etc/smtpd.conf, the daemon starts through
 # the unit's own ExecStartPre and ExecStart lines, mail that an ordinary user sends with the
-# installed sendmail reaches their ~/Maildir (directly and through /etc/aliases), `smtpctl show
+# installed sendmail reaches their ~/Maildir (directly and through /etc/aliases), the unit's
+# ExecReload lines put a new alias in service without stopping the daemon, `smtpctl show
 # queue` and `mailq` run (listing mail for another domain, which Debian's default config relays),
 # SIGTERM stops it; with the daemon down, sendmail by that user
 # queues the message offline (exit 75) and the next start delivers it; `dpkg --purge` removes
@@ -94,6 +95,15 @@ daemon_running() {
   done
   return 1
 }
+# The main process, as systemd's $MAINPID: the one started by the unit's ExecStart line.
+main_pid() {
+  local d
+  for d in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' 2> /dev/null < "$d/cmdline")" in
+      "$start "|"$start") echo "${d#/proc/}"; return ;;
+    esac
+  done
+}
 # As `systemctl stop` does: SIGTERM to the main process (6.8's smtpctl has no `stop`).
 stop_daemon() {
   local d
@@ -173,13 +183,23 @@ expect_mode /etc/smtpd.conf "644 root root"
 grep -q '^postmaster:' /etc/aliases || fail "no /etc/aliases written"
 dpkg-query --control-show rsmtpd conffiles | grep -qx /etc/smtpd.conf || fail "conffile"
 for page in man8/smtpd.8 man8/smtpctl.8 man8/sendmail.8 man8/makemap.8 man8/mailq.8 \
-  man8/newaliases.8 man5/smtpd.conf.5; do
+  man8/newaliases.8 man5/smtpd.conf.5 man5/aliases.5 man5/forward.5 man5/table.5 man1/smtp.1; do
   zcat "/usr/share/man/$page.gz" | grep -q '^\.\(TH\|so\) ' || fail "man page $page"
+  # Rendered as man(1) renders it, groff's warnings on: none may come.
+  if command -v man > /dev/null; then
+    warn=$(cd /usr/share/man && MANWIDTH=80 man --warnings -l "$page.gz" 2>&1 > /dev/null) \
+      || fail "man -l $page failed: $warn"
+    [ -z "$warn" ] || fail "man -l $page warns: $warn"
+  fi
 done
+expect_mode /usr/bin/smtp "755 root root"
 unit=/lib/systemd/system/rsmtpd.service
 expect_mode $unit "644 root root"
 pre=$(sed -n 's/^ExecStartPre=//p' $unit)
 start=$(sed -n 's/^ExecStart=//p' $unit)
+reload=$(sed -n 's/^ExecReload=//p' $unit)
+[ "$reload" = "/usr/sbin/smtpd -n -f /etc/smtpd.conf
+/bin/kill -HUP \$MAINPID" ] || fail "ExecReload=$reload"
 [ "$pre" = "/usr/sbin/smtpd -n -f /etc/smtpd.conf" ] || fail "ExecStartPre=$pre"
 grep -qx 'Restart=on-failure' $unit || fail "no Restart=on-failure"
 # systemd's own reading of the unit (offline: no systemd runs here), where it is installed.
@@ -226,6 +246,29 @@ wait_for '[ "$(count /home/alice/Maildir/new)" = 2 ]'
 grep -q "through the aliases" /home/alice/Maildir/new/* || fail "info's message text"
 q=$(/usr/sbin/smtpctl show queue) || fail "smtpctl show queue"
 [ -z "$q" ] || fail "the queue is not empty: $q"
+step "systemctl reload: the unit's ExecReload lines apply a new alias"
+echo "sales: alice" >> /etc/aliases
+main=$(main_pid)
+[ -n "$main" ] || fail "no main process for \$MAINPID"
+while IFS= read -r cmd; do
+  cmd=${cmd//\$MAINPID/$main}
+  $cmd > /dev/null 2>&1 || fail "ExecReload=$cmd"
+done <<< "$reload"
+wait_for 'grep -q "configuration reloaded from /etc/smtpd.conf" /var/log/mail.log'
+[ "$(main_pid)" = "$main" ] || fail "the daemon did not survive the reload"
+printf 'Subject: to sales\n\nafter the reload\n' \
+  | setpriv --reuid=alice --regid=alice --init-groups /usr/sbin/sendmail sales \
+  || fail "sendmail to sales"
+wait_for '[ "$(count /home/alice/Maildir/new)" = 3 ]'
+grep -q "after the reload" /home/alice/Maildir/new/* || fail "sales's message text"
+step "smtp(1) (/usr/bin/smtp, as Debian's) to alice"
+out=$(printf 'Subject: smtp\n\nby smtp(1)\n' | /usr/bin/smtp -s smtp+notls://localhost alice@localhost 2>&1) \
+  || fail "smtp: $out"
+case "$out" in
+  "alice@localhost: EOM: 250 2.0.0 "*" Message accepted for delivery") ;;
+  *) fail "smtp said: $out" ;;
+esac
+wait_for '[ "$(count /home/alice/Maildir/new)" = 4 ]'
 step "mail to another domain goes to Debian's relay action (and waits: no network here)"
 printf 'Subject: out\n\nto the world\n' \
   | setpriv --reuid=alice --regid=alice --init-groups /usr/sbin/sendmail bob@remote.example \
@@ -248,7 +291,7 @@ printf 'Subject: offline\n\nwhile down\n' \
 [ "$(stat -c %U /var/spool/smtpd/offline/*)" = alice ] || fail "the offline file is not alice's"
 step "next start delivers it"
 $start || fail "second start"
-wait_for '[ "$(count /home/alice/Maildir/new)" = 3 ]'
+wait_for '[ "$(count /home/alice/Maildir/new)" = 5 ]'
 grep -q "while down" /home/alice/Maildir/new/* || fail "offline message text"
 wait_for '[ "$(count /var/spool/smtpd/offline)" = 0 ]'
 stop_daemon

@@ -19,7 +19,7 @@ else
   cargo build --quiet --release -p rsmtpd -p rsmtpd-smtpctl
   bin="$target/release"
 fi
-for b in smtpd smtpctl; do
+for b in smtpd smtpctl smtp; do
   [ -x "$bin/$b" ] || { echo "deb: $bin/$b is not built" >&2; exit 1; }
 done
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
@@ -32,8 +32,10 @@ mkdir -p "$root/DEBIAN"
 install -D -m 0755 "$bin/smtpd" "$root/usr/sbin/smtpd"
 # 0755 in the archive; postinst makes it 2755 root:opensmtpq once the group exists.
 install -D -m 0755 "$bin/smtpctl" "$root/usr/sbin/smtpctl"
+# smtp(1), OpenSMTPD's small client, where Debian's package has it.
+install -D -m 0755 "$bin/smtp" "$root/usr/bin/smtp"
 # As dh_strip: the debug information stays out of the package.
-strip --strip-unneeded "$root/usr/sbin/smtpd" "$root/usr/sbin/smtpctl"
+strip --strip-unneeded "$root/usr/sbin/smtpd" "$root/usr/sbin/smtpctl" "$root/usr/bin/smtp"
 for name in sendmail newaliases makemap; do
   ln -s smtpctl "$root/usr/sbin/$name"
 done
@@ -58,7 +60,7 @@ for s in postinst prerm postrm; do
 done
 echo /etc/smtpd.conf > "$root/DEBIAN/conffiles"
 # The newest glibc symbol version the binaries use is the libc6 they need.
-glibc=$(objdump -T "$bin/smtpd" "$bin/smtpctl" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)
+glibc=$(objdump -T "$bin/smtpd" "$bin/smtpctl" "$bin/smtp" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: rsmtpd

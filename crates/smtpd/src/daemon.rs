@@ -33,6 +33,9 @@ pub struct Options {
     pub smtpd_user: String,
     /// `-P smtp|mda|mta`: start with that subsystem paused.
     pub paused: Vec<String>,
+    /// How SIGHUP reads the configuration again (`crate::reload`); None: SIGHUP ends the daemon
+    /// as it ends OpenSMTPD.
+    pub reload: Option<Arc<crate::reload::Source>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit status.
@@ -92,11 +95,15 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     if let Some(line) = crate::startup::disk_space_warning(&opts.spool) {
         log::warn(&line);
     }
-    for line in crate::inbound::filter::init_trace(&server.config) {
+    // What is built from the configuration at start (TLS, sockets, filter processes) comes from
+    // the parts a reload cannot change: the first generation serves for all of them.
+    let first = server.running();
+    let conf = &first.config;
+    for line in crate::inbound::filter::init_trace(conf) {
         log::trace(log::Trace::Filters, format_args!("{}", line));
     }
     // System users (`auth` without a table) go through libpam, loaded at run time.
-    let system_auth = server.config.listeners.iter().any(|l| {
+    let system_auth = conf.listeners.iter().any(|l| {
         matches!(
             l.auth,
             Some(rsmtpd_config::AuthMode::Required(None))
@@ -113,12 +120,12 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
-    let tls = match crate::tls::Tls::new(&server.config) {
+    let tls = match crate::tls::Tls::new(conf) {
         Ok(t) => Arc::new(t),
         Err(lines) => return fail_start(&lines.join("\n")),
     };
     let _ = server.tls.set(tls.clone());
-    let listenings = match listener::listenings(&server.config, &server.hostname, Some(&tls)) {
+    let listenings = match listener::listenings(conf, &server.hostname, Some(&tls)) {
         Ok(l) => l,
         Err(e) => return fail_start(&e),
     };
@@ -126,18 +133,19 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
         tokio::spawn(watch_pkis(tls.clone()));
     }
     // Filter processes first: OpenSMTPD accepts no session before each said register|ready.
-    let admd = server
-        .config
+    let admd = conf
         .options
         .admd
         .clone()
         .unwrap_or_else(|| server.hostname.clone());
-    match crate::procfilter::Procs::start(&server.config, &admd).await {
+    match crate::procfilter::Procs::start(conf, &admd).await {
         Ok(p) => {
             let _ = server.procs.set(p);
         }
         Err(e) => return fail_start(&e),
     }
+    // Not held while serving: after a reload, its tables are freed once no session reads them.
+    drop(first);
     let mut bound: Vec<(TcpListener, Arc<Listening>)> = Vec::new();
     for l in listenings {
         let Some(addr) = l.addr else { continue };
@@ -192,7 +200,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     });
     // Serving: the command that started a detached daemon exits 0 now.
     detach::ready();
-    let status = wait_for_signal(signals).await;
+    let status = wait_for_signal(signals, &server, opts.reload.as_ref()).await;
     drop(socket_file);
     if status == 0 {
         log::info("Exiting");
@@ -353,7 +361,7 @@ fn start_scheduler(server: &Arc<Server>, resolver: Option<std::net::SocketAddr>)
         counters: server.stats.scheduler.clone(),
         mda_paused: server.paused.get(rsmtpd_control::Subsystem::Mda),
         mta_paused: server.paused.get(rsmtpd_control::Subsystem::Mta),
-        ..crate::scheduler::Settings::from_config(&server.config)
+        ..crate::scheduler::Settings::from_config(&server.running().config)
     };
     let handle = crate::scheduler::start(server.queue.clone(), loaded, agent, injector, settings);
     let _ = server.scheduler.set(handle);
@@ -380,24 +388,39 @@ fn catch_signals() -> Option<Signals> {
     })
 }
 
-/// Waits for a signal; the exit status it calls for. SIGTERM and SIGINT stop the daemon
-/// (`debug: got signal N`, then `Exiting`, status 0). SIGHUP is no reload: OpenSMTPD has none,
-/// its parent process ends on it with `fatalx("smtpd: unexpected signal")`, and so do we, with
-/// the same line and status 1 (which systemd's `Restart=on-failure` counts as a failure, so it
-/// starts the daemon again: a crude reload, which re-reads the configuration). SIGUSR1 and
-/// SIGUSR2, which would end OpenSMTPD without a word, get the same line.
-async fn wait_for_signal(signals: Option<Signals>) -> u8 {
+/// Waits for a signal that ends the daemon; the exit status it calls for. SIGTERM and SIGINT
+/// stop the daemon (`debug: got signal N`, then `Exiting`, status 0). SIGHUP reloads the
+/// configuration (`crate::reload`; ours on purpose: OpenSMTPD's parent ends on it with
+/// `fatalx("smtpd: unexpected signal")`) and the daemon goes on, whatever the reload's outcome.
+/// SIGUSR1 and SIGUSR2, which would end OpenSMTPD without a word, end ours with that line and
+/// status 1 (which systemd's `Restart=on-failure` counts as a failure, and starts it again).
+async fn wait_for_signal(
+    signals: Option<Signals>,
+    server: &Arc<Server>,
+    reload: Option<&Arc<crate::reload::Source>>,
+) -> u8 {
     let Some(mut s) = signals else {
         // Without signal handling we can still be killed; just never return.
         std::future::pending::<()>().await;
         return 1;
     };
-    let n = tokio::select! {
-        _ = s.term.recv() => 15,
-        _ = s.int.recv() => 2,
-        _ = s.hup.recv() => 1,
-        _ = s.usr1.recv() => 10,
-        _ = s.usr2.recv() => 12,
+    let n = loop {
+        let n = tokio::select! {
+            _ = s.term.recv() => 15,
+            _ = s.int.recv() => 2,
+            _ = s.hup.recv() => 1,
+            _ = s.usr1.recv() => 10,
+            _ = s.usr2.recv() => 12,
+        };
+        match (n, reload) {
+            (1, Some(source)) => {
+                // Beside the signal loop, so that SIGTERM is answered during a long reload;
+                // reloads run one at a time (a burst of SIGHUPs is read as few by the kernel).
+                let (server, source) = (server.clone(), source.clone());
+                tokio::spawn(async move { crate::reload::reload(&server, &source).await });
+            }
+            _ => break n,
+        }
     };
     if n == 15 || n == 2 {
         log::debug(&format!("debug: got signal {}", n));

@@ -19,7 +19,8 @@
 //!   injection (bounces).
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
 //! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
-//! - `control`: the control socket. `daemon`: start-up, wiring, signals.
+//! - `control`: the control socket. `reload`: SIGHUP puts a changed configuration in service.
+//!   `daemon`: start-up, wiring, signals.
 
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -46,4 +47,6 @@ pub mod delivery;
 pub mod relay;
 
 pub mod control;
+pub mod reload;
+
 pub mod daemon;

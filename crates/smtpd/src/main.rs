@@ -193,6 +193,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(1);
     }
+    let configured_key = conf.options.queue_key.clone();
     if conf.options.queue_encryption {
         // smtpd.c reads it here, before detaching: from stdin or the terminal when asked.
         match rsmtpd::queue::codec::resolve_key(conf.options.queue_key.as_deref()) {
@@ -221,7 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts = daemon::Options {
+    let daemon_opts = daemon::Options {
         smtpd_user,
         foreground: m.get_flag("d") || m.get_flag("F"),
         verbose: m.get_count("v") > 0,
@@ -237,10 +238,54 @@ fn main() -> ExitCode {
             .flatten()
             .cloned()
             .collect(),
+        reload: Some(std::sync::Arc::new(reload_source(
+            conffile,
+            opts,
+            configured_key,
+            conf.options.queue_key.clone(),
+        ))),
     };
     // -F stays in the foreground but logs to syslog, as OpenSMTPD's.
     let log_to_stderr = m.get_flag("d");
-    ExitCode::from(daemon::run(conf, opts, log_to_stderr))
+    ExitCode::from(daemon::run(conf, daemon_opts, log_to_stderr))
+}
+
+/// How SIGHUP reads the configuration again: the same file with the same `-D` macros, and the
+/// same checks as at start (OpenSMTPD's, then what this build refuses). The queue key read
+/// from stdin or the terminal at start is not asked again: a file that still says `stdin` (or
+/// the same key) gets the key in service.
+fn reload_source(
+    path: String,
+    opts: ParseOptions,
+    configured_key: Option<String>,
+    key_in_service: Option<String>,
+) -> rsmtpd::reload::Source {
+    let read = {
+        let path = path.clone();
+        move || -> Result<Config, Vec<String>> {
+            let outcome = parse_file(&path, &system::SystemEnvironment, &opts);
+            let Some(mut conf) = outcome.config else {
+                return Err(outcome.messages);
+            };
+            for line in &outcome.messages {
+                rsmtpd::sys::log::warn(line);
+            }
+            startup_checks(&conf, false)?;
+            let mut refused = support::refusals(&conf);
+            refused.extend(startup::missing_users(&conf));
+            if !refused.is_empty() {
+                return Err(refused);
+            }
+            if conf.options.queue_key == configured_key {
+                conf.options.queue_key = key_in_service.clone();
+            }
+            Ok(conf)
+        }
+    };
+    rsmtpd::reload::Source {
+        path,
+        read: Box::new(read),
+    }
 }
 
 /// What OpenSMTPD checks after parsing, before `configuration OK`.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwap;
 use rsmtpd_config::lexer::strerror;
 use rsmtpd_config::Config;
 use rsmtpd_protocol::received::PeerAddr;
@@ -18,13 +19,13 @@ use crate::sys::log::{self};
 use crate::sys::stat;
 
 pub struct Server {
-    pub config: Config,
+    /// The configuration in service and its tables, replaced whole by a reload (SIGHUP, see
+    /// `crate::reload`). Read through [`Server::running`]: a session takes one at its start and
+    /// keeps it to its end, a delivery one per attempt, so that none of them sees half of one
+    /// configuration and half of the next.
+    running: ArcSwap<Running>,
     pub hostname: String,
     pub dns: Dns,
-    /// Read through [`LiveTables::load`]: `update table` swaps them while sessions run. The
-    /// contents of the tables are there only, not in `config.tables` (see
-    /// [`Tables::take_from`]).
-    pub tables: LiveTables,
     pub queue: Queue,
     /// Who files and commands from system aliases run as: OpenSMTPD's unprivileged user when we
     /// run as root, else ourselves ([`crate::sys::system::smtpd_user`]).
@@ -46,6 +47,36 @@ pub struct Server {
     /// What `smtpctl` may ask the relay (`show hoststats`, `show routes`, `resume route`),
     /// set when the relay agent starts.
     pub relay: OnceLock<Arc<dyn RelayViews>>,
+}
+
+/// One configuration in service: what the daemon started with, or what a reload put in its
+/// place. The parts a reload cannot change (listeners, pkis, filters, queue format: see
+/// `crate::reload`) are equal in every generation, so what was built from them at start
+/// (sockets, TLS, filter processes) fits every one.
+pub struct Running {
+    pub config: Config,
+    /// Read through [`LiveTables::load`]: `update table` swaps them while sessions run. The
+    /// contents of the tables are there only, not in `config.tables` (see
+    /// [`Tables::take_from`]).
+    pub tables: LiveTables,
+    /// 0 for the configuration the daemon started with, then one more per reload.
+    pub generation: u64,
+}
+
+impl Running {
+    /// The configuration's tables, loaded (files read: blocking) and moved out of it.
+    pub fn new(mut config: Config, hostname: &str, generation: u64) -> Running {
+        let host = HostInfo {
+            hostname: hostname.to_string(),
+            local_addrs: crate::sys::system::local_addresses(),
+        };
+        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
+        Running {
+            config,
+            tables,
+            generation,
+        }
+    }
 }
 
 /// The relay's views for `smtpctl`, implemented in the relay layer above this one.
@@ -93,6 +124,18 @@ impl Paused {
 }
 
 impl Server {
+    /// The configuration in service now. Hold it for one unit of work (a session, a delivery);
+    /// a reload meanwhile does not change what that work sees.
+    pub fn running(&self) -> Arc<Running> {
+        self.running.load_full()
+    }
+
+    /// Puts a new configuration in service (a reload); work that holds the old one finishes on
+    /// it. The old one is returned.
+    pub fn replace_running(&self, next: Running) -> Arc<Running> {
+        self.running.swap(Arc::new(next))
+    }
+
     /// `smtpd -P NAME`: paused before the listeners and the scheduler start, silently.
     pub fn paused_at_start(&self, s: rsmtpd_control::Subsystem) {
         self.paused.flag(s).store(true, Ordering::Relaxed);
@@ -190,17 +233,12 @@ impl Drop for SessionCount<'_> {
 
 impl Server {
     pub fn new(
-        mut config: Config,
+        config: Config,
         hostname: String,
         spool: &Path,
         dns: Dns,
         smtpd_user: String,
     ) -> Result<Server, String> {
-        let host = HostInfo {
-            hostname: hostname.clone(),
-            local_addrs: crate::sys::system::local_addresses(),
-        };
-        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
         // The key is the configured string by now (main read it from stdin or the terminal when
         // the configuration asks); anything but 32 bytes is refused as OpenSMTPD's queue process
         // refuses it, rather than writing a spool in clear that was meant to be encrypted.
@@ -247,13 +285,13 @@ impl Server {
             ));
         }
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
+        let running = ArcSwap::from_pointee(Running::new(config, &hostname, 0));
         Ok(Server {
             local_listen,
             tls: OnceLock::new(),
-            config,
+            running,
             hostname,
             dns,
-            tables,
             queue,
             smtpd_user,
             scheduler: OnceLock::new(),
@@ -264,6 +302,22 @@ impl Server {
             relay: OnceLock::new(),
         })
     }
+}
+
+/// A delivery whose action the configuration in service lacks. At start such envelopes are
+/// dropped as OpenSMTPD drops them (`Server::new`), and a reload is refused while the queue
+/// holds any (`crate::reload`); what remains is a message whose RCPT was accepted under the
+/// previous configuration and committed after the reload. It waits in the queue (temporary
+/// failure, retried, `smtpctl show queue` lists it) rather than bouncing at once: a reload
+/// must not lose mail that was accepted, and the action may come back with the next one.
+pub fn unknown_dispatcher(running: &Running, env: &Envelope) -> crate::scheduler::AgentResult {
+    if running.generation == 0 {
+        return crate::scheduler::AgentResult::perm("unknown dispatcher");
+    }
+    crate::scheduler::AgentResult::temp(format!(
+        "action \"{}\" is not in the reloaded configuration",
+        env.dispatcher
+    ))
 }
 
 /// The `Date:` of a message that has none, and of the Received line.

@@ -37,6 +37,7 @@ fn build(dir: &Path) -> PathBuf {
         Some(bin.as_path()),
         "smtpctl beside smtpd"
     );
+    assert!(bin.join("smtp").is_file(), "smtp(1) beside smtpd");
     let out = Command::new("bash")
         .arg(repo().join("scripts/deb.sh"))
         .env("RSMTPD_BIN", &bin)
@@ -108,8 +109,13 @@ fn the_package_installs_like_debians_opensmtpd_and_serves_mail() {
         "./usr/bin/mailq -> ../sbin/smtpctl",
         "./etc/smtpd.conf",
         "./lib/systemd/system/rsmtpd.service",
+        "./usr/bin/smtp",
         "./usr/share/man/man8/smtpd.8.gz",
         "./usr/share/man/man5/smtpd.conf.5.gz",
+        "./usr/share/man/man5/aliases.5.gz",
+        "./usr/share/man/man5/forward.5.gz",
+        "./usr/share/man/man5/table.5.gz",
+        "./usr/share/man/man1/smtp.1.gz",
     ] {
         assert!(
             listing.lines().any(|l| l.ends_with(path)),

@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "delivery",
     "relay",
     "control",
+    "reload",
     "daemon",
 ];
 

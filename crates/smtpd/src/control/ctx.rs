@@ -232,7 +232,7 @@ impl ControlContext for DaemonControl {
         Box::pin(async move {
             // Reading a large file is blocking work: not on the async workers.
             let (name, outcome) = match tokio::task::spawn_blocking(move || {
-                let outcome = server.tables.update(&name);
+                let outcome = server.running().tables.update(&name);
                 (name, outcome)
             })
             .await

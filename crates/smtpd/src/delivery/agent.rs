@@ -36,14 +36,16 @@ impl MdaAgent {
             // Relaying is the relay issue's work; the envelope waits in the queue until then.
             return AgentResult::temp("relay delivery is not available yet");
         }
-        let conf = &self.server.config;
+        // One configuration for the whole attempt, even if a reload comes meanwhile.
+        let running = self.server.running();
+        let conf = &running.config;
         let Some(action) = conf.action(&env.dispatcher) else {
-            return AgentResult::perm("unknown dispatcher");
+            return crate::server::unknown_dispatcher(&running, env);
         };
         let Method::Local(local) = &action.method else {
             return AgentResult::perm("not a local action");
         };
-        let user = match self.user(local.userbase(), &env.mda_user) {
+        let user = match self.user(&running, local.userbase(), &env.mda_user) {
             Ok(u) => u,
             Err(r) => return r,
         };
@@ -86,13 +88,18 @@ impl MdaAgent {
     /// names one). Files and commands of system aliases run as the unprivileged user, which is
     /// looked up there too: with a userbase that lacks it they fail, with mda.c's texts and
     /// codes (a missing user is 5.1.6, a failed lookup 4.1.0).
-    fn user(&self, userbase: &str, name: &str) -> Result<UserInfo, AgentResult> {
+    fn user(
+        &self,
+        running: &crate::server::Running,
+        userbase: &str,
+        name: &str,
+    ) -> Result<UserInfo, AgentResult> {
         let failed = |text: &str, code| AgentResult::PermFail {
             error: text.into(),
             stat: text.into(),
             code,
         };
-        match self.server.tables.load().userinfo(userbase, name) {
+        match running.tables.load().userinfo(userbase, name) {
             Lookup::Found(u) => Ok(u),
             Lookup::TempFail => Err(AgentResult::TempFail {
                 error: "Temporary failure in user lookup".into(),

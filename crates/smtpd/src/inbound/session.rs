@@ -26,7 +26,7 @@ use crate::inbound::filter_link::{link_connect_params, room, Broken, DataOut, Fi
 use crate::inbound::session_io::{Client, SessionIo};
 use crate::listener::Listening;
 use crate::routing::lookup::Lookup;
-use crate::server::Server;
+use crate::server::{Running, Server};
 use crate::sys::log::{self, Trace};
 use crate::tls::verify::CertCheck;
 use crate::tls::Conn;
@@ -109,9 +109,11 @@ pub async fn run<S>(
     }
     // The session's side of its filter processes; None while one of them is down (or without
     // filters): a filtered session then gets 421 at its first phase, connect.
+    // The configuration in service now is the session's to its end, whatever a reload does.
+    let running = server.running();
     let mut link = listen.filter.as_deref().and_then(|name| {
         let procs = server.procs.get_or_init(Default::default);
-        FilterLink::open(&server.config, procs, name, id).ok()
+        FilterLink::open(&running.config, procs, name, id).ok()
     });
     if let Some(l) = link.as_mut() {
         l.report(
@@ -119,15 +121,15 @@ pub async fn run<S>(
             &link_connect_params(&rdns_text, client.fcrdns, client.sockets),
         );
     }
-    let cfg = session_config(&server, &listen);
+    let cfg = session_config(&running.config, &listen);
     let conn = ConnectionInfo {
         peer: client.peer,
         rdns: rdns_text,
-        smtpname: banner_name(&server, &listen),
+        smtpname: banner_name(&running, &listen),
         local_enqueue: matches!(client.peer, PeerAddr::Local),
     };
     let mut sess = Session::new(cfg, conn);
-    let mut tx = SessionIo::new(id, client, listen.clone());
+    let mut tx = SessionIo::new(id, client, listen.clone(), running);
     let mut conn = Conn::Plain(stream);
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -370,10 +372,10 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> std::io:
 /// `hostnames <table>`: the name for the listener's own address (smtp_lookup_servername()
 /// looks up the listener's address, not the connection's). Not found or a failed lookup keeps
 /// the listener's hostname, with OpenSMTPD's warning for a failure.
-fn banner_name(server: &Server, l: &Listening) -> Option<String> {
+fn banner_name(running: &Running, l: &Listening) -> Option<String> {
     let table = l.hostnames.as_deref()?;
     let ip = l.addr?.ip();
-    match server.tables.load().addrname(table, ip) {
+    match running.tables.load().addrname(table, ip) {
         Lookup::Found(name) if !name.is_empty() => Some(name),
         Lookup::NotFound => None,
         _ => {
@@ -387,8 +389,8 @@ fn banner_name(server: &Server, l: &Listening) -> Option<String> {
     }
 }
 
-fn session_config(server: &Server, l: &Listening) -> SessionConfig {
-    let o = &server.config.options;
+fn session_config(conf: &rsmtpd_config::Config, l: &Listening) -> SessionConfig {
+    let o = &conf.options;
     SessionConfig {
         hostname: l.hostname.clone(),
         max_message_size: o.max_message_size,
@@ -448,11 +450,11 @@ async fn answer(
         Request::CheckSender { username, sender } => {
             let r = match &tx.listen.senders {
                 Some(table) => crate::auth::check_sender(
-                    &server.tables.load(),
+                    &tx.running.tables.load(),
                     table,
                     &username,
                     &sender,
-                    server.config.options.sub_addr_delim,
+                    tx.running.config.options.sub_addr_delim,
                 ),
                 None => LookupResult::Ok,
             };
@@ -500,7 +502,7 @@ async fn answer(
         Request::Authenticate { username, password } => {
             let r = match tx.listen.auth_table() {
                 Some(table) => {
-                    crate::auth::authenticate(&server.tables, table, &username, password).await
+                    crate::auth::authenticate(&tx.running.tables, table, &username, password).await
                 }
                 None => crate::auth::authenticate_system(&username, password).await,
             };

@@ -20,7 +20,7 @@ use crate::routing::expand::{expand, DeliveryType as ExpandType, ExpandContext};
 use crate::routing::forward::SystemForwards;
 use crate::routing::lookup::Source;
 use crate::routing::rule::RuleEnvelope;
-use crate::server::Server;
+use crate::server::{Running, Server};
 use crate::sys::log::{self, Trace};
 
 /// What a session knows about its client before the banner.
@@ -39,6 +39,8 @@ pub struct SessionIo {
     pub id: u64,
     pub client: Client,
     pub listen: Arc<Listening>,
+    /// The configuration the session started with: it keeps it to its end, across a reload.
+    pub running: Arc<Running>,
     msgid: Option<MsgId>,
     writer: Option<MessageWriter>,
     /// One per accepted RCPT: the id of its last envelope and the address, for the log.
@@ -61,11 +63,17 @@ pub struct Facts {
 }
 
 impl SessionIo {
-    pub fn new(id: u64, client: Client, listen: Arc<Listening>) -> SessionIo {
+    pub fn new(
+        id: u64,
+        client: Client,
+        listen: Arc<Listening>,
+        running: Arc<Running>,
+    ) -> SessionIo {
         SessionIo {
             id,
             client,
             listen,
+            running,
             msgid: None,
             writer: None,
             envelopes: Vec::new(),
@@ -156,9 +164,10 @@ impl Server {
         };
         // A snapshot of the tables for this phase; an `update table` while a proc filter
         // answers applies from the next command.
-        let tables = std::sync::Arc::clone(&self.tables.load());
+        let running = tx.running.clone();
+        let tables = std::sync::Arc::clone(&running.tables.load());
         link.phase(
-            &self.config,
+            &running.config,
             &tables,
             phase,
             param,
@@ -216,9 +225,10 @@ impl Server {
             internal: false,
         };
         // One snapshot for the whole RCPT: its rules and expansion see one version of each table.
-        let tables = self.tables.load();
+        let running = tx.running.clone();
+        let tables = running.tables.load();
         let cx = ExpandContext {
-            conf: &self.config,
+            conf: &running.config,
             tables: &tables,
             forwards: &SystemForwards,
             smtpd_user: &self.smtpd_user,
@@ -265,7 +275,7 @@ impl Server {
                 rcpt: d.rcpt.clone(),
                 dest: d.dest.clone(),
                 ctime: now,
-                ttl: self
+                ttl: running
                     .config
                     .action(&d.action)
                     .and_then(|a| a.ttl)

@@ -235,10 +235,11 @@ impl Parts {
     }
 
     fn relay_config(&self, env: &Envelope) -> Result<rsmtpd_config::model::Relay, AgentResult> {
-        let conf = &self.server.config;
-        match conf.action(&env.dispatcher).map(|a| &a.method) {
+        let running = self.server.running();
+        match running.config.action(&env.dispatcher).map(|a| &a.method) {
             Some(Method::Relay(r)) => Ok(r.clone()),
-            _ => Err(AgentResult::perm("unknown dispatcher")),
+            Some(_) => Err(AgentResult::perm("unknown dispatcher")),
+            None => Err(crate::server::unknown_dispatcher(&running, env)),
         }
     }
 
@@ -249,7 +250,7 @@ impl Parts {
         r: &rsmtpd_config::model::Relay,
         domain: &str,
     ) -> Result<Destination, String> {
-        let tables = self.server.tables.load();
+        let tables = self.server.running().tables.load();
         let url = if let Some(t) = &r.host {
             let first = tables
                 .table(t)
@@ -388,7 +389,7 @@ impl Parts {
                     ));
                     return fail_all("No auth table for relaying", false, &relay_name);
                 };
-                match self.server.tables.load().credentials(table, l) {
+                match self.server.running().tables.load().credentials(table, l) {
                     Lookup::Found(c) => Some(AuthCredentials {
                         username: c.username,
                         password: c.password,
@@ -491,16 +492,18 @@ impl Parts {
             // `helo-src <t>`: the name for the source address (K_ADDRNAME); only with a bound
             // source, as in 6.8 (without `src` the route has no source address to look up).
             let helo = match (&relay.helo_src, src) {
-                (Some(table), Some(a)) => match self.server.tables.load().addrname(table, a) {
-                    Lookup::Found(name) => name,
-                    _ => {
-                        log::info(&format!(
-                            "smtp-out: Error on {}: Failed to retrieve helo string",
-                            route::route_text(src, t.addr, ptr.as_deref())
-                        ));
-                        continue;
+                (Some(table), Some(a)) => {
+                    match self.server.running().tables.load().addrname(table, a) {
+                        Lookup::Found(name) => name,
+                        _ => {
+                            log::info(&format!(
+                                "smtp-out: Error on {}: Failed to retrieve helo string",
+                                route::route_text(src, t.addr, ptr.as_deref())
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => helo.clone(),
             };
             tried = true;
@@ -612,7 +615,8 @@ impl Parts {
             Some(name) => s.get(name).cloned(),
             None => s.get(helo).cloned(),
         });
-        let conf = &self.server.config;
+        let running = self.server.running();
+        let conf = &running.config;
         let ca = match &relay.ca {
             Some(name) => conf.ca(name),
             None => conf.ca(helo),
@@ -627,7 +631,7 @@ impl Parts {
     /// The addresses of a `src <t>` table (a list of addresses; entries that are not one are
     /// skipped, as 6.8's table backends refuse them).
     fn sources(&self, table: &str) -> Vec<IpAddr> {
-        let tables = self.server.tables.load();
+        let tables = self.server.running().tables.load();
         let Some(c) = tables.table(table) else {
             return Vec::new();
         };

@@ -8,6 +8,7 @@ mod common;
 
 mod control;
 mod monitor;
+mod reload;
 mod runtime_state;
 mod signals;
 mod syslog;
