@@ -171,14 +171,14 @@ fn a_broken_config_keeps_the_running_one_and_says_where() {
     // A feature this build refuses at start is refused by a reload too.
     rewrite(
         &d,
-        &v2(uid).replace("port @PORT@\n", "port @PORT@ proxy-v2\n"),
+        &format!("table ext ldap:/etc/mail/ldap.conf\n{}", v2(uid)),
     );
     hup(&d);
     let log = wait_reload(&d, 2);
     assert!(
         log.iter()
             .any(|l| l.starts_with(&format!("warn: smtpd: reload: {path}:"))
-                && l.ends_with("listener option \"proxy-v2\" is not supported by rsmtpd yet")),
+                && l.ends_with("table backend \"ldap\" is not supported by rsmtpd yet")),
         "{log:?}"
     );
 
