@@ -88,8 +88,7 @@ fn parse_args(args: &[String]) -> Result<Options, ()> {
         let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
             break;
         };
-        let mut chars = flags.char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in flags.char_indices() {
             match c {
                 'C' => o.verify = false,
                 'h' => return Err(()),
@@ -483,9 +482,9 @@ impl Run<'_> {
     /// smtp_status(): `RCPT: CMD: REPLY` for each recipient.
     fn report(&self, outcomes: &[Outcome], replies: &[(Cmd, ServerReply)]) {
         let of = |k: Cmd| replies.iter().filter(move |(c, _)| *c == k).map(|(_, r)| r);
-        let mail = of(Cmd::Mail).last();
+        let mail = of(Cmd::Mail).next_back();
         let rcpts: Vec<&ServerReply> = of(Cmd::Rcpt).collect();
-        let data = of(Cmd::Data).last();
+        let data = of(Cmd::Data).next_back();
         for (i, (to, outcome)) in self.o.rcpts.iter().zip(outcomes).enumerate() {
             let (cmd, line) = match (mail, rcpts.get(i), data) {
                 (Some(m), _, _) if !m.is_positive() => ("MAIL", m.line()),
