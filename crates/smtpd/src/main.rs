@@ -260,6 +260,10 @@ fn reload_source(
     configured_key: Option<String>,
     key_in_service: Option<String>,
 ) -> rsmtpd::reload::Source {
+    // The daemon works in `/` once detached: a relative `-f` would name another file by then.
+    let path = std::path::absolute(&path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or(path);
     let read = {
         let path = path.clone();
         move || -> Result<Config, Vec<String>> {

@@ -57,7 +57,10 @@ fn fatalx(text: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// getopt("CF:H:S:hns:v"), with bundling and attached arguments.
+/// smtpc.c's getopt() string.
+const OPTSTRING: &str = "CF:H:S:hns:v";
+
+/// getopt(OPTSTRING), with bundling and attached arguments.
 fn parse_args(args: &[String]) -> Result<Options, ()> {
     let hostname = nix::unistd::gethostname()
         .ok()
@@ -88,8 +91,7 @@ fn parse_args(args: &[String]) -> Result<Options, ()> {
         let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
             break;
         };
-        let mut chars = flags.char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in flags.char_indices() {
             match c {
                 'C' => o.verify = false,
                 'h' => return Err(()),
@@ -483,9 +485,9 @@ impl Run<'_> {
     /// smtp_status(): `RCPT: CMD: REPLY` for each recipient.
     fn report(&self, outcomes: &[Outcome], replies: &[(Cmd, ServerReply)]) {
         let of = |k: Cmd| replies.iter().filter(move |(c, _)| *c == k).map(|(_, r)| r);
-        let mail = of(Cmd::Mail).last();
+        let mail = of(Cmd::Mail).next_back();
         let rcpts: Vec<&ServerReply> = of(Cmd::Rcpt).collect();
-        let data = of(Cmd::Data).last();
+        let data = of(Cmd::Data).next_back();
         for (i, (to, outcome)) in self.o.rcpts.iter().zip(outcomes).enumerate() {
             let (cmd, line) = match (mail, rcpts.get(i), data) {
                 (Some(m), _, _) if !m.is_positive() => ("MAIL", m.line()),
@@ -634,6 +636,22 @@ mod tests {
             parse_server("smtp://nocolon@h").err().as_deref(),
             Some("invalid credentials")
         );
+    }
+
+    /// smtp.1, which the package installs, describes every option.
+    #[test]
+    fn the_man_page_has_every_option() {
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../etc/man/smtp.1"))
+                .expect("etc/man/smtp.1");
+        for c in OPTSTRING.chars().filter(|c| *c != ':') {
+            let described = page.lines().any(|l| {
+                (l.starts_with(".B ") || l.starts_with(".BI "))
+                    && l.split_whitespace().nth(1) == Some(&format!("\\-{c}"))
+            });
+            assert!(described, "-{c} is not described in etc/man/smtp.1");
+            assert!(USAGE.contains(c), "-{c} not in the usage line");
+        }
     }
 
     #[test]
