@@ -7,4 +7,5 @@
 mod common;
 
 mod mx;
+mod postfix;
 mod recorder;
