@@ -55,7 +55,7 @@ RAW="$BENCH_DIR/results.txt"
     echo "# host: $(uname -srm), $(nproc) cpus; runs=$RUNS par=$PAR small=${N_SMALL}x${LEN_SMALL} big=${N_BIG}x${LEN_BIG}"
     echo "# opensmtpd=$OPENSMTPD; ours=$OURS ($OURS_REV); sink: smtp-sink -M N (PIPELINING offered); TUNED=${TUNED:-0}"
     echo "# postfix: $TOOLS (postfix-instance.sh, relayhost = [127.0.0.1]:SINK, defaults otherwise)"
-    echo "# lines: server size run seconds src_rc sink_rc logged_ok logged_fail msgs_per_s cpu_s cpu_ms_per_msg peak_rss_kb"
+    echo "# lines: server size run seconds src_rc sink_rc logged_ok logged_fail msgs_per_s cpu_s cpu_ms_per_msg peak_pss_kb peak_rss_kb"
 } > "$RAW"
 
 PID=""; SERVER=""
@@ -128,7 +128,7 @@ round() { # server size run
     wait "$sink" 2>/dev/null || true
     sleep 1
     local ok fail peak
-    peak=$(cat "$peakf" 2>/dev/null || echo 0)
+    peak=$(cat "$peakf" 2>/dev/null || echo 0 0)
     if [ "$1" = postfix ]; then
         ok=$(grep -c ' status=sent ' "$LOG" || true)
         fail=$(grep -cE ' status=(deferred|bounced) ' "$LOG" || true)
@@ -139,7 +139,7 @@ round() { # server size run
     stop
     awk -v l="$1 $2 $3" -v a="$t0" -v b="$t1" -v n="$n" -v r="$src_rc $sink_rc $ok $fail" \
         -v c0="$c0" -v c1="$c1" -v pk="$peak" \
-        'BEGIN { d = b - a; printf "%s %.3f %s %.1f %.2f %.3f %d\n", l, d, r, n / d, c1 - c0, 1000 * (c1 - c0) / n, pk }' >> "$RAW"
+        'BEGIN { d = b - a; printf "%s %.3f %s %.1f %.2f %.3f %s\n", l, d, r, n / d, c1 - c0, 1000 * (c1 - c0) / n, pk }' >> "$RAW"
     if [ "$src_rc" != 0 ] || [ "$sink_rc" != 0 ] || [ "$ok" != "$n" ] || [ "$fail" != 0 ]; then
         say "WARNING: $1 $2 run $3: smtp-source $src_rc, sink $sink_rc, $ok relayed ok, $fail failed (want $n); see $LOG"
     fi
@@ -171,9 +171,9 @@ SUMMARY="$(
             best = (r > p) ? r : p
             printf "%-14s msgs/s      rsmtpd %8.1f  OpenSMTPD %8.1f  Postfix %8.1f  ours/faster %s\n", lab, o, r, p, (best > 0 ? sprintf("%.2fx", o / best) : "n/a")
             printf "%-14s CPU ms/msg  rsmtpd %8.3f  OpenSMTPD %8.3f  Postfix %8.3f\n", lab, oc, rc, pc
-            printf "%-14s peak RSS MB rsmtpd %8.1f  OpenSMTPD %8.1f  Postfix %8.1f\n", lab, om / 1024, rm / 1024, pm / 1024 }'
+            printf "%-14s peak PSS MB rsmtpd %8.1f  OpenSMTPD %8.1f  Postfix %8.1f\n", lab, om / 1024, rm / 1024, pm / 1024 }'
     done
-    echo "medians of $RUNS runs (order turned each run), $PAR sessions in, one instance relaying to smtp-sink on loopback; CPU and RSS of the server's whole process tree"
+    echo "medians of $RUNS runs (order turned each run), $PAR sessions in, one instance relaying to smtp-sink on loopback; CPU and memory (PSS: shared pages counted once) of the server's whole process tree"
 )"
 { echo "#"; echo "$SUMMARY" | sed 's/^/# /'; } >> "$RAW"
 echo "$SUMMARY"
