@@ -8,12 +8,25 @@
 #
 #   sudo bench/relay/run.sh [BENCH_DIR]     (RUNS, N_SMALL, N_BIG, PAR to change the load;
 #                                            TUNED=1: OpenSMTPD's mta connection delays off;
-#                                            SERVERS="real ours postfix" to choose)
+#                                            SERVERS="real ours postfix" to choose;
+#                                            LOOPFS=4G: BENCH_DIR on an ext4 file system
+#                                            of its own, see README)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 BENCH_DIR="${1:-$(mktemp -d /var/tmp/rsmtpd-relay-bench.XXXXXX)}"
 mkdir -p "$BENCH_DIR"; BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
+# The spools on a file system of their own (a loop-mounted ext4 image beside BENCH_DIR), as a
+# mail server's spool should be: a sync then waits for the spool's own writes only, not for
+# whatever else the machine writes (builds, logs) to the same file system. Same for all three.
+if [ -n "${LOOPFS:-}" ]; then
+    if ! mountpoint -q "$BENCH_DIR"; then
+        rm -f "$BENCH_DIR.img"; truncate -s "$LOOPFS" "$BENCH_DIR.img"
+        mkfs.ext4 -q -F "$BENCH_DIR.img"
+        mount -o loop "$BENCH_DIR.img" "$BENCH_DIR"
+    fi
+    trap 'umount "$BENCH_DIR" 2>/dev/null || true' EXIT
+fi
 OURS="${OURS:-$REPO/target/release/smtpd}"
 OPENSMTPD="${OPENSMTPD:-/usr/sbin/smtpd}"
 RUNS="${RUNS:-3}" PAR="${PAR:-20}"
@@ -54,6 +67,7 @@ RAW="$BENCH_DIR/results.txt"
     echo "# relay benchmark raw results, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "# host: $(uname -srm), $(nproc) cpus; runs=$RUNS par=$PAR small=${N_SMALL}x${LEN_SMALL} big=${N_BIG}x${LEN_BIG}"
     echo "# opensmtpd=$OPENSMTPD; ours=$OURS ($OURS_REV); sink: smtp-sink -M N (PIPELINING offered); TUNED=${TUNED:-0}"
+    echo "# spools on: $(df --output=source,fstype "$BENCH_DIR" | tail -1)${LOOPFS:+ (LOOPFS=$LOOPFS)}"
     echo "# postfix: $TOOLS (postfix-instance.sh, relayhost = [127.0.0.1]:SINK, defaults otherwise)"
     echo "# lines: server size run seconds src_rc sink_rc logged_ok logged_fail msgs_per_s cpu_s cpu_ms_per_msg peak_pss_kb peak_rss_kb"
 } > "$RAW"
@@ -101,7 +115,13 @@ stop() {
     fi
     set_aside "$BENCH_DIR/$SERVER-spool" "$BENCH_DIR/$SERVER-run"
 }
-cleanup() { stop; empty_trash; }
+cleanup() {
+    stop; empty_trash
+    if [ -n "${LOOPFS:-}" ]; then
+        cp "$RAW" "$BENCH_DIR.results.txt" 2>/dev/null || true
+        cd /; umount "$BENCH_DIR" 2>/dev/null || true; rm -f "$BENCH_DIR.img"
+    fi
+}
 trap cleanup EXIT
 
 round() { # server size run
@@ -177,4 +197,4 @@ SUMMARY="$(
 )"
 { echo "#"; echo "$SUMMARY" | sed 's/^/# /'; } >> "$RAW"
 echo "$SUMMARY"
-echo "raw results: $RAW"
+if [ -n "${LOOPFS:-}" ]; then echo "raw results: $BENCH_DIR.results.txt"; else echo "raw results: $RAW"; fi
