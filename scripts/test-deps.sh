@@ -45,3 +45,9 @@ if [ "$(id -u)" -eq 0 ]; then
   bash "$(dirname "$0")/../tests/tools/opensmtpd-tls.sh" >/dev/null \
     || echo "warning: no TLS-capable OpenSMTPD (live TLS comparisons are skipped)" >&2
 fi
+# Postfix, extracted from its .deb (it conflicts with opensmtpd as a package), as a relay peer of
+# the interoperability tests (tests/tools/postfix.sh: /opt/postfix, the postfix user and group).
+if [ "$(id -u)" -eq 0 ]; then
+  bash "$(dirname "$0")/../tests/tools/postfix.sh" >/dev/null \
+    || echo "warning: no extracted Postfix (the Postfix interoperability tests are skipped)" >&2
+fi

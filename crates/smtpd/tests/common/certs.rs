@@ -78,7 +78,7 @@ impl Certs {
     }
 
     /// `NAME.crt` / `NAME.key` signed by the CA `ca` (or self-signed when `ca` is None), for
-    /// `usage` (`serverAuth` or `clientAuth`), with these DNS names. `rsa` for an RSA key (the
+    /// `usage` (`serverAuth` or `clientAuth`), with these DNS names (or `IP:ADDR` addresses). `rsa` for an RSA key (the
     /// TLS 1.2 suites then are ECDHE-RSA ones), else P-256.
     pub fn leaf(
         &self,
@@ -104,7 +104,17 @@ impl Certs {
         let ext = format!("{name}.ext");
         let mut text = format!("extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n");
         if !sans.is_empty() {
-            let list: Vec<String> = sans.iter().map(|s| format!("DNS:{s}")).collect();
+            // `IP:127.0.0.1` as given, anything else a DNS name.
+            let list: Vec<String> = sans
+                .iter()
+                .map(|s| {
+                    if s.starts_with("IP:") {
+                        s.to_string()
+                    } else {
+                        format!("DNS:{s}")
+                    }
+                })
+                .collect();
             text.push_str(&format!("subjectAltName={}\n", list.join(",")));
         }
         std::fs::write(self.path(&ext), text).expect("ext");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod netns;
 pub mod refns;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,12 @@
+//! Relaying checked against real peers (one test binary): MX routing cases through OpenSMTPD
+//! 6.8 and through us, recorded and compared (`mx`).
+//!
+//! One module per concern: `cargo test -p rsmtpd --test relay_live MODULE::` runs one.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod durability;
+mod mx;
+mod postfix;
+mod recorder;
