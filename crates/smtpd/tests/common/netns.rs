@@ -123,30 +123,6 @@ impl Netns {
         .join()
         .expect("thread in the namespace")
     }
-
-    /// A process of the test's own inside the namespace (`ip netns exec NAME ARGS`), killed
-    /// with the namespace.
-    pub fn spawn(&mut self, cmd: &mut Command) -> u32 {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(cmd.get_program());
-        c.args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        if let Some(d) = cmd.get_current_dir() {
-            c.current_dir(d);
-        }
-        let child = c
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()));
-        let id = child.id();
-        self.children.push(child);
-        id
-    }
 }
 
 impl Drop for Netns {

@@ -241,7 +241,8 @@ fn kill_9_under_relay_load_loses_nothing_answered_250() {
             "message {n} sent twice by the same daemon"
         );
         assert!(
-            killed_at.saturating_duration_since(*at) < Duration::from_secs(2),
+            // Generous for a loaded machine: here the oldest was 50-125 ms old.
+            killed_at.saturating_duration_since(*at) < Duration::from_secs(5),
             "message {n} taken {:?} before the kill and again after: it was not in flight",
             killed_at.duration_since(*at)
         );
