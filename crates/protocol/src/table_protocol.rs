@@ -358,7 +358,10 @@ mod tests {
     fn open_is_version_and_name() {
         let b = open("domains", 42);
         assert_eq!(b.len(), HEADER_SIZE + 4 + LINE_MAX);
-        assert_eq!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), MsgType::Open as u32);
+        assert_eq!(
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            MsgType::Open as u32
+        );
         assert_eq!(
             u16::from_ne_bytes([b[4], b[5]]) as usize,
             HEADER_SIZE + 4 + LINE_MAX

@@ -200,7 +200,7 @@ impl Server {
             hostname: hostname.clone(),
             local_addrs: crate::sys::system::local_addresses(),
         };
-        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
+        let mut tables = Tables::take_from(&mut config, &host, Box::new(SystemUsers));
         // The key is the configured string by now (main read it from stdin or the terminal when
         // the configuration asks); anything but 32 bytes is refused as OpenSMTPD's queue process
         // refuses it, rather than writing a spool in clear that was meant to be encrypted.
@@ -220,6 +220,11 @@ impl Server {
         };
         let queue = Queue::open_with(spool, queue_options)
             .map_err(|e| format!("smtpd: queue: {}", spool_error(spool, &e)))?;
+        // lka's table_open_all(): the external backends, once the queue is there (as 6.8's
+        // lookup process gets its configuration after the others started), before anything is
+        // served.
+        tables.start_backends().map_err(|lines| lines.join("\n"))?;
+        let tables = LiveTables::new(tables);
         // queue.c's lines at the queue process's start.
         if queue_options_note.0 {
             log::info("queue: queue compression enabled");
