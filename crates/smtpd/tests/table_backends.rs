@@ -458,3 +458,125 @@ fn a_missing_backend_program_is_refused_as_opensmtpd_refuses_it() {
         assert_eq!(run(REAL_SMTPD, &["-n"]), (want.to_string(), Some(1)));
     }
 }
+
+/// Debian's `table-passwd`: a userbase from a passwd(5) file, as OpenSMTPD uses it (replies,
+/// lookup lines, deliveries).
+#[test]
+fn a_passwd_table_is_a_userbase_as_in_opensmtpd() {
+    if !require(
+        Path::new("/usr/libexec/opensmtpd/table-passwd").exists() && is_root(),
+        "needs root and /usr/libexec/opensmtpd/table-passwd (opensmtpd-extras)",
+    ) {
+        return;
+    }
+    let uid = delivery_uid(2000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    let pw = dir.path().join("passwd");
+    std::fs::write(
+        &pw,
+        format!(
+            "alice:*:{uid}:{uid}:Alice:{home}:/sbin/nologin\n",
+            home = dir.path().display()
+        ),
+    )
+    .expect("passwd");
+    let _ = std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644));
+    let conf = format!(
+        "table pw passwd:{}\nlisten on 127.0.0.1 port @PORT@\n\
+         action \"l\" maildir \"@DIR@/mail/%{{user.username}}\" userbase <pw>\n\
+         match from any for domain \"example.org\" action \"l\"\n",
+        pw.display()
+    );
+    let run = |bin: &str| {
+        let mut d = Daemon::start_with(bin, &conf, &["-T", "lookup"]);
+        user_dir(&d, "mail", uid);
+        let mut c = Client::connect(d.addr());
+        let mut out = vec![c.reply()];
+        for cmd in [
+            "EHLO client.example",
+            "MAIL FROM:<sender@remote.test>",
+            "RCPT TO:<Alice@example.org>",
+            "RCPT TO:<nobody@example.org>",
+            "DATA",
+            "Subject: pw\r\n\r\nhello\r\n.",
+            "QUIT",
+        ] {
+            out.push(c.cmd(cmd));
+        }
+        let t0 = Instant::now();
+        while mail_texts(&d.dir.path().join("mail/alice/new")).is_empty()
+            && t0.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        d.stop();
+        let log = d.log();
+        (
+            normalized_replies(&out),
+            session_lookups(&log),
+            deliveries(&log),
+        )
+    };
+    let ours = run(env!("CARGO_BIN_EXE_smtpd"));
+    assert!(ours.0[3].starts_with("250 2.1.5"), "{:?}", ours);
+    assert_eq!(ours.2.len(), 1, "{:?}", ours);
+    if require_real("the table-passwd comparison with OpenSMTPD") {
+        let _lock = real_lock();
+        let real = run(REAL_SMTPD);
+        assert_eq!(ours, real, "differs from OpenSMTPD's");
+    }
+}
+
+/// A backend that cannot open its table (here table-passwd refusing a bad line) stops the
+/// start, with 6.8's lines.
+#[test]
+fn a_backend_that_fails_to_open_stops_the_start_as_in_opensmtpd() {
+    if !require(
+        Path::new("/usr/libexec/opensmtpd/table-passwd").exists() && is_root(),
+        "needs root and /usr/libexec/opensmtpd/table-passwd (opensmtpd-extras)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    let pw = dir.path().join("passwd");
+    std::fs::write(&pw, "broken:*:x\n").expect("passwd");
+    let _ = std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644));
+    let conf = format!(
+        "table pw passwd:{}\nlisten on 127.0.0.1 port @PORT@\n\
+         action \"l\" maildir userbase <pw>\nmatch from any for local action \"l\"\n",
+        pw.display()
+    );
+    let fails = |bin: &str| {
+        let Err((f, _)) = Daemon::try_launch(&[], bin, &conf, &[], Some("127.0.0.1:1")) else {
+            panic!("{bin} started");
+        };
+        assert!(f.exited.is_some_and(|s| !s.success()), "{f:?}");
+        let mut want: Vec<String> = f
+            .log
+            .into_iter()
+            .filter(|l| l.contains("table-proc: exiting") || l.contains("error parsing config"))
+            .collect();
+        // The backend's own line names its pid.
+        for l in &mut want {
+            if let Some(i) = l.find("]: ") {
+                *l = l[i..].to_string();
+            }
+        }
+        want
+    };
+    let ours = fails(env!("CARGO_BIN_EXE_smtpd"));
+    assert_eq!(
+        ours,
+        [
+            "]: fatal: error parsing config file",
+            "lookup: table-proc: exiting"
+        ]
+    );
+    if require_real("the failed open compared with OpenSMTPD") {
+        let _lock = real_lock();
+        assert_eq!(ours, fails(REAL_SMTPD));
+    }
+}
