@@ -131,18 +131,19 @@ pub fn spawn_here(spec: &Spec) -> std::io::Result<Spawned> {
     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    if let Some(w) = spec.who.clone() {
+    if let Some(w) = &spec.who {
+        // Built before the fork: the child of a threaded process may not allocate.
+        let groups: Vec<nix::unistd::Gid> = w
+            .groups
+            .iter()
+            .map(|&g| nix::unistd::Gid::from_raw(g))
+            .collect();
+        let gid = nix::unistd::Gid::from_raw(w.gid);
+        let uid = nix::unistd::Uid::from_raw(w.uid);
         // SAFETY: between fork and exec only setgroups, setresgid and setresuid, async-signal-
         // safe system calls on values prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                let groups: Vec<nix::unistd::Gid> = w
-                    .groups
-                    .iter()
-                    .map(|&g| nix::unistd::Gid::from_raw(g))
-                    .collect();
-                let gid = nix::unistd::Gid::from_raw(w.gid);
-                let uid = nix::unistd::Uid::from_raw(w.uid);
                 nix::unistd::setgroups(&groups)?;
                 nix::unistd::setresgid(gid, gid, gid)?;
                 nix::unistd::setresuid(uid, uid, uid)?;
