@@ -580,3 +580,140 @@ fn a_backend_that_fails_to_open_stops_the_start_as_in_opensmtpd() {
         assert_eq!(ours, fails(REAL_SMTPD));
     }
 }
+
+/// A minimal SMTP server that takes one message and says who connected and how it greeted.
+fn sink() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let peer = s
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let mut w = s.try_clone().expect("clone");
+            let mut r = BufReader::new(s);
+            let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+            let mut ehlo = String::new();
+            let mut data = false;
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let t = line.trim_end().to_string();
+                line.clear();
+                if data {
+                    if t == "." {
+                        data = false;
+                        let _ = w.write_all(b"250 2.0.0 queued\r\n");
+                        let _ = tx.send((peer.clone(), ehlo.clone()));
+                    }
+                    continue;
+                }
+                let up = t.to_ascii_uppercase();
+                let reply: &[u8] = if up.starts_with("EHLO") || up.starts_with("HELO") {
+                    ehlo = t.clone();
+                    b"250 sink.test\r\n"
+                } else if up == "DATA" {
+                    data = true;
+                    b"354 go\r\n"
+                } else if up == "QUIT" {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = w.write_all(reply);
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// Relay `src <t>` and `helo-src <t>` from table-sqlite: the source is `table_fetch(K_SOURCE)`
+/// (`fetch_source`), the HELO name a `K_ADDRNAME` lookup (`query_addrname`), as 6.8 asks them.
+#[test]
+fn relay_src_and_helo_src_come_from_a_sqlite_table_as_in_opensmtpd() {
+    if !have_sqlite() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    let db = dir.path().join("relay.sqlite");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
+             c.executescript(\"create table sources(addr text); create table helos(addr text, name text);\
+             insert into sources values('127.0.0.3'); insert into helos values('127.0.0.3', 'three.test');\")\n\
+             c.commit()\n",
+        )
+        .arg(&db)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644));
+    let sc = dir.path().join("relay.conf");
+    std::fs::write(
+        &sc,
+        format!(
+            "dbpath {}\nfetch_source SELECT addr FROM sources;\n\
+             query_addrname SELECT name FROM helos WHERE addr=?;\n",
+            db.display()
+        ),
+    )
+    .expect("conf");
+    let _ = std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o644));
+    let run = |bin: &str| {
+        let (port, got) = sink();
+        let conf = format!(
+            "table srcs sqlite:{c}\ntable helos sqlite:{c}\nlisten on 127.0.0.1 port @PORT@\n\
+             action \"r\" relay host smtp://127.0.0.1:{port} src <srcs> helo-src <helos>\n\
+             match from any for any action \"r\"\n",
+            c = sc.display()
+        );
+        let mut d = Daemon::start_with(bin, &conf, &["-T", "lookup"]);
+        let mut c = Client::connect(d.addr());
+        c.reply();
+        for cmd in [
+            "EHLO client.example",
+            "MAIL FROM:<alice@src.test>",
+            "RCPT TO:<bob@dst.test>",
+            "DATA",
+            "Subject: relayed\r\n\r\nhi\r\n.",
+            "QUIT",
+        ] {
+            c.cmd(cmd);
+        }
+        let seen = got.recv_timeout(Duration::from_secs(30));
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
+        d.stop();
+        let fetches: Vec<String> = d
+            .log()
+            .into_iter()
+            .filter(|l| l.starts_with("lookup: fetch ") || l.contains(" as ADDRNAME "))
+            .map(|l| l.replace(&format!(":{port}\""), ":PORT\""))
+            .collect();
+        (seen.ok(), fetches)
+    };
+    let ours = run(env!("CARGO_BIN_EXE_smtpd"));
+    assert_eq!(
+        ours.0,
+        Some(("127.0.0.3".to_string(), "EHLO three.test".to_string())),
+        "{ours:?}"
+    );
+    assert!(
+        ours.1
+            .iter()
+            .any(|l| l == "lookup: fetch SOURCE from table proc:srcs -> \"127.0.0.3\""),
+        "{ours:?}"
+    );
+    if require_real("relay src/helo-src from sqlite compared with OpenSMTPD") {
+        let _lock = real_lock();
+        assert_eq!(ours, run(REAL_SMTPD));
+    }
+}

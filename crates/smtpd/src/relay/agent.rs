@@ -252,13 +252,10 @@ impl Parts {
     ) -> Result<Destination, String> {
         let tables = self.server.tables.load();
         let url = if let Some(t) = &r.host {
-            // An external table answers `table_fetch` itself (the backend's next entry).
-            let first = match tables.fetch(t, Service::Relayhost) {
-                Some(Lookup::Found(u)) => Some(u),
-                Some(_) => None,
-                None => tables
-                    .table(t)
-                    .and_then(|c| c.entries().next().map(|(k, _)| k.to_string())),
+            // 6.8's table_fetch: an external table's next entry, a static table's first.
+            let first = match tables.fetch_relayhost(t) {
+                Lookup::Found(u) => Some(u),
+                _ => None,
             };
             match first {
                 Some(u) => Some(u),

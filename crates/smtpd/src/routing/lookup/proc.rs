@@ -107,13 +107,39 @@ impl Tables {
         }
     }
 
-    /// `table_fetch()`: the backend's next entry for a service (relay `src <t>`, `host <t>`),
-    /// traced as 6.8 does. `None` when the table is not an external one.
+    /// `table_fetch()`: the backend's next entry for a service (relay `src <t>`), traced as 6.8
+    /// does. `None` when the table is not an external one.
     pub fn fetch(&self, table: &str, s: Service) -> Option<Lookup<String>> {
         let b = self.proc_backend(table)?;
         let r = answer_value(blocking(|| b.fetch(s)));
+        self.trace_fetch(table, s, &r);
+        Some(match r {
+            Ok(Some(v)) => Lookup::Found(v),
+            Ok(None) => Lookup::NotFound,
+            Err(_) => Lookup::TempFail,
+        })
+    }
+
+    /// `table_fetch(K_RELAYHOST)` for relay `host`: an external table's next entry, a static
+    /// table's first.
+    pub fn fetch_relayhost(&self, table: &str) -> Lookup<String> {
+        if let Some(got) = self.fetch(table, Service::Relayhost) {
+            return got;
+        }
+        let first = self
+            .table(table)
+            .and_then(|c| c.entries().next().map(|(k, _)| k.to_string()));
+        let r = Ok(first);
+        self.trace_fetch(table, Service::Relayhost, &r);
+        match r {
+            Ok(Some(v)) => Lookup::Found(v),
+            _ => Lookup::NotFound,
+        }
+    }
+
+    fn trace_fetch(&self, table: &str, s: Service, r: &Result<Option<String>, Failed>) {
         if crate::sys::log::tracing(crate::sys::log::Trace::Lookup) {
-            let result = match &r {
+            let result = match r {
                 Ok(Some(v)) => format!("\"{}\"", v),
                 Ok(None) => "none".to_string(),
                 Err(_) => "error: ".to_string(),
@@ -121,19 +147,15 @@ impl Tables {
             crate::sys::log::trace(
                 crate::sys::log::Trace::Lookup,
                 format_args!(
-                    "lookup: fetch {} from table proc:{} -> {}{}",
+                    "lookup: fetch {} from table {}:{} -> {}{}",
                     s.name(),
+                    self.backend_name(table),
                     table,
                     result,
-                    failure_text(&r)
+                    failure_text(r)
                 ),
             );
         }
-        Some(match r {
-            Ok(Some(v)) => Lookup::Found(v),
-            Ok(None) => Lookup::NotFound,
-            Err(_) => Lookup::TempFail,
-        })
     }
 
     /// `table_proc_update()`: the backend reloads its configuration.
