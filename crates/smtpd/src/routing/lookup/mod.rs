@@ -273,8 +273,8 @@ impl Tables {
     /// As OpenSMTPD's backends: a `file:` table reads its file again, keeping its kind
     /// (`table_static_update()`); an inline or builtin table has no file and is "updated" as it
     /// is; `db:` opens its file again, silently (`table_db_update()`), in its own slot, which
-    /// every snapshot shares (so no new tables); `<getpwnam>` has nothing to do. External
-    /// backends would be asked to update; we have none to ask, so it fails.
+    /// every snapshot shares (so no new tables); `<getpwnam>` has nothing to do; an external
+    /// backend is sent `UPDATE` and answers whether it reloaded (`table_proc_update()`).
     fn updated(&self, name: &str) -> (Update, Option<Tables>) {
         let Some(slot) = self.map.get(name) else {
             return (Update::NotFound, None);
