@@ -59,7 +59,11 @@ impl StaticEnvironment {
                 ],
             )],
             hosts: vec![("localhost".into(), vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])],
-            backends: Vec::new(),
+            // Debian's opensmtpd-extras, as on the machine the corpus was recorded on.
+            backends: crate::parser::EXTRAS_BACKENDS
+                .iter()
+                .map(|b| b.to_string())
+                .collect(),
         }
     }
 

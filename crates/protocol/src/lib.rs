@@ -55,6 +55,7 @@ pub mod proxy;
 pub mod received;
 pub mod reply;
 pub mod server;
+pub mod table_protocol;
 pub mod util;
 
 pub use address::Mailaddr;

@@ -9,6 +9,7 @@
 //! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
 //!   certificates.
 //! - `dns`: the resolver (client names; later MX routing).
+//! - `tableproc`: external table backends (`table-sqlite`...): their processes and requests.
 //! - `routing`: tables (`lookup`), `match` rules, recipient expansion with aliases and
 //!   `.forward`: OpenSMTPD's lka, pure functions over injected users and files.
 //! - `auth`: AUTH password checks against credential tables.
@@ -33,6 +34,7 @@ pub mod tls;
 pub mod auth;
 pub mod dns;
 pub mod routing;
+pub mod tableproc;
 
 pub mod queue;
 pub mod scheduler;

@@ -105,7 +105,7 @@ pub async fn apply(server: &Arc<Server>, new: Config, path: &str) -> Result<u64,
     let hostname = server.hostname.clone();
     let next = tokio::task::spawn_blocking(move || Running::new(new, &hostname, generation))
         .await
-        .map_err(|e| vec![format!("loading the tables failed: {e}")])?;
+        .map_err(|e| vec![format!("loading the tables failed: {e}")])??;
     // An `update table` that ran on the previous tables since they were read is not lost: the
     // new tables were read from the files after it.
     let previous = server.replace_running(next);

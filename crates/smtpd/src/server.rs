@@ -65,17 +65,24 @@ pub struct Running {
 
 impl Running {
     /// The configuration's tables, loaded (files read: blocking) and moved out of it.
-    pub fn new(mut config: Config, hostname: &str, generation: u64) -> Running {
+    /// Its external table backends are started here (lka's table_open_all()); the lines of a
+    /// backend that failed to open are the error.
+    pub fn new(
+        mut config: Config,
+        hostname: &str,
+        generation: u64,
+    ) -> Result<Running, Vec<String>> {
         let host = HostInfo {
             hostname: hostname.to_string(),
             local_addrs: crate::sys::system::local_addresses(),
         };
-        let tables = LiveTables::new(Tables::take_from(&mut config, &host, Box::new(SystemUsers)));
-        Running {
+        let mut tables = Tables::take_from(&mut config, &host, Box::new(SystemUsers));
+        tables.start_backends()?;
+        Ok(Running {
             config,
-            tables,
+            tables: LiveTables::new(tables),
             generation,
-        }
+        })
     }
 }
 
@@ -285,7 +292,11 @@ impl Server {
             ));
         }
         let local_listen = Arc::new(crate::listener::socket_listening(&config, &hostname));
-        let running = ArcSwap::from_pointee(Running::new(config, &hostname, 0));
+        // The external backends start once the queue is there (as 6.8's lookup process gets
+        // its configuration after the others started), before anything is served.
+        let running = ArcSwap::from_pointee(
+            Running::new(config, &hostname, 0).map_err(|lines| lines.join("\n"))?,
+        );
         Ok(Server {
             local_listen,
             tls: OnceLock::new(),

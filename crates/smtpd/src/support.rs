@@ -113,8 +113,6 @@ pub const NOT_YET: &[Feature] = &[
     // relaying (issue: relay): all but SRS and filters on the outbound session
     Feature::RelaySrs,
     Feature::RelayFilter,
-    // external table backends (table-* programs)
-    Feature::TableBackend,
 ];
 
 impl Feature {

@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "startup",
     "tls",
     "dns",
+    "tableproc",
     "routing",
     "auth",
     "queue",

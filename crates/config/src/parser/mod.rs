@@ -58,8 +58,9 @@ const BUILTIN_TABLES: &[&str] = &[
     "<localhost>",
 ];
 
-/// Backends we know how to serve (or will), accepted whether or not a `table-NAME` program exists.
-pub const KNOWN_BACKENDS: &[&str] = &[
+/// The `table-NAME` programs of opensmtpd-extras (what a typical machine of the tests has).
+/// A backend is accepted only when its program exists, as `table_create()` stat()s it.
+pub const EXTRAS_BACKENDS: &[&str] = &[
     "ldap",
     "mysql",
     "passwd",

@@ -79,12 +79,10 @@ impl Parser<'_> {
             },
             "db" => TableSource::Db(config.clone().unwrap_or_default()),
             "getpwnam" => TableSource::Getpwnam,
-            b if KNOWN_BACKENDS.contains(&b) || self.env.table_backend_exists(b) => {
-                TableSource::Proc {
-                    backend: b.to_string(),
-                    config: config.clone(),
-                }
-            }
+            b if self.env.table_backend_exists(b) => TableSource::Proc {
+                backend: b.to_string(),
+                config: config.clone(),
+            },
             b => {
                 return self.fatal(&[format!(
                     "smtpd: table_create: backend \"{}\" does not exist",

@@ -58,6 +58,7 @@ fn fatalx(text: &str) -> ExitCode {
 }
 
 /// smtpc.c's getopt() string.
+#[cfg(test)]
 const OPTSTRING: &str = "CF:H:S:hns:v";
 
 /// getopt(OPTSTRING), with bundling and attached arguments.

@@ -19,6 +19,7 @@ use rsmtpd_config::Method;
 use rsmtpd_protocol::client::{
     dot_stuff, AuthCredentials, ClientConfig, Outcome, Recipient, Tls, Transaction,
 };
+use rsmtpd_protocol::table_protocol::Service;
 use tokio::sync::oneshot;
 
 use super::route::{self, host_text, NoRoute, Resolver, Routes, Target};
@@ -252,9 +253,11 @@ impl Parts {
     ) -> Result<Destination, String> {
         let tables = self.server.running().tables.load();
         let url = if let Some(t) = &r.host {
-            let first = tables
-                .table(t)
-                .and_then(|c| c.entries().next().map(|(k, _)| k.to_string()));
+            // 6.8's table_fetch: an external table's next entry, a static table's first.
+            let first = match tables.fetch_relayhost(t) {
+                Lookup::Found(u) => Some(u),
+                _ => None,
+            };
             match first {
                 Some(u) => Some(u),
                 None => return Err("Cannot fetch smarthost".into()),
@@ -632,20 +635,29 @@ impl Parts {
     /// skipped, as 6.8's table backends refuse them).
     fn sources(&self, table: &str) -> Vec<IpAddr> {
         let tables = self.server.running().tables.load();
+        // An external table: 6.8's `table_fetch(K_SOURCE)`, one address, the backend's next.
+        if let Some(got) = tables.fetch(table, Service::Source) {
+            return match got {
+                Lookup::Found(a) => source_addr(&a).into_iter().collect(),
+                _ => Vec::new(),
+            };
+        }
         let Some(c) = tables.table(table) else {
             return Vec::new();
         };
-        c.entries()
-            .filter_map(|(k, _)| {
-                let k = k.trim();
-                let k = k
-                    .strip_prefix('[')
-                    .and_then(|x| x.strip_suffix(']'))
-                    .unwrap_or(k);
-                k.parse::<IpAddr>().ok()
-            })
-            .collect()
+        c.entries().filter_map(|(k, _)| source_addr(k)).collect()
     }
+}
+
+/// A `src` entry as an address (`[v6]` brackets allowed); other entries are skipped, as 6.8's
+/// `parse_sockaddr` refuses them.
+fn source_addr(k: &str) -> Option<IpAddr> {
+    let k = k.trim();
+    let k = k
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(k);
+    k.parse::<IpAddr>().ok()
 }
 
 fn scheme_word(s: Scheme) -> &'static str {

@@ -18,7 +18,7 @@ pub enum Update {
     /// `db:` reopened, or `<getpwnam>` (nothing to do): no log line.
     Updated,
     /// `db:` file missing or refused (libdb's lines, if it has any, are on stderr), or an
-    /// external backend (which we cannot ask). The table keeps its contents.
+    /// external backend that did not reload (or is down). The table keeps its contents.
     Failed,
 }
 

@@ -8,9 +8,8 @@
 //!
 //! Backends: static tables (inline, `file:`), the builtin ones (filled from [`HostInfo`]),
 //! `db:` files (ours or OpenSMTPD's makemap's, loaded into memory, following their file: see
-//! [`DbFile`]) and `<getpwnam>` (through [`Users`]) are served. External `table-NAME` backends
-//! are not yet: every lookup in them is a temporary failure, which the callers turn into
-//! `451`/`424` replies, so mail is deferred rather than misrouted.
+//! [`DbFile`]), `<getpwnam>` (through [`Users`]) and external `table-NAME` backends (`proc`:
+//! one request to the backend per lookup, started by [`Tables::start_backends`]).
 //!
 //! The daemon holds its tables in a [`LiveTables`], which `smtpctl update table` swaps one table
 //! at a time (see there).
@@ -38,6 +37,7 @@ mod keys;
 mod live;
 mod netaddr;
 mod posix_regex;
+mod proc;
 mod users;
 mod values;
 
@@ -50,6 +50,8 @@ pub use keys::*;
 pub use live::*;
 pub use netaddr::*;
 pub use posix_regex::*;
+use proc::*;
+use rsmtpd_protocol::table_protocol::Service;
 pub use users::*;
 pub use values::*;
 
@@ -128,6 +130,8 @@ enum Slot {
     Fixed(Compiled),
     /// A `db:` table, whose contents follow its file.
     Db(DbFile),
+    /// An external backend's table, asked at each lookup.
+    Proc(ProcTable),
 }
 
 /// A table to look up in: fixed, or a `db:` table's current contents.
@@ -269,20 +273,21 @@ impl Tables {
     /// As OpenSMTPD's backends: a `file:` table reads its file again, keeping its kind
     /// (`table_static_update()`); an inline or builtin table has no file and is "updated" as it
     /// is; `db:` opens its file again, silently (`table_db_update()`), in its own slot, which
-    /// every snapshot shares (so no new tables); `<getpwnam>` has nothing to do. External
-    /// backends would be asked to update; we have none to ask, so it fails.
+    /// every snapshot shares (so no new tables); `<getpwnam>` has nothing to do; an external
+    /// backend is sent `UPDATE` and answers whether it reloaded (`table_proc_update()`).
     fn updated(&self, name: &str) -> (Update, Option<Tables>) {
         let Some(slot) = self.map.get(name) else {
             return (Update::NotFound, None);
         };
         let old = match &**slot {
             Slot::Db(db) => return (db.update(), None),
+            Slot::Proc(p) => return (Self::proc_update(&p.backend), None),
             Slot::Fixed(c) => c,
         };
         let (outcome, table) = match &old.source {
             TableSource::Inline | TableSource::Builtin => return (Update::StaticUpdated, None),
             TableSource::Getpwnam => return (Update::Updated, None),
-            // Db tables are always in a Slot::Db.
+            // Db tables are always in a Slot::Db; a Proc one not in a Slot::Proc was not started.
             TableSource::Proc { .. } | TableSource::Db(_) => return (Update::Failed, None),
             TableSource::File(path) => match reload_file(&old.table, path) {
                 Ok(t) => (Update::StaticUpdated, t),
@@ -305,6 +310,7 @@ impl Tables {
     fn current(&self, name: &str) -> Option<TableRef<'_>> {
         Some(match &**self.map.get(name)? {
             Slot::Fixed(c) => TableRef::Fixed(c),
+            Slot::Proc(p) => TableRef::Fixed(&p.shell),
             Slot::Db(db) => TableRef::Db(db.current.load()),
         })
     }
@@ -315,6 +321,7 @@ impl Tables {
         match self.map.get(name).map(|s| &**s) {
             None => Err(Failed::default()),
             Some(Slot::Fixed(c)) => Ok(TableRef::Fixed(c)),
+            Some(Slot::Proc(p)) => Ok(TableRef::Fixed(&p.shell)),
             Some(Slot::Db(db)) => db.contents().map(TableRef::Db),
         }
     }
@@ -363,6 +370,7 @@ impl Tables {
     fn backend_name(&self, table: &str) -> &'static str {
         match self.map.get(table).map(|s| &**s) {
             Some(Slot::Db(_)) => "db",
+            Some(Slot::Proc(_)) => "proc",
             Some(Slot::Fixed(c)) => match c.source {
                 TableSource::Getpwnam => "getpwnam",
                 TableSource::Db(_) => "db",
@@ -395,6 +403,9 @@ impl Tables {
 
     /// `K_DOMAIN`: `hostname_match()` against every entry (`*` wildcards, case-insensitive).
     pub fn match_domain(&self, table: &str, domain: &str) -> Match {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_match(b, table, Service::Domain, domain);
+        }
         let r = self.match_domain_untraced(table, domain);
         self.trace_match(table, "DOMAIN", domain, &r);
         r.map_err(|_| TempFail)
@@ -412,6 +423,9 @@ impl Tables {
     /// `K_DOMAIN` with a value (relay `domain <t>`): the first matching entry in key order, as
     /// OpenSMTPD's sorted dict iteration finds it.
     pub fn lookup_domain(&self, table: &str, domain: &str) -> Lookup<String> {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_value(b, table, Service::Domain, domain);
+        }
         let Ok(c) = self.static_table(table) else {
             return Lookup::TempFail;
         };
@@ -440,6 +454,9 @@ impl Tables {
     /// (case-insensitive) match, else both sides are parsed as networks and compared under the
     /// entry's mask. Used as such for `from rdns <t>`, where OpenSMTPD passes the host name.
     pub fn match_netaddr_text(&self, table: &str, key: &str) -> Match {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_match(b, table, Service::Netaddr, key);
+        }
         let r = self.match_netaddr_text_untraced(table, key);
         self.trace_match(table, "NETADDR", key, &r);
         r.map_err(|_| TempFail)
@@ -469,6 +486,9 @@ impl Tables {
     /// `@domain`, `user`, `user@domain`; a domain may have `*` wildcards; an entry's user without
     /// the sub-address delimiter also matches `user+tag`.
     pub fn match_mailaddr_text(&self, table: &str, key: &str) -> Match {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_match(b, table, Service::Mailaddr, key);
+        }
         let r = self.match_mailaddr_text_untraced(table, key);
         self.trace_match(table, "MAILADDR", key, &r);
         r.map_err(|_| TempFail)
@@ -518,6 +538,9 @@ impl Tables {
     /// `K_REGEX`: POSIX extended regexes, searched (not anchored) in the lower-cased key; a
     /// pattern starting with `(?i)` is case-insensitive (moot, since both sides are lower-cased).
     pub fn match_regex(&self, table: &str, key: &str) -> Match {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_match(b, table, Service::Regex, key);
+        }
         let r = self.match_regex_untraced(table, key);
         self.trace_match(table, "REGEX", key, &r);
         r.map_err(|_| TempFail)
@@ -531,6 +554,9 @@ impl Tables {
 
     /// `K_STRING`: exact (lower-cased) key.
     pub fn match_string(&self, table: &str, key: &str) -> Match {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_match(b, table, Service::String, key);
+        }
         let r = self.match_string_untraced(table, key);
         self.trace_match(table, "STRING", key, &r);
         r.map_err(|_| TempFail)
@@ -545,11 +571,15 @@ impl Tables {
     /// The value of a key, exact (what `K_ALIAS`, `K_MAILADDRMAP`, `K_ADDRNAME`, `K_CREDENTIALS`
     /// and `K_RELAYHOST` look up in a static table).
     fn value(&self, table: &str, key: &str) -> Lookup<String> {
-        self.value_of(table, "ALIAS", key)
+        self.value_of(table, Service::Alias, key)
     }
 
     /// [`value`] for a service, traced as `-T lookup` shows it.
-    fn value_of(&self, table: &str, kind: &str, key: &str) -> Lookup<String> {
+    fn value_of(&self, table: &str, s: Service, key: &str) -> Lookup<String> {
+        if let Some(b) = self.proc_backend(table) {
+            return self.proc_value(b, table, s, key);
+        }
+        let kind = s.name();
         let r = self
             .static_table(table)
             .and_then(|c| Self::value_in(&c, key));
@@ -583,6 +613,16 @@ impl Tables {
         let Ok(key) = lower_key(user) else {
             return Lookup::TempFail;
         };
+        if let Some(b) = self.proc_backend(table) {
+            return match self.proc_value(b, table, Service::Userinfo, &key) {
+                Lookup::Found(v) => match parse_userinfo(&key, &v) {
+                    Some(u) => Lookup::Found(u),
+                    None => Lookup::TempFail,
+                },
+                Lookup::NotFound => Lookup::NotFound,
+                Lookup::TempFail => Lookup::TempFail,
+            };
+        }
         // One resolution (one stat of a db: file) for the whole lookup.
         let c = match self.lookup_in(table) {
             Ok(c) => c,
@@ -609,7 +649,7 @@ impl Tables {
 
     /// `K_CREDENTIALS`: `user:password` or just `password` (the key being the user).
     pub fn credentials(&self, table: &str, user: &str) -> Lookup<Credentials> {
-        match self.value_of(table, "CREDENTIALS", user) {
+        match self.value_of(table, Service::Credentials, user) {
             Lookup::Found(v) => match parse_credentials(&user.to_ascii_lowercase(), &v) {
                 Some(c) => Lookup::Found(c),
                 None => Lookup::TempFail,
@@ -621,7 +661,7 @@ impl Tables {
 
     /// `K_MAILADDRMAP` (listener `senders <t>`): the addresses a user may send as.
     pub fn mailaddrmap(&self, table: &str, key: &str) -> Lookup<Vec<Mailaddr>> {
-        match self.value_of(table, "MAILADDRMAP", key) {
+        match self.value_of(table, Service::Mailaddrmap, key) {
             Lookup::Found(v) => match parse_mailaddr_line(&v) {
                 Some(list) => Lookup::Found(list),
                 None => Lookup::TempFail,
@@ -634,12 +674,12 @@ impl Tables {
     /// `K_ADDRNAME` (listener `hostnames <t>`): the name to present on a local address.
     pub fn addrname(&self, table: &str, addr: IpAddr) -> Lookup<String> {
         let key = Source::Addr(addr).to_text();
-        self.value_of(table, "ADDRNAME", &key)
+        self.value_of(table, Service::Addrname, &key)
     }
 
     /// `K_RELAYHOST`: a relay URL by key.
     pub fn relayhost(&self, table: &str, key: &str) -> Lookup<String> {
-        self.value_of(table, "RELAYHOST", key)
+        self.value_of(table, Service::Relayhost, key)
     }
 }
 
