@@ -57,10 +57,10 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
     vec![
         (
             "relay",
-            // Relaying is built, TLS and AUTH included (tests/relay.rs, relay_namespace.rs);
-            // SRS is not.
-            "srs key \"secret\"\nlisten on 127.0.0.1 port 2525\naction \"out\" relay host smtps://192.0.2.1:465 tls srs\nmatch from any for any action \"out\"\n".into(),
-            vec!["c.conf:5: relay option \"srs\" is not supported by rsmtpd yet"],
+            // Relaying is built, TLS, AUTH and SRS included (tests/relay.rs,
+            // relay_namespace.rs, relay_options.rs); filters on the outbound session are not.
+            "srs key \"secret\"\nfilter f phase connect match rdns junk\nlisten on 127.0.0.1 port 2525\naction \"out\" relay host smtps://192.0.2.1:465 tls srs filter f\nmatch from any for any action \"out\"\n".into(),
+            vec!["c.conf:6: relay option \"filter\" is not supported by rsmtpd yet"],
         ),
         (
             "table-backend",

@@ -304,6 +304,10 @@ impl Parts {
         } else {
             String::new()
         };
+        // `srs`: the sender of forwarded mail (the first envelope's RCPT is not its
+        // destination) in the name of the RCPT's domain, as 6.8's MTA_MAIL; the lines of
+        // the session's deliveries name it, those of failures before a session do not.
+        let srs_sender = self.srs_sender(&relay, &sender, env0);
         let dests: Vec<Delivery> = batch
             .iter()
             .map(|w| Delivery {
@@ -421,8 +425,16 @@ impl Parts {
             Ok(b) => b,
             Err(_) => return fail_all("Error reading content file", false, &relay_name),
         };
+        let sent_sender = srs_sender.as_deref().unwrap_or(&sender);
+        let session_dests: Vec<Delivery> = batch
+            .iter()
+            .map(|w| Delivery {
+                env: &w.env,
+                sender: sent_sender,
+            })
+            .collect();
         let mut tx = Transaction::new(
-            sender.clone(),
+            sent_sender.to_string(),
             batch
                 .iter()
                 .map(|w| {
@@ -544,7 +556,7 @@ impl Parts {
                     source,
                 } => {
                     let relay_text = host_text(t.addr, ptr.as_deref());
-                    return dests
+                    return session_dests
                         .iter()
                         .zip(outcomes)
                         .map(|(d, o)| {
@@ -597,6 +609,35 @@ impl Parts {
 }
 
 impl Parts {
+    /// The SRS-rewritten sender, when the relay has `srs`, the global key is set, the sender
+    /// is an address and the first envelope was forwarded (its RCPT is not its destination).
+    fn srs_sender(
+        &self,
+        relay: &rsmtpd_config::model::Relay,
+        sender: &str,
+        env: &Envelope,
+    ) -> Option<String> {
+        let o = &self.server.config.options;
+        let key = o.srs_key.as_deref()?;
+        let rcpt = addr(&env.rcpt.user, &env.rcpt.domain);
+        if !relay.srs || !sender.contains('@') || rcpt == addr(&env.dest.user, &env.dest.domain) {
+            return None;
+        }
+        // 6.8 takes what follows the RCPT's first `@`.
+        let (_, domain) = rcpt.split_once('@')?;
+        let keys = crate::routing::srs::Keys {
+            key,
+            backup: o.srs_key_backup.as_deref(),
+            ttl_days: o.srs_ttl_days,
+        };
+        Some(crate::routing::srs::encode(
+            &keys,
+            sender,
+            domain,
+            crate::sys::date::now(),
+        ))
+    }
+
     /// The relay's TLS: the client certificate of its `pki` (else the pki named after the HELO
     /// name, if any), the anchors of its `ca` (else the ca named after the HELO name, else the
     /// system bundle), and whether a failed check ends the session: for `smtp+tls://` and

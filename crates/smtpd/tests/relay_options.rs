@@ -1,0 +1,280 @@
+//! Relay options beyond the route itself, each against the real program where it can be run as
+//! the relaying client: `srs` (the rewritten sender, the decoding of bounces to SRS
+//! addresses), as OpenSMTPD 6.8 does it. A small recording SMTP server of this test is the
+//! relay's smarthost; 6.8's transcript is kept in `tests/fixtures/relay/` and recorded again
+//! when the real program is installed (and we are root).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rsmtpd::routing::srs;
+
+/// What the recorder saw on one connection: every line the client sent.
+#[derive(Clone, Debug, Default)]
+struct Conn {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A smarthost that accepts everything and records it.
+struct Recorder {
+    port: u16,
+    conns: Arc<Mutex<Vec<Conn>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        let port = l.local_addr().expect("addr").port();
+        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
+        let c = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().map_while(Result::ok) {
+                let idx = {
+                    let mut v = c.lock().unwrap();
+                    v.push(Conn::default());
+                    v.len() - 1
+                };
+                let c = c.clone();
+                std::thread::spawn(move || serve(s, c, idx));
+            }
+        });
+        Recorder { port, conns }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.conns
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.lines.clone())
+            .collect()
+    }
+
+    /// Waits until `n` messages were received, then returns the envelope lines (MAIL, RCPT)
+    /// of each, in the order received.
+    fn wait_messages(&self, n: usize) -> Vec<String> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let lines = self.lines();
+            if lines.iter().filter(|l| *l == ".").count() >= n {
+                return lines
+                    .into_iter()
+                    .filter(|l| l.starts_with("MAIL") || l.starts_with("RCPT"))
+                    .collect();
+            }
+            assert!(Instant::now() < end, "recorder: {lines:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn serve(s: TcpStream, conns: Arc<Mutex<Vec<Conn>>>, idx: usize) {
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    let mut say = |t: &str| {
+        let _ = w.write_all(t.as_bytes());
+    };
+    say("220 rec.test ESMTP\r\n");
+    let mut data = false;
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches("\r\n")
+            .to_string();
+        if data {
+            if text == "." {
+                data = false;
+                conns.lock().unwrap()[idx].lines.push(text);
+                say("250 2.0.0 queued\r\n");
+            }
+            continue;
+        }
+        conns.lock().unwrap()[idx].lines.push(text.clone());
+        let u = text.to_ascii_uppercase();
+        if u.starts_with("EHLO") {
+            say("250-rec.test\r\n250 8BITMIME\r\n");
+        } else if u.starts_with("DATA") {
+            data = true;
+            say("354 go\r\n");
+        } else if u.starts_with("QUIT") {
+            say("221 2.0.0 bye\r\n");
+            break;
+        } else {
+            say("250 2.0.0 ok\r\n");
+        }
+    }
+    conns.lock().unwrap()[idx].closed = true;
+}
+
+/// One message from 127.0.0.2 (not a local address: only what SRS decoding flags internal
+/// matches `from local`); the replies to MAIL and each RCPT, and the final one if any RCPT
+/// was accepted.
+fn send(d: &Daemon, from: &str, rcpts: &[&str]) -> Vec<String> {
+    let mut c = connect_from("127.0.0.2", d.addr());
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let mut out = vec![c.cmd(&format!("MAIL FROM:<{from}>"))];
+    let mut any = false;
+    for r in rcpts {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>"));
+        any |= reply.starts_with("250");
+        out.push(reply);
+    }
+    if any {
+        assert!(c.cmd("DATA").starts_with("354"));
+        out.push(c.cmd("Subject: srs\r\n\r\nhello\r\n."));
+    }
+    c.cmd("QUIT");
+    let queued = regex::Regex::new(r"^250 2\.0\.0 [0-9a-f]{8} Message").unwrap();
+    out.into_iter()
+        .map(|r| {
+            queued
+                .replace(r.trim_end(), "250 2.0.0 MSGID Message")
+                .to_string()
+        })
+        .collect()
+}
+
+const KEY: &str = "the srs key";
+const UPSTREAM_KEY: &str = "another forwarder's key";
+
+/// The SRS addresses of the scenario at time `now`: our rewriting of the plain sender, an
+/// upstream forwarder's SRS0 sender, our SRS1 of it, and an address of ours 10 days old.
+fn srs_inputs(now: i64) -> [String; 4] {
+    let keys = srs::Keys {
+        key: KEY,
+        backup: None,
+        ttl_days: 4,
+    };
+    let upstream = srs::Keys {
+        key: UPSTREAM_KEY,
+        ..keys.clone()
+    };
+    let up = srs::encode(&upstream, "u@a.test", "other.test", now);
+    [
+        srs::encode(&keys, "sender@src.test", "fwd.test", now),
+        srs::encode(&keys, &up, "fwd.test", now),
+        up,
+        srs::encode(&keys, "old@src.test", "fwd.test", now - 10 * 86400),
+    ]
+}
+
+fn srs_config(rec: u16) -> String {
+    format!(
+        "srs key \"{KEY}\"\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         table v {{ \"alice@fwd.test\" = \"bob@dst.test\" }}\n\
+         action \"in\" maildir virtual <v>\n\
+         action \"out\" relay host smtp://127.0.0.1:{rec} srs\n\
+         match from local for domain \"fwd.test\" action \"out\"\n\
+         match from any for domain \"fwd.test\" action \"in\"\n\
+         match from any for domain \"dst.test\" action \"out\"\n"
+    )
+}
+
+/// Forwarded mail (alice@fwd.test is bob@dst.test) from a plain and from an SRS0 sender, mail
+/// that is not forwarded, then bounces to what the recorder saw: SRS0 and SRS1 addresses of
+/// ours, one with a bad hash, one expired. Returns the time it ran at, every reply, the
+/// envelope lines the recorder received, and the `SRS failed` log lines.
+fn srs_scenario(bin: &str) -> (i64, Vec<String>, Vec<String>, Vec<String>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rec = Recorder::start();
+    let d = Daemon::start_with(bin, &srs_config(rec.port), &[]);
+    let [_, _, upstream, expired] = srs_inputs(now);
+    let mut replies = Vec::new();
+    replies.extend(send(&d, "sender@src.test", &["alice@fwd.test"]));
+    rec.wait_messages(1);
+    replies.extend(send(&d, &upstream, &["alice@fwd.test"]));
+    rec.wait_messages(2);
+    replies.extend(send(&d, "carol@src.test", &["dave@dst.test"]));
+    let seen = rec.wait_messages(3);
+    let srs_from: Vec<String> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("MAIL FROM:<"))
+        .filter(|a| a.starts_with("SRS"))
+        .map(|a| a.trim_end_matches('>').to_string())
+        .collect();
+    assert_eq!(srs_from.len(), 2, "{seen:#?}");
+    replies.extend(send(&d, "", &[&srs_from[0]]));
+    rec.wait_messages(4);
+    replies.extend(send(&d, "", &[&srs_from[1]]));
+    rec.wait_messages(5);
+    // A hash that is not ours.
+    let bad = "SRS0=AAAA=AA=src.test=sender@fwd.test";
+    replies.extend(send(&d, "", &[bad, &expired]));
+    // Mail with a sender is not decoded.
+    replies.extend(send(&d, "x@y.test", &[&srs_from[0]]));
+    d.wait_log(|l| l.contains("SRS failed to decode") && l.contains(&expired));
+    let fails = d
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("SRS failed"))
+        .collect();
+    (now, replies, rec.wait_messages(5), fails)
+}
+
+const SRS_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/relay/srs.txt");
+
+/// The scenario's results as the fixture keeps them: the time, then each section.
+fn srs_text(now: i64, replies: &[String], seen: &[String], fails: &[String]) -> String {
+    let mut out = format!("now {now}\n");
+    for (name, v) in [("replies", replies), ("relayed", seen), ("log", fails)] {
+        out.push_str(&format!("[{name}]\n"));
+        for l in v {
+            out.push_str(&format!("{}\n", l.replace('\n', "\\n")));
+        }
+    }
+    out
+}
+
+/// The fixture moved to another time: the SRS addresses of its time replaced by ours at `now`.
+/// Each must appear in it: that is the check of our rewriting against 6.8's at 6.8's time.
+fn srs_fixture_at(now: i64) -> String {
+    let text = std::fs::read_to_string(SRS_FIXTURE).expect("srs fixture");
+    let then: i64 = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("now "))
+        .and_then(|t| t.parse().ok())
+        .expect("fixture time");
+    let mut text = text.replacen(&format!("now {then}"), &format!("now {now}"), 1);
+    for (a, b) in srs_inputs(then).iter().zip(srs_inputs(now)) {
+        assert!(text.contains(a.as_str()), "6.8 wrote no {a}: {text}");
+        text = text.replace(a.as_str(), &b);
+    }
+    text
+}
+
+#[test]
+fn srs_rewrites_and_decodes_as_opensmtpd() {
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none()
+        && require_real("recording OpenSMTPD's SRS transcript")
+    {
+        let _lock = real_lock();
+        let (now, replies, seen, fails) = srs_scenario(REAL_SMTPD);
+        let text = srs_text(now, &replies, &seen, &fails);
+        if std::env::var_os("RSMTPD_RERECORD").is_some() {
+            std::fs::write(SRS_FIXTURE, &text).unwrap();
+        }
+        assert_eq!(
+            text,
+            srs_fixture_at(now),
+            "6.8 changed: RSMTPD_RERECORD=1 to record"
+        );
+    }
+    let (now, replies, seen, fails) = srs_scenario(env!("CARGO_BIN_EXE_smtpd"));
+    assert_eq!(srs_text(now, &replies, &seen, &fails), srs_fixture_at(now));
+}
