@@ -278,3 +278,202 @@ fn srs_rewrites_and_decodes_as_opensmtpd() {
     let (now, replies, seen, fails) = srs_scenario(env!("CARGO_BIN_EXE_smtpd"));
     assert_eq!(srs_text(now, &replies, &seen, &fails), srs_fixture_at(now));
 }
+
+fn plain_config(rec: u16) -> String {
+    format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         action \"out\" relay host smtp://127.0.0.1:{rec}\n\
+         match from any for any action \"out\"\n"
+    )
+}
+
+fn ctl_bin(bin: &str) -> std::path::PathBuf {
+    if bin == REAL_SMTPD {
+        std::path::PathBuf::from("/usr/sbin/smtpctl")
+    } else {
+        smtpctl()
+    }
+}
+
+fn show(bin: &str, d: &Daemon, what: &str) -> Vec<String> {
+    let out = ctl_with(&ctl_bin(bin), d, "smtpctl", &["show", what], "", None);
+    assert!(out.status.success(), "{bin}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `smtpctl show hosts` and `show relays` while a session waits in its keep-alive, and once
+/// it has ended, as 6.8 prints them (checked live when it is installed). The relay's
+/// `timeout=`/`wait=` are 6.8's connector timers, which we do not have: compared masked.
+#[test]
+fn show_hosts_and_relays_as_opensmtpd() {
+    let run = |bin: &str| {
+        let rec = Recorder::start();
+        let d = Daemon::start_with(bin, &plain_config(rec.port), &[]);
+        send(&d, "a@src.test", &["b@dst.test"]);
+        d.wait_log(|l| l.contains("mta delivery"));
+        let port = format!("port={}", rec.port);
+        let wait = regex::Regex::new(r"timeout=\S+ wait=\S*$").unwrap();
+        let mut out: Vec<String> = show(bin, &d, "hosts");
+        out.extend(show(bin, &d, "relays").iter().map(|l| {
+            wait.replace(&l.replace(&port, "port=PORT"), "timeout=T wait=W")
+                .to_string()
+        }));
+        d.wait_log(|l| l.contains("mta disconnected"));
+        std::thread::sleep(Duration::from_millis(500));
+        out.push("after the session:".into());
+        out.extend(show(bin, &d, "hosts"));
+        out.extend(show(bin, &d, "relays"));
+        out
+    };
+    let want = [
+        "127.0.0.1 localhost refcount=2 nconn=1 lastconn=0s",
+        "[relay:127.0.0.1,port=PORT,smtp,mx] refcount=2 ntask=0 nconn=1 lastconn=0s timeout=T wait=W",
+        "  connector [] refcount=0 nconn=1 lastconn=0s timeout=- flags=",
+        "after the session:",
+    ];
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("show hosts of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+/// A smarthost that holds each message's final reply `hold`, counting the connections open
+/// at once (the most seen) and the messages of each connection.
+struct Sink {
+    port: u16,
+    stats: Arc<Mutex<SinkStats>>,
+}
+
+#[derive(Default, Debug, Clone)]
+struct SinkStats {
+    open: usize,
+    max_open: usize,
+    /// Messages per connection, in the order connections were accepted.
+    messages: Vec<usize>,
+}
+
+impl Sink {
+    fn start(hold: Duration) -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = l.local_addr().expect("addr").port();
+        let stats: Arc<Mutex<SinkStats>> = Arc::default();
+        let st = stats.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().map_while(Result::ok) {
+                let st = st.clone();
+                let idx = {
+                    let mut g = st.lock().unwrap();
+                    g.open += 1;
+                    g.max_open = g.max_open.max(g.open);
+                    g.messages.push(0);
+                    g.messages.len() - 1
+                };
+                std::thread::spawn(move || {
+                    sink_serve(s, hold, &st, idx);
+                    st.lock().unwrap().open -= 1;
+                });
+            }
+        });
+        Sink { port, stats }
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.stats.lock().unwrap().clone()
+    }
+
+    fn wait_messages(&self, n: usize) -> SinkStats {
+        let end = Instant::now() + Duration::from_secs(90);
+        loop {
+            let s = self.stats();
+            if s.messages.iter().sum::<usize>() >= n {
+                return s;
+            }
+            assert!(Instant::now() < end, "sink: {s:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn sink_serve(s: TcpStream, hold: Duration, st: &Arc<Mutex<SinkStats>>, idx: usize) {
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    let mut say = |t: &str| {
+        let _ = w.write_all(t.as_bytes());
+    };
+    say("220 sink.test ESMTP\r\n");
+    let mut data = false;
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if data {
+            if line == b".\r\n" {
+                data = false;
+                std::thread::sleep(hold);
+                st.lock().unwrap().messages[idx] += 1;
+                say("250 2.0.0 queued\r\n");
+            }
+            continue;
+        }
+        let u = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        if u.starts_with("EHLO") {
+            say("250-sink.test\r\n250 8BITMIME\r\n");
+        } else if u.starts_with("DATA") {
+            data = true;
+            say("354 go\r\n");
+        } else if u.starts_with("QUIT") {
+            say("221 2.0.0 bye\r\n");
+            return;
+        } else {
+            say("250 2.0.0 ok\r\n");
+        }
+    }
+}
+
+/// `mta limit max-conn-per-host N` and `session-mail-max N` take effect: 8 messages queued at
+/// once, each held 400 ms by the smarthost, never have more than 2 connections open at once,
+/// nor more than 3 messages on one connection; without the limits, more connections open at
+/// once (up to 6.8's default of 5 per route). 6.8 (its connection delays set to 0, which it
+/// would otherwise spend between connections) keeps the same limits.
+#[test]
+fn mta_limits_cap_connections_and_messages_per_session() {
+    let run = |bin: &str, limits: &str| {
+        let sink = Sink::start(Duration::from_millis(400));
+        let conf = format!(
+            "{limits}listen on 127.0.0.1 port @PORT@\n\
+             action \"out\" relay host smtp://127.0.0.1:{}\n\
+             match from any for any action \"out\"\n",
+            sink.port
+        );
+        let d = Daemon::start_with(bin, &conf, &[]);
+        // All queued before the relay starts: the scheduler is paused meanwhile.
+        let ctl = ctl_with(&ctl_bin(bin), &d, "smtpctl", &["pause", "mta"], "", None);
+        assert!(ctl.status.success(), "{ctl:?}");
+        for i in 0..8 {
+            send(&d, "a@src.test", &[&format!("rcpt{i}@dst.test")]);
+        }
+        let ctl = ctl_with(&ctl_bin(bin), &d, "smtpctl", &["resume", "mta"], "", None);
+        assert!(ctl.status.success(), "{ctl:?}");
+        sink.wait_messages(8)
+    };
+    let limited = "mta limit max-conn-per-host 2 session-mail-max 3\n";
+    let check = |s: &SinkStats| {
+        assert_eq!(s.max_open, 2, "{s:?}");
+        assert!(s.messages.iter().all(|n| *n <= 3), "{s:?}");
+        assert!(s.messages.len() >= 3, "{s:?}");
+    };
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("mta limits of 6.8") {
+        let _lock = real_lock();
+        let no_delays = "mta limit conn-delay-route 0 conn-delay-relay 0\n";
+        check(&run(REAL_SMTPD, &format!("{no_delays}{limited}")));
+    }
+    check(&run(env!("CARGO_BIN_EXE_smtpd"), limited));
+    let free = run(env!("CARGO_BIN_EXE_smtpd"), "");
+    assert!((3..=5).contains(&free.max_open), "{free:?}");
+}

@@ -55,15 +55,18 @@ pub struct RelayAgent {
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
+    conns: Arc<super::limits::Conns>,
 }
 
 impl RelayAgent {
     pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
         let routes: Arc<Routes> = Arc::default();
         let hoststats: Arc<super::HostStats> = Arc::default();
+        let conns: Arc<super::limits::Conns> = Arc::default();
         let _ = server.relay.set(Arc::new(super::Views {
             routes: routes.clone(),
             hoststats: hoststats.clone(),
+            conns: conns.clone(),
         }));
         RelayAgent {
             server: server.clone(),
@@ -75,6 +78,7 @@ impl RelayAgent {
             batches: Arc::default(),
             src_turn: Arc::default(),
             tls: Arc::default(),
+            conns,
         }
     }
 }
@@ -138,6 +142,7 @@ impl RelayAgent {
             src_turn: self.src_turn.clone(),
             tls: self.tls.clone(),
             hoststats: self.hoststats.clone(),
+            conns: self.conns.clone(),
         })
     }
 }
@@ -153,6 +158,7 @@ struct Parts {
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
+    conns: Arc<super::limits::Conns>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -475,9 +481,24 @@ impl Parts {
                 Some(list)
             }
         };
+        let limits = super::limits::Limits::for_domain(&self.server.config, &relay_name);
+        let relay_id = relay_text(
+            &relay,
+            &relay_name,
+            &dest,
+            scheme,
+            port,
+            label.as_deref(),
+            &self.server.hostname,
+        );
         let mut tried = false;
         let mut no_source = false;
         for t in &targets {
+            // `mta limit inet4|inet6`: the other family is not used (6.8's family mismatch).
+            if !limits.allows(t.addr) {
+                no_source = true;
+                continue;
+            }
             // A source of the target's family, the next in turn (6.8 pairs each source with
             // the hosts it can reach).
             let src = match &sources {
@@ -525,6 +546,7 @@ impl Parts {
                 Scheme::Smtps | Scheme::SmtpNoTls | Scheme::Lmtp => Tls::Off,
             };
             cc.auth = auth.clone();
+            cc.keepalive = limits.keepalive;
             let tls = (!matches!(scheme, Scheme::SmtpNoTls | Scheme::Lmtp))
                 .then(|| self.tls_setup(&relay, &helo, scheme));
             let c = Connect {
@@ -541,6 +563,13 @@ impl Parts {
                 tls,
                 smtps: scheme == Scheme::Smtps,
                 mx_name: t.mx.clone(),
+                conn: super::limits::ConnKey {
+                    relay: relay_id.clone(),
+                    domain: relay_name.clone(),
+                    src,
+                    addr: t.addr,
+                },
+                limits: limits.clone(),
             };
             let (reply, _) = oneshot::channel();
             let job = Job {
@@ -548,7 +577,7 @@ impl Parts {
                 body: body.clone(),
                 reply,
             };
-            match run_job(&self.pool, &self.routes, c, job).await {
+            match run_job(&self.pool, &self.routes, &self.conns, c, job).await {
                 JobResult::NotStarted => continue,
                 JobResult::Done {
                     outcomes,
@@ -683,6 +712,55 @@ impl Parts {
             })
             .collect()
     }
+}
+
+/// 6.8's `mta_relay_to_text`: `[relay:DOMAIN,port=N,SCHEME,auth=T:L,pki_name=P,mx,backup=B,
+/// sourcetable=T,helotable=T,heloname=H]`, each part when it applies (`mx` for a smarthost,
+/// whose "domain" is a host; the port when it is not the scheme's own).
+#[allow(clippy::too_many_arguments)]
+fn relay_text(
+    r: &rsmtpd_config::model::Relay,
+    name: &str,
+    dest: &Destination,
+    scheme: Scheme,
+    port: u16,
+    label: Option<&str>,
+    hostname: &str,
+) -> String {
+    let mut t = format!("[relay:{name}");
+    let smarthost = matches!(dest, Destination::Smarthost(_));
+    let default_port = match scheme {
+        Scheme::Smtps => 465,
+        _ => 25,
+    };
+    if smarthost && port != default_port {
+        t.push_str(&format!(",port={port}"));
+    }
+    t.push(',');
+    t.push_str(scheme_word(scheme));
+    if let (Some(table), Some(l)) = (&r.auth, label) {
+        t.push_str(&format!(",auth={table}:{l}"));
+    }
+    if let Some(p) = &r.pki {
+        t.push_str(&format!(",pki_name={p}"));
+    }
+    if smarthost {
+        t.push_str(",mx");
+    }
+    if let Some(b) = &r.backup {
+        t.push_str(&format!(",backup={}", b.as_deref().unwrap_or(hostname)));
+    }
+    if let Some(s) = &r.src {
+        t.push_str(&format!(",sourcetable={s}"));
+    }
+    if let Some(h) = &r.helo_src {
+        t.push_str(&format!(",helotable={h}"));
+    }
+    if let Some(h) = &r.helo {
+        t.push_str(&format!(",heloname={h}"));
+    }
+    t.push(']');
+    t
 }
 
 fn scheme_word(s: Scheme) -> &'static str {

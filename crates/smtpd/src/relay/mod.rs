@@ -4,6 +4,7 @@
 //! keeps idle connections for more messages, [`url`] reads relay URLs.
 
 pub mod agent;
+pub mod limits;
 pub mod route;
 pub mod session;
 pub mod tls;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 pub struct Views {
     pub routes: Arc<route::Routes>,
     pub hoststats: Arc<HostStats>,
+    pub conns: Arc<limits::Conns>,
 }
 
 impl crate::server::RelayViews for Views {
@@ -34,6 +36,60 @@ impl crate::server::RelayViews for Views {
     fn resume_route(&self, id: u64) {
         self.routes.resume(id)
     }
+
+    /// 6.8's `ADDR PTR refcount=N nconn=N lastconn=DURATION` per destination address.
+    fn hosts(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        self.conns
+            .hosts()
+            .into_iter()
+            .map(|(addr, c)| {
+                // 6.8's refcount: each route's reference, and the MX list's.
+                format!(
+                    "{} {} refcount={} nconn={} lastconn={}",
+                    crate::sys::compat::addr_text(&addr),
+                    self.routes.ptr(addr).unwrap_or_else(|| "(null)".into()),
+                    c.nconn + 1,
+                    c.nconn,
+                    since(c.last, now)
+                )
+            })
+            .collect()
+    }
+
+    /// 6.8's `mta_relay_show`: each relay, then its connectors (one per source).
+    fn relays(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for (relay, c, connectors) in self.conns.relays() {
+            // 6.8's refcounts: the relay's, one per session and one of its own; a
+            // connector's, 0 (nothing refers to it but its relay). Its relay's timer and
+            // wait states (`timeout=1s wait=connector` between tasks) are of 6.8's
+            // connector scheduling, which we do not have: `-` and none.
+            out.push(format!(
+                "{relay} refcount={} ntask=0 nconn={} lastconn={} timeout=- wait=",
+                c.nconn + 1,
+                c.nconn,
+                since(c.last, now)
+            ));
+            for (src, cc) in connectors {
+                out.push(format!(
+                    "  connector {} refcount=0 nconn={} lastconn={} timeout=- flags=",
+                    src.map_or("[]".to_string(), |a| crate::sys::compat::addr_text(&a)),
+                    cc.nconn,
+                    since(cc.last, now)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `lastconn=`: the time since the last connection (`duration_to_text`), `-` for none.
+fn since(last: Option<std::time::Instant>, now: std::time::Instant) -> String {
+    last.map_or("-".to_string(), |l| {
+        crate::scheduler::duration_to_text(now.saturating_duration_since(l).as_secs() as i64)
+    })
 }
 
 /// How long a host's last result is kept for `show hoststats` (6.8's

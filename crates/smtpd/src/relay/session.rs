@@ -3,7 +3,8 @@
 //! logs what 6.8's mta logs (`connecting`, `connected`, `tls`, `server-cert-check`, `error`,
 //! `disconnected`),
 //! runs the transactions it is given, and stays idle in the [`Pool`] for the client's
-//! keep-alive (10 s) in case another message goes the same way.
+//! keep-alive (10 s, `session-keepalive`) in case another message goes the same way, up to
+//! `session-mail-max` messages.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::limits::{ConnKey, Conns, Limits, Slot, Wait};
 use super::route::Routes;
 use super::tls::{Stream, TlsSetup};
 use super::url::Scheme;
@@ -63,6 +65,8 @@ type Idle = (u64, mpsc::Sender<Job>);
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Woken when a session goes idle: a batch held by a limit may take it.
+    changed: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -80,6 +84,7 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.entry(key.clone()).or_default().push((id, s));
         }
+        self.changed.notify_waiters();
     }
 
     /// False when someone took the session meanwhile (its job is on the way).
@@ -112,21 +117,57 @@ pub struct Connect {
     pub smtps: bool,
     /// The name the server's certificate must carry: the MX or smarthost name.
     pub mx_name: String,
+    /// What a new connection counts against, and the relay's limits.
+    pub conn: ConnKey,
+    pub limits: Limits,
 }
 
-/// Runs `job` on an idle session to the same destination, or on a new one.
-pub async fn run_job(pool: &Arc<Pool>, routes: &Arc<Routes>, c: Connect, job: Job) -> JobResult {
+/// 6.8's `DELAY_CHECK_LIMIT`: how often a batch held by a limit looks again, at the latest.
+const DELAY_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs `job` on an idle session to the same destination, or on a new one when the limits
+/// allow it; else waits until a session goes idle or ends, or a connection delay is over.
+pub async fn run_job(
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    conns: &Arc<Conns>,
+    c: Connect,
+    job: Job,
+) -> JobResult {
     let (tx, rx) = oneshot::channel();
     let mut job = Job { reply: tx, ..job };
-    if let Some(s) = pool.take(&c.key) {
-        match s.send(job).await {
-            Ok(()) => return rx.await.unwrap_or(JobResult::NotStarted),
-            // The session ended meanwhile: a new one.
-            Err(mpsc::error::SendError(j)) => job = j,
+    loop {
+        // Registered before looking, so that a change meanwhile is not missed.
+        let idle_changed = pool.changed.notified();
+        let conns_changed = conns.changed.notified();
+        tokio::pin!(idle_changed, conns_changed);
+        idle_changed.as_mut().enable();
+        conns_changed.as_mut().enable();
+        if let Some(s) = pool.take(&c.key) {
+            match s.send(job).await {
+                Ok(()) => return rx.await.unwrap_or(JobResult::NotStarted),
+                // The session ended meanwhile: look again.
+                Err(mpsc::error::SendError(j)) => {
+                    job = j;
+                    continue;
+                }
+            }
+        }
+        let now = Instant::now();
+        let until = match conns.open(&c.conn, &c.limits, now) {
+            Ok(slot) => {
+                tokio::spawn(session(pool.clone(), routes.clone(), c, job, slot));
+                return rx.await.unwrap_or(JobResult::NotStarted);
+            }
+            Err(Wait::Limit) => now + DELAY_CHECK_LIMIT,
+            Err(Wait::Until(t)) => t.min(now + DELAY_CHECK_LIMIT),
+        };
+        tokio::select! {
+            _ = idle_changed => {}
+            _ = conns_changed => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
         }
     }
-    tokio::spawn(session(pool.clone(), routes.clone(), c, job));
-    rx.await.unwrap_or(JobResult::NotStarted)
 }
 
 /// A connection from `src` (bound first, port chosen by the system), or from the system's
@@ -151,7 +192,9 @@ enum Attempt {
     Downgrade,
 }
 
-async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
+/// A session from its first connection to its end; `_slot` counts it against the limits
+/// until then.
+async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job, _slot: Slot) {
     let id = rand::random::<u64>();
     let mut cfg = c.client.clone();
     let mut scheme_text = c.key.scheme.text();
@@ -395,6 +438,11 @@ async fn connected(
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
         let idle = client.is_idle() && current.is_none() && next.is_none();
+        // `session-mail-max`: enough messages on this session (6.8's MTA_READY).
+        if idle && client.messages() >= c.limits.session_mail_max {
+            client.quit(Instant::now());
+            continue;
+        }
         if idle {
             pool.register(&key, id, jobs_tx.clone());
         }
