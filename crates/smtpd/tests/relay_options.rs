@@ -477,3 +477,110 @@ fn mta_limits_cap_connections_and_messages_per_session() {
     let free = run(env!("CARGO_BIN_EXE_smtpd"), "");
     assert!((3..=5).contains(&free.max_open), "{free:?}");
 }
+
+/// A [`Sink`] on a fixed port that can be taken down (connections refused) and up again.
+struct SwitchSink {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    stats: Arc<Mutex<SinkStats>>,
+}
+
+impl SwitchSink {
+    fn start() -> SwitchSink {
+        let port = free_port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let stats: Arc<Mutex<SinkStats>> = Arc::default();
+        let (u, st) = (up.clone(), stats.clone());
+        std::thread::spawn(move || {
+            let mut listener: Option<TcpListener> = None;
+            loop {
+                if !u.load(std::sync::atomic::Ordering::SeqCst) {
+                    listener = None;
+                } else if listener.is_none() {
+                    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind switch sink");
+                    l.set_nonblocking(true).expect("nonblocking");
+                    listener = Some(l);
+                }
+                match listener.as_ref().map(|l| l.accept()) {
+                    Some(Ok((s, _))) => {
+                        let _ = s.set_nonblocking(false);
+                        let st = st.clone();
+                        let idx = {
+                            let mut g = st.lock().unwrap();
+                            g.messages.push(0);
+                            g.messages.len() - 1
+                        };
+                        std::thread::spawn(move || sink_serve(s, Duration::ZERO, &st, idx));
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        SwitchSink { port, up, stats }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fn messages(&self) -> usize {
+        self.stats.lock().unwrap().messages.iter().sum()
+    }
+}
+
+/// `mta max-deferred`: a message that failed on every route of its domain (connection
+/// refused) is sent again as soon as another message to the domain is accepted, instead of at
+/// its next retry 400 s later; with `mta max-deferred 0` it waits for that retry. As 6.8 does
+/// (checked live when it is installed).
+#[test]
+fn mta_max_deferred_reschedules_when_the_domain_is_back() {
+    let run = |bin: &str, extra: &str| {
+        let sink = SwitchSink::start();
+        let conf = format!(
+            "{extra}listen on 127.0.0.1 port @PORT@\n\
+             action \"out\" relay host smtp://127.0.0.1:{}\n\
+             match from any for any action \"out\"\n",
+            sink.port
+        );
+        let d = Daemon::start_with(bin, &conf, &[]);
+        // A result for dst.test first: 6.8 defers only for a domain it has one for.
+        send(&d, "a@src.test", &["first@dst.test"]);
+        d.wait_log(|l| l.contains("mta delivery") && l.contains("first@dst.test"));
+        d.wait_log_for(Duration::from_secs(20), |l| l.contains("mta disconnected"));
+        sink.set_up(false);
+        send(&d, "a@src.test", &["deferred@dst.test"]);
+        d.wait_log_for(Duration::from_secs(30), |l| {
+            l.contains("mta delivery") && l.contains("deferred@dst.test")
+        });
+        // 6.8 forgets the route with its relay once idle, so that the refused connection is
+        // a new route's first and disables it for 15 s; ours remembers that it worked.
+        if d.log()
+            .iter()
+            .any(|l| l.starts_with("smtp-out: Disabling route"))
+        {
+            d.wait_log_for(Duration::from_secs(30), |l| {
+                l.starts_with("smtp-out: Enabling route")
+            });
+        }
+        sink.set_up(true);
+        send(&d, "a@src.test", &["again@dst.test"]);
+        // 6.8 waits 2 s between two connections of a relay, more after an error.
+        let window = if bin == REAL_SMTPD { 30 } else { 8 };
+        let end = Instant::now() + Duration::from_secs(window);
+        while sink.messages() < 3 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sink.messages()
+    };
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("max-deferred of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(
+            run(REAL_SMTPD, ""),
+            3,
+            "6.8 sent the deferred message again"
+        );
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd"), ""), 3);
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd"), "mta max-deferred 0\n"), 2);
+}

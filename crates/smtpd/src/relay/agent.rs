@@ -594,13 +594,13 @@ impl Parts {
                                 Outcome::Delivered(r) => r.line(),
                                 Outcome::TempFail(t, _) | Outcome::PermFail(t, _) => t.clone(),
                             };
-                            self.hoststats.update(
-                                &d.env.dest.domain,
-                                &stat,
-                                crate::sys::date::now(),
-                            );
+                            let domain = &d.env.dest.domain;
+                            self.hoststats.undefer(domain, d.env.id.0);
+                            self.hoststats
+                                .update(domain, &stat, crate::sys::date::now());
                             match o {
                                 Outcome::Delivered(r) => {
+                                    self.reschedule_deferred(domain);
                                     d.log(session, source, &relay_text, "Ok", &r.line());
                                     AgentResult::Ok
                                 }
@@ -633,7 +633,32 @@ impl Parts {
         } else {
             "No valid route to destination"
         };
+        // Every route failed: the envelopes wait for the domain to accept mail again (6.8
+        // caches them when all its connectors have route errors).
+        if text != "Address family mismatch on destination MXs" {
+            let max = self.server.config.options.mta_max_deferred;
+            for w in batch {
+                self.hoststats.defer(&w.env.dest.domain, w.env.id.0, max);
+            }
+        }
         fail_all(text, false, &relay_name)
+    }
+
+    /// `mta_hoststat_reschedule`: the envelopes deferred for `domain` are due now.
+    fn reschedule_deferred(&self, domain: &str) {
+        let ids = self.hoststats.take_deferred(domain);
+        if ids.is_empty() {
+            return;
+        }
+        let Some(h) = self.server.scheduler.get().cloned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            for id in ids {
+                h.schedule(crate::scheduler::Target::Envelope(crate::queue::EvpId(id)))
+                    .await;
+            }
+        });
     }
 }
 

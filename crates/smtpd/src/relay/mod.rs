@@ -98,17 +98,35 @@ const HOSTSTAT_EXPIRE: i64 = 4 * 3600;
 
 /// The last result of a delivery to each destination domain, as 6.8's mta keeps it for
 /// `smtpctl show hoststats` (`mta_hoststat_update`: every recipient a session decided on,
-/// delivered or not; not the failures before a session, such as a failed MX lookup).
+/// delivered or not; not the failures before a session, such as a failed MX lookup), with the
+/// envelopes deferred for it (`mta max-deferred`).
 #[derive(Default)]
 pub struct HostStats {
-    /// By lower-cased domain (6.8's dict: sorted by name): (time, reply or error text).
-    map: Mutex<BTreeMap<String, (i64, String)>>,
+    /// By lower-cased domain (6.8's dict: sorted by name).
+    map: Mutex<BTreeMap<String, HostStat>>,
+}
+
+struct HostStat {
+    time: i64,
+    text: String,
+    /// Envelopes that failed on every route of the domain, to schedule again as soon as a
+    /// recipient of it is accepted (6.8's `hs->deferred`), at most `mta max-deferred`.
+    deferred: std::collections::BTreeSet<u64>,
 }
 
 impl HostStats {
     pub fn update(&self, domain: &str, text: &str, now: i64) {
         if let Ok(mut m) = self.map.lock() {
-            m.insert(domain.to_ascii_lowercase(), (now, text.to_string()));
+            m.retain(|_, h| now - h.time < HOSTSTAT_EXPIRE);
+            let h = m
+                .entry(domain.to_ascii_lowercase())
+                .or_insert_with(|| HostStat {
+                    time: now,
+                    text: String::new(),
+                    deferred: Default::default(),
+                });
+            h.time = now;
+            h.text = text.to_string();
         }
     }
 
@@ -117,10 +135,42 @@ impl HostStats {
         let Ok(mut m) = self.map.lock() else {
             return Vec::new();
         };
-        m.retain(|_, (t, _)| now - *t < HOSTSTAT_EXPIRE);
+        m.retain(|_, h| now - h.time < HOSTSTAT_EXPIRE);
         m.iter()
-            .map(|(d, (t, text))| format!("{d}|{t}|{text}"))
+            .map(|(d, h)| format!("{d}|{}|{}", h.time, h.text))
             .collect()
+    }
+
+    /// `mta_hoststat_cache`: keeps the envelope for a rescheduling, when the domain has a
+    /// result and fewer than `max` are kept.
+    pub fn defer(&self, domain: &str, evpid: u64, max: i64) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(h) = m.get_mut(&domain.to_ascii_lowercase()) {
+                if (h.deferred.len() as i64) < max {
+                    h.deferred.insert(evpid);
+                }
+            }
+        }
+    }
+
+    /// `mta_hoststat_uncache`: the envelope is being tried.
+    pub fn undefer(&self, domain: &str, evpid: u64) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(h) = m.get_mut(&domain.to_ascii_lowercase()) {
+                h.deferred.remove(&evpid);
+            }
+        }
+    }
+
+    /// `mta_hoststat_reschedule`: the domain accepted a recipient; its deferred envelopes, to
+    /// schedule now.
+    pub fn take_deferred(&self, domain: &str) -> Vec<u64> {
+        let Ok(mut m) = self.map.lock() else {
+            return Vec::new();
+        };
+        m.get_mut(&domain.to_ascii_lowercase())
+            .map(|h| std::mem::take(&mut h.deferred).into_iter().collect())
+            .unwrap_or_default()
     }
 }
 
