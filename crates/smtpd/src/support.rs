@@ -110,8 +110,6 @@ features! {
 /// implements it. Grouped by the work that will implement them, a comment between groups, so
 /// that branches removing lines of different groups do not touch the same lines.
 pub const NOT_YET: &[Feature] = &[
-    // relaying (issue: relay): all but filters on the outbound session
-    Feature::RelayFilter,
     // external table backends (table-* programs)
     Feature::TableBackend,
     // listener options with no issue yet

@@ -57,10 +57,10 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
     vec![
         (
             "relay",
-            // Relaying is built, TLS, AUTH and SRS included (tests/relay.rs,
-            // relay_namespace.rs, relay_options.rs); filters on the outbound session are not.
-            "srs key \"secret\"\nfilter f phase connect match rdns junk\nlisten on 127.0.0.1 port 2525\naction \"out\" relay host smtps://192.0.2.1:465 tls srs filter f\nmatch from any for any action \"out\"\n".into(),
-            vec!["c.conf:6: relay option \"filter\" is not supported by rsmtpd yet"],
+            // Relaying is built, every option of it (tests/relay.rs, relay_namespace.rs,
+            // relay_options.rs); the listener's proxy-v2 is not.
+            "srs key \"secret\"\nfilter f phase connect match rdns junk\nlisten on 127.0.0.1 port 2525 proxy-v2\naction \"out\" relay host smtps://192.0.2.1:465 tls srs filter f\nmatch from any for any action \"out\"\n".into(),
+            vec!["c.conf:5: listener option \"proxy-v2\" is not supported by rsmtpd yet"],
         ),
         (
             "table-backend",

@@ -584,3 +584,134 @@ fn mta_max_deferred_reschedules_when_the_domain_is_back() {
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd"), ""), 3);
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd"), "mta max-deferred 0\n"), 2);
 }
+
+/// The smtp-out recorder's lines, with what differs run to run replaced.
+fn normalize_reports(text: &str, rec_port: u16) -> Vec<String> {
+    let mut sessions: Vec<String> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let port = format!(":{rec_port}");
+    let src_port = regex::Regex::new(r"^127\.0\.0\.1:[0-9]+$").unwrap();
+    text.lines()
+        .map(|line| {
+            let mut f: Vec<String> = line.split('|').map(str::to_string).collect();
+            if f.len() > 5 && f[0] == "report" {
+                f[2] = "TIME".into();
+                let s = f[5].clone();
+                let n = sessions.iter().position(|x| *x == s).unwrap_or_else(|| {
+                    sessions.push(s.clone());
+                    sessions.len() - 1
+                });
+                f[5] = format!("SESSION{n}");
+                for x in f.iter_mut().skip(6) {
+                    if src_port.is_match(x) && !x.ends_with(&port) {
+                        *x = "127.0.0.1:SRCPORT".into();
+                    }
+                    *x = x.replace(&port, ":PORT");
+                }
+                if f[4].starts_with("tx-") && f.len() > 6 {
+                    let m = f[6].clone();
+                    let k = ids.iter().position(|x| *x == m).unwrap_or_else(|| {
+                        ids.push(m.clone());
+                        ids.len() - 1
+                    });
+                    f[6] = format!("MSG{k}");
+                    if f[4] == "tx-envelope" && f.len() > 7 {
+                        f[7] = "EVPID".into();
+                    }
+                }
+            }
+            f.join("|")
+        })
+        .collect()
+}
+
+fn filter_scenario(bin: &str) -> Vec<String> {
+    let rec = Recorder::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("recorder.py");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/filter-out/recorder.py"),
+        &script,
+    )
+    .expect("copy recorder");
+    let _ = std::process::Command::new("chmod")
+        .args(["0777", dir.path().to_str().unwrap_or("/")])
+        .status();
+    let d_ = dir.path().to_str().expect("utf-8");
+    let conf = format!(
+        "filter rec proc-exec \"/usr/bin/python3 {d_}/recorder.py {d_}/rec.log\"\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         action \"out\" relay host smtp://127.0.0.1:{} filter rec\n\
+         match from any for any action \"out\"\n",
+        rec.port
+    );
+    let d = Daemon::start_with(bin, &conf, &[]);
+    send(&d, "a@src.test", &["b@dst.test", "c@dst.test"]);
+    d.wait_log_for(Duration::from_secs(30), |l| l.contains("mta disconnected"));
+    std::thread::sleep(Duration::from_millis(500));
+    let text = std::fs::read_to_string(dir.path().join("rec.log")).unwrap_or_default();
+    sort_rcpts(normalize_reports(&text, rec.port))
+}
+
+/// The RCPTs of a transaction in address order (neither daemon promises one): each RCPT's
+/// four lines (protocol-client, tx-envelope, protocol-server, tx-rcpt) moved as one.
+fn sort_rcpts(lines: Vec<String>) -> Vec<String> {
+    let is_rcpt = |l: &String| l.contains("|protocol-client|") && l.contains("|RCPT TO:");
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut chunks: Vec<Vec<String>> = Vec::new();
+        while i + 4 <= lines.len() && is_rcpt(&lines[i]) {
+            chunks.push(lines[i..i + 4].to_vec());
+            i += 4;
+        }
+        if chunks.is_empty() {
+            out.push(lines[i].clone());
+            i += 1;
+        } else {
+            chunks.sort();
+            out.extend(chunks.into_iter().flatten());
+        }
+    }
+    out
+}
+
+const FILTER_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/filter-out/opensmtpd.transcript"
+);
+
+/// `relay ... filter F`: 6.8 asks the filter nothing on the outbound session and sends it the
+/// session's smtp-out reports; ours the same, line for line (6.8's transcript kept in
+/// tests/filter-out/, re-recorded live when it is installed).
+#[test]
+fn relay_filter_gets_smtp_out_reports_as_opensmtpd() {
+    let host = hostname();
+    let fixture = || -> Vec<String> {
+        std::fs::read_to_string(FILTER_FIXTURE)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.replace("@HOST@", &host))
+            .collect()
+    };
+    if std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real("smtp-out reports of 6.8") {
+        let _lock = real_lock();
+        let theirs = filter_scenario(REAL_SMTPD);
+        if std::env::var_os("RSMTPD_RERECORD").is_some() {
+            let text: Vec<String> = theirs
+                .iter()
+                .map(|l| {
+                    l.replace(&format!("|{host}"), "|@HOST@")
+                        .replace(&format!(" {host}"), " @HOST@")
+                })
+                .collect();
+            std::fs::write(FILTER_FIXTURE, text.join("\n") + "\n").unwrap();
+        }
+        assert_eq!(
+            theirs,
+            fixture(),
+            "6.8 changed: RSMTPD_RERECORD=1 to record"
+        );
+    }
+    assert_eq!(filter_scenario(env!("CARGO_BIN_EXE_smtpd")), fixture());
+}

@@ -491,6 +491,15 @@ impl Parts {
             label.as_deref(),
             &self.server.hostname,
         );
+        // `filter F`: the smtp-out reports of each session to the chain's processes.
+        let reports: Option<super::session::ReportsFactory> = relay.filter.clone().map(|name| {
+            let server = self.server.clone();
+            let f: super::session::ReportsFactory = Arc::new(move |id| {
+                let procs = server.procs.get()?;
+                super::report::Reports::open(&server.config, procs, &name, id)
+            });
+            f
+        });
         let mut tried = false;
         let mut no_source = false;
         for t in &targets {
@@ -570,12 +579,22 @@ impl Parts {
                     addr: t.addr,
                 },
                 limits: limits.clone(),
+                reports: reports.clone(),
             };
             let (reply, _) = oneshot::channel();
             let job = Job {
                 tx: tx.clone(),
                 body: body.clone(),
                 reply,
+                info: super::report::TxInfo {
+                    msgid: env0.id.msgid().0,
+                    sender: sent_sender.to_string(),
+                    rcpts: batch
+                        .iter()
+                        .map(|w| (w.env.id.0, addr(&w.env.dest.user, &w.env.dest.domain)))
+                        .collect(),
+                    size: body.len(),
+                },
             };
             match run_job(&self.pool, &self.routes, &self.conns, c, job).await {
                 JobResult::NotStarted => continue,

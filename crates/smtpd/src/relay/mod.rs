@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod limits;
+pub mod report;
 pub mod route;
 pub mod session;
 pub mod tls;

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::{ConnKey, Conns, Limits, Slot, Wait};
+use super::report::{Reports, TxInfo};
 use super::route::Routes;
 use super::tls::{Stream, TlsSetup};
 use super::url::Scheme;
@@ -43,6 +44,8 @@ pub struct Job {
     /// The message in wire form (dot-stuffed, CRLF), shared by the sessions that try it.
     pub body: Arc<Vec<u8>>,
     pub reply: oneshot::Sender<JobResult>,
+    /// What the smtp-out reports name (`relay ... filter`).
+    pub info: TxInfo,
 }
 
 #[derive(Debug)]
@@ -120,7 +123,12 @@ pub struct Connect {
     /// What a new connection counts against, and the relay's limits.
     pub conn: ConnKey,
     pub limits: Limits,
+    /// `relay ... filter F`: the reports of a session, by its id.
+    pub reports: Option<ReportsFactory>,
 }
+
+/// Opens the smtp-out reports of a session (None: nobody registered any).
+pub type ReportsFactory = Arc<dyn Fn(u64) -> Option<Reports> + Send + Sync>;
 
 /// 6.8's `DELAY_CHECK_LIMIT`: how often a batch held by a limit looks again, at the latest.
 const DELAY_CHECK_LIMIT: Duration = Duration::from_secs(5);
@@ -199,8 +207,20 @@ async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job, _
     let mut cfg = c.client.clone();
     let mut scheme_text = c.key.scheme.text();
     let mut next = Some(first);
+    let mut reports = c.reports.as_ref().and_then(|f| f(id));
     loop {
-        match connection(id, &pool, &routes, &c, cfg.clone(), scheme_text, &mut next).await {
+        match connection(
+            id,
+            &pool,
+            &routes,
+            &c,
+            cfg.clone(),
+            scheme_text,
+            &mut next,
+            &mut reports,
+        )
+        .await
+        {
             Attempt::Done => return,
             Attempt::Downgrade => {
                 log::info(&format!(
@@ -278,6 +298,7 @@ async fn connection(
     cfg: ClientConfig,
     scheme_text: &str,
     next: &mut Option<Job>,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = c.key.clone();
     let addr_text = crate::sys::compat::addr_text(&key.addr);
@@ -288,12 +309,13 @@ async fn connection(
         c.ptr.as_deref().unwrap_or(&addr_text)
     ));
     routes.opened(key.src, key.addr, c.ptr.as_deref());
-    let attempt = attempt(id, pool, routes, c, cfg, next).await;
+    let attempt = attempt(id, pool, routes, c, cfg, next, reports).await;
     // A downgrade goes on with the same session (6.8 does not collect the route for it).
     routes.closed(key.src, key.addr, !matches!(attempt, Attempt::Downgrade));
     attempt
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     id: u64,
     pool: &Arc<Pool>,
@@ -301,6 +323,7 @@ async fn attempt(
     c: &Connect,
     cfg: ClientConfig,
     next: &mut Option<Job>,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = &c.key;
     let not_started = |next: &mut Option<Job>| {
@@ -327,10 +350,21 @@ async fn attempt(
     };
     let _ = tcp.set_nodelay(true);
     log::info(&format!("{id:016x} mta connected"));
-    connected(id, pool, routes, c, cfg, next, tcp).await
+    if let Some(r) = reports.as_ref() {
+        let dest = tcp
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::new(key.addr, key.port));
+        r.connected(c.ptr.as_deref(), tcp.local_addr().ok(), dest);
+    }
+    let end = connected(id, pool, routes, c, cfg, next, tcp, reports).await;
+    if let Some(r) = reports.as_ref() {
+        r.disconnected();
+    }
+    end
 }
 
 /// The session on an open connection, to its end.
+#[allow(clippy::too_many_arguments)]
 async fn connected(
     id: u64,
     pool: &Arc<Pool>,
@@ -339,6 +373,7 @@ async fn connected(
     cfg: ClientConfig,
     next: &mut Option<Job>,
     tcp: TcpStream,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = c.key.clone();
     let not_started = |next: &mut Option<Job>| {
@@ -361,6 +396,9 @@ async fn connected(
             not_started(next);
             return Attempt::Done;
         }
+        if let (Some(r), Some(conn)) = (reports.as_ref(), stream.tls()) {
+            r.tls(&super::tls::ciphers_text(conn));
+        }
     }
     let opportunistic = cfg.tls == Tls::Opportunistic;
     let mut client = Client::new(cfg, Instant::now(), c.smtps);
@@ -373,10 +411,18 @@ async fn connected(
         while let Some(ev) = client.poll_event() {
             let now = Instant::now();
             match ev {
-                Event::Write(b) => out.extend_from_slice(&b),
+                Event::Write(b) => {
+                    if let Some(r) = reports.as_mut() {
+                        r.written(&b);
+                    }
+                    out.extend_from_slice(&b);
+                }
                 Event::Ready => {
                     routes.reached(key.src, key.addr);
                     if let Some(j) = next.take() {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(now, j.tx);
                     }
@@ -403,7 +449,12 @@ async fn connected(
                         continue;
                     };
                     match handshake(id, &mut stream, setup, c).await {
-                        Ok(()) => client.tls_established(Instant::now()),
+                        Ok(()) => {
+                            if let (Some(r), Some(conn)) = (reports.as_ref(), stream.tls()) {
+                                r.tls(&super::tls::ciphers_text(conn));
+                            }
+                            client.tls_established(Instant::now())
+                        }
                         Err(HandshakeError::Failed(_)) if opportunistic => {
                             return Attempt::Downgrade;
                         }
@@ -454,12 +505,20 @@ async fn connected(
                 }
                 match r {
                     Ok(0) => client.peer_closed(),
-                    Ok(n) => client.receive(Instant::now(), &buf[..n]),
+                    Ok(n) => {
+                        if let Some(r) = reports.as_mut() {
+                            r.read(&buf[..n]);
+                        }
+                        client.receive(Instant::now(), &buf[..n])
+                    }
                     Err(e) => client.io_error(&strerror(&e)),
                 }
                 if next.is_some() && client.is_idle() {
                     // A job arrived while reading: start it.
                     if let Some(j) = next.take() {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                     }
@@ -467,16 +526,28 @@ async fn connected(
             }
             j = jobs.recv(), if idle => {
                 if let Some(j) = j {
-                    current = Some((j.reply, j.body));
+                    if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
+                        current = Some((j.reply, j.body));
                     client.send(Instant::now(), j.tx);
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if idle && !pool.unregister(&key, id) {
                     if let Some(j) = jobs.recv().await {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                         continue;
+                    }
+                }
+                // A timeout, unless it is the keep-alive running out.
+                if !client.is_idle() {
+                    if let Some(r) = reports.as_ref() {
+                        r.timeout();
                     }
                 }
                 client.handle_timeout(Instant::now());
