@@ -143,8 +143,23 @@ fn push_field(out: &mut String, bytes: &[u8]) {
 /// `report|0.6|TIME|smtp-in|EVENT|SESSID[|PARAMS]`, the `|` before the parameters left out when
 /// there are none (`link-disconnect`, `timeout`).
 pub fn report_line(out: &mut String, time: Timestamp, event: &str, sessid: u64, params: &[u8]) {
+    report_line_for(out, time, "smtp-in", event, sessid, params)
+}
+
+/// [`report_line`] of a subsystem: `smtp-in`, or `smtp-out` for the relay's sessions.
+pub fn report_line_for(
+    out: &mut String,
+    time: Timestamp,
+    subsystem: &str,
+    event: &str,
+    sessid: u64,
+    params: &[u8],
+) {
     use fmt::Write;
-    let _ = write!(out, "report|{VERSION}|{time}|smtp-in|{event}|{sessid:016x}");
+    let _ = write!(
+        out,
+        "report|{VERSION}|{time}|{subsystem}|{event}|{sessid:016x}"
+    );
     if !params.is_empty() {
         out.push('|');
         push_field(out, params);
@@ -211,7 +226,7 @@ pub enum Response {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Register {
     /// `register|report|smtp-in|EVENT`, or `*` for every event (`None`). `smtp_out` is true for
-    /// `smtp-out|`, accepted and never sent to in 6.8.
+    /// `smtp-out|`, sent the relay sessions of `relay ... filter F` (6.8 sends no smtp-out filter requests).
     Report {
         smtp_out: bool,
         event: Option<&'static str>,

@@ -94,6 +94,10 @@ pub trait RelayViews: Send + Sync {
     fn routes(&self) -> Vec<String>;
     /// `resume route ID` (0: all).
     fn resume_route(&self, id: u64);
+    /// `show hosts` lines.
+    fn hosts(&self) -> Vec<String>;
+    /// `show relays` lines.
+    fn relays(&self) -> Vec<String>;
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`

@@ -439,37 +439,6 @@ fn refused_connections_and_a_421_greeting_disable_the_route_and_retry() {
     d.wait_log(|l| l == "smtp-out: Disabling route [] <-> 127.0.0.1 (localhost) for 15s");
 }
 
-#[test]
-fn unsupported_relay_options_are_refused_at_start() {
-    for (opt, words) in [
-        ("srs", "relay option \"srs\""),
-        ("filter f", "relay option \"filter\""),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("smtpd.conf");
-        std::fs::write(
-            &conf,
-            format!("srs key \"secret\"\nfilter f phase connect match rdns junk\nlisten on 127.0.0.1 port {}\naction \"r\" relay {opt}\nmatch from any for any action \"r\"\n", free_port()),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_smtpd"))
-            .args(["-d", "-f"])
-            .arg(&conf)
-            .env("SMTPD_SPOOL", dir.path().join("spool"))
-            .env("SMTPD_SOCKET", dir.path().join("sock"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{opt}: {err}");
-        assert!(
-            err.contains(&format!(
-                "smtpd.conf:4: {words} is not supported by rsmtpd yet"
-            )),
-            "{opt}: {err}"
-        );
-    }
-}
-
 /// Interoperability: our relay client delivering into Debian's OpenSMTPD 6.8 (its session
 /// accepts our dialogue, its mda gets the message as we queued it).
 #[test]

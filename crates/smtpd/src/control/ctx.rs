@@ -176,8 +176,8 @@ impl ControlContext for DaemonControl {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
-    /// `show hoststats` and `show routes` as 6.8's mta answers them; the other views
-    /// (`hosts`, `relays`, `mta paused`) print nothing yet.
+    /// `show hoststats`, `show routes`, `show hosts` and `show relays` as 6.8's mta answers
+    /// them; `show mta paused` (`mta block`, never set by this build) prints nothing.
     fn show(&self, what: rsmtpd_control::ShowWhat) -> Vec<String> {
         match what {
             rsmtpd_control::ShowWhat::Hoststats => self
@@ -191,6 +191,18 @@ impl ControlContext for DaemonControl {
                 .relay
                 .get()
                 .map(|r| r.routes())
+                .unwrap_or_default(),
+            rsmtpd_control::ShowWhat::Hosts => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.hosts())
+                .unwrap_or_default(),
+            rsmtpd_control::ShowWhat::Relays => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.relays())
                 .unwrap_or_default(),
             _ => Vec::new(),
         }

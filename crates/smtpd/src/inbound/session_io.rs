@@ -233,6 +233,7 @@ impl Server {
             forwards: &SystemForwards,
             smtpd_user: &self.smtpd_user,
             trace: log::tracing(Trace::Expand) || log::tracing(Trace::Rules),
+            now: crate::sys::date::now(),
         };
         let expansion = expand(&cx, &env, &rcpt.rcpt);
         for line in &expansion.trace {

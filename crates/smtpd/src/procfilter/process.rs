@@ -76,6 +76,8 @@ pub struct Instance {
     pub phases: u32,
     /// Bit i: report event `REPORT_EVENTS[i]` registered (smtp-in).
     pub reports: u32,
+    /// The same for smtp-out (the sessions of relays with `filter`).
+    pub reports_out: u32,
     dead: AtomicBool,
     /// Set by a session that saw the process break the protocol: the supervisor stops it.
     abort: tokio::sync::Notify,
@@ -104,6 +106,13 @@ impl Instance {
             .iter()
             .position(|e| *e == event)
             .is_some_and(|i| self.reports & (1 << i) != 0)
+    }
+
+    pub fn wants_report_out(&self, event: &str) -> bool {
+        REPORT_EVENTS
+            .iter()
+            .position(|e| *e == event)
+            .is_some_and(|i| self.reports_out & (1 << i) != 0)
     }
 
     /// Queues bytes for the filter's stdin. False once it is gone.
@@ -256,7 +265,7 @@ pub async fn start(
         .await
         .map_err(|_| StartError(format!("warn: lost processor: {name} exited abnormally")))?;
     let mut reader = LineReader::new();
-    let (mut phases, mut reports) = (0u32, 0u32);
+    let (mut phases, mut reports, mut reports_out) = (0u32, 0u32, 0u32);
     let handshake = async {
         let mut buf = vec![0u8; 4096];
         loop {
@@ -271,14 +280,17 @@ pub async fn start(
                     Ok(FilterMessage::Register(Register::Ready)) => return Ok(()),
                     Ok(FilterMessage::Register(Register::Filter(i))) => phases |= 1 << i,
                     Ok(FilterMessage::Register(Register::Report { smtp_out, event })) => {
-                        if !smtp_out {
-                            reports |= match event {
-                                None => u32::MAX,
-                                Some(e) => REPORT_EVENTS
-                                    .iter()
-                                    .position(|x| *x == e)
-                                    .map_or(0, |i| 1 << i),
-                            };
+                        let bits = match event {
+                            None => u32::MAX,
+                            Some(e) => REPORT_EVENTS
+                                .iter()
+                                .position(|x| *x == e)
+                                .map_or(0, |i| 1 << i),
+                        };
+                        if smtp_out {
+                            reports_out |= bits;
+                        } else {
+                            reports |= bits;
                         }
                     }
                     Ok(_) => {}
@@ -314,6 +326,7 @@ pub async fn start(
         sessions: Mutex::new(HashMap::new()),
         phases,
         reports,
+        reports_out,
         dead: AtomicBool::new(false),
         abort: tokio::sync::Notify::new(),
         abort_reason: Mutex::new(None),

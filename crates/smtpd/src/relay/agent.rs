@@ -56,15 +56,18 @@ pub struct RelayAgent {
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
+    conns: Arc<super::limits::Conns>,
 }
 
 impl RelayAgent {
     pub fn new(server: Arc<Server>, local: Arc<dyn Agent>, resolver: Arc<dyn Resolver>) -> Self {
         let routes: Arc<Routes> = Arc::default();
         let hoststats: Arc<super::HostStats> = Arc::default();
+        let conns: Arc<super::limits::Conns> = Arc::default();
         let _ = server.relay.set(Arc::new(super::Views {
             routes: routes.clone(),
             hoststats: hoststats.clone(),
+            conns: conns.clone(),
         }));
         RelayAgent {
             server: server.clone(),
@@ -76,6 +79,7 @@ impl RelayAgent {
             batches: Arc::default(),
             src_turn: Arc::default(),
             tls: Arc::default(),
+            conns,
         }
     }
 }
@@ -139,6 +143,7 @@ impl RelayAgent {
             src_turn: self.src_turn.clone(),
             tls: self.tls.clone(),
             hoststats: self.hoststats.clone(),
+            conns: self.conns.clone(),
         })
     }
 }
@@ -154,6 +159,7 @@ struct Parts {
     src_turn: Arc<AtomicUsize>,
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
+    conns: Arc<super::limits::Conns>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -308,6 +314,10 @@ impl Parts {
         } else {
             String::new()
         };
+        // `srs`: the sender of forwarded mail (the first envelope's RCPT is not its
+        // destination) in the name of the RCPT's domain, as 6.8's MTA_MAIL; the lines of
+        // the session's deliveries name it, those of failures before a session do not.
+        let srs_sender = self.srs_sender(&relay, &sender, env0);
         let dests: Vec<Delivery> = batch
             .iter()
             .map(|w| Delivery {
@@ -425,8 +435,16 @@ impl Parts {
             Ok(b) => b,
             Err(_) => return fail_all("Error reading content file", false, &relay_name),
         };
+        let sent_sender = srs_sender.as_deref().unwrap_or(&sender);
+        let session_dests: Vec<Delivery> = batch
+            .iter()
+            .map(|w| Delivery {
+                env: &w.env,
+                sender: sent_sender,
+            })
+            .collect();
         let mut tx = Transaction::new(
-            sender.clone(),
+            sent_sender.to_string(),
             batch
                 .iter()
                 .map(|w| {
@@ -467,9 +485,33 @@ impl Parts {
                 Some(list)
             }
         };
+        let limits = super::limits::Limits::for_domain(&self.server.running().config, &relay_name);
+        let relay_id = relay_text(
+            &relay,
+            &relay_name,
+            &dest,
+            scheme,
+            port,
+            label.as_deref(),
+            &self.server.hostname,
+        );
+        // `filter F`: the smtp-out reports of each session to the chain's processes.
+        let reports: Option<super::session::ReportsFactory> = relay.filter.clone().map(|name| {
+            let server = self.server.clone();
+            let f: super::session::ReportsFactory = Arc::new(move |id| {
+                let procs = server.procs.get()?;
+                super::report::Reports::open(&server.running().config, procs, &name, id)
+            });
+            f
+        });
         let mut tried = false;
         let mut no_source = false;
         for t in &targets {
+            // `mta limit inet4|inet6`: the other family is not used (6.8's family mismatch).
+            if !limits.allows(t.addr) {
+                no_source = true;
+                continue;
+            }
             // A source of the target's family, the next in turn (6.8 pairs each source with
             // the hosts it can reach).
             let src = match &sources {
@@ -519,6 +561,7 @@ impl Parts {
                 Scheme::Smtps | Scheme::SmtpNoTls | Scheme::Lmtp => Tls::Off,
             };
             cc.auth = auth.clone();
+            cc.keepalive = limits.keepalive;
             let tls = (!matches!(scheme, Scheme::SmtpNoTls | Scheme::Lmtp))
                 .then(|| self.tls_setup(&relay, &helo, scheme));
             let c = Connect {
@@ -535,14 +578,31 @@ impl Parts {
                 tls,
                 smtps: scheme == Scheme::Smtps,
                 mx_name: t.mx.clone(),
+                conn: super::limits::ConnKey {
+                    relay: relay_id.clone(),
+                    domain: relay_name.clone(),
+                    src,
+                    addr: t.addr,
+                },
+                limits: limits.clone(),
+                reports: reports.clone(),
             };
             let (reply, _) = oneshot::channel();
             let job = Job {
                 tx: tx.clone(),
                 body: body.clone(),
                 reply,
+                info: super::report::TxInfo {
+                    msgid: env0.id.msgid().0,
+                    sender: sent_sender.to_string(),
+                    rcpts: batch
+                        .iter()
+                        .map(|w| (w.env.id.0, addr(&w.env.dest.user, &w.env.dest.domain)))
+                        .collect(),
+                    size: body.len(),
+                },
             };
-            match run_job(&self.pool, &self.routes, c, job).await {
+            match run_job(&self.pool, &self.routes, &self.conns, c, job).await {
                 JobResult::NotStarted => continue,
                 JobResult::Done {
                     outcomes,
@@ -550,7 +610,7 @@ impl Parts {
                     source,
                 } => {
                     let relay_text = host_text(t.addr, ptr.as_deref());
-                    return dests
+                    return session_dests
                         .iter()
                         .zip(outcomes)
                         .map(|(d, o)| {
@@ -559,13 +619,13 @@ impl Parts {
                                 Outcome::Delivered(r) => r.line(),
                                 Outcome::TempFail(t, _) | Outcome::PermFail(t, _) => t.clone(),
                             };
-                            self.hoststats.update(
-                                &d.env.dest.domain,
-                                &stat,
-                                crate::sys::date::now(),
-                            );
+                            let domain = &d.env.dest.domain;
+                            self.hoststats.undefer(domain, d.env.id.0);
+                            self.hoststats
+                                .update(domain, &stat, crate::sys::date::now());
                             match o {
                                 Outcome::Delivered(r) => {
+                                    self.reschedule_deferred(domain);
                                     d.log(session, source, &relay_text, "Ok", &r.line());
                                     AgentResult::Ok
                                 }
@@ -598,11 +658,66 @@ impl Parts {
         } else {
             "No valid route to destination"
         };
+        // Every route failed: the envelopes wait for the domain to accept mail again (6.8
+        // caches them when all its connectors have route errors).
+        if text != "Address family mismatch on destination MXs" {
+            let max = self.server.running().config.options.mta_max_deferred;
+            for w in batch {
+                self.hoststats.defer(&w.env.dest.domain, w.env.id.0, max);
+            }
+        }
         fail_all(text, false, &relay_name)
+    }
+
+    /// `mta_hoststat_reschedule`: the envelopes deferred for `domain` are due now.
+    fn reschedule_deferred(&self, domain: &str) {
+        let ids = self.hoststats.take_deferred(domain);
+        if ids.is_empty() {
+            return;
+        }
+        let Some(h) = self.server.scheduler.get().cloned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            for id in ids {
+                h.schedule(crate::scheduler::Target::Envelope(crate::queue::EvpId(id)))
+                    .await;
+            }
+        });
     }
 }
 
 impl Parts {
+    /// The SRS-rewritten sender, when the relay has `srs`, the global key is set, the sender
+    /// is an address and the first envelope was forwarded (its RCPT is not its destination).
+    fn srs_sender(
+        &self,
+        relay: &rsmtpd_config::model::Relay,
+        sender: &str,
+        env: &Envelope,
+    ) -> Option<String> {
+        let running = self.server.running();
+        let o = &running.config.options;
+        let key = o.srs_key.as_deref()?;
+        let rcpt = addr(&env.rcpt.user, &env.rcpt.domain);
+        if !relay.srs || !sender.contains('@') || rcpt == addr(&env.dest.user, &env.dest.domain) {
+            return None;
+        }
+        // 6.8 takes what follows the RCPT's first `@`.
+        let (_, domain) = rcpt.split_once('@')?;
+        let keys = crate::routing::srs::Keys {
+            key,
+            backup: o.srs_key_backup.as_deref(),
+            ttl_days: o.srs_ttl_days,
+        };
+        Some(crate::routing::srs::encode(
+            &keys,
+            sender,
+            domain,
+            crate::sys::date::now(),
+        ))
+    }
+
     /// The relay's TLS: the client certificate of its `pki` (else the pki named after the HELO
     /// name, if any), the anchors of its `ca` (else the ca named after the HELO name, else the
     /// system bundle), and whether a failed check ends the session: for `smtp+tls://` and
@@ -658,6 +773,55 @@ fn source_addr(k: &str) -> Option<IpAddr> {
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(k);
     k.parse::<IpAddr>().ok()
+}
+
+/// 6.8's `mta_relay_to_text`: `[relay:DOMAIN,port=N,SCHEME,auth=T:L,pki_name=P,mx,backup=B,
+/// sourcetable=T,helotable=T,heloname=H]`, each part when it applies (`mx` for a smarthost,
+/// whose "domain" is a host; the port when it is not the scheme's own).
+#[allow(clippy::too_many_arguments)]
+fn relay_text(
+    r: &rsmtpd_config::model::Relay,
+    name: &str,
+    dest: &Destination,
+    scheme: Scheme,
+    port: u16,
+    label: Option<&str>,
+    hostname: &str,
+) -> String {
+    let mut t = format!("[relay:{name}");
+    let smarthost = matches!(dest, Destination::Smarthost(_));
+    let default_port = match scheme {
+        Scheme::Smtps => 465,
+        _ => 25,
+    };
+    if smarthost && port != default_port {
+        t.push_str(&format!(",port={port}"));
+    }
+    t.push(',');
+    t.push_str(scheme_word(scheme));
+    if let (Some(table), Some(l)) = (&r.auth, label) {
+        t.push_str(&format!(",auth={table}:{l}"));
+    }
+    if let Some(p) = &r.pki {
+        t.push_str(&format!(",pki_name={p}"));
+    }
+    if smarthost {
+        t.push_str(",mx");
+    }
+    if let Some(b) = &r.backup {
+        t.push_str(&format!(",backup={}", b.as_deref().unwrap_or(hostname)));
+    }
+    if let Some(s) = &r.src {
+        t.push_str(&format!(",sourcetable={s}"));
+    }
+    if let Some(h) = &r.helo_src {
+        t.push_str(&format!(",helotable={h}"));
+    }
+    if let Some(h) = &r.helo {
+        t.push_str(&format!(",heloname={h}"));
+    }
+    t.push(']');
+    t
 }
 
 fn scheme_word(s: Scheme) -> &'static str {

@@ -4,6 +4,8 @@
 //! keeps idle connections for more messages, [`url`] reads relay URLs.
 
 pub mod agent;
+pub mod limits;
+pub mod report;
 pub mod route;
 pub mod session;
 pub mod tls;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 pub struct Views {
     pub routes: Arc<route::Routes>,
     pub hoststats: Arc<HostStats>,
+    pub conns: Arc<limits::Conns>,
 }
 
 impl crate::server::RelayViews for Views {
@@ -34,6 +37,60 @@ impl crate::server::RelayViews for Views {
     fn resume_route(&self, id: u64) {
         self.routes.resume(id)
     }
+
+    /// 6.8's `ADDR PTR refcount=N nconn=N lastconn=DURATION` per destination address.
+    fn hosts(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        self.conns
+            .hosts()
+            .into_iter()
+            .map(|(addr, c)| {
+                // 6.8's refcount: each route's reference, and the MX list's.
+                format!(
+                    "{} {} refcount={} nconn={} lastconn={}",
+                    crate::sys::compat::addr_text(&addr),
+                    self.routes.ptr(addr).unwrap_or_else(|| "(null)".into()),
+                    c.nconn + 1,
+                    c.nconn,
+                    since(c.last, now)
+                )
+            })
+            .collect()
+    }
+
+    /// 6.8's `mta_relay_show`: each relay, then its connectors (one per source).
+    fn relays(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for (relay, c, connectors) in self.conns.relays() {
+            // 6.8's refcounts: the relay's, one per session and one of its own; a
+            // connector's, 0 (nothing refers to it but its relay). Its relay's timer and
+            // wait states (`timeout=1s wait=connector` between tasks) are of 6.8's
+            // connector scheduling, which we do not have: `-` and none.
+            out.push(format!(
+                "{relay} refcount={} ntask=0 nconn={} lastconn={} timeout=- wait=",
+                c.nconn + 1,
+                c.nconn,
+                since(c.last, now)
+            ));
+            for (src, cc) in connectors {
+                out.push(format!(
+                    "  connector {} refcount=0 nconn={} lastconn={} timeout=- flags=",
+                    src.map_or("[]".to_string(), |a| crate::sys::compat::addr_text(&a)),
+                    cc.nconn,
+                    since(cc.last, now)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `lastconn=`: the time since the last connection (`duration_to_text`), `-` for none.
+fn since(last: Option<std::time::Instant>, now: std::time::Instant) -> String {
+    last.map_or("-".to_string(), |l| {
+        crate::scheduler::duration_to_text(now.saturating_duration_since(l).as_secs() as i64)
+    })
 }
 
 /// How long a host's last result is kept for `show hoststats` (6.8's
@@ -42,17 +99,35 @@ const HOSTSTAT_EXPIRE: i64 = 4 * 3600;
 
 /// The last result of a delivery to each destination domain, as 6.8's mta keeps it for
 /// `smtpctl show hoststats` (`mta_hoststat_update`: every recipient a session decided on,
-/// delivered or not; not the failures before a session, such as a failed MX lookup).
+/// delivered or not; not the failures before a session, such as a failed MX lookup), with the
+/// envelopes deferred for it (`mta max-deferred`).
 #[derive(Default)]
 pub struct HostStats {
-    /// By lower-cased domain (6.8's dict: sorted by name): (time, reply or error text).
-    map: Mutex<BTreeMap<String, (i64, String)>>,
+    /// By lower-cased domain (6.8's dict: sorted by name).
+    map: Mutex<BTreeMap<String, HostStat>>,
+}
+
+struct HostStat {
+    time: i64,
+    text: String,
+    /// Envelopes that failed on every route of the domain, to schedule again as soon as a
+    /// recipient of it is accepted (6.8's `hs->deferred`), at most `mta max-deferred`.
+    deferred: std::collections::BTreeSet<u64>,
 }
 
 impl HostStats {
     pub fn update(&self, domain: &str, text: &str, now: i64) {
         if let Ok(mut m) = self.map.lock() {
-            m.insert(domain.to_ascii_lowercase(), (now, text.to_string()));
+            m.retain(|_, h| now - h.time < HOSTSTAT_EXPIRE);
+            let h = m
+                .entry(domain.to_ascii_lowercase())
+                .or_insert_with(|| HostStat {
+                    time: now,
+                    text: String::new(),
+                    deferred: Default::default(),
+                });
+            h.time = now;
+            h.text = text.to_string();
         }
     }
 
@@ -61,10 +136,42 @@ impl HostStats {
         let Ok(mut m) = self.map.lock() else {
             return Vec::new();
         };
-        m.retain(|_, (t, _)| now - *t < HOSTSTAT_EXPIRE);
+        m.retain(|_, h| now - h.time < HOSTSTAT_EXPIRE);
         m.iter()
-            .map(|(d, (t, text))| format!("{d}|{t}|{text}"))
+            .map(|(d, h)| format!("{d}|{}|{}", h.time, h.text))
             .collect()
+    }
+
+    /// `mta_hoststat_cache`: keeps the envelope for a rescheduling, when the domain has a
+    /// result and fewer than `max` are kept.
+    pub fn defer(&self, domain: &str, evpid: u64, max: i64) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(h) = m.get_mut(&domain.to_ascii_lowercase()) {
+                if (h.deferred.len() as i64) < max {
+                    h.deferred.insert(evpid);
+                }
+            }
+        }
+    }
+
+    /// `mta_hoststat_uncache`: the envelope is being tried.
+    pub fn undefer(&self, domain: &str, evpid: u64) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(h) = m.get_mut(&domain.to_ascii_lowercase()) {
+                h.deferred.remove(&evpid);
+            }
+        }
+    }
+
+    /// `mta_hoststat_reschedule`: the domain accepted a recipient; its deferred envelopes, to
+    /// schedule now.
+    pub fn take_deferred(&self, domain: &str) -> Vec<u64> {
+        let Ok(mut m) = self.map.lock() else {
+            return Vec::new();
+        };
+        m.get_mut(&domain.to_ascii_lowercase())
+            .map(|h| std::mem::take(&mut h.deferred).into_iter().collect())
+            .unwrap_or_default()
     }
 }
 

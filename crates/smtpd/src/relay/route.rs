@@ -306,6 +306,14 @@ impl Routes {
         });
     }
 
+    /// The reverse name a route to `addr` was opened with, if any.
+    pub fn ptr(&self, addr: IpAddr) -> Option<String> {
+        let m = self.map.lock().ok()?;
+        m.iter()
+            .find(|((_, a), _)| *a == addr)
+            .and_then(|(_, r)| r.ptr.clone())
+    }
+
     /// `smtpctl resume route ID` (0: every route): enables the disabled ones, logging
     /// `smtp-out: Enabling route ... per admin request`, their penalty cleared, as 6.8 does.
     pub fn resume(&self, id: u64) {

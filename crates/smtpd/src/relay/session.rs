@@ -3,7 +3,8 @@
 //! logs what 6.8's mta logs (`connecting`, `connected`, `tls`, `server-cert-check`, `error`,
 //! `disconnected`),
 //! runs the transactions it is given, and stays idle in the [`Pool`] for the client's
-//! keep-alive (10 s) in case another message goes the same way.
+//! keep-alive (10 s, `session-keepalive`) in case another message goes the same way, up to
+//! `session-mail-max` messages.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::limits::{ConnKey, Conns, Limits, Slot, Wait};
+use super::report::{Reports, TxInfo};
 use super::route::Routes;
 use super::tls::{Stream, TlsSetup};
 use super::url::Scheme;
@@ -41,6 +44,8 @@ pub struct Job {
     /// The message in wire form (dot-stuffed, CRLF), shared by the sessions that try it.
     pub body: Arc<Vec<u8>>,
     pub reply: oneshot::Sender<JobResult>,
+    /// What the smtp-out reports name (`relay ... filter`).
+    pub info: TxInfo,
 }
 
 #[derive(Debug)]
@@ -63,6 +68,8 @@ type Idle = (u64, mpsc::Sender<Job>);
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Woken when a session goes idle: a batch held by a limit may take it.
+    changed: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -80,6 +87,7 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.entry(key.clone()).or_default().push((id, s));
         }
+        self.changed.notify_waiters();
     }
 
     /// False when someone took the session meanwhile (its job is on the way).
@@ -112,21 +120,62 @@ pub struct Connect {
     pub smtps: bool,
     /// The name the server's certificate must carry: the MX or smarthost name.
     pub mx_name: String,
+    /// What a new connection counts against, and the relay's limits.
+    pub conn: ConnKey,
+    pub limits: Limits,
+    /// `relay ... filter F`: the reports of a session, by its id.
+    pub reports: Option<ReportsFactory>,
 }
 
-/// Runs `job` on an idle session to the same destination, or on a new one.
-pub async fn run_job(pool: &Arc<Pool>, routes: &Arc<Routes>, c: Connect, job: Job) -> JobResult {
+/// Opens the smtp-out reports of a session (None: nobody registered any).
+pub type ReportsFactory = Arc<dyn Fn(u64) -> Option<Reports> + Send + Sync>;
+
+/// 6.8's `DELAY_CHECK_LIMIT`: how often a batch held by a limit looks again, at the latest.
+const DELAY_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs `job` on an idle session to the same destination, or on a new one when the limits
+/// allow it; else waits until a session goes idle or ends, or a connection delay is over.
+pub async fn run_job(
+    pool: &Arc<Pool>,
+    routes: &Arc<Routes>,
+    conns: &Arc<Conns>,
+    c: Connect,
+    job: Job,
+) -> JobResult {
     let (tx, rx) = oneshot::channel();
     let mut job = Job { reply: tx, ..job };
-    if let Some(s) = pool.take(&c.key) {
-        match s.send(job).await {
-            Ok(()) => return rx.await.unwrap_or(JobResult::NotStarted),
-            // The session ended meanwhile: a new one.
-            Err(mpsc::error::SendError(j)) => job = j,
+    loop {
+        // Registered before looking, so that a change meanwhile is not missed.
+        let idle_changed = pool.changed.notified();
+        let conns_changed = conns.changed.notified();
+        tokio::pin!(idle_changed, conns_changed);
+        idle_changed.as_mut().enable();
+        conns_changed.as_mut().enable();
+        if let Some(s) = pool.take(&c.key) {
+            match s.send(job).await {
+                Ok(()) => return rx.await.unwrap_or(JobResult::NotStarted),
+                // The session ended meanwhile: look again.
+                Err(mpsc::error::SendError(j)) => {
+                    job = j;
+                    continue;
+                }
+            }
+        }
+        let now = Instant::now();
+        let until = match conns.open(&c.conn, &c.limits, now) {
+            Ok(slot) => {
+                tokio::spawn(session(pool.clone(), routes.clone(), c, job, slot));
+                return rx.await.unwrap_or(JobResult::NotStarted);
+            }
+            Err(Wait::Limit) => now + DELAY_CHECK_LIMIT,
+            Err(Wait::Until(t)) => t.min(now + DELAY_CHECK_LIMIT),
+        };
+        tokio::select! {
+            _ = idle_changed => {}
+            _ = conns_changed => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
         }
     }
-    tokio::spawn(session(pool.clone(), routes.clone(), c, job));
-    rx.await.unwrap_or(JobResult::NotStarted)
 }
 
 /// A connection from `src` (bound first, port chosen by the system), or from the system's
@@ -151,13 +200,27 @@ enum Attempt {
     Downgrade,
 }
 
-async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job) {
+/// A session from its first connection to its end; `_slot` counts it against the limits
+/// until then.
+async fn session(pool: Arc<Pool>, routes: Arc<Routes>, c: Connect, first: Job, _slot: Slot) {
     let id = rand::random::<u64>();
     let mut cfg = c.client.clone();
     let mut scheme_text = c.key.scheme.text();
     let mut next = Some(first);
+    let mut reports = c.reports.as_ref().and_then(|f| f(id));
     loop {
-        match connection(id, &pool, &routes, &c, cfg.clone(), scheme_text, &mut next).await {
+        match connection(
+            id,
+            &pool,
+            &routes,
+            &c,
+            cfg.clone(),
+            scheme_text,
+            &mut next,
+            &mut reports,
+        )
+        .await
+        {
             Attempt::Done => return,
             Attempt::Downgrade => {
                 log::info(&format!(
@@ -235,6 +298,7 @@ async fn connection(
     cfg: ClientConfig,
     scheme_text: &str,
     next: &mut Option<Job>,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = c.key.clone();
     let addr_text = crate::sys::compat::addr_text(&key.addr);
@@ -245,12 +309,13 @@ async fn connection(
         c.ptr.as_deref().unwrap_or(&addr_text)
     ));
     routes.opened(key.src, key.addr, c.ptr.as_deref());
-    let attempt = attempt(id, pool, routes, c, cfg, next).await;
+    let attempt = attempt(id, pool, routes, c, cfg, next, reports).await;
     // A downgrade goes on with the same session (6.8 does not collect the route for it).
     routes.closed(key.src, key.addr, !matches!(attempt, Attempt::Downgrade));
     attempt
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     id: u64,
     pool: &Arc<Pool>,
@@ -258,6 +323,7 @@ async fn attempt(
     c: &Connect,
     cfg: ClientConfig,
     next: &mut Option<Job>,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = &c.key;
     let not_started = |next: &mut Option<Job>| {
@@ -284,10 +350,21 @@ async fn attempt(
     };
     let _ = tcp.set_nodelay(true);
     log::info(&format!("{id:016x} mta connected"));
-    connected(id, pool, routes, c, cfg, next, tcp).await
+    if let Some(r) = reports.as_ref() {
+        let dest = tcp
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::new(key.addr, key.port));
+        r.connected(c.ptr.as_deref(), tcp.local_addr().ok(), dest);
+    }
+    let end = connected(id, pool, routes, c, cfg, next, tcp, reports).await;
+    if let Some(r) = reports.as_ref() {
+        r.disconnected();
+    }
+    end
 }
 
 /// The session on an open connection, to its end.
+#[allow(clippy::too_many_arguments)]
 async fn connected(
     id: u64,
     pool: &Arc<Pool>,
@@ -296,6 +373,7 @@ async fn connected(
     cfg: ClientConfig,
     next: &mut Option<Job>,
     tcp: TcpStream,
+    reports: &mut Option<Reports>,
 ) -> Attempt {
     let key = c.key.clone();
     let not_started = |next: &mut Option<Job>| {
@@ -318,6 +396,9 @@ async fn connected(
             not_started(next);
             return Attempt::Done;
         }
+        if let (Some(r), Some(conn)) = (reports.as_ref(), stream.tls()) {
+            r.tls(&super::tls::ciphers_text(conn));
+        }
     }
     let opportunistic = cfg.tls == Tls::Opportunistic;
     let mut client = Client::new(cfg, Instant::now(), c.smtps);
@@ -330,10 +411,18 @@ async fn connected(
         while let Some(ev) = client.poll_event() {
             let now = Instant::now();
             match ev {
-                Event::Write(b) => out.extend_from_slice(&b),
+                Event::Write(b) => {
+                    if let Some(r) = reports.as_mut() {
+                        r.written(&b);
+                    }
+                    out.extend_from_slice(&b);
+                }
                 Event::Ready => {
                     routes.reached(key.src, key.addr);
                     if let Some(j) = next.take() {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(now, j.tx);
                     }
@@ -360,7 +449,12 @@ async fn connected(
                         continue;
                     };
                     match handshake(id, &mut stream, setup, c).await {
-                        Ok(()) => client.tls_established(Instant::now()),
+                        Ok(()) => {
+                            if let (Some(r), Some(conn)) = (reports.as_ref(), stream.tls()) {
+                                r.tls(&super::tls::ciphers_text(conn));
+                            }
+                            client.tls_established(Instant::now())
+                        }
                         Err(HandshakeError::Failed(_)) if opportunistic => {
                             return Attempt::Downgrade;
                         }
@@ -395,6 +489,11 @@ async fn connected(
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
         let idle = client.is_idle() && current.is_none() && next.is_none();
+        // `session-mail-max`: enough messages on this session (6.8's MTA_READY).
+        if idle && client.messages() >= c.limits.session_mail_max {
+            client.quit(Instant::now());
+            continue;
+        }
         if idle {
             pool.register(&key, id, jobs_tx.clone());
         }
@@ -406,12 +505,20 @@ async fn connected(
                 }
                 match r {
                     Ok(0) => client.peer_closed(),
-                    Ok(n) => client.receive(Instant::now(), &buf[..n]),
+                    Ok(n) => {
+                        if let Some(r) = reports.as_mut() {
+                            r.read(&buf[..n]);
+                        }
+                        client.receive(Instant::now(), &buf[..n])
+                    }
                     Err(e) => client.io_error(&strerror(&e)),
                 }
                 if next.is_some() && client.is_idle() {
                     // A job arrived while reading: start it.
                     if let Some(j) = next.take() {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                     }
@@ -419,16 +526,28 @@ async fn connected(
             }
             j = jobs.recv(), if idle => {
                 if let Some(j) = j {
-                    current = Some((j.reply, j.body));
+                    if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
+                        current = Some((j.reply, j.body));
                     client.send(Instant::now(), j.tx);
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if idle && !pool.unregister(&key, id) {
                     if let Some(j) = jobs.recv().await {
+                        if let Some(r) = reports.as_mut() {
+                            r.begin(j.info);
+                        }
                         current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                         continue;
+                    }
+                }
+                // A timeout, unless it is the keep-alive running out.
+                if !client.is_idle() {
+                    if let Some(r) = reports.as_ref() {
+                        r.timeout();
                     }
                 }
                 client.handle_timeout(Instant::now());

@@ -6,3 +6,4 @@ pub mod expand;
 pub mod forward;
 pub mod lookup;
 pub mod rule;
+pub mod srs;

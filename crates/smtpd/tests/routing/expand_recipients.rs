@@ -115,6 +115,7 @@ impl World {
             forwards: &self.files,
             smtpd_user: "opensmtpd",
             trace: true,
+            now: 0,
         };
         expand(&cx, e, &addr(rcpt))
     }

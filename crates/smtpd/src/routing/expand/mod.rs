@@ -16,7 +16,7 @@
 //!
 //! Known differences: OpenSMTPD finds duplicate nodes with a red-black tree whose order it
 //! corrupts by changing `realuser` after insertion; we compare with every node, which can
-//! discard a duplicate OpenSMTPD would keep. SRS decoding of recipients is not done here.
+//! discard a duplicate OpenSMTPD would keep.
 
 mod sources;
 mod walk;
@@ -78,7 +78,7 @@ pub struct Delivery {
     pub user: Option<UserInfo>,
     pub target: Target,
     /// `EF_INTERNAL` on the stored envelope: OpenSMTPD submits copies of the session's envelope,
-    /// so this stays false for alias and forward targets (only SRS would set it).
+    /// so this stays false for alias and forward targets; a decoded SRS recipient sets it.
     pub internal: bool,
 }
 
@@ -142,6 +142,8 @@ pub struct ExpandContext<'a> {
     pub smtpd_user: &'a str,
     /// Whether the trace lines will be logged (`-T expand` or `-T rules`); off, none is built.
     pub trace: bool,
+    /// The time (seconds since the epoch), for the age of SRS addresses.
+    pub now: i64,
 }
 
 /// The result, with the `-T expand`/`-T rules` trace lines and warnings to log.

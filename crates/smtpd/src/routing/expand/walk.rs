@@ -7,12 +7,17 @@ use rsmtpd_protocol::address::Mailaddr;
 use crate::routing::alias::{Item, Kind};
 use crate::routing::forward::ForwardFile;
 use crate::routing::lookup::Lookup;
-use crate::routing::rule::{match_rule, RuleMatch};
+use crate::routing::rule::{match_rule, RuleEnvelope, RuleMatch};
 
 use super::{
     dispatcher_ptr, node_ptr, rule_ptr, Delivery, DeliveryType, ExpandError, Node, Session, Target,
     EXPAND_DEPTH, EXPAND_ID, PERM_EXPANSION, TEMP_EXPANSION,
 };
+
+/// What log_warn appends to `SRS failed to decode`: srs_decode sets no errno, so 6.8 prints
+/// the one an earlier call of its lookup process left, EAFNOSUPPORT on the real program
+/// (Debian's 6.8.0p2, recorded in tests/fixtures/relay/srs.txt).
+const SRS_ERRNO: &str = "Address family not supported by protocol";
 
 impl<'a, 'c> Session<'a, 'c> {
     pub(super) fn run(&mut self) -> Result<(), ExpandError> {
@@ -161,7 +166,17 @@ impl<'a, 'c> Session<'a, 'c> {
         ));
         let mut env = self.base.clone();
         env.dest = Mailaddr::new(user.clone(), domain.clone());
-        env.internal = self.nodes[i].parent.is_some();
+        env.internal = self.base.internal || self.nodes[i].parent.is_some();
+        // A bounce to an SRS address of ours: the original sender is the recipient from now
+        // on (lka_expand's "handle SRS"). The rule is still matched on the SRS address, as
+        // 6.8 does: only what the rule's action does next sees the decoded one.
+        let (user, domain) = match self.srs_decode(i, &env) {
+            Some(decoded) => {
+                env.internal = true;
+                decoded
+            }
+            None => (user, domain),
+        };
         let m = match_rule(self.cx.conf, self.cx.tables, &env, &mut self.trace);
         let rule = match m {
             RuleMatch::Matched { index, rule } if rule.action.is_some() => index,
@@ -208,6 +223,42 @@ impl<'a, 'c> Session<'a, 'c> {
                 Ok(())
             }
         }
+    }
+
+    /// The recipient decoded, when the srs key is set, the sender is empty and the RCPT (as
+    /// decoded so far) is an SRS address; the session's envelope takes the decoded RCPT and
+    /// the internal flag, the node the decoded address. One that does not decode is logged
+    /// and goes on as it is.
+    fn srs_decode(&mut self, i: usize, env: &RuleEnvelope) -> Option<(String, String)> {
+        let o = &self.cx.conf.options;
+        let key = o.srs_key.as_deref()?;
+        let user = &self.rcpt.user;
+        let is_srs = ["SRS0=", "SRS1="]
+            .iter()
+            .any(|p| user.get(..5).is_some_and(|h| h.eq_ignore_ascii_case(p)));
+        if !env.sender.user.is_empty() || !is_srs {
+            return None;
+        }
+        let text = format!("{}@{}", self.rcpt.user, self.rcpt.domain);
+        let keys = crate::routing::srs::Keys {
+            key,
+            backup: o.srs_key_backup.as_deref(),
+            ttl_days: o.srs_ttl_days,
+        };
+        let decoded = crate::routing::srs::decode(&keys, &text, self.cx.now);
+        let Some((u, d)) = decoded
+            .as_deref()
+            .map(|a| a.rsplit_once('@').unwrap_or((a, "")))
+        else {
+            self.warnings
+                .push(format!("SRS failed to decode: {text}: {SRS_ERRNO}"));
+            return None;
+        };
+        let (u, d) = (u.to_string(), d.to_string());
+        self.rcpt = Mailaddr::new(u.clone(), d.clone());
+        self.base.internal = true;
+        self.nodes[i].item.addr = (u.clone(), d.clone());
+        Some((u, d))
     }
 
     pub(super) fn expand_username(&mut self, i: usize) -> Result<(), ExpandError> {
@@ -384,7 +435,7 @@ impl<'a, 'c> Session<'a, 'c> {
             subaddress: String::new(),
             user: None,
             target: Target::Action,
-            internal: false,
+            internal: self.base.internal,
         };
         match &action.method {
             Method::Relay(_) => {
