@@ -292,7 +292,7 @@ fn spool_error(spool: &Path, e: &std::io::Error) -> String {
     )
 }
 
-/// `SMTPD_COMMIT=syncfs|fsync|single` picks how commits reach the disk (see
+/// `SMTPD_COMMIT=auto|syncfs|fsync|single` picks how commits reach the disk (see
 /// `queue::commit`), for benchmarks that compare them on one binary; unset
 /// or anything else: the default.
 fn commit_mode_from_env() -> crate::queue::CommitMode {
@@ -301,6 +301,7 @@ fn commit_mode_from_env() -> crate::queue::CommitMode {
         Ok("syncfs") => CommitMode::GroupSyncfs,
         Ok("fsync") => CommitMode::GroupFsync,
         Ok("single") => CommitMode::Single,
+        Ok("auto") => CommitMode::GroupAuto,
         _ => CommitMode::default(),
     }
 }

@@ -16,22 +16,25 @@
 //! sessions wait in it, and a message waits about two rounds.
 //!
 //! The barrier, by [`CommitMode`]:
-//! - [`CommitMode::GroupFsync`] (the default): one wave of concurrent
-//!   `fsync`s: each fresh message file, its envelope files and its incoming
-//!   directory, and each `queue/<xx>` that received a rename. Concurrent
-//!   fsyncs share the device's cache flushes, and they write back only our
-//!   own files.
-//! - [`CommitMode::GroupSyncfs`]: one `syncfs(2)`. On ext4 with a journal
-//!   each fsync of a file with unwritten metadata forces its own journal
-//!   commit, and `syncfs` ends with just one; but it writes back every
-//!   dirty inode of the file system, other programs' too. Measured on this
-//!   project's machine (ext4 without a journal, a disk shared with builds;
-//!   bench/tls/README.md), a round then waited for the builds' megabytes:
-//!   @MEASURED@ fewer STARTTLS sessions per second than the fsync wave. It is
-//!   the better choice only for a spool on a file system of its own with a
-//!   journal that makes each fsync expensive. Since Linux 5.8 `syncfs`
+//! - [`CommitMode::GroupFsync`]: one wave of concurrent `fsync`s: each
+//!   fresh message file, its envelope files and its incoming directory, and
+//!   each `queue/<xx>` that received a rename. Concurrent fsyncs share the
+//!   device's cache flushes, and they write back only our own files.
+//! - [`CommitMode::GroupSyncfs`]: one `syncfs(2)`, which writes each dirty
+//!   block once and ends with one flush, but writes back every dirty inode
+//!   of the file system, other programs' too: on a disk shared with busy
+//!   writers a round waits for their megabytes. Since Linux 5.8 `syncfs`
 //!   reports write-back errors of the file system, which we need: a failed
 //!   round fails all of its commits.
+//! - [`CommitMode::GroupAuto`] (the default): the fsync wave for rounds
+//!   with few files (a few sessions committing: the latency that counts),
+//!   one syncfs for rounds with many (where a wave's per-file writes and
+//!   thread wake-ups cost more than the flush they share). On this
+//!   project's machine (ext4 without a journal, two cores and one disk
+//!   shared with a dozen builds; bench/tls/README.md) the fsync wave gave
+//!   1.5x to 1.9x the STARTTLS and submission rates of syncfs when the
+//!   machine was merely busy, and less than syncfs over 20 persistent
+//!   sessions when the cores were saturated.
 //! - [`CommitMode::Single`]: no sharing, the baseline.
 
 use std::fs::{self, File};
@@ -57,8 +60,11 @@ pub enum CommitMode {
     /// One committer thread, one wave of concurrent `fsync`s per round:
     /// the fresh messages' files and incoming directories, and the
     /// `queue/<xx>` directories of the renames (see the module text).
-    #[default]
     GroupFsync,
+    /// [`CommitMode::GroupFsync`] for rounds with few files to sync, one
+    /// `syncfs` for the rounds with many (more than `AUTO_WAVE_MAX`).
+    #[default]
+    GroupAuto,
     /// No sharing: each commit does its own `fsync`s on a blocking-pool
     /// thread. The baseline the group modes are measured against.
     Single,
@@ -77,7 +83,8 @@ pub(super) struct Job {
 pub(super) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Job>, mode: CommitMode) {
     match mode {
         CommitMode::GroupSyncfs => run_syncfs(&shared, rx),
-        CommitMode::GroupFsync | CommitMode::Single => run_fsync(&shared, rx),
+        CommitMode::GroupFsync | CommitMode::Single => run_fsync(&shared, rx, usize::MAX),
+        CommitMode::GroupAuto => run_fsync(&shared, rx, AUTO_WAVE_MAX),
     }
 }
 
@@ -156,7 +163,10 @@ fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>) {
 /// them, while it syncs the files of the batch that arrived meanwhile: one
 /// wave of concurrent `fsync`s per round, two rounds per message, as the
 /// syncfs committer, but each wave writes back only our own files.
-fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>) {
+///
+/// `wave_max`: a round with more files and directories to sync than this
+/// makes its barrier one `syncfs` instead ([`CommitMode::GroupAuto`]).
+fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize) {
     let pool = SyncPool::new(SYNC_THREADS);
     // Jobs whose files, envelopes and incoming directory are durable.
     let mut staged: Vec<Job> = Vec::new();
@@ -212,11 +222,25 @@ fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>) {
             targets.push(SyncTarget::Path(dir));
             spans.push(start..targets.len());
         }
-        shared
-            .stats
-            .syncs
-            .fetch_add(targets.len() as u64, Ordering::Relaxed);
-        let results = pool.sync(targets);
+        let results = if targets.len() > wave_max {
+            // One syncfs makes every file, directory and rename of the
+            // round durable, whatever they are.
+            let promotion = shared.barrier_begins();
+            let r = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
+            if r.is_ok() {
+                shared.barrier_done(promotion);
+            }
+            shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            (0..targets.len())
+                .map(|_| r.as_ref().map(|_| ()).map_err(clone_err))
+                .collect()
+        } else {
+            shared
+                .stats
+                .syncs
+                .fetch_add(targets.len() as u64, Ordering::Relaxed);
+            pool.sync(targets)
+        };
         let dirs_ok = first_error(&results[..ndirs]);
         match dirs_ok {
             None => published.into_iter().for_each(|job| succeed(shared, job)),
@@ -243,6 +267,14 @@ fn first_error(results: &[io::Result<()>]) -> Option<&io::Error> {
 /// fsyncs would each wait for their own: so a wave's fsyncs are spread over
 /// this many threads.
 const SYNC_THREADS: usize = 16;
+
+/// Where [`CommitMode::GroupAuto`] turns from a wave of fsyncs to one
+/// `syncfs`. Measured on this project's machine (ext4 without a journal,
+/// a virtual disk, builds writing beside): 3 files synced by concurrent
+/// fsyncs took 1.7 ms against 3.9 ms for a syncfs, 12 files 4.1 against
+/// 5.4, 30 files 8.7 against 4.9; each fsync writes its inode's block and
+/// costs a thread's wake-up, where syncfs writes each dirty block once.
+const AUTO_WAVE_MAX: usize = 16;
 
 enum SyncTarget {
     /// The message file, still open from its writer: no path lookup.

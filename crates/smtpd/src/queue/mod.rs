@@ -245,7 +245,7 @@ impl Queue {
                 std::thread::Builder::new()
                     .name("queue-commit".into())
                     .spawn(move || commit::run(sh, rx, mode))?;
-                if mode == CommitMode::GroupFsync {
+                if mode != CommitMode::GroupSyncfs {
                     let weak = Arc::downgrade(&shared);
                     std::thread::Builder::new()
                         .name("queue-spares".into())
