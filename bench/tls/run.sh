@@ -20,7 +20,10 @@
 #   OPENSMTPD      the TLS-capable reference (default /opt/opensmtpd-tls/sbin/smtpd, made by
 #                  tests/tools/opensmtpd-tls.sh if missing)
 #   OURS           our binary (default <repo>/target/release/smtpd; OURS_PREBUILT=1 skips cargo)
-#   SERVERS        which to run (default "ours real postfix")
+#   IDLE           0 skips test (d), the idle sessions
+#   TLS_RESUME     0: the load client offers no session resumption (see tls_load.rs)
+#   SERVERS        which to run (default "ours real postfix"; add "oursfs" for ours again with
+#                  SMTPD_COMMIT=syncfs, the commit mode before 2026-12-02 evening)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,9 +41,9 @@ MSG_LEN="${MSG_LEN:-2048}"; export MSG_LEN
 OPENSMTPD="${OPENSMTPD:-/opt/opensmtpd-tls/sbin/smtpd}"
 OURS="${OURS:-$REPO/target/release/smtpd}"
 SERVERS="${SERVERS:-ours real postfix}"
-declare -A PORT=([ours]=2861 [real]=2862 [postfix]=2863)
+declare -A PORT=([ours]=2861 [real]=2862 [postfix]=2863 [oursfs]=2864)
 # The submission listeners (tls-require + auth, as port 587 is run).
-declare -A SUBPORT=([ours]=2871 [real]=2872 [postfix]=2873)
+declare -A SUBPORT=([ours]=2871 [real]=2872 [postfix]=2873 [oursfs]=2874)
 LOCK=/tmp/rsmtpd-real-smtpd.lock
 CLIENT="python3 $HERE/client.py"
 HELPER="python3 $REPO/bench/smtp-accept/helper.py"
@@ -106,6 +109,7 @@ EOF
 }
 conf "${PORT[ours]}" "${SUBPORT[ours]}" > "$BENCH_DIR/ours.conf"
 conf "${PORT[real]}" "${SUBPORT[real]}" > "$BENCH_DIR/real.conf"
+conf "${PORT[oursfs]}" "${SUBPORT[oursfs]}" > "$BENCH_DIR/oursfs.conf"
 printf 'nameserver 127.0.0.1\nlookup bind file\n' > "$BENCH_DIR/resolv.conf"
 "$OURS" -n -f "$BENCH_DIR/ours.conf" >/dev/null 2>&1 || { echo "error: ours rejects the config" >&2; exit 1; }
 "$OPENSMTPD" -n -f "$BENCH_DIR/real.conf" >/dev/null 2>&1 || { echo "error: OpenSMTPD rejects the config" >&2; exit 1; }
@@ -205,7 +209,7 @@ RAW="$BENCH_DIR/results.txt"
     echo "# (a) sessions: $SESS_MSGS STARTTLS sessions of one message, $SESS_PAR parallel; (b) $ACC_MSGS msgs over $ACC_PAR persistent TLS sessions; (e) submission: $SUB_MSGS STARTTLS+AUTH PLAIN sessions of one message, $SUB_PAR parallel; (d) idle: $IDLE_CONNS ($IDLE_POSTFIX for postfix)"
     echo "# load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
     echo "# ours=$OURS ($OURS_REV); real=$OPENSMTPD; postfix=$PFX/usr/lib/postfix/sbin (Debian's 3.7 package, extracted)"
-    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed retries"
+    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed retries resumed"
     echo "#        server idle run alive opened failed rss_kb pss_kb nproc open_s"
 } > "$RAW"
 
@@ -220,6 +224,11 @@ start() { # server run
         rm -rf "$BENCH_DIR/ours-spool-$2"
         SMTPD_SPOOL="$BENCH_DIR/ours-spool-$2" SMTPD_SOCKET="$BENCH_DIR/ours.sock" \
             SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/ours.conf" >"$log" 2>&1 &
+        PID=$! ;;
+    oursfs)
+        rm -rf "$BENCH_DIR/oursfs-spool-$2"
+        SMTPD_COMMIT=syncfs SMTPD_SPOOL="$BENCH_DIR/oursfs-spool-$2" SMTPD_SOCKET="$BENCH_DIR/oursfs.sock" \
+            SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/oursfs.conf" >"$log" 2>&1 &
         PID=$! ;;
     real)
         exec 9>"$LOCK"; flock 9
@@ -277,8 +286,8 @@ load() { # test run n par
     res=$($LOADER "$test" "$port" "$n" "$par")
     c1=$(cpu)
     echo "$res" | awk -v s="$SERVER" -v t="$test" -v r="$run" -v c0="$c0" -v c1="$c1" '{
-        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d %d\n", s, t, r, $3, $1 / $3, c1 - c0,
-            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2, $4 }' >> "$RAW"
+        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d %d %d\n", s, t, r, $3, $1 / $3, c1 - c0,
+            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2, $4, $5 }' >> "$RAW"
     local failed; failed=$(echo "$res" | awk '{ print $2 }')
     [ "$failed" = 0 ] || say "WARNING: $SERVER $test run $run: $failed failed"
 }
@@ -303,7 +312,9 @@ for i in $(seq 1 "$RUNS"); do
         stop
     done
 done
-for s in $SERVERS; do
+[ "${IDLE:-1}" = 0 ] && SERVERS_IDLE="" || SERVERS_IDLE="$SERVERS"
+for s in $SERVERS_IDLE; do
+    [ "$s" = oursfs ] && continue  # the commit mode does not change idle sessions
     say "idle: $s"
     start "$s" idle
     n=$IDLE_CONNS; [ "$s" = postfix ] && n=$IDLE_POSTFIX
@@ -344,6 +355,12 @@ SUMMARY="$(
             (rss["ours"] > 0 && rss["ours"] < 200 * 1024 && n["ours"] >= 5000) ? "met" : "NOT met"
     }'
 )"
+if echo " $SERVERS " | grep -q " oursfs "; then
+    SUMMARY="$SUMMARY
+$(printf '%s %s %s %s %s %s %s\n' "$(med ours sessions 5)" "$(med oursfs sessions 5)" "$(med ours persistent 5)" \
+        "$(med oursfs persistent 5)" "$(med ours submission 5)" "$(med oursfs submission 5)" "$(med oursfs persistent 7)" \
+      | awk '{ printf "commit modes, same binary: SMTPD_COMMIT=fsync (default) vs syncfs: (a) %.1f vs %.1f sessions/s, (b) %.1f vs %.1f msgs/s, (e) %.1f vs %.1f; syncfs CPU ms/msg (b) %.3f\n", $1, $2, $3, $4, $5, $6, $7 }')"
+fi
 { echo "#"; echo "$SUMMARY" | sed 's/^/# /'; } >> "$RAW"
 echo "$SUMMARY"
 echo "raw results: $RAW"

@@ -265,6 +265,7 @@ impl Server {
         let queue_options = QueueOptions {
             compression: config.options.queue_compression,
             encryption,
+            commit_mode: commit_mode_from_env(),
             ..QueueOptions::default()
         };
         let queue = Queue::open_with(spool, queue_options)
@@ -358,4 +359,18 @@ fn spool_error(spool: &Path, e: &std::io::Error) -> String {
         strerror(e),
         crate::startup::storage_hint(e)
     )
+}
+
+/// `SMTPD_COMMIT=auto|syncfs|fsync|single` picks how commits reach the disk (see
+/// `queue::commit`), for benchmarks that compare them on one binary; unset
+/// or anything else: the default.
+fn commit_mode_from_env() -> crate::queue::CommitMode {
+    use crate::queue::CommitMode;
+    match std::env::var("SMTPD_COMMIT").as_deref() {
+        Ok("syncfs") => CommitMode::GroupSyncfs,
+        Ok("fsync") => CommitMode::GroupFsync,
+        Ok("single") => CommitMode::Single,
+        Ok("auto") => CommitMode::GroupAuto,
+        _ => CommitMode::default(),
+    }
 }

@@ -40,7 +40,9 @@ fn have(tool: &str) -> bool {
 
 #[test]
 fn swaks_smtplib_and_curl_deliver_into_the_queue() {
-    let d = Daemon::start(CONFIG, &[]);
+    // Deliveries paused: the messages are read from the queue. Without -P mda a daemon run
+    // unprivileged delivered the first ones (as its own user) before they were counted.
+    let d = Daemon::start(CONFIG, &["-P", "mda"]);
     let server = format!("127.0.0.1:{}", d.port);
     let mut sent = 0;
 

@@ -204,6 +204,9 @@ fn record(bin: &str) -> Run {
 
 #[test]
 fn message_lines_through_a_chain_match_opensmtpd() {
+    if !common::root_recipient_ok() {
+        return;
+    }
     let ours = record(env!("CARGO_BIN_EXE_smtpd"));
     let first = ours
         .messages
@@ -283,6 +286,9 @@ fn open_data(addr: SocketAddr, helo: &str) -> Client {
 /// rolled back, nothing of it stored), restart the filter, and the next message goes through.
 #[test]
 fn a_filter_that_dies_mid_message_fails_that_message_only() {
+    if !common::root_recipient_ok() {
+        return;
+    }
     let dir = workdir();
     let d = Daemon::start(&config(dir.path(), ""), &[]);
     let mut c = open_data(d.addr(), "one.test");

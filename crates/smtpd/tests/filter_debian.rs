@@ -160,6 +160,9 @@ fn dkim_run(bin: &str, canon: &str) -> (Vec<String>, Vec<bool>, String) {
 
 #[test]
 fn debian_dkimsign_signs_and_dkimpy_verifies() {
+    if !common::root_recipient_ok() {
+        return;
+    }
     if !common::require(
         Path::new(DKIMSIGN).exists(),
         "opensmtpd-filter-dkimsign not installed",

@@ -346,7 +346,11 @@ async fn burst(q: &Queue, tasks: usize, per_task: usize, body: Arc<Vec<u8>>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_commits_share_barriers() {
-    for mode in [CommitMode::GroupSyncfs, CommitMode::GroupFsync] {
+    for mode in [
+        CommitMode::GroupSyncfs,
+        CommitMode::GroupFsync,
+        CommitMode::GroupAuto,
+    ] {
         let (_t, spool) = spool();
         let q = Queue::open_with(
             &spool,
@@ -401,6 +405,7 @@ async fn disk_full_fails_cleanly() {
     for mode in [
         CommitMode::GroupSyncfs,
         CommitMode::GroupFsync,
+        CommitMode::GroupAuto,
         CommitMode::Single,
     ] {
         let q = Queue::open_with(
@@ -478,6 +483,7 @@ async fn measure_commit_rates() {
     for mode in [
         CommitMode::Single,
         CommitMode::GroupFsync,
+        CommitMode::GroupAuto,
         CommitMode::GroupSyncfs,
     ] {
         let spool = t.path().join(format!("{mode:?}"));
@@ -510,7 +516,13 @@ async fn measure_commit_rates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_inodes_are_reused_after_a_barrier_with_no_stale_content() {
     let (_t, spool) = spool();
-    let q = Queue::open(&spool).unwrap();
+    // The syncfs committer, whose every round is the barrier; the default's background
+    // promotion has a test of its own below.
+    let syncfs = || QueueOptions {
+        commit_mode: CommitMode::GroupSyncfs,
+        ..QueueOptions::default()
+    };
+    let q = Queue::open_with(&spool, syncfs()).unwrap();
     let (m1, e1) = send(&q, &["old"], b"old message, longer than the next one\n")
         .await
         .unwrap();
@@ -563,9 +575,40 @@ async fn finished_inodes_are_reused_after_a_barrier_with_no_stale_content() {
     }
     assert!(count_entries(&purge) > 0);
     drop(q);
-    let q = Queue::open(&spool).unwrap();
+    let q = Queue::open_with(&spool, syncfs()).unwrap();
     assert_eq!(count_entries(&purge), 0);
     assert!(q.load().unwrap().envelopes.is_empty());
+}
+
+/// With the default committer, whose small rounds sync files one by one, the parked inodes
+/// become reusable through a `syncfs` made apart from the commits (within a few tenths of a
+/// second), and the reused ones carry nothing of the old message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_committer_reuses_inodes_after_its_background_barrier() {
+    let (_t, spool) = spool();
+    let q = Queue::open(&spool).unwrap();
+    assert_eq!(q.commit_mode(), CommitMode::GroupAuto);
+    let (m1, e1) = send(&q, &["old"], b"old message, longer than the next one\n")
+        .await
+        .unwrap();
+    let d1 = queued_dir(&spool, m1);
+    let (dir_ino, msg_ino) = (inode(&d1), inode(&d1.join("message")));
+    q.envelope_delete(e1[0].id).unwrap();
+    assert_eq!(count_entries(&spool.join("purge")), 2);
+    let mut reused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (m2, e2) = send(&q, &["new"], b"new\n").await.unwrap();
+        let d2 = queued_dir(&spool, m2);
+        if inode(&d2) == dir_ino {
+            assert_eq!(inode(&d2.join("message")), msg_ino);
+            assert_eq!(fs::read(d2.join("message")).unwrap(), b"new\n");
+            assert_eq!(&q.envelope_load(e2[0].id).unwrap(), &e2[0]);
+            reused = true;
+            break;
+        }
+    }
+    assert!(reused, "the parked directory was never reused");
 }
 
 /// A directory holding anything besides its message is removed, not parked:

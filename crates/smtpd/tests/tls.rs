@@ -402,6 +402,59 @@ print('ok')
     let _ = s.uid;
 }
 
+/// Beyond OpenSMTPD (which sets SSL_OP_NO_TICKET): a TLS 1.3 session ticket lets a client that
+/// comes back resume, without a certificate or a signature; the session is logged as any other.
+#[test]
+fn a_returning_client_resumes_with_a_session_ticket() {
+    if skip() {
+        return;
+    }
+    let s = setup();
+    let script = r#"
+import socket, ssl, sys
+ca, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+def session(sess=None):
+    t = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port)),
+                        server_hostname='mx.example.org', session=sess)
+    f = t.makefile('rb')
+    assert f.readline().startswith(b'220 '), 'banner'
+    # The tickets come after the handshake: the banner's read has taken them in.
+    t.sendall(b'QUIT\r\n')
+    assert f.readline().startswith(b'221 '), 'quit'
+    out = (t.session, t.session_reused, t.version())
+    t.close()
+    return out
+first, reused1, v = session()
+_, reused2, _ = session(first)
+print('first', reused1, 'second', reused2, v)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(s.c.p("ca.crt"))
+        .arg(s.port("smtps").to_string())
+        .output()
+        .expect("python3");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{}", s.d.log().join("\n"));
+    assert!(text.contains("first False second True TLSv1.3"), "{text}");
+    // Both sessions logged alike: the resumed one is no different in the log.
+    let tls_lines = || {
+        s.d.log()
+            .iter()
+            .filter(|l| l.contains("smtp tls ciphers=TLSv1.3:TLS_AES_256_GCM_SHA384:256"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tls_lines() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(tls_lines(), 2, "{}", s.d.log().join("\n"));
+}
+
 /// swaks with STARTTLS (`--tls`) and implicit TLS (`--tlsc`), AUTH PLAIN and LOGIN.
 #[test]
 fn swaks_tls_tlsc_auth_plain_and_login() {

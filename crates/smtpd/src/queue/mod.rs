@@ -152,7 +152,7 @@ struct Shared {
     owner: Owner,
     state: Mutex<State>,
     stats: Stats,
-    /// Whether finished inodes are parked for reuse (syncfs commits only).
+    /// Whether finished inodes are parked for reuse (the group modes).
     recycle: bool,
     /// Names spares uniquely in `purge/` (emptied at every start).
     spare_seq: AtomicU64,
@@ -230,7 +230,7 @@ impl Queue {
             owner,
             state: Mutex::new(State::default()),
             stats: Stats::default(),
-            recycle: opts.commit_mode == CommitMode::GroupSyncfs,
+            recycle: opts.commit_mode != CommitMode::Single,
             spare_seq: AtomicU64::new(0),
             codec: Codec {
                 compression: opts.compression,
@@ -245,6 +245,12 @@ impl Queue {
                 std::thread::Builder::new()
                     .name("queue-commit".into())
                     .spawn(move || commit::run(sh, rx, mode))?;
+                if mode != CommitMode::GroupSyncfs {
+                    let weak = Arc::downgrade(&shared);
+                    std::thread::Builder::new()
+                        .name("queue-spares".into())
+                        .spawn(move || commit::run_promoter(weak))?;
+                }
                 Some(tx)
             }
         };

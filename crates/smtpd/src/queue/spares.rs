@@ -18,8 +18,9 @@ use super::Shared;
 /// rename reached the disk, a crash could leave the old name pointing at the
 /// new message's content. So a spare waits in `pending` until a commit
 /// barrier (`syncfs`, which writes every earlier rename) that began after it
-/// was parked has completed. Only the syncfs committer promotes spares; in
-/// the other commit modes nothing is parked.
+/// was parked has completed: the syncfs committer's own, or with the fsync
+/// committer one that `commit::run_promoter` makes apart from commits. In
+/// [`super::CommitMode::Single`] nothing is parked.
 #[derive(Default)]
 pub(super) struct Spares {
     pending_dirs: Vec<PathBuf>,
@@ -85,6 +86,12 @@ impl Shared {
         if !(only_message && self.park(dir, true)) {
             self.remove_tree(dir);
         }
+    }
+
+    /// Whether parked spares wait for a barrier.
+    pub(super) fn spares_pending(&self) -> bool {
+        let st = self.state();
+        !(st.spares.pending_dirs.is_empty() && st.spares.pending_envs.is_empty())
     }
 
     /// Called by the committer as a barrier begins: the spares parked so

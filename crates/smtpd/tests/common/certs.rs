@@ -10,11 +10,14 @@ pub struct Certs {
     pub dir: tempfile::TempDir,
 }
 
-/// Why TLS tests cannot run here, if they cannot: pki files must belong to root (OpenSMTPD's
-/// rule, which the daemon keeps), and the certificates are made with openssl.
+/// Why TLS tests cannot run here, if they cannot: they run as root (pki files belong to root,
+/// OpenSMTPD's rule, which the daemon keeps when run as root), and the certificates are made
+/// with openssl.
 pub fn unavailable() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
-        return Some("pki files must be owned by root: run the TLS tests as root");
+        // An unprivileged daemon takes pki files of its own user since 2026-12-02; these tests
+        // have not been made to run without root yet (they make users' folders as root).
+        return Some("not yet made to run unprivileged: run the TLS tests as root");
     }
     if Command::new("openssl").arg("version").output().is_err() {
         return Some("openssl is not installed (scripts/test-deps.sh installs it)");

@@ -672,6 +672,15 @@ pub fn ctl_with(
 
 /// Whether the tests run as root: deliveries then run as another user, and the real OpenSMTPD
 /// can be started.
+/// For tests whose recorded dialogues send to root@localhost: true if they can run here, else
+/// reports the skip.
+pub fn root_recipient_ok() -> bool {
+    require(
+        is_root(),
+        "RCPT TO:<root@localhost> needs a daemon run as root: an unprivileged one cannot read /root/.forward and answers 524, as OpenSMTPD does",
+    )
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -8,5 +8,6 @@ mod common;
 
 mod crash_no_loss;
 mod discover;
+mod durable_order;
 mod encryption;
 mod envelope;
