@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "support",
     "sys",
+    "privsep",
     "startup",
     "tls",
     "dns",
@@ -24,6 +25,7 @@ const LAYERS: &[&str] = &[
     "delivery",
     "relay",
     "control",
+    "parent",
     "daemon",
 ];
 
