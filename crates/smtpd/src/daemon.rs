@@ -68,7 +68,13 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
                 detach::forget();
                 return parent.run(conf);
             }
-            Ok(crate::parent::Role::Engine(p)) => prebound = Some(p),
+            Ok(crate::parent::Role::Engine(p)) => {
+                prebound = Some(p);
+                // As unsplit: the delivery process from the start (the parent starts it).
+                if let Err(e) = crate::delivery::client::start() {
+                    log::warn(&format!("warn: delivery process: {e}"));
+                }
+            }
             Ok(crate::parent::Role::Unsplit) => {
                 // Deliveries switch to their users in the delivery process; starting it now
                 // forks us while we are small and have one thread. If it cannot start, the

@@ -413,13 +413,14 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
         }
         (Kind::Control, Request::DeliveryProcess) => match crate::delivery::client::spawn_process()
         {
-            Ok((sock, mut child)) => {
+            Ok((sock, child)) => {
                 let pid = child.id();
                 log::debug(&format!("debug: delivery: process started, pid {pid}"));
-                // Reaped as it ends; the engine sees the end on its socket and says so.
+                // Reaped as it ends, with the line that says how (the engine fails and
+                // retries what it had in flight when it sees the end on its socket).
                 let _ = std::thread::Builder::new()
                     .name("delivery-reaper".into())
-                    .spawn(move || child.wait());
+                    .spawn(move || crate::delivery::client::reap(child));
                 (Reply::Done { pid }, vec![sock])
             }
             Err(e) => none(Reply::Failed(format!(

@@ -199,10 +199,13 @@ fn read_replies(conn: Arc<Connection>, child: Option<Child>) {
     }
     conn.close();
     // The parent of a split daemon reaps its delivery processes, and says how they ended.
-    let Some(mut child) = child else {
-        log::warn("warn: delivery process exited; in-flight deliveries will be retried");
-        return;
-    };
+    if let Some(child) = child {
+        reap(child);
+    }
+}
+
+/// Waits for a delivery process that ended and says how.
+pub fn reap(mut child: Child) {
     let how = match child.wait() {
         Ok(st) => st.to_string(),
         Err(e) => e.to_string(),
