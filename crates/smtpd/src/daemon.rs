@@ -69,6 +69,8 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
                 return parent.run(conf);
             }
             Ok(crate::parent::Role::Engine(p)) => {
+                // The engine: already the queue user, one thread, nothing started yet (the
+                // place to confine it further).
                 prebound = Some(p);
                 // As unsplit: the delivery process from the start (the parent starts it).
                 if let Err(e) = crate::delivery::client::start() {
@@ -507,7 +509,6 @@ async fn wait_for_signal(signals: Option<Signals>) -> u8 {
         1
     }
 }
-
 
 /// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a
 /// second descriptor (its message file).

@@ -52,5 +52,5 @@ pub mod delivery;
 pub mod relay;
 
 pub mod control;
-pub mod parent;
 pub mod daemon;
+pub mod parent;

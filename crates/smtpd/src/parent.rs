@@ -117,9 +117,8 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
             if tcp.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
-            let bound = crate::listener::bind_tcp_std(addr).map_err(|e| {
-                format!("smtpd: {}", crate::startup::bind_failure(&addr, &e))
-            })?;
+            let bound = crate::listener::bind_tcp_std(addr)
+                .map_err(|e| format!("smtpd: {}", crate::startup::bind_failure(&addr, &e)))?;
             tcp.push((addr, bound));
         }
     }
@@ -236,10 +235,8 @@ impl Parent {
             socket: self.socket.clone(),
             filters: Mutex::new(HashMap::new()),
         });
-        let mut channels: Vec<(OwnedFd, Kind)> = vec![
-            (self.control, Kind::Control),
-            (self.auth, Kind::Auth),
-        ];
+        let mut channels: Vec<(OwnedFd, Kind)> =
+            vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
         channels.extend(self.ca.into_iter().map(|c| (c, Kind::Ca)));
         for (i, (fd, kind)) in channels.into_iter().enumerate() {
             let state = state.clone();
@@ -290,9 +287,7 @@ fn wait_engine(engine: Pid, signals: &SigSet) -> u8 {
         };
         // SAFETY: sigtimedwait reads the set and the timeout, both valid for the call; the
         // siginfo pointer may be null.
-        let sig = unsafe {
-            libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout)
-        };
+        let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
         if let Ok(s) = Signal::try_from(sig) {
             if FORWARDED.contains(&s) {
                 let _ = nix::sys::signal::kill(engine, s);
@@ -315,7 +310,11 @@ fn serve(fd: OwnedFd, kind: Kind, state: &State) {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(nix::errno::Errno::EMSGSIZE) => {
-                let _ = wire::send(fd.as_fd(), &Reply::Failed("bad request".into()).encode(), &[]);
+                let _ = wire::send(
+                    fd.as_fd(),
+                    &Reply::Failed("bad request".into()).encode(),
+                    &[],
+                );
                 continue;
             }
             Err(_) => return,
@@ -336,19 +335,16 @@ fn serve(fd: OwnedFd, kind: Kind, state: &State) {
 fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
     let none = |r: Reply| (r, Vec::new());
     match (kind, req) {
-        (Kind::Ca, Request::Sign {
-            pki,
-            generation,
-            scheme,
-            message,
-        }) => none(sign(state, &pki, generation, scheme, &message)),
         (
-            Kind::Auth,
-            Request::Auth {
-                user,
-                mut password,
+            Kind::Ca,
+            Request::Sign {
+                pki,
+                generation,
+                scheme,
+                message,
             },
-        ) => {
+        ) => none(sign(state, &pki, generation, scheme, &message)),
+        (Kind::Auth, Request::Auth { user, mut password }) => {
             let r = crate::auth::pam::check_here(&user, &password);
             password.zeroize();
             none(Reply::Auth(match r {

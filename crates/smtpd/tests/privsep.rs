@@ -224,7 +224,9 @@ fn skip_reason() -> Option<&'static str> {
         return Some(why);
     }
     if uid_of("opensmtpq").is_none() && uid_of("_smtpq").is_none() {
-        return Some("no queue user (opensmtpq): install Debian's opensmtpd (scripts/test-deps.sh)");
+        return Some(
+            "no queue user (opensmtpq): install Debian's opensmtpd (scripts/test-deps.sh)",
+        );
     }
     if !Path::new("/usr/bin/python3").exists() {
         return Some("python3 is not installed (the test's filter)");
@@ -284,7 +286,9 @@ fn the_engine_holds_nothing_worth_stealing_and_mail_still_flows() {
     let (quid, qgid) = uid_of("opensmtpq")
         .or_else(|| uid_of("_smtpq"))
         .expect("queue user");
-    let (_, smtpd_gid) = uid_of("opensmtpd").or_else(|| uid_of("_smtpd")).expect("smtpd user");
+    let (_, smtpd_gid) = uid_of("opensmtpd")
+        .or_else(|| uid_of("_smtpd"))
+        .expect("smtpd user");
     assert_eq!(engine.uid, vec![quid; 4], "{engine:?}");
     assert_eq!(engine.gid, vec![qgid; 4], "{engine:?}");
     let mut groups = engine.groups.clone();

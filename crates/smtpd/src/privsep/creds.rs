@@ -65,7 +65,8 @@ pub fn engine_creds(smtpd_user: &str) -> Option<EngineCreds> {
 /// effective and saved), no new privileges through exec, no capability left in any set. Any
 /// step that fails is an error: an engine that kept root must not serve.
 pub fn drop_to(c: &EngineCreds) -> Result<(), String> {
-    let err = |what: &str, e: nix::Error| format!("smtpd: cannot drop privileges: {what}: {}", e.desc());
+    let err =
+        |what: &str, e: nix::Error| format!("smtpd: cannot drop privileges: {what}: {}", e.desc());
     // While still root: empty the bounding set, so that nothing this process ever execs gains a
     // capability back (file capabilities). Stops at the first number the kernel does not know.
     for cap in 0..64 {
@@ -75,7 +76,15 @@ pub fn drop_to(c: &EngineCreds) -> Result<(), String> {
         }
     }
     // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     nix::unistd::setgroups(&c.groups).map_err(|e| err("setgroups", e))?;
     nix::unistd::setresgid(c.gid, c.gid, c.gid).map_err(|e| err("setresgid", e))?;
     // From root to a non-zero uid in all three ids: the kernel clears the permitted and

@@ -95,9 +95,10 @@ impl fmt::Debug for Request {
                 .finish_non_exhaustive(),
             Request::Hello => f.write_str("Hello"),
             Request::PollPki => f.write_str("PollPki"),
-            Request::Forward { user, .. } => {
-                f.debug_struct("Forward").field("user", user).finish_non_exhaustive()
-            }
+            Request::Forward { user, .. } => f
+                .debug_struct("Forward")
+                .field("user", user)
+                .finish_non_exhaustive(),
             Request::SpawnFilter { name } => {
                 f.debug_struct("SpawnFilter").field("name", name).finish()
             }
@@ -113,7 +114,9 @@ impl fmt::Debug for Request {
 pub enum Reply {
     /// Done; for `SpawnFilter` the descriptors are stdin, stdout, stderr, for
     /// `DeliveryProcess` the socket. `pid` is the process started, if any.
-    Done { pid: u32 },
+    Done {
+        pid: u32,
+    },
     /// It could not be done: the line to log (or to refuse the start with).
     Failed(String),
     /// `Hello`: every pki's certificate; or the lines the start is refused with.
@@ -303,7 +306,12 @@ impl Request {
                 generation,
                 scheme,
                 message,
-            } => w.u8(2).str(pki).u64(*generation).u16(*scheme).bytes(message),
+            } => w
+                .u8(2)
+                .str(pki)
+                .u64(*generation)
+                .u16(*scheme)
+                .bytes(message),
             Request::PollPki => w.u8(3),
             Request::Forward {
                 user,
@@ -448,7 +456,13 @@ mod tests {
         vec![
             Reply::Done { pid: 1 },
             Reply::Failed("smtpd: getpwnam: No such file or directory".into()),
-            Reply::Pkis(vec![pki(), PkiCert { spki: None, ..pki() }]),
+            Reply::Pkis(vec![
+                pki(),
+                PkiCert {
+                    spki: None,
+                    ..pki()
+                },
+            ]),
             Reply::Refused(vec!["a".into(), "b".into()]),
             Reply::PkiChanges {
                 lines: vec!["info: pki x: reloaded".into()],
@@ -512,6 +526,9 @@ mod tests {
             password: b"hunter2".to_vec(),
         };
         let shown = format!("{r:?}");
-        assert!(shown.contains("bob") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("bob") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

@@ -220,10 +220,9 @@ impl FilterChild {
                 let pid = *pid;
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Some(client) = crate::privsep::engine() {
-                        let _ = client.control.call(
-                            &crate::privsep::proto::Request::KillFilter { pid },
-                            &[],
-                        );
+                        let _ = client
+                            .control
+                            .call(&crate::privsep::proto::Request::KillFilter { pid }, &[]);
                     }
                 })
                 .await;
