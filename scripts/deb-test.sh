@@ -99,8 +99,7 @@ stop_daemon() {
   local d
   for d in /proc/[0-9]*; do
     case "$(tr '\0' ' ' 2> /dev/null < "$d/cmdline")" in
-      # The main process: its command line, or its title once it split (`smtpd: [priv]`).
-      "$start "|"$start"|"smtpd: [priv]") kill -TERM "${d#/proc/}" ;;
+      "$start "|"$start") kill -TERM "${d#/proc/}" ;;
     esac
   done
   wait_for '! daemon_running'

@@ -1,8 +1,9 @@
-//! The root parent of a split daemon (`smtpd: [priv]` in `ps`): OpenSMTPD's parent and `ca`
-//! processes in one small process that never reads the network.
+//! The root parent of a split daemon (OpenSMTPD's `[priv]`; `ps` shows its command line, as
+//! 6.8's): OpenSMTPD's parent and `ca` processes in one small process that never reads the
+//! network.
 //!
 //! ```text
-//! smtpd: [priv]      root: binds, keys and signatures, ~/.forward, PAM, starts processes
+//! smtpd -f ...       root: binds, keys and signatures, ~/.forward, PAM, starts processes
 //!   ├─ smtpd: engine   queue user, no capability: sessions, filters' pipes, DNS, tables,
 //!   │                  queue, scheduler, relay, control socket
 //!   ├─ smtpd: delivery root, as before (started on the engine's request, socket handed over)
@@ -44,8 +45,10 @@ use crate::tls::store::PkiStore;
 /// class, as many as the engine's runtime signed in parallel when it held the keys.
 const CA_CHANNELS: usize = 2;
 
-/// Its names in `ps`, after OpenSMTPD's `[priv]` parent.
-pub const PARENT_TITLE: &str = "smtpd: [priv]";
+/// The engine's name in `ps`, as 6.8's children are named (`smtpd: queue`, `smtpd: lookup`...:
+/// config.c's setproctitle(proc_title()). The parent keeps its command line, as 6.8's does,
+/// which never sets a title for itself (`[priv]` is only its name in traces), so that init
+/// scripts and `pgrep -f /usr/sbin/smtpd` find it as before.
 pub const ENGINE_TITLE: &str = "smtpd: engine";
 
 /// What the parent bound for the engine.
@@ -164,7 +167,6 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
         }
         ForkResult::Parent { child } => {
             drop((ctl_e, auth_e, ca_e, control, tcp));
-            crate::privsep::title::set(PARENT_TITLE);
             Ok(Role::Parent(Box::new(Parent {
                 engine: child,
                 socket_file,

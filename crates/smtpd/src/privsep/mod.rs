@@ -1,7 +1,7 @@
 //! Privilege separation: started as root, the daemon splits in two (see ARCHITECTURE.md,
 //! "Processes"):
 //!
-//! - `smtpd: [priv]`, the root parent (`crate::parent`): binds the listeners and the control
+//! - the root parent (OpenSMTPD's `[priv]`, its command line unchanged in `ps`) (`crate::parent`): binds the listeners and the control
 //!   socket, holds the TLS private keys and signs handshakes (OpenSMTPD's `ca` process, here
 //!   threads of the parent), opens `~/.forward` files, checks system passwords with PAM,
 //!   starts filter processes and delivery processes, resubmits the offline queue;

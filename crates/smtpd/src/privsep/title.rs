@@ -1,5 +1,5 @@
-//! Process titles as OpenSMTPD's `setproctitle()` gives them (`smtpd: [priv]`, `smtpd: engine`),
-//! so that `ps` tells the processes apart.
+//! Process titles as OpenSMTPD's `setproctitle()` gives its children (`smtpd: engine` here), so
+//! that `ps` tells the processes apart.
 //!
 //! Two things name a process on Linux: `comm` (15 bytes, `ps -o comm`, `top`), set with
 //! `PR_SET_NAME`; and the command line (`ps -ef`, `/proc/PID/cmdline`), which the kernel reads
