@@ -307,9 +307,11 @@ enum Kind {
 
 /// One channel: a request, its answer, until the engine closes it.
 fn serve(fd: OwnedFd, kind: Kind, state: &State) {
+    let mut buf = vec![0u8; crate::privsep::proto::MAX_PACKET];
     loop {
-        let (data, _fds) = match wire::recv(fd.as_fd()) {
-            Ok(Some(p)) => p,
+        let n = match wire::recv_into(fd.as_fd(), &mut buf) {
+            // Descriptors from the engine are never wanted: closed here.
+            Ok(Some((n, _fds))) => n.min(buf.len()),
             Ok(None) => return,
             Err(nix::errno::Errno::EMSGSIZE) => {
                 let _ = wire::send(
@@ -321,7 +323,12 @@ fn serve(fd: OwnedFd, kind: Kind, state: &State) {
             }
             Err(_) => return,
         };
-        let (reply, fds) = match Request::decode(&data) {
+        let decoded = Request::decode(buf.get(..n).unwrap_or_default());
+        if kind == Kind::Auth {
+            // The password: not left in the buffer until the next request.
+            buf.get_mut(..n).unwrap_or_default().zeroize();
+        }
+        let (reply, fds) = match decoded {
             Ok(req) => handle(req, kind, state),
             Err(e) => (Reply::Failed(format!("bad request: {e}")), Vec::new()),
         };

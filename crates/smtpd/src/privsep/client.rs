@@ -10,33 +10,41 @@
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+use zeroize::Zeroize;
+
 use super::proto::{Reply, Request};
 use super::wire;
 
-/// One socket to the parent; a call holds it from the request to its answer.
-pub struct Channel(Mutex<OwnedFd>);
+/// One socket to the parent, with its receive buffer; a call holds it from the request to its
+/// answer.
+pub struct Channel(Mutex<(OwnedFd, Vec<u8>)>);
 
 impl Channel {
     pub fn new(fd: OwnedFd) -> Channel {
-        Channel(Mutex::new(fd))
+        Channel(Mutex::new((fd, vec![0u8; super::proto::MAX_PACKET])))
     }
 
     /// Sends `req` with `fds` and waits for the answer (with the descriptors it brought).
     pub fn call(&self, req: &Request, fds: &[RawFd]) -> Result<(Reply, Vec<OwnedFd>), String> {
-        let sock = self.0.lock().map_err(|_| "privsep channel poisoned")?;
-        self.call_locked(&sock, req, fds)
+        let mut held = self.0.lock().map_err(|_| "privsep channel poisoned")?;
+        call_locked(&mut held, req, fds)
     }
+}
 
-    fn call_locked(
-        &self,
-        sock: &OwnedFd,
-        req: &Request,
-        fds: &[RawFd],
-    ) -> Result<(Reply, Vec<OwnedFd>), String> {
-        wire::send(sock.as_fd(), &req.encode(), fds)
-            .map_err(|e| format!("privsep: send: {}", e.desc()))?;
-        match wire::recv(sock.as_fd()) {
-            Ok(Some((data, fds))) => Reply::decode(&data)
+fn call_locked(
+    held: &mut (OwnedFd, Vec<u8>),
+    req: &Request,
+    fds: &[RawFd],
+) -> Result<(Reply, Vec<OwnedFd>), String> {
+    let (sock, buf) = held;
+    let mut data = req.encode();
+    let sent = wire::send(sock.as_fd(), &data, fds);
+    // It may hold a password (Auth) or what a handshake signs.
+    data.zeroize();
+    sent.map_err(|e| format!("privsep: send: {}", e.desc()))?;
+    {
+        match wire::recv_into(sock.as_fd(), buf) {
+            Ok(Some((n, fds))) => Reply::decode(buf.get(..n).unwrap_or_default())
                 .map(|r| (r, fds))
                 .map_err(|e| format!("privsep: bad reply: {e}")),
             Ok(None) => Err("privsep: the parent process is gone".into()),
@@ -57,8 +65,8 @@ impl Client {
     /// thread's turn falls on.
     pub fn sign(&self, req: &Request) -> Result<Reply, String> {
         for c in &self.ca {
-            if let Ok(sock) = c.0.try_lock() {
-                return c.call_locked(&sock, req, &[]).map(|(r, _)| r);
+            if let Ok(mut held) = c.0.try_lock() {
+                return call_locked(&mut held, req, &[]).map(|(r, _)| r);
             }
         }
         let n = self.ca.len().max(1);

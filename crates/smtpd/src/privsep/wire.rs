@@ -36,9 +36,22 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> nix::Result<()>
 /// are closed).
 pub fn recv(sock: BorrowedFd<'_>) -> nix::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; MAX_PACKET];
+    Ok(recv_into(sock, &mut buf)?.map(|(n, fds)| {
+        buf.truncate(n);
+        (buf, fds)
+    }))
+}
+
+/// [`recv`] into a buffer the caller keeps (at least [`MAX_PACKET`] long): a signature
+/// request is a few hundred bytes, and a fresh zeroed 128 KiB for each would cost more than
+/// the round trip. The packet's length, and its descriptors.
+pub fn recv_into(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut iov = [IoSliceMut::new(buf)];
         let msg = match socket::recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
@@ -72,8 +85,7 @@ pub fn recv(sock: BorrowedFd<'_>) -> nix::Result<Option<(Vec<u8>, Vec<OwnedFd>)>
         if n == 0 && fds.is_empty() {
             return Ok(None);
         }
-        buf.truncate(n);
-        return Ok(Some((buf, fds)));
+        return Ok(Some((n, fds)));
     }
 }
 
