@@ -224,6 +224,20 @@ $pre 2> /dev/null || fail "$pre"
 $start || fail "$start"
 # Type=forking: the command exits once the daemon serves, so the socket is there already.
 [ -S /var/run/smtpd.sock ] || fail "$start exited before the daemon served"
+step "privilege separation: a root parent, its engine as opensmtpq without capabilities"
+engine_seen=
+for d in /proc/[0-9]*; do
+  case "$(tr '\0' ' ' 2> /dev/null < "$d/cmdline")" in
+    "smtpd: engine"*)
+      engine_seen=1
+      uid=$(awk '/^Uid:/ {print $2}' "$d/status")
+      [ "$uid" = "$(id -u opensmtpq)" ] || fail "the engine runs as uid $uid"
+      caps=$(awk '/^CapEff:/ {print $2}' "$d/status")
+      [ "$caps" = 0000000000000000 ] || fail "the engine has capabilities $caps"
+      ;;
+  esac
+done
+[ -n "$engine_seen" ] || fail "no smtpd: engine process"
 step "a second start is refused, with the line on its stderr (systemd shows it)"
 rc=0
 err=$($start 2>&1) || rc=$?

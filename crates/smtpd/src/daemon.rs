@@ -52,12 +52,42 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
         }
     }
     log::init(log_to_stderr, opts.verbose, opts.traces);
+    log::debug("debug: using \"fs\" queue backend");
+    log::debug("debug: using \"ramqueue\" scheduler backend");
+    log::debug("debug: using \"ram\" stat backend");
+    log::info("info: OpenSMTPD 6.8.0p2 starting");
+    let mut prebound = None;
     if nix::unistd::geteuid().is_root() {
-        // Deliveries switch to their users in the delivery process; starting it now forks us
-        // while we are small and have one thread. If it cannot start, the first delivery tries
-        // again.
-        if let Err(e) = crate::delivery::client::start() {
-            log::warn(&format!("warn: delivery process: {e}"));
+        let paths = crate::parent::Paths {
+            spool: opts.spool.clone(),
+            socket: opts.socket.clone(),
+        };
+        // Privilege separation (crate::parent): the root parent binds and forks the engine,
+        // which serves as the queue user; the parent stays to sign, open and start for it.
+        match crate::parent::split(&conf, &paths, &opts.smtpd_user) {
+            Err(lines) => return fail_start(&lines),
+            Ok(crate::parent::Role::Parent(parent)) => {
+                // The engine tells the waiting command how the start went.
+                detach::forget();
+                return parent.run(conf);
+            }
+            Ok(crate::parent::Role::Engine(p)) => {
+                // The engine: already the queue user, one thread, nothing started yet (the
+                // place to confine it further).
+                prebound = Some(p);
+                // As unsplit: the delivery process from the start (the parent starts it).
+                if let Err(e) = crate::delivery::client::start() {
+                    log::warn(&format!("warn: delivery process: {e}"));
+                }
+            }
+            Ok(crate::parent::Role::Unsplit) => {
+                // Deliveries switch to their users in the delivery process; starting it now
+                // forks us while we are small and have one thread. If it cannot start, the
+                // first delivery tries again.
+                if let Err(e) = crate::delivery::client::start() {
+                    log::warn(&format!("warn: delivery process: {e}"));
+                }
+            }
         }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -67,21 +97,32 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
         Ok(rt) => rt,
         Err(e) => return fail_start(&format!("smtpd: runtime: {}", e)),
     };
-    rt.block_on(serve(conf, opts, hostname))
+    rt.block_on(serve(conf, opts, hostname, prebound))
 }
 
-async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
+async fn serve(
+    conf: Config,
+    opts: Options,
+    hostname: String,
+    prebound: Option<crate::parent::Prebound>,
+) -> u8 {
     let signals = catch_signals();
-    log::debug("debug: using \"fs\" queue backend");
-    log::debug("debug: using \"ramqueue\" scheduler backend");
-    log::debug("debug: using \"ram\" stat backend");
-    log::info("info: OpenSMTPD 6.8.0p2 starting");
-    let control = match listener::bind_control(&opts.socket) {
-        Ok(c) => c,
-        Err(e) => return fail_start(&e),
+    let (control, mut bound_tcp, socket_file) = match prebound {
+        // The engine of a split daemon: the parent bound them, and removes the socket file.
+        Some(p) => match p
+            .control
+            .set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(p.control))
+        {
+            Ok(c) => (c, p.tcp, None),
+            Err(e) => return fail_start(&format!("smtpd: control_init: {e}")),
+        },
+        None => match listener::bind_control(&opts.socket) {
+            // From here on the socket is ours: a start that fails leaves no socket behind.
+            Ok(c) => (c, Vec::new(), Some(SocketFile(opts.socket.clone()))),
+            Err(e) => return fail_start(&e),
+        },
     };
-    // From here on the socket is ours: a start that fails leaves no socket behind.
-    let socket_file = SocketFile(opts.socket.clone());
     let server = match Server::new(
         conf,
         hostname,
@@ -120,7 +161,7 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     }
     // Certificates and keys, parsed and matched now (6.8 only finds a key that does not match
     // its certificate at the first handshake).
-    let tls = match crate::tls::Tls::new(conf) {
+    let tls = match engine_tls(conf) {
         Ok(t) => Arc::new(t),
         Err(lines) => return fail_start(&lines.join("\n")),
     };
@@ -157,7 +198,11 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
             l.pki,
             l.ca
         ));
-        match listener::bind_tcp(addr) {
+        let bound_here = match bound_tcp.iter().position(|(a, _)| *a == addr) {
+            Some(i) => listener::tcp_from_std(bound_tcp.swap_remove(i).1),
+            None => listener::bind_tcp(addr),
+        };
+        match bound_here {
             Ok(t) => bound.push((t, Arc::new(l))),
             Err(e) => {
                 return fail_start(&format!(
@@ -195,8 +240,21 @@ async fn serve(conf: Config, opts: Options, hostname: String) -> u8 {
     // Messages sendmail left while we were down.
     let spool = opts.spool.clone();
     let socket = opts.socket.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::control::offline::resubmit(&spool, &smtpctl_path(), &socket)
+    tokio::task::spawn_blocking(move || match crate::privsep::engine() {
+        // smtpctl runs as each file's owner: the root parent starts it.
+        Some(client) => {
+            if let Err(e) = client
+                .control
+                .call(&crate::privsep::proto::Request::Offline, &[])
+            {
+                log::warn(&format!("warn: smtpd: offline queue: {e}"));
+            }
+        }
+        None => crate::control::offline::resubmit(
+            &spool,
+            &crate::control::offline::smtpctl_path(),
+            &socket,
+        ),
     });
     // Serving: the command that started a detached daemon exits 0 now.
     detach::ready();
@@ -284,6 +342,14 @@ mod detach {
         }
     }
 
+    /// Lets go of the pipe without a word: the parent of a split daemon leaves the report to
+    /// its engine (the command sees the end only when both have closed it).
+    pub fn forget() {
+        if let Ok(mut g) = REPORT.lock() {
+            g.take();
+        }
+    }
+
     /// Tells the waiting command that the daemon serves.
     pub fn ready() {
         if let Some(mut f) = REPORT.lock().ok().and_then(|mut g| g.take()) {
@@ -315,7 +381,7 @@ async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
     loop {
         tick.tick().await;
         let store = tls.store.clone();
-        let Ok(lines) = tokio::task::spawn_blocking(move || store.poll_changes()).await else {
+        let Ok(lines) = tokio::task::spawn_blocking(move || poll_pkis(&store)).await else {
             continue;
         };
         for l in lines {
@@ -325,6 +391,42 @@ async fn watch_pkis(tls: Arc<crate::tls::Tls>) {
                 log::warn(&l);
             }
         }
+    }
+}
+
+/// The files of the pkis are read where the keys are: here, or in the root parent, which
+/// loads what changed and sends the new certificates.
+fn poll_pkis(store: &crate::tls::store::PkiStore) -> Vec<String> {
+    use crate::privsep::proto::{Reply, Request};
+    let Some(client) = crate::privsep::engine() else {
+        return store.poll_changes();
+    };
+    match client.control.call(&Request::PollPki, &[]) {
+        Ok((Reply::PkiChanges { lines, reloaded }, _)) => {
+            for c in &reloaded {
+                store.install_remote(c);
+            }
+            lines
+        }
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!("warn: pki: {e}")],
+    }
+}
+
+/// The TLS of the listeners and the relay: the pkis loaded here, or, in the engine of a split
+/// daemon, the certificates its parent loaded (the keys stay there).
+fn engine_tls(conf: &Config) -> Result<crate::tls::Tls, Vec<String>> {
+    use crate::privsep::proto::{Reply, Request};
+    let Some(client) = crate::privsep::engine() else {
+        return crate::tls::Tls::new(conf);
+    };
+    match client.control.call(&Request::Hello, &[]) {
+        Ok((Reply::Pkis(certs), _)) => {
+            crate::tls::Tls::with_store(conf, crate::tls::store::PkiStore::from_remote(&certs))
+        }
+        Ok((Reply::Refused(lines), _)) => Err(lines),
+        Ok(_) => Err(vec!["smtpd: privsep: unexpected reply to hello".into()]),
+        Err(e) => Err(vec![format!("smtpd: {e}")]),
     }
 }
 
@@ -429,15 +531,6 @@ async fn wait_for_signal(
         log::line(log::Level::Crit, "smtpd: smtpd: unexpected signal");
         1
     }
-}
-
-/// The smtpctl that resubmits offline messages: the one installed beside us.
-fn smtpctl_path() -> std::path::PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("smtpctl")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/smtpctl"))
 }
 
 /// `(getdtablesize() - getdtablecount()) / 2 - SMTP_FD_RESERVE`: each session may need a

@@ -5,6 +5,8 @@
 //!
 //! - `support`: what this build implements of the smtpd.conf language (the refusal list).
 //! - `sys`: logging, dates, the host, key files: what every part uses.
+//! - `privsep`: the engine's side of privilege separation: the protocol and calls to the root
+//!   parent, the credentials it drops to, process titles.
 //! - `startup`: the problems that stop the daemon from starting or queueing, each with its remedy.
 //! - `tls`: rustls for listeners and the relay: pki certificates and keys, SNI, client
 //!   certificates.
@@ -21,7 +23,8 @@
 //! - `delivery`: the scheduler's local agent and the delivery process that writes mailboxes.
 //! - `relay`: the scheduler's relay agent (routes, MX, outbound SMTP sessions).
 //! - `control`: the control socket. `reload`: SIGHUP puts a changed configuration in service.
-//!   `daemon`: start-up, wiring, signals.
+//!   `daemon`: start-up, wiring, signals. `parent`: the root parent of a split daemon (keys and
+//!   signatures, forward files, PAM, filter and delivery processes).
 
 // Every unsafe block says why it is sound, and unsafe fns do not make their bodies unsafe.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -29,6 +32,8 @@
 pub mod startup;
 pub mod support;
 pub mod sys;
+
+pub mod privsep;
 pub mod tls;
 
 pub mod auth;
@@ -52,3 +57,4 @@ pub mod control;
 pub mod reload;
 
 pub mod daemon;
+pub mod parent;

@@ -180,14 +180,48 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(BACKLOG)
 }
 
+/// [`bind_tcp`] outside a runtime: the root parent of a split daemon binds, its engine serves.
+pub fn bind_tcp_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sock = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    let fd = sock.into_raw_fd();
+    // SAFETY: `fd` is the socket we own (into_raw_fd gave up tokio's ownership); it becomes the
+    // std listener's, which closes it.
+    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(fd, BACKLOG as libc::c_int) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(l)
+}
+
+/// A socket bound by the parent, served by this runtime.
+pub fn tcp_from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
 /// The control socket, as OpenSMTPD creates it: refuse to start if a daemon already answers
 /// there, else replace a stale socket; anyone may connect (commands check the peer's uid).
 pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    let l = bind_control_std(path)?;
+    l.set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(l))
+        .map_err(|e| format!("smtpd: control_init: {}", crate::sys::compat::strerror(&e)))
+}
+
+/// [`bind_control`] outside a runtime (the parent of a split daemon binds it).
+pub fn bind_control_std(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
     if control_answers(path) {
         return Err(format!("smtpd: {}", crate::startup::control_held(path)));
     }
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| {
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| {
         format!(
             "smtpd: control_init: bind: {}: {}",
             path.display(),

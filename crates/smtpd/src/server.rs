@@ -349,7 +349,7 @@ pub fn peer_text(p: &PeerAddr) -> String {
 /// A spool that cannot be set up, as one line: ckdir's messages name their directory already;
 /// other errors (a mkdir that fails) are given with the spool's path and, when the disk is
 /// full, what to do.
-fn spool_error(spool: &Path, e: &std::io::Error) -> String {
+pub fn spool_error(spool: &Path, e: &std::io::Error) -> String {
     if e.raw_os_error().is_none() {
         return e.to_string();
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "support",
     "sys",
+    "privsep",
     "startup",
     "tls",
     "dns",
@@ -26,6 +27,7 @@ const LAYERS: &[&str] = &[
     "relay",
     "control",
     "reload",
+    "parent",
     "daemon",
 ];
 

@@ -127,8 +127,27 @@ unsafe extern "C" fn conversation(
     PAM_SUCCESS
 }
 
-/// `parent_auth_pam()`: the user's password, then whether the account may be used now.
+/// A system user's password: asked of the root parent in the engine of a split daemon (the
+/// engine cannot read /etc/shadow, and pam_unix's helper gains nothing under no_new_privs),
+/// checked here otherwise.
 pub fn check(user: &[u8], password: &[u8]) -> LookupResult {
+    use crate::privsep::proto::{Reply, Request};
+    let Some(client) = crate::privsep::engine() else {
+        return check_here(user, password);
+    };
+    let req = Request::Auth {
+        user: user.to_vec(),
+        password: password.to_vec(),
+    };
+    match client.auth.call(&req, &[]) {
+        Ok((Reply::Auth(0), _)) => LookupResult::Ok,
+        Ok((Reply::Auth(1), _)) => LookupResult::PermFail,
+        _ => LookupResult::TempFail,
+    }
+}
+
+/// `parent_auth_pam()`: the user's password, then whether the account may be used now.
+pub fn check_here(user: &[u8], password: &[u8]) -> LookupResult {
     let Ok(pam) = pam() else {
         return LookupResult::TempFail;
     };

@@ -186,3 +186,12 @@ fn strerror(e: &std::io::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// The smtpctl that resubmits offline messages: the one installed beside us.
+pub fn smtpctl_path() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("smtpctl")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/smtpctl"))
+}

@@ -108,7 +108,7 @@ impl MdaAgent {
             }),
             // Not root, we are that user (OpenSMTPD cannot run so): it needs no userbase entry.
             Lookup::NotFound
-                if name == self.server.smtpd_user && !nix::unistd::geteuid().is_root() =>
+                if name == self.server.smtpd_user && !crate::privsep::delivers_as_users() =>
             {
                 match crate::routing::lookup::SystemUsers.getpwnam(name) {
                     Lookup::Found(u) => Ok(u),

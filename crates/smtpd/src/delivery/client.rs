@@ -103,6 +103,50 @@ fn connection() -> std::io::Result<Arc<Connection>> {
 }
 
 fn spawn() -> std::io::Result<Arc<Connection>> {
+    let (sock, child) = match crate::privsep::engine() {
+        // The engine cannot start a root process: its parent does, and hands over the socket.
+        Some(client) => (from_parent(client)?, None),
+        None => {
+            let (sock, child) = spawn_process()?;
+            (sock, Some(child))
+        }
+    };
+    let conn = Arc::new(Connection {
+        sock,
+        pending: Mutex::new(Some(HashMap::new())),
+    });
+    let reader = conn.clone();
+    let pid = child.as_ref().map(|c| c.id());
+    let spawned = std::thread::Builder::new()
+        .name("delivery-replies".into())
+        .spawn(move || read_replies(reader, child));
+    if let Err(e) = spawned {
+        // The thread owned the child: it is dropped with the closure; the socket's EOF ends it.
+        conn.close();
+        return Err(e);
+    }
+    if let Some(pid) = pid {
+        log::debug(&format!("debug: delivery: process started, pid {pid}"));
+    }
+    Ok(conn)
+}
+
+/// A delivery process started by the parent of a split daemon: our end of its socket.
+fn from_parent(client: &crate::privsep::Client) -> std::io::Result<OwnedFd> {
+    use crate::privsep::proto::{Reply, Request};
+    match client.control.call(&Request::DeliveryProcess, &[]) {
+        Ok((Reply::Done { .. }, mut fds)) if fds.len() == 1 => fds
+            .pop()
+            .ok_or_else(|| std::io::Error::other("no delivery socket")),
+        Ok((Reply::Failed(why), _)) => Err(std::io::Error::other(why)),
+        Ok(_) => Err(std::io::Error::other("delivery process: unexpected reply")),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// Starts a delivery process from [`set_program`]'s binary: our end of its socket, and the
+/// process (whoever keeps it reaps it). The parent of a split daemon calls this for its engine.
+pub fn spawn_process() -> std::io::Result<(OwnedFd, Child)> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -133,27 +177,12 @@ fn spawn() -> std::io::Result<Arc<Connection>> {
     }
     let child = cmd.spawn()?;
     drop(theirs);
-    let conn = Arc::new(Connection {
-        sock: ours,
-        pending: Mutex::new(Some(HashMap::new())),
-    });
-    let reader = conn.clone();
-    let pid = child.id();
-    let spawned = std::thread::Builder::new()
-        .name("delivery-replies".into())
-        .spawn(move || read_replies(reader, child));
-    if let Err(e) = spawned {
-        // The thread owned the child: it is dropped with the closure; the socket's EOF ends it.
-        conn.close();
-        return Err(e);
-    }
-    log::debug(&format!("debug: delivery: process started, pid {pid}"));
-    Ok(conn)
+    Ok((ours, child))
 }
 
 /// The reply thread: hands each `Done` to its waiting delivery. At EOF (the delivery process
 /// exited) fails the rest and reaps it.
-fn read_replies(conn: Arc<Connection>, mut child: Child) {
+fn read_replies(conn: Arc<Connection>, child: Option<Child>) {
     loop {
         match job::recv(conn.sock.as_fd(), MsgFlags::empty()) {
             Ok(Packet::Data(data, _)) => match Done::decode(&data) {
@@ -169,6 +198,14 @@ fn read_replies(conn: Arc<Connection>, mut child: Child) {
         }
     }
     conn.close();
+    // The parent of a split daemon reaps its delivery processes, and says how they ended.
+    if let Some(child) = child {
+        reap(child);
+    }
+}
+
+/// Waits for a delivery process that ended and says how.
+pub fn reap(mut child: Child) {
     let how = match child.wait() {
         Ok(st) => st.to_string(),
         Err(e) => e.to_string(),

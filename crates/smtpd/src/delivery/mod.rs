@@ -343,8 +343,10 @@ struct RunAs {
     dir: String,
 }
 
+/// Deliveries switch users when we are root or the engine of a root parent (the "root" of
+/// the code below: the delivery process does it).
 fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    crate::privsep::delivers_as_users()
 }
 
 /// Runs an agent (native, or an mda command) on the message: as root, in a worker of the

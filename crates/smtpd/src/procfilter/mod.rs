@@ -54,7 +54,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// The default user of filter processes: OpenSMTPD's `SMTPD_USER`, `opensmtpd` on Debian.
 const FILTER_USERS: &[&str] = &["opensmtpd", "_smtpd"];
 
-fn identity(p: &Proc) -> Result<Option<Identity>, String> {
+/// Who a filter runs as (when we are root; the parent of a split daemon asks this too).
+pub fn identity(p: &Proc) -> Result<Option<Identity>, String> {
     if !nix::unistd::geteuid().is_root() {
         // Not root: we cannot switch, the filter runs as we do.
         return Ok(None);

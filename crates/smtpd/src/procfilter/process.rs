@@ -17,6 +17,7 @@ use rsmtpd_protocol::filter_protocol::{
     REPORT_EVENTS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -202,6 +203,140 @@ fn shell_command(command: &str) -> String {
     }
 }
 
+/// A started filter process: its pipes, and who can stop it.
+struct Spawned {
+    child: FilterChild,
+    stdin: pipe::Sender,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+/// Ours, or one the parent of a split daemon started for us (the engine may not exec).
+enum FilterChild {
+    Local(Child),
+    Remote(u32),
+}
+
+impl FilterChild {
+    /// Kills it and waits until it is gone.
+    async fn stop(&mut self) {
+        match self {
+            FilterChild::Local(c) => {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+            }
+            FilterChild::Remote(pid) => {
+                let pid = *pid;
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(client) = crate::privsep::engine() {
+                        let _ = client
+                            .control
+                            .call(&crate::privsep::proto::Request::KillFilter { pid }, &[]);
+                    }
+                })
+                .await;
+            }
+        }
+    }
+}
+
+fn spawned_here(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Spawned> {
+    let mut child = spawn(proc_, who)?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(std::io::Error::other("no pipes"));
+    };
+    Ok(Spawned {
+        stdin: pipe::Sender::from_owned_fd(stdin.into_owned_fd()?)?,
+        stdout: pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)?,
+        stderr: pipe::Receiver::from_owned_fd(stderr.into_owned_fd()?)?,
+        child: FilterChild::Local(child),
+    })
+}
+
+/// The parent starts it (by name: the command is the parent's configuration's, never ours)
+/// and hands over its three pipes.
+async fn spawned_by_parent(
+    client: &'static crate::privsep::Client,
+    name: &str,
+) -> Result<Spawned, String> {
+    use crate::privsep::proto::{Reply, Request};
+    let req = Request::SpawnFilter {
+        name: name.to_string(),
+    };
+    let answer = tokio::task::spawn_blocking(move || client.control.call(&req, &[]))
+        .await
+        .map_err(|e| e.to_string())??;
+    let (pid, fds) = match answer {
+        (Reply::Done { pid }, fds) if fds.len() == 3 => (pid, fds),
+        (Reply::Failed(why), _) => return Err(why),
+        _ => return Err(format!("{name}: fork_filter_process: unexpected reply")),
+    };
+    let mut fds = fds.into_iter();
+    let (Some(i), Some(o), Some(e)) = (fds.next(), fds.next(), fds.next()) else {
+        return Err(format!("{name}: no pipes"));
+    };
+    let pipes = (|| -> std::io::Result<_> {
+        Ok((
+            pipe::Sender::from_owned_fd(i)?,
+            pipe::Receiver::from_owned_fd(o)?,
+            pipe::Receiver::from_owned_fd(e)?,
+        ))
+    })();
+    match pipes {
+        Ok((stdin, stdout, stderr)) => Ok(Spawned {
+            child: FilterChild::Remote(pid),
+            stdin,
+            stdout,
+            stderr,
+        }),
+        Err(e) => {
+            let mut c = FilterChild::Remote(pid);
+            c.stop().await;
+            Err(format!("{name}: pipes: {e}"))
+        }
+    }
+}
+
+/// Starts the process of `proc_` as `who`, with its stdin, stdout and stderr piped to us. Also
+/// what the parent of a split daemon runs for its engine.
+pub fn spawn_std(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(shell_command(&proc_.command))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let who = who.cloned();
+    // SAFETY: as in `spawn`.
+    unsafe {
+        cmd.pre_exec(move || drop_for_filter(who.as_ref()));
+    }
+    cmd.spawn()
+}
+
+/// Between fork and exec of a filter: only async-signal-safe calls (chroot, chdir, setgroups,
+/// setresgid, setresuid, setsid) on values prepared before the fork.
+fn drop_for_filter(who: Option<&Identity>) -> std::io::Result<()> {
+    if let Some(w) = who {
+        if let Some(dir) = &w.chroot {
+            nix::unistd::chroot(dir.as_str())?;
+            nix::unistd::chdir("/")?;
+        }
+        let gid = nix::unistd::Gid::from_raw(w.gid);
+        let uid = nix::unistd::Uid::from_raw(w.uid);
+        nix::unistd::setgroups(&[gid])?;
+        nix::unistd::setresgid(gid, gid, gid)?;
+        nix::unistd::setresuid(uid, uid, uid)?;
+    }
+    // As fork_filter_process: a session of its own, so terminal signals meant for smtpd do
+    // not reach it.
+    let _ = nix::unistd::setsid();
+    Ok(())
+}
+
 fn spawn(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Child> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -214,23 +349,7 @@ fn spawn(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Child> {
     // SAFETY: between fork and exec only async-signal-safe calls: chroot, chdir, setgroups,
     // setresgid, setresuid, setsid, on values prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || {
-            if let Some(w) = &who {
-                if let Some(dir) = &w.chroot {
-                    nix::unistd::chroot(dir.as_str())?;
-                    nix::unistd::chdir("/")?;
-                }
-                let gid = nix::unistd::Gid::from_raw(w.gid);
-                let uid = nix::unistd::Uid::from_raw(w.uid);
-                nix::unistd::setgroups(&[gid])?;
-                nix::unistd::setresgid(gid, gid, gid)?;
-                nix::unistd::setresuid(uid, uid, uid)?;
-            }
-            // As fork_filter_process: a session of its own, so terminal signals meant for
-            // smtpd do not reach it.
-            let _ = nix::unistd::setsid();
-            Ok(())
-        });
+        cmd.pre_exec(move || drop_for_filter(who.as_ref()));
     }
     cmd.spawn()
 }
@@ -246,18 +365,24 @@ pub async fn start(
     limit: Option<Duration>,
     on_death: OnDeath,
 ) -> Result<Arc<Instance>, StartError> {
-    let mut child = spawn(proc_, who).map_err(|e| {
-        StartError(format!(
-            "{}: fork_filter_process: {}",
-            proc_.name,
-            rsmtpd_config::lexer::strerror(&e)
-        ))
-    })?;
-    let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Err(StartError(format!("{}: no pipes", proc_.name)));
+    let spawned = match crate::privsep::engine() {
+        Some(client) => spawned_by_parent(client, &proc_.name)
+            .await
+            .map_err(StartError)?,
+        None => spawned_here(proc_, who).map_err(|e| {
+            StartError(format!(
+                "{}: fork_filter_process: {}",
+                proc_.name,
+                rsmtpd_config::lexer::strerror(&e)
+            ))
+        })?,
     };
+    let Spawned {
+        mut child,
+        mut stdin,
+        mut stdout,
+        stderr,
+    } = spawned;
     let name = proc_.name.clone();
     tokio::spawn(stderr_lines(name.clone(), stderr));
     stdin
@@ -312,7 +437,7 @@ pub async fn start(
         None => handshake.await,
     };
     if let Err(e) = shaken {
-        let _ = child.start_kill();
+        child.stop().await;
         return Err(StartError(e));
     }
     let (wtx, wrx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -344,7 +469,7 @@ pub async fn start(
 }
 
 /// The filter's stderr, a line at a time, to the log as lka_proc.c's processor_errfd.
-async fn stderr_lines(name: String, mut err: tokio::process::ChildStderr) {
+async fn stderr_lines(name: String, mut err: pipe::Receiver) {
     let mut reader = LineReader::new();
     let mut buf = vec![0u8; 4096];
     loop {
@@ -370,10 +495,10 @@ async fn stderr_lines(name: String, mut err: tokio::process::ChildStderr) {
 /// Runs an instance until it dies or breaks the protocol, then fails its sessions and reports.
 async fn supervise(
     inst: Arc<Instance>,
-    mut child: Child,
-    mut stdin: tokio::process::ChildStdin,
+    mut child: FilterChild,
+    mut stdin: pipe::Sender,
     mut wrx: mpsc::UnboundedReceiver<Vec<u8>>,
-    mut stdout: tokio::process::ChildStdout,
+    mut stdout: pipe::Receiver,
     mut reader: LineReader,
     on_death: OnDeath,
 ) {
@@ -460,8 +585,7 @@ async fn supervise(
         r = aborted => r,
     };
     // Stop it for good before anyone starts another.
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    child.stop().await;
     inst.fail_all();
     let mut why = Vec::new();
     if let Some(b) = broke {

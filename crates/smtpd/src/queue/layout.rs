@@ -145,9 +145,16 @@ pub fn setup(spool: &Path, owner: &Owner) -> io::Result<()> {
     ckdir(spool, 0o711, r, rg, root)?;
     ckdir(&spool.join(OFFLINE), 0o770, r, owner.gid, root)?;
     ckdir(&spool.join(PURGE), 0o700, owner.uid, rg, root)?;
-    mvpurge(&spool.join(TEMPORARY), &spool.join(PURGE))?;
+    // Renaming them away writes the spool's own directory, which is root's: the parent of a
+    // split daemon did it before its engine started (as 6.8's parent does in setup_spool).
+    let engine = crate::privsep::engine().is_some();
+    if !engine {
+        mvpurge(&spool.join(TEMPORARY), &spool.join(PURGE))?;
+    }
     ckdir(&spool.join(TEMPORARY), 0o700, owner.uid, rg, root)?;
-    mvpurge(&spool.join(INCOMING), &spool.join(PURGE))?;
+    if !engine {
+        mvpurge(&spool.join(INCOMING), &spool.join(PURGE))?;
+    }
     ckdir(&spool.join(QUEUE), 0o700, owner.uid, rg, root)?;
     ckdir(&spool.join(INCOMING), 0o700, owner.uid, rg, root)?;
     empty_purge(&spool.join(PURGE));

@@ -226,7 +226,10 @@ impl Queue {
             queue: spool.join(QUEUE),
             temporary: spool.join(TEMPORARY),
             purge: spool.join(PURGE),
-            spool_dir: File::open(spool)?,
+            // For syncfs(): any descriptor on the spool's file system. queue/ rather than the
+            // spool itself, which is root's and mode 0711 (the engine of a split daemon may
+            // not open it); queue/ is on the same file system in OpenSMTPD's layout.
+            spool_dir: File::open(spool.join(QUEUE))?,
             owner,
             state: Mutex::new(State::default()),
             stats: Stats::default(),

@@ -34,8 +34,49 @@ pub trait Forwards {
 pub struct SystemForwards;
 
 impl Forwards for SystemForwards {
-    /// With the lines parent_forward_open() logs when it ignores or cannot open the file.
+    /// In the engine of a split daemon the parent opens the file (as OpenSMTPD's parent does:
+    /// the engine may not read users' homes); otherwise we do, here.
     fn forward(&self, user: &UserInfo) -> ForwardFile {
+        match crate::privsep::engine() {
+            Some(client) => forward_from_parent(client, user),
+            None => read_forward(user),
+        }
+    }
+
+    fn include(&self, path: &str) -> Option<Vec<u8>> {
+        // As the lka's fopen(): by the engine, with its own rights.
+        std::fs::read(path).ok()
+    }
+}
+
+fn forward_from_parent(client: &crate::privsep::Client, user: &UserInfo) -> ForwardFile {
+    use crate::privsep::proto::{Forward, Reply, Request};
+    let req = Request::Forward {
+        user: user.username.clone(),
+        uid: user.uid,
+        gid: user.gid,
+        directory: user.directory.clone(),
+    };
+    match client.control.call(&req, &[]) {
+        Ok((Reply::Forward(f), _)) => match f {
+            Forward::Missing => ForwardFile::Missing,
+            Forward::Content(c) => ForwardFile::Content(c),
+            Forward::PermFail => ForwardFile::PermFail,
+            Forward::TempFail => ForwardFile::TempFail,
+        },
+        Ok(_) => ForwardFile::TempFail,
+        Err(e) => {
+            log::warn(&format!("warn: smtpd: forward: {e}"));
+            ForwardFile::TempFail
+        }
+    }
+}
+
+/// `parent_forward_open()`: reads `~/.forward` with its checks, with the lines it logs when
+/// it ignores or cannot open the file. Done by whoever may read users' homes: the daemon
+/// without split, else its root parent.
+pub fn read_forward(user: &UserInfo) -> ForwardFile {
+    {
         use std::io::ErrorKind;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
         let strerror = rsmtpd_config::lexer::strerror;
@@ -114,10 +155,6 @@ impl Forwards for SystemForwards {
             Ok(_) => ForwardFile::Content(data),
             Err(_) => ForwardFile::TempFail,
         }
-    }
-
-    fn include(&self, path: &str) -> Option<Vec<u8>> {
-        std::fs::read(path).ok()
     }
 }
 

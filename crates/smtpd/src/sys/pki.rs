@@ -5,6 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use rsmtpd_config::Config;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
+use zeroize::Zeroize;
 
 /// Checks every pki and ca as OpenSMTPD does before it says `configuration OK`. On failure,
 /// returns the lines OpenSMTPD prints before exiting.
@@ -30,10 +31,18 @@ pub fn check(conf: &Config) -> Result<(), Vec<String>> {
     }
     for pki in &conf.pkis {
         let Some(key) = &pki.key else { continue };
-        let loaded = load_file(key, 0o740).and_then(|data| {
-            PrivateKeyDer::from_pem_slice(&data)
-                .map(|_| ())
-                .map_err(|_| Vec::new())
+        // Read before the daemon forks its engine (crate::parent): wiped at once, so that no
+        // copy of the key is left in the memory the engine inherits.
+        let loaded = load_file(key, 0o740).and_then(|mut data| {
+            let parsed = PrivateKeyDer::from_pem_slice(&data);
+            data.zeroize();
+            match parsed {
+                Ok(mut der) => {
+                    der.zeroize();
+                    Ok(())
+                }
+                Err(_) => Err(Vec::new()),
+            }
         });
         if let Err(mut lines) = loaded {
             lines.push("smtpd: load_pki_keys: failed to load key file".into());

@@ -66,7 +66,11 @@ impl ListenerTls {
 impl Tls {
     /// Loads every pki and reads `smtp ciphers`; the lines to refuse the start with otherwise.
     pub fn new(conf: &Config) -> Result<Tls, Vec<String>> {
-        let store = PkiStore::load(conf)?;
+        Tls::with_store(conf, PkiStore::load(conf)?)
+    }
+
+    /// With the pkis loaded elsewhere (the engine's, from its parent).
+    pub fn with_store(conf: &Config, store: PkiStore) -> Result<Tls, Vec<String>> {
         let mut suites: Vec<SupportedCipherSuite> = rustls::crypto::ring::DEFAULT_CIPHER_SUITES
             .iter()
             .filter(|s| s.tls13().is_some())

@@ -10,6 +10,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
+use crate::privsep::proto::PkiCert;
+
 use arc_swap::ArcSwap;
 use rsmtpd_config::Config;
 use rustls::pki_types::pem::PemObject;
@@ -52,6 +54,10 @@ pub struct Pki {
     pub key_path: String,
     current: ArcSwap<CertifiedKey>,
     watch: Mutex<Watch>,
+    /// The pairs loaded, newest last, each with its generation: the last two, so that a
+    /// handshake that took the certificate just before a reload is signed by its own key when
+    /// signing is asked of another process (crate::parent).
+    generations: Mutex<Vec<(u64, Arc<CertifiedKey>)>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +70,63 @@ struct Watch {
 }
 
 impl Pki {
+    fn new(name: &str, cert: &str, key: &str, ck: CertifiedKey, generation: u64) -> Pki {
+        let ck = Arc::new(ck);
+        Pki {
+            name: name.to_string(),
+            cert_path: cert.to_string(),
+            key_path: key.to_string(),
+            current: ArcSwap::new(ck.clone()),
+            watch: Mutex::new(Watch {
+                loaded: (stamp(cert), stamp(key)),
+                settling: None,
+            }),
+            generations: Mutex::new(vec![(generation, ck)]),
+        }
+    }
+
+    /// Puts a new pair in service.
+    fn install(&self, ck: Arc<CertifiedKey>, generation: Option<u64>) {
+        let Ok(mut g) = self.generations.lock() else {
+            return;
+        };
+        let generation = generation.unwrap_or_else(|| g.last().map_or(1, |(n, _)| n + 1));
+        g.push((generation, ck.clone()));
+        if g.len() > 2 {
+            g.remove(0);
+        }
+        self.current.store(ck);
+    }
+
+    /// The key of that generation, if it is still one of the last two (the `ca` side).
+    pub fn key_of(&self, generation: u64) -> Option<Arc<dyn rustls::sign::SigningKey>> {
+        let g = self.generations.lock().ok()?;
+        g.iter()
+            .find(|(n, _)| *n == generation)
+            .map(|(_, ck)| ck.key.clone())
+    }
+
+    /// The certificate in service and what a handshake must know of its key, for an engine
+    /// that signs through us.
+    pub fn export(&self) -> Option<PkiCert> {
+        let g = self.generations.lock().ok()?;
+        let (generation, ck) = g.last()?;
+        let key = &ck.key;
+        Some(PkiCert {
+            name: self.name.clone(),
+            cert_path: self.cert_path.clone(),
+            key_path: self.key_path.clone(),
+            generation: *generation,
+            chain: ck.cert.iter().map(|c| c.as_ref().to_vec()).collect(),
+            algorithm: u8::from(key.algorithm()),
+            schemes: super::key::schemes_of(key.as_ref())
+                .into_iter()
+                .map(u16::from)
+                .collect(),
+            spki: key.public_key().map(|k| k.as_ref().to_vec()),
+        })
+    }
+
     /// The certificate chain and key in service now.
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
@@ -103,20 +166,34 @@ impl PkiStore {
                 // pki::check() refused these already.
                 continue;
             };
-            let stamps = (stamp(cert), stamp(key));
             let ck = load_pair(&p.name, cert, key)?;
-            pkis.push(Arc::new(Pki {
-                name: p.name.clone(),
-                cert_path: cert.clone(),
-                key_path: key.clone(),
-                current: ArcSwap::from_pointee(ck),
-                watch: Mutex::new(Watch {
-                    loaded: stamps,
-                    settling: None,
-                }),
-            }));
+            pkis.push(Arc::new(Pki::new(&p.name, cert, key, ck, 1)));
         }
         Ok(PkiStore { pkis })
+    }
+
+    /// The store of an engine: the certificates its parent loaded, whose keys stay there.
+    pub fn from_remote(certs: &[PkiCert]) -> PkiStore {
+        let pkis = certs
+            .iter()
+            .map(|c| {
+                Arc::new(Pki::new(
+                    &c.name,
+                    &c.cert_path,
+                    &c.key_path,
+                    remote_pair(c),
+                    c.generation,
+                ))
+            })
+            .collect();
+        PkiStore { pkis }
+    }
+
+    /// Puts in service a pair the parent reloaded.
+    pub fn install_remote(&self, c: &PkiCert) {
+        if let Some(p) = self.get(&c.name) {
+            p.install(Arc::new(remote_pair(c)), Some(c.generation));
+        }
     }
 
     /// The pki of that name (names are lower case in the configuration).
@@ -135,7 +212,13 @@ impl PkiStore {
     /// Looks at every pki's files; loads those that changed and held still since the previous
     /// call. Returns the log lines to write (reloads and failures).
     pub fn poll_changes(&self) -> Vec<String> {
+        self.poll_reloads().0
+    }
+
+    /// [`PkiStore::poll_changes`], with the pkis it put a new pair in service for.
+    pub fn poll_reloads(&self) -> (Vec<String>, Vec<Arc<Pki>>) {
         let mut lines = Vec::new();
+        let mut reloaded = Vec::new();
         for p in &self.pkis {
             let now = (stamp(&p.cert_path), stamp(&p.key_path));
             let Ok(mut w) = p.watch.lock() else { continue };
@@ -150,9 +233,13 @@ impl PkiStore {
             w.settling = None;
             w.loaded = now;
             drop(w);
-            lines.extend(reload(p));
+            let (l, ok) = reload(p);
+            lines.extend(l);
+            if ok {
+                reloaded.push(p.clone());
+            }
         }
-        lines
+        (lines, reloaded)
     }
 
     /// Reloads every pki now (`smtpctl update pki`), whether its files changed or not.
@@ -163,27 +250,54 @@ impl PkiStore {
                 w.loaded = (stamp(&p.cert_path), stamp(&p.key_path));
                 w.settling = None;
             }
-            lines.extend(reload(p));
+            lines.extend(reload(p).0);
         }
         lines
     }
 }
 
-fn reload(p: &Pki) -> Vec<String> {
+/// A certificate whose key is in the parent.
+fn remote_pair(c: &PkiCert) -> CertifiedKey {
+    let chain = c
+        .chain
+        .iter()
+        .map(|d| CertificateDer::from(d.clone()))
+        .collect();
+    let key = PkiKey::remote(
+        &c.name,
+        super::key::Remote {
+            generation: c.generation,
+            algorithm: rustls::SignatureAlgorithm::from(c.algorithm),
+            schemes: c
+                .schemes
+                .iter()
+                .map(|s| rustls::SignatureScheme::from(*s))
+                .collect(),
+            spki: c.spki.clone(),
+        },
+    );
+    CertifiedKey::new(chain, Arc::new(key))
+}
+
+/// The lines to log, and whether a new pair is in service.
+fn reload(p: &Pki) -> (Vec<String>, bool) {
     match load_pair(&p.name, &p.cert_path, &p.key_path) {
         Ok(ck) => {
-            p.current.store(Arc::new(ck));
-            vec![format!(
-                "info: pki {}: reloaded certificate {} and key {}",
-                p.name, p.cert_path, p.key_path
-            )]
+            p.install(Arc::new(ck), None);
+            (
+                vec![format!(
+                    "info: pki {}: reloaded certificate {} and key {}",
+                    p.name, p.cert_path, p.key_path
+                )],
+                true,
+            )
         }
         Err(mut lines) => {
             lines.push(format!(
                 "warn: pki {}: new certificate or key not loaded, the previous one stays in service",
                 p.name
             ));
-            lines
+            (lines, false)
         }
     }
 }

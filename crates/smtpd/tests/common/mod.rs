@@ -49,6 +49,11 @@ pub fn hostname() -> String {
     rsmtpd::sys::system::server_hostname().unwrap_or_else(|| "localhost".into())
 }
 
+fn set_mode(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
 pub struct Daemon {
     /// Behind a mutex so that `wait_log_for(&self)` can see that it exited.
     child: Mutex<Child>,
@@ -143,6 +148,10 @@ impl Daemon {
         resolver: Option<&str>,
     ) -> Result<Daemon, (StartFailure, Vec<String>)> {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        // Started as root, our daemon's engine runs as the queue user: as with OpenSMTPD's
+        // unprivileged processes, the spool, tables and scripts in here must be reachable by
+        // it (files are 0644 by the umask; tempdir's 0700 would shut it out).
+        set_mode(dir.path(), 0o711);
         let mut tries = 0;
         loop {
             tries += 1;

@@ -1,0 +1,456 @@
+//! Privilege separation, end to end (issue 15, "the split"): the real binary started as root
+//! with a TLS listener, a proc-exec filter and local delivery to a system user. The tests read
+//! the processes from /proc (who is whose child, each one's uid, gids and capabilities), then
+//! take the engine's very credentials in a forked probe (its uid, gid and groups as
+//! /proc/ENGINE/status gives them) and show that it cannot open the private key, the user's
+//! Maildir or /etc/shadow, while mail still flows: STARTTLS (signed by the parent, the engine
+//! has no key), the filter (started by the parent, its pipes handed over), a Maildir delivery
+//! owned by the user, `smtpctl show queue`.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::certs::{s_client, Certs};
+use common::Daemon;
+
+/// A process as /proc shows it.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    cmdline: String,
+    uid: Vec<u32>,
+    gid: Vec<u32>,
+    groups: Vec<u32>,
+    cap_eff: String,
+    cap_prm: String,
+    no_new_privs: String,
+}
+
+fn read_proc(pid: u32) -> Option<Proc> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> String {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let ids = |name: &str| -> Vec<u32> {
+        field(name)
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline)
+        .trim_end_matches('\0')
+        .replace('\0', " ");
+    Some(Proc {
+        pid,
+        ppid: field("PPid:").parse().ok()?,
+        comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_string(),
+        cmdline,
+        uid: ids("Uid:"),
+        gid: ids("Gid:"),
+        groups: ids("Groups:"),
+        cap_eff: field("CapEff:"),
+        cap_prm: field("CapPrm:"),
+        no_new_privs: field("NoNewPrivs:"),
+    })
+}
+
+fn children(of: u32) -> Vec<Proc> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(p) = read_proc(pid) {
+            if p.ppid == of {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn uid_of(name: &str) -> Option<(u32, u32)> {
+    let u = nix::unistd::User::from_name(name).ok().flatten()?;
+    Some((u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// A throwaway user of the system's passwd (removed when dropped): local delivery looks users
+/// up there.
+struct SystemUser(String);
+
+impl SystemUser {
+    fn add(name: &str, uid: u32, home: &Path) -> SystemUser {
+        let _ = Command::new("userdel").arg(name).output();
+        let _ = Command::new("groupdel").arg(name).output();
+        let id = uid.to_string();
+        for (cmd, args) in [
+            ("groupadd", vec!["-g", &id, name]),
+            (
+                "useradd",
+                vec![
+                    "-u",
+                    &id,
+                    "-g",
+                    &id,
+                    "-M",
+                    "-d",
+                    home.to_str().expect("utf-8 home"),
+                    "-s",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+            ),
+        ] {
+            let out = Command::new(cmd).args(&args).output().expect(cmd);
+            assert!(
+                out.status.success(),
+                "{cmd} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::create_dir_all(home).expect("home");
+        nix::unistd::chown(
+            home,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(uid)),
+        )
+        .expect("chown home");
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        SystemUser(name.to_string())
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// Opens each path read-only in a child switched to exactly these credentials (as the engine
+/// switched: groups, gid, uid, nothing kept); per path, the errno of the failure or 0 when it
+/// opened.
+fn open_as(uid: u32, gid: u32, groups: &[u32], paths: &[&Path]) -> Vec<i32> {
+    let cpaths: Vec<CString> = paths
+        .iter()
+        .map(|p| CString::new(p.as_os_str().as_encoded_bytes()).expect("path"))
+        .collect();
+    let gids: Vec<libc::gid_t> = groups.to_vec();
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: the child only makes async-signal-safe calls (setgroups, setresgid, setresuid,
+    // open, write, _exit) on values prepared before the fork.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above; every pointer is valid for the child's copy of the memory.
+            unsafe {
+                let fail = |code| libc::_exit(code);
+                if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+                    fail(101);
+                }
+                if libc::setresgid(gid, gid, gid) != 0 {
+                    fail(102);
+                }
+                if libc::setresuid(uid, uid, uid) != 0 {
+                    fail(103);
+                }
+                for p in &cpaths {
+                    let fd = libc::open(p.as_ptr(), libc::O_RDONLY);
+                    let errno: i32 = if fd >= 0 {
+                        0
+                    } else {
+                        *libc::__errno_location()
+                    };
+                    let b = errno.to_le_bytes();
+                    libc::write(w.as_raw_fd(), b.as_ptr().cast(), 4);
+                }
+                libc::_exit(0);
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "probe: {status:?}"
+            );
+            let data = {
+                use std::io::Read;
+                let mut f = std::fs::File::from(r);
+                let mut v = Vec::new();
+                f.read_to_end(&mut v).expect("read probe");
+                v
+            };
+            data.chunks(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }
+    }
+}
+
+/// A filter that lets everything through and says on stderr (which the daemon logs as
+/// `NAME: LINE`) that it saw each connection.
+const FILTER: &str = r#"import sys
+for line in sys.stdin:
+    if line.startswith("config|ready"):
+        print("register|filter|smtp-in|connect")
+        print("register|ready")
+        sys.stdout.flush()
+    elif line.startswith("filter|"):
+        f = line.rstrip("\n").split("|")
+        sys.stderr.write("privsep-filter: connect from " + f[8] + "\n")
+        sys.stderr.flush()
+        print("filter-result|%s|%s|proceed" % (f[5], f[6]))
+        sys.stdout.flush()
+"#;
+
+fn skip_reason() -> Option<&'static str> {
+    if let Some(why) = common::certs::unavailable() {
+        return Some(why);
+    }
+    if uid_of("opensmtpq").is_none() && uid_of("_smtpq").is_none() {
+        return Some(
+            "no queue user (opensmtpq): install Debian's opensmtpd (scripts/test-deps.sh)",
+        );
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        return Some("python3 is not installed (the test's filter)");
+    }
+    if common::find_tool("useradd").is_none() {
+        return Some("useradd is not installed");
+    }
+    None
+}
+
+const USER: &str = "ps-mail";
+const USER_UID: u32 = 2361;
+
+#[test]
+fn the_engine_holds_nothing_worth_stealing_and_mail_still_flows() {
+    if let Some(why) = skip_reason() {
+        common::skip(why);
+        return;
+    }
+    let c = Certs::new();
+    c.ca("ca", "Test CA").leaf(
+        "mx",
+        Some("ca"),
+        "mx.example.org",
+        &["mx.example.org"],
+        "serverAuth",
+        true,
+    );
+    let homes = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let home = homes.path().join(USER);
+    let _user = SystemUser::add(USER, USER_UID, &home);
+    let filter = homes.path().join("filter.py");
+    std::fs::write(&filter, FILTER).expect("filter");
+    let conf = format!(
+        "pki mx.example.org cert \"{mx}.crt\"\n\
+         pki mx.example.org key \"{mx}.key\"\n\
+         filter f proc-exec \"/usr/bin/python3 {filter}\"\n\
+         listen on 127.0.0.1 port @PORT@ tls pki mx.example.org filter f\n\
+         action \"local\" maildir\n\
+         match from any for domain \"example.org\" action \"local\"\n",
+        mx = c.p("mx"),
+        filter = filter.display(),
+    );
+    let d = Daemon::start(&conf, &[]);
+
+    // The split: the parent root, its engine the queue user without any capability.
+    let parent = read_proc(d.pid()).expect("parent");
+    assert_eq!(parent.uid, vec![0, 0, 0, 0], "{parent:?}");
+    // As 6.8's parent: its command line as started (no title), the engine titled.
+    assert!(parent.cmdline.contains(" -f "), "{parent:?}");
+    let kids = children(parent.pid);
+    let engine = kids
+        .iter()
+        .find(|p| p.comm == "smtpd: engine")
+        .unwrap_or_else(|| panic!("no engine among {kids:#?}"))
+        .clone();
+    let (quid, qgid) = uid_of("opensmtpq")
+        .or_else(|| uid_of("_smtpq"))
+        .expect("queue user");
+    let (_, smtpd_gid) = uid_of("opensmtpd")
+        .or_else(|| uid_of("_smtpd"))
+        .expect("smtpd user");
+    assert_eq!(engine.uid, vec![quid; 4], "{engine:?}");
+    assert_eq!(engine.gid, vec![qgid; 4], "{engine:?}");
+    let mut groups = engine.groups.clone();
+    groups.sort();
+    let mut want = vec![qgid, smtpd_gid];
+    want.sort();
+    want.dedup();
+    assert_eq!(groups, want, "{engine:?}");
+    assert_eq!(engine.cap_eff, "0000000000000000", "{engine:?}");
+    assert_eq!(engine.cap_prm, "0000000000000000", "{engine:?}");
+    assert_eq!(engine.no_new_privs, "1", "{engine:?}");
+    assert!(engine.cmdline.starts_with("smtpd: engine"), "{engine:?}");
+    // The filter is the parent's child (the engine may not exec), as its user.
+    let filter_proc = kids
+        .iter()
+        .find(|p| p.cmdline.contains("filter.py"))
+        .unwrap_or_else(|| panic!("no filter process among {kids:#?}"));
+    assert_ne!(filter_proc.uid[0], 0, "{filter_proc:?}");
+    for p in &kids {
+        eprintln!(
+            "process {} {:?} uid {:?} gid {:?} groups {:?}",
+            p.pid, p.cmdline, p.uid, p.gid, p.groups
+        );
+    }
+    eprintln!(
+        "process {} {:?} uid {:?} (parent)",
+        parent.pid, parent.cmdline, parent.uid
+    );
+
+    // Mail: STARTTLS (the signature is the parent's), through the filter, into the Maildir.
+    let out = s_client(
+        d.port,
+        true,
+        &[
+            "-CAfile",
+            &c.p("ca.crt"),
+            "-verify_return_error",
+            "-verify_hostname",
+            "mx.example.org",
+        ],
+        &format!(
+            "EHLO client.example\nMAIL FROM:<alice@example.net>\nRCPT TO:<{USER}@example.org>\n\
+             DATA\nSubject: privsep\n\nover TLS, signed by the parent\n.\nQUIT\n"
+        ),
+    );
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(out.contains("250 2.0.0 "), "{out}");
+    d.wait_log_for(Duration::from_secs(30), |l| {
+        l.contains("delivery") && l.contains("result=Ok")
+    });
+    let log = d.log();
+    assert!(
+        log.iter().any(|l| l.contains(" smtp tls ciphers=TLSv1.3")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("f: privsep-filter: connect from 127.0.0.1")),
+        "{log:#?}"
+    );
+    let new = home.join("Maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered: PathBuf = loop {
+        let found = std::fs::read_dir(&new)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .next();
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "nothing in {}", new.display());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let md = std::fs::metadata(&delivered).expect("delivered");
+    assert_eq!((md.uid(), md.gid()), (USER_UID, USER_UID), "{delivered:?}");
+    let text = std::fs::read_to_string(&delivered).expect("read");
+    assert!(text.contains("over TLS, signed by the parent"), "{text}");
+
+    // smtpctl over the control socket the parent bound and the engine serves.
+    let out = Command::new(smtpctl())
+        .args(["show", "queue"])
+        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .output()
+        .expect("smtpctl");
+    assert!(
+        out.status.success(),
+        "smtpctl show queue: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // With the engine's credentials: not the key, not the user's Maildir, not /etc/shadow.
+    let key = c.path("mx.key");
+    let maildir = home.join("Maildir/new");
+    let shadow = Path::new("/etc/shadow");
+    let got = open_as(
+        engine.uid[0],
+        engine.gid[0],
+        &engine.groups,
+        &[&key, &maildir, &delivered, shadow],
+    );
+    assert_eq!(
+        got,
+        vec![libc::EACCES; 4],
+        "open() as the engine of {key:?}, {maildir:?}, {delivered:?}, /etc/shadow"
+    );
+    // And the probe itself is no fake: as root the same opens work.
+    assert_eq!(open_as(0, 0, &[0], &[&key, shadow]), vec![0, 0]);
+    // The engine's memory holds no key: its maps name no key file, and only the parent's
+    // threads sign (the engine asks, see the ca lines).
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", engine.pid)).unwrap_or_default();
+    assert!(!maps.contains("mx.key"), "{maps}");
+}
+
+fn smtpctl() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_BIN_EXE_smtpd"));
+    here.parent()
+        .map(|d| d.join("smtpctl"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/smtpctl"))
+}
+
+#[test]
+fn a_filter_that_dies_is_restarted_by_the_parent() {
+    if let Some(why) = skip_reason() {
+        common::skip(why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let filter = dir.path().join("filter.py");
+    std::fs::write(&filter, FILTER).expect("filter");
+    let conf = format!(
+        "filter f proc-exec \"/usr/bin/python3 {}\"\n\
+         listen on 127.0.0.1 port @PORT@ filter f\n\
+         action \"local\" maildir\n\
+         match from any for local action \"local\"\n",
+        filter.display()
+    );
+    let d = Daemon::start(&conf, &[]);
+    let first = children(d.pid())
+        .into_iter()
+        .find(|p| p.cmdline.contains("filter.py"))
+        .expect("filter process");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    d.wait_log(|l| l.contains("lost processor: f exited abnormally"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = children(d.pid())
+            .into_iter()
+            .find(|p| p.cmdline.contains("filter.py") && p.pid != first.pid);
+        if again.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {:#?}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The dead one was reaped by the parent: no zombie left behind.
+    assert!(read_proc(first.pid).is_none(), "{:?}", read_proc(first.pid));
+}
