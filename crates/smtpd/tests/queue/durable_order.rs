@@ -120,6 +120,18 @@ fn check_order(mode: Option<&str>) {
         .into_iter()
         .flat_map(|t| t.join().expect("sender"))
         .collect();
+    // strace 6.1 detaches on SIGTERM and leaves its tracee running: end smtpd itself first.
+    let children = format!("/proc/{0}/task/{0}/children", d.pid());
+    for pid in std::fs::read_to_string(children)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
     d.stop();
     let trace = std::fs::read_to_string(trace_file.path()).expect("read trace");
     let calls = completed_calls(&trace);
