@@ -27,6 +27,9 @@ if [ -n "${LOOPFS:-}" ]; then
     fi
     trap 'umount "$BENCH_DIR" 2>/dev/null || true' EXIT
 fi
+# Started as root our daemon's engine runs as opensmtpq and must reach its spool below (6.8's
+# queue process chroots into its spool first, so it does not need this).
+chmod 711 "$BENCH_DIR"
 OURS="${OURS:-$REPO/target/release/smtpd}"
 OPENSMTPD="${OPENSMTPD:-/usr/sbin/smtpd}"
 RUNS="${RUNS:-3}" PAR="${PAR:-20}"

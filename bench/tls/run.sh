@@ -67,7 +67,7 @@ PFX="$TOOLS"
 build_ours
 # The load client (crates/smtpd/examples/tls_load.rs), in Rust: Python's topped out near 130
 # sessions/s whichever server it talked to. client.py remains for the idle sessions (d).
-if [ -z "${OURS_PREBUILT:-}" ]; then
+if [ -z "${OURS_PREBUILT:-}" ] || [ ! -x "$REPO/target/release/examples/tls_load" ]; then
     (cd "$REPO" && cargo build --release -q -p rsmtpd --example tls_load) >&2
 fi
 cp "$REPO/target/release/examples/tls_load" "$BENCH_DIR/bin/tls_load"

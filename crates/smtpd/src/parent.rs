@@ -185,8 +185,13 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
 fn become_engine(creds: &EngineCreds, parent: Pid) -> Result<(), String> {
     crate::privsep::title::set(ENGINE_TITLE);
     crate::privsep::creds::drop_to(creds)?;
-    // After the switch (a credential change clears it): if the parent dies, so do we, cleanly.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    // After the switch (a credential change clears it): if the parent dies, so do we, at once.
+    // Not SIGTERM: a graceful drain kept the listeners and the control socket open for seconds
+    // after a `kill -9` of the parent, so the restart that follows was refused ("control socket
+    // already listening"). Without its parent the engine can neither sign a handshake nor deliver,
+    // and nothing it answered 250 is lost by dying (the answer comes after the commit), which is
+    // what 6.8's processes do too: `fatalx("lost connection to parent")`.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid() != parent {
         return Err("smtpd: the parent process is gone".into());
     }

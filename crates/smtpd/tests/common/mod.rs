@@ -352,10 +352,23 @@ impl Daemon {
     }
 
     /// SIGKILL, as a crash.
+    /// SIGKILL to the daemon, then waits (10 s) until its processes are gone: started as root it
+    /// is a parent and an engine, and the engine (which holds the listeners and the control
+    /// socket) dies a moment after its parent, by its parent-death signal.
     pub fn kill9(&mut self) {
+        let pid = self.pid();
+        let children = descendants(pid);
         if let Ok(c) = self.child.get_mut() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while children
+            .iter()
+            .any(|c| std::path::Path::new(&format!("/proc/{c}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -733,4 +746,34 @@ impl Daemon {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
+}
+
+/// Every process below `pid`, from the parent pids in /proc/*/stat.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // The command name is in parentheses and may hold spaces: the fields follow the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &(c, pp) in &parents {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
 }
