@@ -264,10 +264,11 @@ fn reload_source(
     let path = std::path::absolute(&path)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or(path);
+    let start_dir = system::StartDir(std::env::current_dir().unwrap_or_else(|_| "/".into()));
     let read = {
         let path = path.clone();
         move || -> Result<Config, Vec<String>> {
-            let outcome = parse_file(&path, &system::SystemEnvironment, &opts);
+            let outcome = parse_file(&path, &start_dir, &opts);
             let Some(mut conf) = outcome.config else {
                 return Err(outcome.messages);
             };

@@ -437,6 +437,81 @@ fn a_detached_start_reports_its_outcome_to_the_command() {
     wait_gone(&conf);
 }
 
+/// Detached, the daemon works in `/`; a relative `include` still names the file beside the
+/// directory it was started in when SIGHUP reloads (it named nothing there before).
+#[test]
+fn a_detached_daemon_reloads_its_relative_includes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Started as root the engine reads the files as opensmtpq.
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    // Relative and unique, so that its command line finds this daemon and no other.
+    let name = format!("smtpd-{port}.conf");
+    let rules = |domain: &str| {
+        format!(
+            "action \"r\" relay host smtp://127.0.0.1:1\nmatch from any for domain \"{domain}\" action \"r\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("rules.conf"), rules("a.test")).expect("rules");
+    std::fs::write(
+        dir.path().join(&name),
+        format!("listen on 127.0.0.1 port {port}\ninclude \"rules.conf\"\n"),
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+        .arg("-f")
+        .arg(&name)
+        .current_dir(dir.path())
+        .env("SMTPD_SPOOL", dir.path().join("spool"))
+        .env("SMTPD_SOCKET", dir.path().join("smtpd.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("smtpd");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pids = daemons_of(Path::new(&name));
+    let rcpt = |to: &str| -> String {
+        let mut c = Client::connect(format!("127.0.0.1:{port}").parse().expect("addr"));
+        c.reply();
+        c.cmd("EHLO client.example");
+        c.cmd("MAIL FROM:<a@client.example>");
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        c.cmd("QUIT");
+        r
+    };
+    let before = (rcpt("u@a.test"), rcpt("u@b.test"));
+    std::fs::write(dir.path().join("rules.conf"), rules("b.test")).expect("rules");
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGHUP,
+        );
+    }
+    let t0 = Instant::now();
+    while !rcpt("u@b.test").starts_with("250") && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = (rcpt("u@a.test"), rcpt("u@b.test"));
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    wait_gone(Path::new(&name));
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert!(
+        before.0.starts_with("250") && before.1.starts_with("550"),
+        "{before:?}"
+    );
+    assert!(
+        after.0.starts_with("550") && after.1.starts_with("250"),
+        "not reloaded: {after:?}"
+    );
+}
+
 fn wait_gone(conf: &Path) {
     let t0 = Instant::now();
     while !daemons_of(conf).is_empty() && t0.elapsed() < Duration::from_secs(30) {

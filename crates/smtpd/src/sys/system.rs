@@ -6,6 +6,38 @@ use std::path::Path;
 
 use rsmtpd_config::Environment;
 
+/// The machine as seen from the directory the daemon was started in. Detached, the daemon
+/// works in `/` (as daemon(3) makes OpenSMTPD's), so a reload would look for a relative
+/// `include "local.conf"` or `table t file:aliases` there; the names keep meaning what they
+/// meant at the start instead. Everything but files is the machine's, unchanged.
+pub struct StartDir(pub std::path::PathBuf);
+
+impl Environment for StartDir {
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+        if Path::new(path).is_relative() {
+            std::fs::read(self.0.join(path))
+        } else {
+            std::fs::read(path)
+        }
+    }
+
+    fn service_port(&self, name: &str) -> Option<u16> {
+        SystemEnvironment.service_port(name)
+    }
+
+    fn interface_addrs(&self, name: &str) -> Vec<IpAddr> {
+        SystemEnvironment.interface_addrs(name)
+    }
+
+    fn resolve_host(&self, name: &str) -> Vec<IpAddr> {
+        SystemEnvironment.resolve_host(name)
+    }
+
+    fn table_backend_exists(&self, backend: &str) -> bool {
+        SystemEnvironment.table_backend_exists(backend)
+    }
+}
+
 /// Where OpenSMTPD (Debian) and we look for external `table-NAME` backends.
 pub const LIBEXEC_DIRS: &[&str] = &["/usr/libexec/opensmtpd", "/usr/libexec/rsmtpd"];
 
