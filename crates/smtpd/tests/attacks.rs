@@ -521,6 +521,7 @@ fn forward_run(which: Which) -> Vec<String> {
     chown(&fwd("fpipe"), 2324);
     std::fs::write(fwd("fok"), "fokdest@example.org\n").expect("forward");
     chown(&fwd("fok"), 2321);
+    let _shadow = shadow_lock();
     let shadow_before = fingerprint(Path::new("/etc/shadow"));
     let secret_before = fingerprint(&secret);
 
@@ -674,6 +675,7 @@ fn maildir_run(which: Which) -> Vec<String> {
     }
     std::os::unix::fs::symlink(&root_only, mnew.join("new")).expect("symlink");
     std::os::unix::fs::symlink("/etc/shadow", home("mshadow").join("Maildir")).expect("symlink");
+    let _shadow = shadow_lock();
     let shadow_before = fingerprint(Path::new("/etc/shadow"));
     let victim_before = std::fs::read_dir(vmd.join("new"))
         .map(|r| r.count())
@@ -753,11 +755,19 @@ fn private_var_mail() -> Vec<&'static str> {
 
 /// Throwaway users of the system's passwd (`useradd`), removed when dropped: OpenSMTPD's
 /// mail.local looks mailbox owners up there, so a mailbox test that compares needs real ones.
-struct SystemUsers(Vec<String>);
+struct SystemUsers(Vec<String>, std::sync::MutexGuard<'static, ()>);
+
+/// Held while users are added and removed, and by the tests that check /etc/shadow is left as
+/// it was: useradd rewrites that file, which would otherwise look like the daemon's doing.
+static SHADOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn shadow_lock() -> std::sync::MutexGuard<'static, ()> {
+    SHADOW.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl SystemUsers {
     fn add(users: &[(&str, u32, &Path)]) -> SystemUsers {
-        let mut made = SystemUsers(Vec::new());
+        let mut made = SystemUsers(Vec::new(), shadow_lock());
         for (name, uid, home) in users {
             // What a killed run may have left.
             let _ = std::process::Command::new("userdel").arg(name).output();
@@ -1194,6 +1204,7 @@ fn offline_run(which: Which, nobody: u32, group: u32) -> Vec<String> {
          match from local for any action \"local\"\n",
         userbase(&[("spy", 2311, &spy)])
     );
+    let _shadow = shadow_lock();
     let shadow_before = fingerprint(Path::new("/etc/shadow"));
     let started = Instant::now();
     let (d, offline) = match which {
