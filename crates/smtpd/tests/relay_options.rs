@@ -326,7 +326,11 @@ fn show_hosts_and_relays_as_opensmtpd() {
         out.push("after the session:".into());
         out.extend(show(bin, &d, "hosts"));
         out.extend(show(bin, &d, "relays"));
-        out
+        // "Just now": under load the second can turn between the session and `show`.
+        let recent = regex::Regex::new(r"lastconn=[0-2]s").unwrap();
+        out.iter()
+            .map(|l| recent.replace_all(l, "lastconn=0s").into_owned())
+            .collect::<Vec<String>>()
     };
     let want = [
         "127.0.0.1 localhost refcount=2 nconn=1 lastconn=0s",

@@ -934,6 +934,18 @@ fn system_users_through_pam() {
         let ok = swaks("alicepass");
         let bad = swaks("wrong");
         d.wait_log(|l| l.ends_with("smtp authentication user=sysuser result=permfail"));
+        // The second session's end is logged a moment after swaks has exited.
+        let t0 = std::time::Instant::now();
+        while d
+            .log()
+            .iter()
+            .filter(|l| l.ends_with("smtp disconnected reason=quit"))
+            .count()
+            < 2
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         (ok, bad, normalized_session_log(&d.log()))
     };
     let (ok, bad, log) = run(env!("CARGO_BIN_EXE_smtpd"));

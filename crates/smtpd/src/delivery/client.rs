@@ -204,16 +204,26 @@ fn read_replies(conn: Arc<Connection>, child: Option<Child>) {
     }
 }
 
-/// Waits for a delivery process that ended and says how.
+/// Waits for a delivery process that ended and says how. Status 0 is its orderly end: it saw
+/// the daemon close its channel (a stop, or the engine gone), with nothing left to retry, so
+/// that is no warning; anything else is.
 pub fn reap(mut child: Child) {
-    let how = match child.wait() {
-        Ok(st) => st.to_string(),
-        Err(e) => e.to_string(),
-    };
-    log::warn(&format!(
-        "warn: delivery process {} exited ({how}); in-flight deliveries will be retried",
-        child.id()
-    ));
+    match child.wait() {
+        Ok(st) if st.success() => log::debug(&format!(
+            "debug: delivery process {} exited: its channel closed",
+            child.id()
+        )),
+        other => {
+            let how = match other {
+                Ok(st) => st.to_string(),
+                Err(e) => e.to_string(),
+            };
+            log::warn(&format!(
+                "warn: delivery process {} exited ({how}); in-flight deliveries will be retried",
+                child.id()
+            ))
+        }
+    }
 }
 
 fn failure(exit: ExitKind, text: Option<&str>) -> Done {
