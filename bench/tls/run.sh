@@ -22,8 +22,16 @@
 #   OURS           our binary (default <repo>/target/release/smtpd; OURS_PREBUILT=1 skips cargo)
 #   IDLE           0 skips test (d), the idle sessions
 #   TLS_RESUME     0: the load client offers no session resumption (see tls_load.rs)
+#   STRACE         1: each load runs with strace -f -c on the server's processes, counting
+#                  syncs and renames into $BENCH_DIR/strace-SERVER-TEST-RUN.txt (slows them)
+#   TLS_LOAD_STEPS 1: the load client writes how long each SMTP step waited to
+#                  $BENCH_DIR/client.steps (its errors go there in any case)
 #   SERVERS        which to run (default "ours real postfix"; add "oursfs" for ours again with
-#                  SMTPD_COMMIT=syncfs, the commit mode before 2026-12-02 evening)
+#                  SMTPD_COMMIT=syncfs, the commit mode before 2026-12-02 evening, or "oursb"
+#                  for the binary OURSB (default: ours) with the environment OURSB_ENV
+#                  (e.g. "SMTPD_COMMIT_LINGER=0"), for A/B runs, or "oursu" for ours started as
+#                  the queue user instead of root (no privilege separation: the handshakes'
+#                  signatures and AUTH's checks stay in the engine); the table shows ours only)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,9 +49,9 @@ MSG_LEN="${MSG_LEN:-2048}"; export MSG_LEN
 OPENSMTPD="${OPENSMTPD:-/opt/opensmtpd-tls/sbin/smtpd}"
 OURS="${OURS:-$REPO/target/release/smtpd}"
 SERVERS="${SERVERS:-ours real postfix}"
-declare -A PORT=([ours]=2861 [real]=2862 [postfix]=2863 [oursfs]=2864)
+declare -A PORT=([ours]=2861 [real]=2862 [postfix]=2863 [oursfs]=2864 [oursb]=2865 [oursu]=2866)
 # The submission listeners (tls-require + auth, as port 587 is run).
-declare -A SUBPORT=([ours]=2871 [real]=2872 [postfix]=2873 [oursfs]=2874)
+declare -A SUBPORT=([ours]=2871 [real]=2872 [postfix]=2873 [oursfs]=2874 [oursb]=2875 [oursu]=2876)
 LOCK=/tmp/rsmtpd-real-smtpd.lock
 CLIENT="python3 $HERE/client.py"
 HELPER="python3 $REPO/bench/smtp-accept/helper.py"
@@ -94,11 +102,11 @@ chmod 644 "$BENCH_DIR/creds" "$BENCH_DIR/dovecot-passwd"
 # --- configs: rsmtpd and OpenSMTPD get the same one; delivery paused (-P mda -P mta), so both
 # only receive and queue. Postfix: smtpd and cleanup, no qmgr, so messages stay queued in
 # incoming/, the same work. All three fsync each message before its 250.
-conf() { # port -> config text
+conf() { # port subport [key [virtual user]] -> config text
     cat <<EOF
 pki bench.test cert "$BENCH_DIR/cert.pem"
-pki bench.test key "$BENCH_DIR/key.pem"
-table vusers { "@bench.test" = "root" }
+pki bench.test key "${3:-$BENCH_DIR/key.pem}"
+table vusers { "@bench.test" = "${4:-root}" }
 table creds file:$BENCH_DIR/creds
 smtp limit max-mails 100000
 listen on 127.0.0.1 port $1 tls pki bench.test
@@ -110,6 +118,16 @@ EOF
 conf "${PORT[ours]}" "${SUBPORT[ours]}" > "$BENCH_DIR/ours.conf"
 conf "${PORT[real]}" "${SUBPORT[real]}" > "$BENCH_DIR/real.conf"
 conf "${PORT[oursfs]}" "${SUBPORT[oursfs]}" > "$BENCH_DIR/oursfs.conf"
+conf "${PORT[oursb]}" "${SUBPORT[oursb]}" > "$BENCH_DIR/oursb.conf"
+# oursu: ours started as the queue user rather than root, so that nothing splits (no root
+# parent: handshakes sign in the process that runs them): the cost of the signing hop.
+UNSPLIT_USER="$(for u in opensmtpq _smtpq; do id -u "$u" >/dev/null 2>&1 && { echo "$u"; break; }; done)"
+if [ -n "$UNSPLIT_USER" ]; then
+    cp "$BENCH_DIR/key.pem" "$BENCH_DIR/key-unsplit.pem"
+    chown "$UNSPLIT_USER" "$BENCH_DIR/key-unsplit.pem"; chmod 600 "$BENCH_DIR/key-unsplit.pem"
+fi
+# (Its mail goes to its own user: an unprivileged daemon delivers to no one else.)
+conf "${PORT[oursu]}" "${SUBPORT[oursu]}" "$BENCH_DIR/key-unsplit.pem" "${UNSPLIT_USER:-root}" > "$BENCH_DIR/oursu.conf"
 printf 'nameserver 127.0.0.1\nlookup bind file\n' > "$BENCH_DIR/resolv.conf"
 "$OURS" -n -f "$BENCH_DIR/ours.conf" >/dev/null 2>&1 || { echo "error: ours rejects the config" >&2; exit 1; }
 "$OPENSMTPD" -n -f "$BENCH_DIR/real.conf" >/dev/null 2>&1 || { echo "error: OpenSMTPD rejects the config" >&2; exit 1; }
@@ -209,7 +227,7 @@ RAW="$BENCH_DIR/results.txt"
     echo "# (a) sessions: $SESS_MSGS STARTTLS sessions of one message, $SESS_PAR parallel; (b) $ACC_MSGS msgs over $ACC_PAR persistent TLS sessions; (e) submission: $SUB_MSGS STARTTLS+AUTH PLAIN sessions of one message, $SUB_PAR parallel; (d) idle: $IDLE_CONNS ($IDLE_POSTFIX for postfix)"
     echo "# load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
     echo "# ours=$OURS ($OURS_REV); real=$OPENSMTPD; postfix=$PFX/usr/lib/postfix/sbin (Debian's 3.7 package, extracted)"
-    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed retries resumed"
+    echo "# lines: server test run wall_s msgs_per_s cpu_s cpu_ms_per_msg done failed retries resumed client_cpu_ms_per_msg load1"
     echo "#        server idle run alive opened failed rss_kb pss_kb nproc open_s"
 } > "$RAW"
 
@@ -229,6 +247,19 @@ start() { # server run
         rm -rf "$BENCH_DIR/oursfs-spool-$2"
         SMTPD_COMMIT=syncfs SMTPD_SPOOL="$BENCH_DIR/oursfs-spool-$2" SMTPD_SOCKET="$BENCH_DIR/oursfs.sock" \
             SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/oursfs.conf" >"$log" 2>&1 &
+        PID=$! ;;
+    oursb)
+        rm -rf "$BENCH_DIR/oursb-spool-$2"
+        env ${OURSB_ENV:-} SMTPD_SPOOL="$BENCH_DIR/oursb-spool-$2" SMTPD_SOCKET="$BENCH_DIR/oursb.sock" \
+            SMTPD_RESOLVER=127.0.0.1:1 "${OURSB:-$OURS}" -d -P mda -P mta -f "$BENCH_DIR/oursb.conf" >"$log" 2>&1 &
+        PID=$! ;;
+    oursu)
+        [ -n "$UNSPLIT_USER" ] || { echo "error: oursu: no queue user to run as" >&2; exit 1; }
+        rm -rf "$BENCH_DIR/oursu-spool-$2"; mkdir -p "$BENCH_DIR/oursu-spool-$2" "$BENCH_DIR/oursu-run"
+        chown "$UNSPLIT_USER" "$BENCH_DIR/oursu-spool-$2" "$BENCH_DIR/oursu-run"; chmod 711 "$BENCH_DIR/oursu-spool-$2"
+        setpriv --reuid="$UNSPLIT_USER" --regid="$(id -g "$UNSPLIT_USER")" --init-groups \
+            env SMTPD_SPOOL="$BENCH_DIR/oursu-spool-$2" SMTPD_SOCKET="$BENCH_DIR/oursu-run/smtpd.sock" \
+            SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/oursu.conf" >"$log" 2>&1 &
         PID=$! ;;
     real)
         exec 9>"$LOCK"; flock 9
@@ -283,11 +314,27 @@ load() { # test run n par
     local test=$1 run=$2 n=$3 par=$4 c0 c1 res port="${PORT[$SERVER]}"
     [ "$test" = submission ] && port="${SUBPORT[$SERVER]}"
     c0=$(cpu)
-    res=$($LOADER "$test" "$port" "$n" "$par")
+    echo "== $SERVER $test $run" >> "$BENCH_DIR/client.steps"
+    local tracer=""
+    if [ "${STRACE:-0}" = 1 ]; then
+        # Every process of the server's tree (and Dovecot's), threads and children to come.
+        local pids; pids=$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+from proctree import tree
+print(" ".join("-p %d" % p for r in sys.argv[2:] for p in tree(r)))' "$REPO/bench/lib" "$PID" $DOVECOT)
+        strace -f -c -e trace=fsync,fdatasync,syncfs,sync_file_range,rename,renameat,renameat2 \
+            -o "$BENCH_DIR/strace-$SERVER-$test-$run.txt" $pids 2>/dev/null &
+        tracer=$!
+        sleep 1
+    fi
+    # The client's own CPU (user+sys) and the load average, so that a reader can tell whether
+    # the client or the other builders on the machine bounded the rate.
+    res=$(/usr/bin/time -f '%U %S' -o "$BENCH_DIR/client.time" $LOADER "$test" "$port" "$n" "$par" 2>>"$BENCH_DIR/client.steps")
     c1=$(cpu)
-    echo "$res" | awk -v s="$SERVER" -v t="$test" -v r="$run" -v c0="$c0" -v c1="$c1" '{
-        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d %d %d\n", s, t, r, $3, $1 / $3, c1 - c0,
-            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2, $4, $5 }' >> "$RAW"
+    if [ -n "$tracer" ]; then kill -INT "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
+    local ccpu la; ccpu=$(tail -1 "$BENCH_DIR/client.time" | awk '{ print $1 + $2 }'); la=$(cut -d' ' -f1 /proc/loadavg)
+    echo "$res" | awk -v s="$SERVER" -v t="$test" -v r="$run" -v c0="$c0" -v c1="$c1" -v cc="$ccpu" -v la="$la" '{
+        printf "%s %s %d %.3f %.1f %.2f %.3f %d %d %d %d %.3f %s\n", s, t, r, $3, $1 / $3, c1 - c0,
+            ($1 > 0 ? 1000 * (c1 - c0) / $1 : 0), $1, $2, $4, $5, ($1 > 0 ? 1000 * cc / $1 : 0), la }' >> "$RAW"
     local failed; failed=$(echo "$res" | awk '{ print $2 }')
     [ "$failed" = 0 ] || say "WARNING: $SERVER $test run $run: $failed failed"
 }
@@ -314,7 +361,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 [ "${IDLE:-1}" = 0 ] && SERVERS_IDLE="" || SERVERS_IDLE="$SERVERS"
 for s in $SERVERS_IDLE; do
-    [ "$s" = oursfs ] && continue  # the commit mode does not change idle sessions
+    case "$s" in oursfs|oursb|oursu) continue ;; esac  # variants of ours: idle sessions are the same
     say "idle: $s"
     start "$s" idle
     n=$IDLE_CONNS; [ "$s" = postfix ] && n=$IDLE_POSTFIX
@@ -350,11 +397,24 @@ SUMMARY="$(
         printf "%-36s %10.1f %10.1f %10.1f\n", "(d) PSS KB per idle session", (n["ours"] ? pss["ours"] / n["ours"] : 0), (n["real"] ? pss["real"] / n["real"] : 0), (n["postfix"] ? pss["postfix"] / n["postfix"] : 0)
         print "ratios: ours/theirs for rates, theirs/ours for CPU (above 1 = we win)"
         printf "targets: 2x Postfix rates (a, b, e): %s; half its CPU per msg (b): %s; < 200 MB for 5,000 TLS sessions: %s\n",
-            (s["ours"] >= 2 * s["postfix"] && p["ours"] >= 2 * p["postfix"] && e["ours"] >= 2 * e["postfix"]) ? "met" : "NOT met",
-            (cp["ours"] > 0 && cp["ours"] * 2 <= cp["postfix"]) ? "met" : "NOT met",
+            (s["postfix"] == 0) ? "n/a (no Postfix run)" : (s["ours"] >= 2 * s["postfix"] && p["ours"] >= 2 * p["postfix"] && e["ours"] >= 2 * e["postfix"]) ? "met" : "NOT met",
+            (cp["postfix"] == 0) ? "n/a" : (cp["ours"] > 0 && cp["ours"] * 2 <= cp["postfix"]) ? "met" : "NOT met",
             (rss["ours"] > 0 && rss["ours"] < 200 * 1024 && n["ours"] >= 5000) ? "met" : "NOT met"
     }'
 )"
+SUMMARY="$SUMMARY
+$(for s in $SERVERS; do printf '%s %s %s %s ' "$s" "$(med "$s" sessions 12)" "$(med "$s" persistent 12)" "$(med "$s" submission 12)"; done \
+    | awk '{ printf "load client CPU ms per session/msg (a)/(b)/(e):"; for (i = 1; i <= NF; i += 4) printf " %s %.3f/%.3f/%.3f", $i, $(i+1), $(i+2), $(i+3); print "" }')
+$(awk '!/^#/ && NF >= 13 { if (min == "" || $13 < min) min = $13; if ($13 > max) max = $13 } END { printf "load average (1 min) at the end of each measurement: %s to %s\n", min, max }' "$RAW")"
+for v in oursb oursu; do
+    echo " $SERVERS " | grep -q " $v " || continue
+    case "$v" in oursb) what="OURSB_ENV=\"${OURSB_ENV:-}\"${OURSB:+ OURSB=$OURSB}" ;; oursu) what="unsplit, as $UNSPLIT_USER" ;; esac
+    SUMMARY="$SUMMARY
+$(printf '%s ' "$(med ours sessions 5)" "$(med "$v" sessions 5)" "$(med ours persistent 5)" "$(med "$v" persistent 5)" \
+        "$(med ours submission 5)" "$(med "$v" submission 5)" "$(med ours sessions 7)" "$(med "$v" sessions 7)" \
+        "$(med ours persistent 7)" "$(med "$v" persistent 7)" "$(med ours submission 7)" "$(med "$v" submission 7)" \
+      | awk -v v="$v" -v w="$what" '{ printf "ours vs %s (%s): (a) %.1f vs %.1f sessions/s, (b) %.1f vs %.1f msgs/s, (e) %.1f vs %.1f; CPU ms (a) %.3f vs %.3f, (b) %.3f vs %.3f, (e) %.3f vs %.3f\n", v, w, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }')"
+done
 if echo " $SERVERS " | grep -q " oursfs "; then
     SUMMARY="$SUMMARY
 $(printf '%s %s %s %s %s %s %s\n' "$(med ours sessions 5)" "$(med oursfs sessions 5)" "$(med ours persistent 5)" \

@@ -15,6 +15,8 @@
 //! kernel completed but the server never accepted); RESUMED counts the handshakes the server let
 //! resume an earlier session (a TLS 1.3 ticket: no certificate, no signature). The client offers
 //! resumption, as MTAs that cache sessions do; `TLS_RESUME=0` makes every handshake a full one.
+//! `TLS_LOAD_STEPS=1` prints to stderr how long each step waited for its reply (mean and
+//! percentiles), to take a rate apart.
 //! The server's certificate is not checked (our servers; a chain check would only add client
 //! CPU). MSG_LEN (default 2048) sets the body.
 
@@ -31,6 +33,84 @@ type Tls = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
 
 static RETRIES: AtomicU64 = AtomicU64::new(0);
 static RESUMED: AtomicU64 = AtomicU64::new(0);
+
+/// `TLS_LOAD_STEPS=1`: how long each step waited for the server (microseconds), printed to
+/// stderr at the end, so that a rate can be taken apart (where does a session's time go).
+#[derive(Clone, Copy)]
+enum Step {
+    Banner,
+    Ehlo,
+    Starttls,
+    Handshake,
+    Ehlo2,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Dot,
+    Quit,
+}
+const STEP_NAMES: [&str; 11] = [
+    "banner",
+    "ehlo",
+    "starttls",
+    "handshake",
+    "ehlo2",
+    "auth",
+    "mail",
+    "rcpt",
+    "data",
+    "dot",
+    "quit",
+];
+static STEPS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
+static STEPS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn record(step: Step, since: Instant) {
+    if !STEPS_ON.load(Ordering::Relaxed) {
+        return;
+    }
+    let us = u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX);
+    if let Ok(mut v) = STEPS.lock() {
+        if v.is_empty() {
+            v.resize(STEP_NAMES.len(), Vec::new());
+        }
+        v[step as usize].push(us);
+    }
+}
+
+fn print_steps() {
+    let Ok(mut v) = STEPS.lock() else { return };
+    for (i, lat) in v.iter_mut().enumerate() {
+        if lat.is_empty() {
+            continue;
+        }
+        lat.sort_unstable();
+        let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+        let mean = lat.iter().map(|&x| x as u64).sum::<u64>() / lat.len() as u64;
+        eprintln!(
+            "step {:<9} n={:<6} mean={:>6}us p50={:>6}us p90={:>6}us p99={:>6}us",
+            STEP_NAMES[i],
+            lat.len(),
+            mean,
+            pct(50),
+            pct(90),
+            pct(99)
+        );
+    }
+}
+
+/// [`cmd`], timed as `step`.
+async fn timed<S: AsyncRead + AsyncWrite + Unpin>(
+    step: Step,
+    r: &mut BufReader<S>,
+    line: &[u8],
+) -> Res<String> {
+    let t = Instant::now();
+    let out = cmd(r, line).await;
+    record(step, t);
+    out
+}
 
 struct Client {
     port: u16,
@@ -83,8 +163,12 @@ impl Client {
             };
             let _ = s.set_nodelay(true);
             let mut r = BufReader::new(s);
+            let t = Instant::now();
             match tokio::time::timeout(Duration::from_secs(3), reply(&mut r)).await {
-                Ok(Ok(_)) => return Ok(r),
+                Ok(Ok(_)) => {
+                    record(Step::Banner, t);
+                    return Ok(r);
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => continue,
             }
@@ -94,46 +178,51 @@ impl Client {
 
     async fn open_tls(&self) -> Res<Tls> {
         let mut r = self.connect().await?;
-        cmd(&mut r, b"EHLO client.bench\r\n").await?;
-        cmd(&mut r, b"STARTTLS\r\n").await?;
+        timed(Step::Ehlo, &mut r, b"EHLO client.bench\r\n").await?;
+        timed(Step::Starttls, &mut r, b"STARTTLS\r\n").await?;
         let name =
             rustls::pki_types::ServerName::try_from("bench.test").map_err(|e| e.to_string())?;
         // Nothing follows the 220 before our handshake, so the reader holds no bytes.
         let tcp = r.into_inner();
+        let t = Instant::now();
         let s = self
             .tls
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;
+        record(Step::Handshake, t);
         if s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             RESUMED.fetch_add(1, Ordering::Relaxed);
         }
         let mut r = BufReader::new(s);
-        cmd(&mut r, b"EHLO client.bench\r\n").await?;
+        timed(Step::Ehlo2, &mut r, b"EHLO client.bench\r\n").await?;
         Ok(r)
     }
 
     async fn message(&self, r: &mut Tls) -> Res<()> {
-        cmd(r, b"MAIL FROM:<sender@client.bench>\r\n").await?;
-        cmd(r, b"RCPT TO:<root@bench.test>\r\n").await?;
-        cmd(r, b"DATA\r\n").await?;
+        timed(Step::Mail, r, b"MAIL FROM:<sender@client.bench>\r\n").await?;
+        timed(Step::Rcpt, r, b"RCPT TO:<root@bench.test>\r\n").await?;
+        timed(Step::Data, r, b"DATA\r\n").await?;
+        let t = Instant::now();
         r.get_mut()
             .write_all(&self.body)
             .await
             .map_err(|e| e.to_string())?;
-        reply(r).await.map(|_| ())
+        let out = reply(r).await.map(|_| ());
+        record(Step::Dot, t);
+        out
     }
 
     async fn session(&self, auth: bool) -> Res<()> {
         let mut r = self.open_tls().await?;
         if auth {
-            let line = cmd(&mut r, b"AUTH PLAIN AGJlbmNoAHNlY3JldA==\r\n").await?;
+            let line = timed(Step::Auth, &mut r, b"AUTH PLAIN AGJlbmNoAHNlY3JldA==\r\n").await?;
             if !line.starts_with("235") {
                 return Err(line);
             }
         }
         self.message(&mut r).await?;
-        cmd(&mut r, b"QUIT\r\n").await?;
+        timed(Step::Quit, &mut r, b"QUIT\r\n").await?;
         let _ = r.get_mut().shutdown().await;
         Ok(())
     }
@@ -171,6 +260,10 @@ async fn main() {
     ) else {
         usage()
     };
+    STEPS_ON.store(
+        std::env::var("TLS_LOAD_STEPS").is_ok_and(|v| v == "1"),
+        Ordering::Relaxed,
+    );
     let mut config = rsmtpd::tls::client::config(rsmtpd::tls::client::ServerCheck::None, None);
     if std::env::var("TLS_RESUME").as_deref() == Ok("0") {
         config.resumption = rustls::client::Resumption::disabled();
@@ -261,6 +354,7 @@ async fn main() {
         }
         _ => usage(),
     };
+    print_steps();
     println!(
         "{done} {failed} {:.3} {} {}",
         secs.as_secs_f64(),

@@ -266,6 +266,7 @@ impl Server {
             compression: config.options.queue_compression,
             encryption,
             commit_mode: commit_mode_from_env(),
+            commit_linger: commit_linger_from_env(),
             ..QueueOptions::default()
         };
         let queue = Queue::open_with(spool, queue_options)
@@ -359,6 +360,16 @@ pub fn spool_error(spool: &Path, e: &std::io::Error) -> String {
         strerror(e),
         crate::startup::storage_hint(e)
     )
+}
+
+/// `SMTPD_COMMIT_LINGER=MICROSECONDS`: the most a commit round waits for the sessions the
+/// last one answered (`queue::commit`; 0: never), for benchmarks; unset: the default.
+fn commit_linger_from_env() -> Option<std::time::Duration> {
+    std::env::var("SMTPD_COMMIT_LINGER")
+        .ok()?
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_micros)
 }
 
 /// `SMTPD_COMMIT=auto|syncfs|fsync|single` picks how commits reach the disk (see

@@ -36,6 +36,11 @@
 //!   machine was merely busy, and less than syncfs over 20 persistent
 //!   sessions when the cores were saturated.
 //! - [`CommitMode::Single`]: no sharing, the baseline.
+//!
+//! Whatever the barrier, a round waits a little for the sessions the last
+//! round answered (`gather`): on persistent sessions they come back with
+//! their next message within a fraction of a barrier, and a round that
+//! starts without them costs each of them a whole barrier more.
 
 use std::fs::{self, File};
 use std::io;
@@ -44,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet;
 use tokio::sync::oneshot;
@@ -80,11 +86,17 @@ pub(super) struct Job {
 }
 
 /// The committer thread's loop; returns when every `Queue` is dropped.
-pub(super) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Job>, mode: CommitMode) {
+pub(super) fn run(
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Job>,
+    mode: CommitMode,
+    linger: Duration,
+) {
+    let pacer = Pacer::new(linger);
     match mode {
-        CommitMode::GroupSyncfs => run_syncfs(&shared, rx),
-        CommitMode::GroupFsync | CommitMode::Single => run_fsync(&shared, rx, usize::MAX),
-        CommitMode::GroupAuto => run_fsync(&shared, rx, AUTO_WAVE_MAX),
+        CommitMode::GroupSyncfs => run_syncfs(&shared, rx, pacer),
+        CommitMode::GroupFsync | CommitMode::Single => run_fsync(&shared, rx, usize::MAX, pacer),
+        CommitMode::GroupAuto => run_fsync(&shared, rx, AUTO_WAVE_MAX, pacer),
     }
 }
 
@@ -110,20 +122,131 @@ pub(super) fn run_promoter(shared: std::sync::Weak<Shared>) {
     }
 }
 
-fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>) {
+/// What the next round takes: every job waiting (blocking for one when
+/// nothing is staged either); None once every `Queue` is dropped.
+///
+/// The linger: the sessions the last round answered mostly send their next
+/// message within a few round trips, a fraction of a barrier. A round started
+/// the instant the first of them is back (or the instant the last round
+/// ended, when jobs are staged) leaves the others to arrive just after it
+/// began, and each waits that whole round out before its data round even
+/// starts: three barriers per message on persistent sessions instead of two.
+/// So a round starts only once as many jobs are waiting as the last round
+/// answered, or [`Pacer::linger`] after the last round ended.
+///
+/// Sessions that end after their message (one message per connection) do
+/// not come back so soon: a linger that keeps catching less than half of the
+/// jobs it waits for stops, and is tried again after [`LINGER_RETRY`] rounds.
+fn gather(rx: &mpsc::Receiver<Job>, staged: bool, pacer: &mut Pacer) -> Option<Vec<Job>> {
+    let mut fresh = Vec::new();
+    if !staged {
+        fresh.push(rx.recv().ok()?);
+    }
+    while let Ok(job) = rx.try_recv() {
+        fresh.push(job);
+    }
+    if fresh.len() < pacer.answered && pacer.lingers() {
+        let before = fresh.len();
+        let deadline = pacer.ended + pacer.linger();
+        while fresh.len() < pacer.answered {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(job) => fresh.push(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if fresh.is_empty() && !staged {
+                        return None;
+                    }
+                    break;
+                }
+            }
+        }
+        pacer.caught(fresh.len() - before, pacer.answered - before);
+    }
+    Some(fresh)
+}
+
+/// What the linger of [`gather`] goes by: the last round's answers, how long
+/// its barrier took and when it ended.
+struct Pacer {
+    answered: usize,
+    barrier: Duration,
+    ended: Instant,
+    /// The most it waits ([`LINGER_MAX`] unless the queue was told otherwise).
+    max: Duration,
+    /// Above 0: lingers. Set high by a linger that paid, lowered by each one
+    /// that did not; at 0, rounds without a linger are counted in `skipped`.
+    trust: u32,
+    skipped: u32,
+}
+
+/// Rounds without a linger before a linger that did not pay is tried again.
+const LINGER_RETRY: u32 = 32;
+
+/// The most a round waits for the sessions the last one answered: against a
+/// barrier of several milliseconds, a client's turn-around on a busy machine.
+pub(super) const LINGER_MAX: Duration = Duration::from_millis(2);
+
+impl Pacer {
+    fn new(max: Duration) -> Pacer {
+        Pacer {
+            answered: 0,
+            barrier: Duration::ZERO,
+            ended: Instant::now(),
+            max,
+            trust: 2,
+            skipped: 0,
+        }
+    }
+
+    /// Whether this round may linger (see [`gather`]).
+    fn lingers(&mut self) -> bool {
+        if self.max.is_zero() {
+            return false;
+        }
+        if self.trust > 0 {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= LINGER_RETRY {
+            self.skipped = 0;
+            self.trust = 1;
+        }
+        false
+    }
+
+    /// A linger waited for `wanted` jobs and `got` came.
+    fn caught(&mut self, got: usize, wanted: usize) {
+        if got * 2 >= wanted {
+            self.trust = 3;
+        } else {
+            self.trust = self.trust.saturating_sub(1);
+        }
+    }
+
+    /// At most a quarter of the last barrier: the staged jobs pay the wait,
+    /// the jobs it catches each save a whole barrier.
+    fn linger(&self) -> Duration {
+        (self.barrier / 4).min(self.max)
+    }
+
+    fn round(&mut self, answered: usize, began: Instant) {
+        self.answered = answered;
+        self.ended = Instant::now();
+        self.barrier = self.ended.saturating_duration_since(began);
+    }
+}
+
+fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>, mut pacer: Pacer) {
     // Jobs whose data the last syncfs made durable, waiting to be renamed.
     let mut staged: Vec<Job> = Vec::new();
     loop {
-        let mut fresh = Vec::new();
-        if staged.is_empty() {
-            match rx.recv() {
-                Ok(job) => fresh.push(job),
-                Err(_) => return,
-            }
-        }
-        while let Ok(job) = rx.try_recv() {
-            fresh.push(job);
-        }
+        let Some(mut fresh) = gather(&rx, !staged.is_empty(), &mut pacer) else {
+            return;
+        };
         for job in &mut fresh {
             job.file = None;
         }
@@ -135,7 +258,9 @@ fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>) {
             }
         }
         let promotion = shared.barrier_begins();
+        let began = Instant::now();
         let synced = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
+        pacer.round(published.len(), began);
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);
         match synced {
@@ -166,21 +291,14 @@ fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>) {
 ///
 /// `wave_max`: a round with more files and directories to sync than this
 /// makes its barrier one `syncfs` instead ([`CommitMode::GroupAuto`]).
-fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize) {
+fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize, mut pacer: Pacer) {
     let pool = SyncPool::new(SYNC_THREADS);
     // Jobs whose files, envelopes and incoming directory are durable.
     let mut staged: Vec<Job> = Vec::new();
     loop {
-        let mut fresh = Vec::new();
-        if staged.is_empty() {
-            match rx.recv() {
-                Ok(job) => fresh.push(job),
-                Err(_) => return,
-            }
-        }
-        while let Ok(job) = rx.try_recv() {
-            fresh.push(job);
-        }
+        let Some(mut fresh) = gather(&rx, !staged.is_empty(), &mut pacer) else {
+            return;
+        };
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);
         let mut published = Vec::with_capacity(staged.len());
         let mut buckets = FxHashSet::default();
@@ -222,6 +340,7 @@ fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize) {
             targets.push(SyncTarget::Path(dir));
             spans.push(start..targets.len());
         }
+        let began = Instant::now();
         let results = if targets.len() > wave_max {
             // One syncfs makes every file, directory and rename of the
             // round durable, whatever they are.
@@ -241,6 +360,7 @@ fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize) {
                 .fetch_add(targets.len() as u64, Ordering::Relaxed);
             pool.sync(targets)
         };
+        pacer.round(published.len(), began);
         let dirs_ok = first_error(&results[..ndirs]);
         match dirs_ok {
             None => published.into_iter().for_each(|job| succeed(shared, job)),
@@ -504,5 +624,40 @@ fn clone_err(e: &io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(n) => io::Error::from_raw_os_error(n),
         None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_linger_that_does_not_pay_stops_and_is_tried_again() {
+        let mut p = Pacer::new(LINGER_MAX);
+        assert!(p.lingers());
+        p.caught(0, 10);
+        assert!(p.lingers());
+        p.caught(1, 10);
+        let off = (0..LINGER_RETRY - 1).filter(|_| p.lingers()).count();
+        assert_eq!(off, 0, "stopped after two misses");
+        assert!(!p.lingers(), "the 32nd skip re-arms it");
+        assert!(p.lingers());
+        p.caught(6, 10);
+        p.caught(0, 10);
+        p.caught(0, 10);
+        assert!(p.lingers(), "a linger that paid is trusted longer");
+        assert!(!Pacer::new(Duration::ZERO).lingers());
+    }
+
+    #[test]
+    fn the_linger_is_a_quarter_of_the_last_barrier_at_most_its_cap() {
+        let mut p = Pacer::new(LINGER_MAX);
+        let began = Instant::now() - 4 * MS;
+        p.round(5, began);
+        assert!(p.linger() >= MS && p.linger() <= LINGER_MAX);
+        p.round(5, Instant::now() - 100 * MS);
+        assert_eq!(p.linger(), LINGER_MAX);
     }
 }

@@ -82,6 +82,9 @@ pub enum Discover {
 #[derive(Clone, Debug, Default)]
 pub struct QueueOptions {
     pub commit_mode: CommitMode,
+    /// The most a commit round waits for the sessions the last one answered
+    /// (see `commit::gather`); `None`: the default, 2 ms.
+    pub commit_linger: Option<std::time::Duration>,
     /// Who owns created files; `None` = [`Owner::detect`].
     pub owner: Option<Owner>,
     /// `queue compression`: message and envelope files are written
@@ -245,9 +248,10 @@ impl Queue {
             mode => {
                 let (tx, rx) = mpsc::channel();
                 let sh = Arc::clone(&shared);
+                let linger = opts.commit_linger.unwrap_or(commit::LINGER_MAX);
                 std::thread::Builder::new()
                     .name("queue-commit".into())
-                    .spawn(move || commit::run(sh, rx, mode))?;
+                    .spawn(move || commit::run(sh, rx, mode, linger))?;
                 if mode != CommitMode::GroupSyncfs {
                     let weak = Arc::downgrade(&shared);
                     std::thread::Builder::new()
