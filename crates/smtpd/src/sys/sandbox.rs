@@ -6,8 +6,8 @@
 //!
 //! **Files (Landlock).** Read and write beneath the spool only. Read-only: the directories of
 //! the configuration file and of every file it names that the engine reads again at run time
-//! (includes, `file:`/`db:` tables, `ca` files, [`CA_FILE`]), and the fixed system files that
-//! name resolution, user lookups and dates read ([`SYSTEM_READ`]). Directories rather than the
+//! (includes, `file:`/`db:` tables, `ca` files, [`CA_FILE`]), and what name resolution, user
+//! lookups and dates read ([`SYSTEM_READ`], `/etc` among them). Directories rather than the
 //! files themselves because a Landlock rule holds an inode: a table that `makemap` or an editor
 //! replaces by a rename would become unreadable to `update table`. Everything else is refused
 //! with `EACCES` whatever its mode: mailboxes and Maildirs, home directories, `/root`, `/tmp`,
@@ -43,29 +43,26 @@ use rsmtpd_config::{Config, TableSource};
 use crate::sys::log;
 use crate::tls::verify::CA_FILE;
 
-/// What the engine reads at run time besides what the configuration names: resolv.conf and
-/// hosts (hickory reads them again when they change), NSS for `getpwnam` of local users and
-/// its modules, zoneinfo for dates, its own `/proc` entries (status, limits, open
-/// descriptors), the CPU and cgroup files thread pools size themselves from.
+/// What the engine reads at run time besides what the configuration names: `/etc` as a whole
+/// (resolv.conf and hosts, which hickory reads again when they change; passwd, group and
+/// nsswitch.conf for `getpwnam` of local users; localtime; the CA bundle), because its files
+/// are replaced by renames (`useradd` rewrites `/etc/passwd`, resolvconf `/etc/resolv.conf`)
+/// and a rule on a file holds the old inode; what resolv.conf links to; NSS modules, the
+/// userdb directories `libnss_systemd` looks in (strace of a running engine: it opens
+/// `/run/systemd/userdb/` for a user that `/etc/passwd` lacks), zoneinfo; its own `/proc` entries (status, limits, open descriptors); the CPU and cgroup
+/// files thread pools size themselves from; random devices.
 pub const SYSTEM_READ: &[&str] = &[
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/host.conf",
-    "/etc/gai.conf",
-    "/etc/nsswitch.conf",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/localtime",
-    "/etc/mailname",
-    "/etc/ld.so.cache",
+    "/etc",
+    "/run/systemd/resolve",
+    "/run/resolvconf",
+    "/run/systemd/userdb",
+    "/run/userdb",
+    "/run/host/userdb",
     "/usr/share/zoneinfo",
+    "/usr/share/ca-certificates",
     "/usr/lib",
     "/lib",
     "/lib64",
-    "/etc/ssl/certs",
-    "/usr/share/ca-certificates",
     "/proc/self",
     "/proc/sys/kernel",
     "/sys/devices/system/cpu",
