@@ -765,7 +765,8 @@ fn the_sandbox_can_be_turned_off_for_debugging_with_one_line() {
     let d = Daemon::launch(
         &["env", &switch],
         env!("CARGO_BIN_EXE_smtpd"),
-        "listen on 127.0.0.1 port @PORT@\n",
+        "listen on 127.0.0.1 port @PORT@\naction \"local\" maildir\n\
+         match from any for local action \"local\"\n",
         &[],
         Some("127.0.0.1:1"),
     );
