@@ -419,7 +419,10 @@ fn replies() -> Vec<(String, Vec<u8>)> {
             b"250-mx.example Hello\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n\
               250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n",
         ),
-        ("enhanced", b"550-5.1.1 no such user\r\n550 5.1.1 <x@y>: rejected\r\n"),
+        (
+            "enhanced",
+            b"550-5.1.1 no such user\r\n550 5.1.1 <x@y>: rejected\r\n",
+        ),
         ("lf-only", b"220 mx ESMTP\n250 ok\n354 go\n"),
         ("mismatch", b"250-a\r\n251 b\r\n"),
         ("short", b"25\r\n"),
@@ -474,7 +477,10 @@ fn table_frames() -> Vec<(String, Vec<u8>)> {
         ("check-no", table_frame(0, 1, &r(0))),
         ("check-fail", table_frame(0, 1, &r(-1))),
         ("lookup", table_frame(0, 1, &value(1, b"bob@example.org\0"))),
-        ("lookup-creds", table_frame(0, 1, &value(1, b"bob:$6$salt$hash\0"))),
+        (
+            "lookup-creds",
+            table_frame(0, 1, &value(1, b"bob:$6$salt$hash\0")),
+        ),
         ("lookup-no-nul", table_frame(0, 1, &value(1, b"bob"))),
         ("lookup-extra", table_frame(0, 1, &value(0, b"x"))),
         ("fail", table_frame(1, 1, &[])),
@@ -551,23 +557,37 @@ fn proxy_headers() -> Vec<(String, Vec<u8>)> {
 /// Credential table lines (the corpus's files), hashes of both schemes, passwords.
 fn credentials() -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::new();
-    let join = |key: &str, line: &str, password: &str| {
-        format!("{key}\0{line}\0{password}").into_bytes()
-    };
+    let join =
+        |key: &str, line: &str, password: &str| format!("{key}\0{line}\0{password}").into_bytes();
     for name in ["creds", "relay-creds"] {
-        let text = std::fs::read(repo().join("tests/config-corpus/data").join(name)).unwrap_or_default();
+        let text =
+            std::fs::read(repo().join("tests/config-corpus/data").join(name)).unwrap_or_default();
         for (i, line) in String::from_utf8_lossy(&text).lines().enumerate() {
             let mut it = line.split_whitespace();
-            let (Some(k), Some(val)) = (it.next(), it.next()) else { continue };
+            let (Some(k), Some(val)) = (it.next(), it.next()) else {
+                continue;
+            };
             v.push((format!("{name}-{i}"), join(k, val, "password")));
         }
     }
     let made = rsmtpd::auth::crypt::sha512_crypt(b"secret", "$6$saltsalt$").unwrap_or_default();
     v.push(("sha512".into(), join("bob", &made, "secret")));
-    v.push(("sha512-line".into(), join("bob", &format!("bob:{made}"), "secret")));
-    v.push(("sha512-rounds".into(), join("bob", "$6$rounds=1000$abc$", "x")));
-    v.push(("sha512-rounds-low".into(), join("bob", "$6$rounds=10$abc$", "x")));
-    v.push(("sha512-long-salt".into(), join("bob", "$6$0123456789abcdefXYZ$", "x")));
+    v.push((
+        "sha512-line".into(),
+        join("bob", &format!("bob:{made}"), "secret"),
+    ));
+    v.push((
+        "sha512-rounds".into(),
+        join("bob", "$6$rounds=1000$abc$", "x"),
+    ));
+    v.push((
+        "sha512-rounds-low".into(),
+        join("bob", "$6$rounds=10$abc$", "x"),
+    ));
+    v.push((
+        "sha512-long-salt".into(),
+        join("bob", "$6$0123456789abcdefXYZ$", "x"),
+    ));
     v.push((
         "bcrypt".into(),
         join(

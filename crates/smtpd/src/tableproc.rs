@@ -200,10 +200,14 @@ pub fn spawn_for_engine(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !plain {
-        return Err(format!("table_create: backend \"{backend}\" does not exist"));
+        return Err(format!(
+            "table_create: backend \"{backend}\" does not exist"
+        ));
     }
     let Some(program) = program(backend) else {
-        return Err(format!("table_create: backend \"{backend}\" does not exist"));
+        return Err(format!(
+            "table_create: backend \"{backend}\" does not exist"
+        ));
     };
     let spec = Spec {
         table: table.to_string(),

@@ -579,7 +579,8 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
     // World-readable, in a directory the configuration never names: only Landlock keeps the
     // engine out (the credentials probe below opens it).
     let outside = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
     let secret = outside.path().join("domains");
     std::fs::write(&secret, "outside.test\n").expect("secret");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -600,7 +601,11 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
         .arg(&db)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let sqlconf = homes.path().join("sqlite.conf");
     std::fs::write(
@@ -681,7 +686,11 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
         .or_else(|| uid_of("_smtpd"))
         .expect("smtpd user");
     assert_eq!(backend.uid[0], smtpd_uid, "{backend:?}");
-    assert!(children(engine.pid).is_empty(), "{:#?}", children(engine.pid));
+    assert!(
+        children(engine.pid).is_empty(),
+        "{:#?}",
+        children(engine.pid)
+    );
 
     // Mail: a domain of the proc: table into the user's Maildir, another relayed to the sink.
     let mut c = common::Client::connect(d.addr());
@@ -697,7 +706,10 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
     ] {
         replies.push(c.cmd(cmd));
     }
-    assert!(replies.iter().any(|r| r.starts_with("250 2.0.0 ")), "{replies:#?}");
+    assert!(
+        replies.iter().any(|r| r.starts_with("250 2.0.0 ")),
+        "{replies:#?}"
+    );
     let relayed = sink.wait(Duration::from_secs(30));
     assert!(
         relayed.iter().any(|m| m.contains("through the sandbox")),
@@ -707,7 +719,11 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
     let new = home.join("Maildir/new");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&new).map_or(true, |mut r| r.next().is_none()) {
-        assert!(Instant::now() < deadline, "nothing in {new:?}: {:#?}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "nothing in {new:?}: {:#?}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = Command::new(smtpctl())
@@ -715,20 +731,32 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
         .output()
         .expect("smtpctl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(smtpctl())
         .args(["update", "table", "domains"])
         .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
         .output()
         .expect("smtpctl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // SIGHUP: the configuration and a new table in its own directory are read again...
     let path = d.dir.path().join("smtpd.conf");
     let running = std::fs::read_to_string(&path).expect("conf");
     let extra = d.dir.path().join("extra");
     std::fs::write(&extra, "extra.test\n").expect("extra");
-    std::fs::write(&path, format!("table extra file:{}\n{running}", extra.display())).expect("conf");
+    std::fs::write(
+        &path,
+        format!("table extra file:{}\n{running}", extra.display()),
+    )
+    .expect("conf");
     let hup = || {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(d.pid() as i32),
@@ -740,8 +768,11 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
     d.wait_log(|l| l.contains("info: smtpd: configuration reloaded from"));
     // ...one that names a file outside the allowed set is refused by the kernel, whatever the
     // file's mode, and the running configuration stays.
-    std::fs::write(&path, format!("table outside file:{}\n{running}", secret.display()))
-        .expect("conf");
+    std::fs::write(
+        &path,
+        format!("table outside file:{}\n{running}", secret.display()),
+    )
+    .expect("conf");
     hup();
     d.wait_log(|l| l.contains("warn: smtpd: configuration not reloaded"));
     let log = d.log();

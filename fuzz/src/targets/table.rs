@@ -64,7 +64,10 @@ fn frames(stream: &[u8], chunk: usize) -> (Vec<Frame>, bool) {
 
 fn requests(service: Service, bytes: &[u8]) {
     let key = String::from_utf8_lossy(bytes);
-    for made in [proto::check(service, &key, 7), proto::lookup(service, &key, 7)] {
+    for made in [
+        proto::check(service, &key, 7),
+        proto::lookup(service, &key, 7),
+    ] {
         let Ok(frame) = made else {
             assert!(key.len() > proto::MAX_KEY || key.contains('\0'));
             continue;

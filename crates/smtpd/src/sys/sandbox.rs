@@ -262,8 +262,8 @@ const NAMESPACE_FLAGS: [i32; 7] = [
 
 fn seccomp() -> Result<(), String> {
     use seccompiler::{
-        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-        SeccompFilter, SeccompRule, TargetArch,
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
     };
     let arch: TargetArch = std::env::consts::ARCH
         .try_into()
