@@ -91,6 +91,12 @@ pub fn config_reads(conf: &Config, config_file: Option<&str>) -> Vec<PathBuf> {
             _ => {}
         }
         files.push(t.at.file.clone());
+        // Aliases' `:include:` files, which expansion reads in the engine (as 6.8's lookup
+        // process does). Only those of tables whose contents are known now: a `db:` or
+        // external table's, or one a reload adds, must be in a directory already allowed.
+        for (_, value) in t.entries() {
+            files.extend(value.into_iter().flat_map(includes));
+        }
     }
     for c in &conf.cas {
         files.extend(c.cert.clone());
@@ -113,6 +119,16 @@ pub fn config_reads(conf: &Config, config_file: Option<&str>) -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// The paths of the `:include:` items of an alias value (`a, :include:/etc/mail/list, b`).
+fn includes(value: &str) -> impl Iterator<Item = String> + '_ {
+    value.split(',').filter_map(|item| {
+        let item = item.trim().trim_matches('"');
+        let rest = item.get(..9).filter(|p| p.eq_ignore_ascii_case(":include:"))?;
+        let path = item.get(rest.len()..)?.trim();
+        Some(path.to_string())
+    })
 }
 
 /// What [`confine`] achieved, for the one line it logs.
@@ -317,4 +333,17 @@ fn probe(path: &str) {
     log::info(&format!(
         "info: smtpd: sandbox probe: open {path}: {open}; exec /bin/sh: {exec}"
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::includes;
+
+    #[test]
+    fn include_items_of_alias_values() {
+        let got: Vec<String> =
+            includes("bob, :include:/etc/mail/staff , \":INCLUDE:/srv/lists/x\",|cmd").collect();
+        assert_eq!(got, vec!["/etc/mail/staff", "/srv/lists/x"]);
+        assert_eq!(includes("é:include:x,:inc").count(), 0);
+    }
 }
