@@ -125,7 +125,9 @@ pub fn config_reads(conf: &Config, config_file: Option<&str>) -> Vec<PathBuf> {
 fn includes(value: &str) -> impl Iterator<Item = String> + '_ {
     value.split(',').filter_map(|item| {
         let item = item.trim().trim_matches('"');
-        let rest = item.get(..9).filter(|p| p.eq_ignore_ascii_case(":include:"))?;
+        let rest = item
+            .get(..9)
+            .filter(|p| p.eq_ignore_ascii_case(":include:"))?;
         let path = item.get(rest.len()..)?.trim();
         Some(path.to_string())
     })
