@@ -79,6 +79,31 @@ pub const TARGETS: &[Target] = &[
         run: targets::filter::run,
     },
     Target {
+        name: "reply",
+        what: "the relay client's reply parser: a server's replies, chunked, and their views",
+        run: targets::reply::run,
+    },
+    Target {
+        name: "table",
+        what: "the table protocol of external backends: their frames, chunked; our requests",
+        run: targets::table::run,
+    },
+    Target {
+        name: "proxy",
+        what: "PROXY v2 headers of proxy-v2 listeners: prelude, addresses, TLVs",
+        run: targets::proxy::run,
+    },
+    Target {
+        name: "credentials",
+        what: "credential table lines and crypt(3) hashes (SHA-512-crypt, bcrypt) checked",
+        run: targets::credentials::run,
+    },
+    Target {
+        name: "pki",
+        what: "pki and ca PEM files: chains, private keys, their match, trust anchors",
+        run: targets::pki::run,
+    },
+    Target {
         name: "bytes",
         what: "the same bytes, raw and folded onto the SMTP alphabet, through every byte parser",
         run: targets::bytes::run,

@@ -67,6 +67,11 @@ pub fn for_target(target: &str) -> Vec<(String, Vec<u8>)> {
         "alias" => table_files(),
         "smtpctl" => smtpctl(),
         "filter" => filter(),
+        "reply" => replies(),
+        "table" => table_frames(),
+        "proxy" => proxy_headers(),
+        "credentials" => credentials(),
+        "pki" => pki_files(),
         "bytes" => {
             let mut v: Vec<(String, Vec<u8>)> = dialogues()
                 .into_iter()
@@ -386,6 +391,236 @@ fn filter() -> Vec<(String, Vec<u8>)> {
         let mut d = vec![64, 1];
         d.extend_from_slice(&text);
         v.push((name, d));
+    }
+    v
+}
+
+/// What servers answer: the `S:` lines of the dialogue corpus (one stream per dialogue), and
+/// replies the corpus does not hold (EHLO lists, enhanced codes, broken and oversized lines),
+/// each behind a chunk size.
+fn replies() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for f in files(&repo().join("tests/smtp-dialogues"), "dlg") {
+        let text = String::from_utf8_lossy(&f.1);
+        let mut stream = vec![7u8];
+        for line in text.lines() {
+            if let Some(r) = line.strip_prefix("S: ") {
+                if !r.starts_with('<') {
+                    stream.extend_from_slice(r.replace("@HOST@", "mx.test").as_bytes());
+                    stream.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        v.push((f.0, stream));
+    }
+    let made: &[(&str, &[u8])] = &[
+        (
+            "ehlo",
+            b"250-mx.example Hello\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n\
+              250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n",
+        ),
+        (
+            "enhanced",
+            b"550-5.1.1 no such user\r\n550 5.1.1 <x@y>: rejected\r\n",
+        ),
+        ("lf-only", b"220 mx ESMTP\n250 ok\n354 go\n"),
+        ("mismatch", b"250-a\r\n251 b\r\n"),
+        ("short", b"25\r\n"),
+        ("out-of-range", b"650 no\r\n199 no\r\n"),
+        ("controls", b"421 4.4.2 \x1b[31mbye\x00\x7f\r\n"),
+        ("utf8", b"250 \xc3\xa9t\xc3\xa9 \xff\xfe\r\n"),
+    ];
+    for (name, r) in made {
+        for chunk in [1u8, 5, 255] {
+            let mut d = vec![chunk];
+            d.extend_from_slice(r);
+            v.push((format!("{name}-{chunk}"), d));
+        }
+    }
+    let mut long = vec![64u8];
+    long.extend_from_slice(b"250 ");
+    long.extend(std::iter::repeat_n(b'x', 2100));
+    v.push(("too-long".into(), long));
+    let mut many = vec![255u8];
+    for _ in 0..130 {
+        many.extend_from_slice(b"250-x\r\n");
+    }
+    v.push(("too-many-lines".into(), many));
+    v
+}
+
+/// One frame of the table protocol as a backend writes it (host byte order, as imsg).
+fn table_frame(msg_type: u32, pid: u32, data: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(16 + data.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::new();
+    out.extend_from_slice(&msg_type.to_ne_bytes());
+    out.extend_from_slice(&len.to_ne_bytes());
+    out.extend_from_slice(&0u16.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&pid.to_ne_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// A backend's answers: OPEN's version, CHECK's `r`, LOOKUP's `r` and value, a FAIL, and broken
+/// frames (bad length, value without NUL, bytes after `r`), behind a chunk size and a service.
+fn table_frames() -> Vec<(String, Vec<u8>)> {
+    let r = |n: i32| n.to_ne_bytes().to_vec();
+    let value = |n: i32, v: &[u8]| {
+        let mut d = r(n);
+        d.extend_from_slice(v);
+        d
+    };
+    let answers: Vec<(&str, Vec<u8>)> = vec![
+        ("open", table_frame(0, 1, &2u32.to_ne_bytes())),
+        ("check-yes", table_frame(0, 1, &r(1))),
+        ("check-no", table_frame(0, 1, &r(0))),
+        ("check-fail", table_frame(0, 1, &r(-1))),
+        ("lookup", table_frame(0, 1, &value(1, b"bob@example.org\0"))),
+        (
+            "lookup-creds",
+            table_frame(0, 1, &value(1, b"bob:$6$salt$hash\0")),
+        ),
+        ("lookup-no-nul", table_frame(0, 1, &value(1, b"bob"))),
+        ("lookup-extra", table_frame(0, 1, &value(0, b"x"))),
+        ("fail", table_frame(1, 1, &[])),
+        ("empty", table_frame(0, 1, &[])),
+        ("bad-length", {
+            let mut f = table_frame(0, 1, &r(1));
+            f[4] = 3;
+            f[5] = 0;
+            f
+        }),
+    ];
+    let mut v = Vec::new();
+    for (name, f) in &answers {
+        for (chunk, service) in [(1u8, 0u8), (16, 2), (255, 4)] {
+            let mut d = vec![chunk, service];
+            d.extend_from_slice(f);
+            // Two frames in a row: the decoder must keep the second.
+            d.extend_from_slice(&table_frame(0, 1, &r(1)));
+            v.push((format!("{name}-{chunk}"), d));
+        }
+    }
+    v
+}
+
+/// PROXY v2 headers: PROXY over IPv4 and IPv6 (with a TLV), LOCAL, UNSPEC, a Unix source, and
+/// broken ones (signature, version, short addresses).
+fn proxy_headers() -> Vec<(String, Vec<u8>)> {
+    const SIG: [u8; 12] = [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    let header = |ver_cmd: u8, fam: u8, rest: &[u8]| {
+        let mut h = SIG.to_vec();
+        h.push(ver_cmd);
+        h.push(fam);
+        h.extend_from_slice(&u16::try_from(rest.len()).unwrap_or(0).to_be_bytes());
+        h.extend_from_slice(rest);
+        h.extend_from_slice(b"EHLO client\r\n");
+        h
+    };
+    let v4 = [192, 0, 2, 1, 198, 51, 100, 2, 0x30, 0x39, 0, 25];
+    let mut v6 = vec![0u8; 36];
+    v6[15] = 1;
+    v6[31] = 2;
+    v6[32] = 0x30;
+    v6[35] = 25;
+    let mut v6_tlv = v6.clone();
+    v6_tlv.extend_from_slice(&[0x03, 0, 4, 1, 2, 3, 4]);
+    let mut mapped = vec![0u8; 36];
+    mapped[10] = 0xff;
+    mapped[11] = 0xff;
+    mapped[12] = 203;
+    mapped[13] = 0;
+    mapped[14] = 113;
+    mapped[15] = 9;
+    vec![
+        ("inet".into(), header(0x21, 0x11, &v4)),
+        ("inet6".into(), header(0x21, 0x21, &v6)),
+        ("inet6-tlv".into(), header(0x21, 0x21, &v6_tlv)),
+        ("inet6-mapped".into(), header(0x21, 0x21, &mapped)),
+        ("local".into(), header(0x20, 0x00, &[])),
+        ("unspec".into(), header(0x21, 0x00, &[])),
+        ("unix".into(), header(0x21, 0x31, &[0u8; 216])),
+        ("short-inet".into(), header(0x21, 0x11, &v4[..6])),
+        ("version-1".into(), header(0x11, 0x11, &v4)),
+        ("udp".into(), header(0x21, 0x12, &v4)),
+        ("bad-signature".into(), {
+            let mut h = header(0x21, 0x11, &v4);
+            h[0] = b'P';
+            h
+        }),
+    ]
+}
+
+/// Credential table lines (the corpus's files), hashes of both schemes, passwords.
+fn credentials() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    let join =
+        |key: &str, line: &str, password: &str| format!("{key}\0{line}\0{password}").into_bytes();
+    for name in ["creds", "relay-creds"] {
+        let text =
+            std::fs::read(repo().join("tests/config-corpus/data").join(name)).unwrap_or_default();
+        for (i, line) in String::from_utf8_lossy(&text).lines().enumerate() {
+            let mut it = line.split_whitespace();
+            let (Some(k), Some(val)) = (it.next(), it.next()) else {
+                continue;
+            };
+            v.push((format!("{name}-{i}"), join(k, val, "password")));
+        }
+    }
+    let made = rsmtpd::auth::crypt::sha512_crypt(b"secret", "$6$saltsalt$").unwrap_or_default();
+    v.push(("sha512".into(), join("bob", &made, "secret")));
+    v.push((
+        "sha512-line".into(),
+        join("bob", &format!("bob:{made}"), "secret"),
+    ));
+    v.push((
+        "sha512-rounds".into(),
+        join("bob", "$6$rounds=1000$abc$", "x"),
+    ));
+    v.push((
+        "sha512-rounds-low".into(),
+        join("bob", "$6$rounds=10$abc$", "x"),
+    ));
+    v.push((
+        "sha512-long-salt".into(),
+        join("bob", "$6$0123456789abcdefXYZ$", "x"),
+    ));
+    v.push((
+        "bcrypt".into(),
+        join(
+            "bob",
+            "$2b$04$0123456789abcdefghijkuS6vOWfQ1xw5M7ZDQhoOLZ3RTbXnv7gq",
+            "secret",
+        ),
+    ));
+    v.push(("bcrypt-short".into(), join("bob", "$2b$04$x", "secret")));
+    v.push(("colon-first".into(), join("bob", ":x", "x")));
+    v.push(("colon-last".into(), join("bob", "x:", "x")));
+    v.push(("other-scheme".into(), join("bob", "$1$abc$def", "x")));
+    v
+}
+
+/// The corpus's pki files, each pairing of certificate and key, behind the cut between them.
+fn pki_files() -> Vec<(String, Vec<u8>)> {
+    let dir = repo().join("tests/config-corpus/data");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap_or_default();
+    let mut v = Vec::new();
+    for (cert, key) in [
+        ("cert.pem", "key.pem"),
+        ("cert.pem", "cert-as-key.pem"),
+        ("ca.pem", "key.pem"),
+        ("cert.pem", "insecure-key.pem"),
+    ] {
+        let c = read(cert);
+        let k = read(key);
+        let cut = u16::try_from(c.len()).unwrap_or(u16::MAX);
+        let mut d = cut.to_le_bytes().to_vec();
+        d.extend_from_slice(&c);
+        d.extend_from_slice(&k);
+        v.push((format!("{cert}+{key}"), d));
     }
     v
 }

@@ -72,9 +72,15 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
                 return parent.run(conf);
             }
             Ok(crate::parent::Role::Engine(p)) => {
-                // The engine: already the queue user, one thread, nothing started yet (the
-                // place to confine it further).
+                // The engine: already the queue user, one thread, nothing started yet: the
+                // sandbox now, so that every thread to come inherits it (sys/sandbox.rs).
                 prebound = Some(p);
+                let reads = crate::sys::sandbox::config_reads(
+                    &conf,
+                    opts.reload.as_ref().map(|s| s.path.as_str()),
+                );
+                crate::sys::sandbox::confine(&opts.spool, &reads);
+                crate::tableproc::set_spawner(Box::new(crate::tableproc::spawn_by_parent));
                 // As unsplit: the delivery process from the start (the parent starts it).
                 if let Err(e) = crate::delivery::client::start() {
                     log::warn(&format!("warn: delivery process: {e}"));

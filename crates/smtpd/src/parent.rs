@@ -7,7 +7,8 @@
 //!   ├─ smtpd: engine   queue user, no capability: sessions, filters' pipes, DNS, tables,
 //!   │                  queue, scheduler, relay, control socket
 //!   ├─ smtpd: delivery root, as before (started on the engine's request, socket handed over)
-//!   └─ /bin/sh -c FILTER  the filter's user (started on the engine's request, pipes handed over)
+//!   ├─ /bin/sh -c FILTER  the filter's user (started on the engine's request, pipes handed over)
+//!   └─ table-BACKEND  opensmtpd (started on the engine's request, socket handed over)
 //! ```
 //!
 //! [`split`] binds what needs root, checks the spool, forks the engine and switches it to the
@@ -437,6 +438,17 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
                 "fork: {}",
                 crate::sys::compat::strerror(&e)
             ))),
+        },
+        (
+            Kind::Control,
+            Request::SpawnTable {
+                table,
+                backend,
+                arg,
+            },
+        ) => match crate::tableproc::spawn_for_engine(&table, &backend, arg.as_deref()) {
+            Ok(sock) => (Reply::Done { pid: 0 }, vec![sock]),
+            Err(line) => none(Reply::Failed(line)),
         },
         (Kind::Control, Request::Offline) => {
             let (spool, socket) = (state.spool.clone(), state.socket.clone());

@@ -6,7 +6,9 @@
 //! its configuration): a socketpair, the child's stdin is its end, `argv[0]` the table's name
 //! and `argv[1]` what follows the colon; it runs as OpenSMTPD's user (`opensmtpd` on Debian:
 //! 6.8's lookup process has dropped to it before it forks backends), with our environment and
-//! stderr (the extras log there as `NAME[PID]: ...`). A backend that cannot be started or
+//! stderr (the extras log there as `NAME[PID]: ...`). In a split daemon the root parent starts
+//! it for the engine ([`spawn_by_parent`]): the sandboxed engine cannot exec, and the user
+//! switch needs root. A backend that cannot be started or
 //! opened stops the daemon at start, as in 6.8.
 //!
 //! Requests: the backend answers one at a time, in order, so each [`Backend`] has one
@@ -156,6 +158,73 @@ pub fn spawn_here(spec: &Spec) -> std::io::Result<Spawned> {
         sock: ours,
         child: Some(child),
     })
+}
+
+/// The engine of a split daemon: the parent starts the backend (the engine may not exec) by
+/// the table's backend name and argument; the program and the user are the parent's choice
+/// (`table-BACKEND` of the libexec directories, OpenSMTPD's user), never a path of ours.
+pub fn spawn_by_parent(spec: &Spec) -> std::io::Result<Spawned> {
+    use crate::privsep::proto::{Reply, Request};
+    let Some(client) = crate::privsep::engine() else {
+        return spawn_here(spec);
+    };
+    let req = Request::SpawnTable {
+        table: spec.table.clone(),
+        backend: spec.backend.clone(),
+        arg: spec.arg.clone(),
+    };
+    match client.control.call(&req, &[]) {
+        Ok((Reply::Done { .. }, mut fds)) if fds.len() == 1 => match fds.pop() {
+            Some(fd) => Ok(Spawned {
+                sock: UnixStream::from(fd),
+                child: None,
+            }),
+            None => Err(std::io::Error::other("no backend socket")),
+        },
+        Ok((Reply::Failed(why), _)) => Err(std::io::Error::other(why)),
+        Ok(_) => Err(std::io::Error::other("unexpected reply")),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// The parent's side of [`spawn_by_parent`]: checks the name, starts the backend as OpenSMTPD's
+/// user, and reaps it when it ends (it ends when the engine closes its socket).
+pub fn spawn_for_engine(
+    table: &str,
+    backend: &str,
+    arg: Option<&str>,
+) -> Result<std::os::fd::OwnedFd, String> {
+    let plain = !backend.is_empty()
+        && !backend.starts_with('.')
+        && backend
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plain {
+        return Err(format!(
+            "table_create: backend \"{backend}\" does not exist"
+        ));
+    }
+    let Some(program) = program(backend) else {
+        return Err(format!(
+            "table_create: backend \"{backend}\" does not exist"
+        ));
+    };
+    let spec = Spec {
+        table: table.to_string(),
+        backend: backend.to_string(),
+        arg: arg.map(str::to_string),
+        program,
+        who: identity()?,
+    };
+    let s = spawn_here(&spec).map_err(|e| format!("fork: {e}"))?;
+    if let Some(mut child) = s.child {
+        let _ = std::thread::Builder::new()
+            .name("table-reap".into())
+            .spawn(move || {
+                let _ = child.wait();
+            });
+    }
+    Ok(std::os::fd::OwnedFd::from(s.sock))
 }
 
 fn spawn(spec: &Spec) -> std::io::Result<Spawned> {

@@ -6,10 +6,19 @@
 //! Maildir or /etc/shadow, while mail still flows: STARTTLS (signed by the parent, the engine
 //! has no key), the filter (started by the parent, its pipes handed over), a Maildir delivery
 //! owned by the user, `smtpctl show queue`.
+//!
+//! Then the sandbox (sys/sandbox.rs): from inside the running engine, a world-readable file
+//! outside what Landlock allows cannot be opened and `/bin/sh` cannot be run (the engine's own
+//! probe, `RSMTPD_SANDBOX_PROBE`, logs both); /proc shows its seccomp filters; a reload that
+//! names a table in a directory outside the allowed set is refused by the kernel while one in
+//! the configuration's directory is read; and under all that mail flows: a `proc:` table
+//! (table-sqlite, started by the parent as opensmtpd), Maildir delivery, a relay to a sink,
+//! `smtpctl show queue`.
 
 mod common;
 
 use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -453,4 +462,362 @@ fn a_filter_that_dies_is_restarted_by_the_parent() {
     }
     // The dead one was reaped by the parent: no zombie left behind.
     assert!(read_proc(first.pid).is_none(), "{:?}", read_proc(first.pid));
+}
+
+/// A one-connection-at-a-time SMTP sink: accepts everything, keeps each message's DATA.
+struct Sink {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = l.local_addr().expect("addr").port();
+        let messages: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let m = messages.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().map_while(Result::ok) {
+                let mut w = s.try_clone().expect("clone");
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+                let (mut data, mut text) = (false, String::new());
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    if data {
+                        if line == ".\r\n" {
+                            data = false;
+                            m.lock().expect("sink").push(std::mem::take(&mut text));
+                            let _ = w.write_all(b"250 2.0.0 queued\r\n");
+                        } else {
+                            text.push_str(&line);
+                        }
+                        continue;
+                    }
+                    let u = line.to_ascii_uppercase();
+                    let answer: &[u8] = if u.starts_with("EHLO") {
+                        b"250-sink.test\r\n250 8BITMIME\r\n"
+                    } else if u.starts_with("DATA") {
+                        data = true;
+                        b"354 go\r\n"
+                    } else if u.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(answer);
+                }
+            }
+        });
+        Sink { port, messages }
+    }
+
+    fn wait(&self, limit: Duration) -> Vec<String> {
+        let end = Instant::now() + limit;
+        loop {
+            let m = self.messages.lock().expect("sink").clone();
+            if !m.is_empty() || Instant::now() > end {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+const TABLE_SQLITE: &str = "/usr/libexec/opensmtpd/table-sqlite";
+
+/// Whether this kernel has Landlock and seccomp filters (the sandbox degrades without them,
+/// which `the_engine_says_in_one_line_when_it_is_not_confined`-style checks would see).
+fn sandbox_skip_reason() -> Option<&'static str> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root: only the engine of a split daemon is sandboxed");
+    }
+    if let Some(why) = skip_reason() {
+        return Some(why);
+    }
+    // SAFETY: landlock_create_ruleset with a null attribute, size 0 and the VERSION flag only
+    // returns the ABI version.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    if abi < 1 {
+        return Some("this kernel has no Landlock (the sandbox degrades; nothing to prove)");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.contains("Seccomp_filters:") {
+        return Some("this kernel has no seccomp filters");
+    }
+    if !Path::new(TABLE_SQLITE).exists() {
+        return Some("no table-sqlite (opensmtpd-extras) for the proc: table");
+    }
+    let py = Command::new("python3")
+        .args(["-c", "import sqlite3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !py {
+        return Some("python3 has no sqlite3 (it makes the table's database)");
+    }
+    None
+}
+
+const SB_USER: &str = "sb-mail";
+const SB_UID: u32 = 2362;
+
+#[test]
+fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_flows() {
+    if let Some(why) = sandbox_skip_reason() {
+        common::skip(why);
+        return;
+    }
+    // World-readable, in a directory the configuration never names: only Landlock keeps the
+    // engine out (the credentials probe below opens it).
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let secret = outside.path().join("domains");
+    std::fs::write(&secret, "outside.test\n").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let homes = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = homes.path().join(SB_USER);
+    let _user = SystemUser::add(SB_USER, SB_UID, &home);
+    // The proc: table's database and configuration, readable by table-sqlite's user.
+    let db = homes.path().join("db.sqlite");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
+             c.execute('create table domains(domain text)')\n\
+             c.execute(\"insert into domains values('example.org')\")\nc.commit()\n",
+        )
+        .arg(&db)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let sqlconf = homes.path().join("sqlite.conf");
+    std::fs::write(
+        &sqlconf,
+        format!(
+            "dbpath {}\nquery_domain SELECT domain FROM domains WHERE domain=?;\n",
+            db.display()
+        ),
+    )
+    .expect("sqlite.conf");
+    std::fs::set_permissions(&sqlconf, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let sink = Sink::start();
+    let conf = format!(
+        "table domains sqlite:{sqlconf}\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         action \"local\" maildir\n\
+         action \"out\" relay host smtp://127.0.0.1:{sink}\n\
+         match from any for domain <domains> action \"local\"\n\
+         match from any for domain \"relay.test\" action \"out\"\n",
+        sqlconf = sqlconf.display(),
+        sink = sink.port,
+    );
+    let probe = format!("{}={}", rsmtpd::sys::sandbox::ENV_PROBE, secret.display());
+    let d = Daemon::launch(
+        &["env", &probe],
+        env!("CARGO_BIN_EXE_smtpd"),
+        &conf,
+        &[],
+        Some("127.0.0.1:1"),
+    );
+
+    let kids = children(d.pid());
+    let engine = kids
+        .iter()
+        .find(|p| p.comm == "smtpd: engine")
+        .unwrap_or_else(|| panic!("no engine among {kids:#?}"))
+        .clone();
+    // From inside the confined engine: the open and the exec, refused.
+    let log = d.log();
+    let line = format!(
+        "info: smtpd: sandbox probe: open {}: Permission denied; exec /bin/sh: Operation not \
+         permitted",
+        secret.display()
+    );
+    assert!(log.iter().any(|l| l == &line), "no {line:?} in {log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("debug: smtpd: sandbox: engine confined")),
+        "{log:#?}"
+    );
+    // Not the file's mode: with the engine's credentials alone it opens.
+    assert_eq!(
+        open_as(engine.uid[0], engine.gid[0], &engine.groups, &[&secret]),
+        vec![0]
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", engine.pid)).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert_eq!(field("Seccomp_filters:"), "2", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    // The parent is not confined (it must exec filters, deliveries, backends).
+    let parent = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    assert!(parent.contains("Seccomp:\t0"), "{parent}");
+    // The proc: table's backend is the parent's child, as OpenSMTPD's user, not the engine's.
+    let backend = kids
+        .iter()
+        .find(|p| p.cmdline.starts_with("domains"))
+        .unwrap_or_else(|| panic!("no table-sqlite among {kids:#?}"));
+    let (smtpd_uid, _) = uid_of("opensmtpd")
+        .or_else(|| uid_of("_smtpd"))
+        .expect("smtpd user");
+    assert_eq!(backend.uid[0], smtpd_uid, "{backend:?}");
+    assert!(
+        children(engine.pid).is_empty(),
+        "{:#?}",
+        children(engine.pid)
+    );
+
+    // Mail: a domain of the proc: table into the user's Maildir, another relayed to the sink.
+    let mut c = common::Client::connect(d.addr());
+    let mut replies = vec![c.reply()];
+    for cmd in [
+        "EHLO client.example",
+        "MAIL FROM:<alice@example.net>",
+        &format!("RCPT TO:<{SB_USER}@example.org>"),
+        "RCPT TO:<bob@relay.test>",
+        "DATA",
+        "Subject: sandbox\r\n\r\nthrough the sandbox\r\n.",
+        "QUIT",
+    ] {
+        replies.push(c.cmd(cmd));
+    }
+    assert!(
+        replies.iter().any(|r| r.starts_with("250 2.0.0 ")),
+        "{replies:#?}"
+    );
+    let relayed = sink.wait(Duration::from_secs(30));
+    assert!(
+        relayed.iter().any(|m| m.contains("through the sandbox")),
+        "{relayed:#?}\n{:#?}",
+        d.log()
+    );
+    let new = home.join("Maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&new).map_or(true, |mut r| r.next().is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing in {new:?}: {:#?}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(smtpctl())
+        .args(["show", "queue"])
+        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .output()
+        .expect("smtpctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(smtpctl())
+        .args(["update", "table", "domains"])
+        .env("SMTPD_SOCKET", d.dir.path().join("smtpd.sock"))
+        .output()
+        .expect("smtpctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGHUP: the configuration and a new table in its own directory are read again...
+    let path = d.dir.path().join("smtpd.conf");
+    let running = std::fs::read_to_string(&path).expect("conf");
+    let extra = d.dir.path().join("extra");
+    std::fs::write(&extra, "extra.test\n").expect("extra");
+    std::fs::write(
+        &path,
+        format!("table extra file:{}\n{running}", extra.display()),
+    )
+    .expect("conf");
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP")
+    };
+    hup();
+    d.wait_log(|l| l.contains("info: smtpd: configuration reloaded from"));
+    // ...one that names a file outside the allowed set is refused by the kernel, whatever the
+    // file's mode, and the running configuration stays.
+    std::fs::write(
+        &path,
+        format!("table outside file:{}\n{running}", secret.display()),
+    )
+    .expect("conf");
+    hup();
+    d.wait_log(|l| l.contains("warn: smtpd: configuration not reloaded"));
+    let log = d.log();
+    assert!(
+        log.iter().any(|l| l.contains("warn: smtpd: reload:")
+            && l.contains(&format!("{}: fopen: Permission denied", secret.display()))),
+        "{log:#?}"
+    );
+    let mut c = common::Client::connect(d.addr());
+    c.reply();
+    assert!(c.cmd("EHLO again.example").starts_with("250"));
+}
+
+#[test]
+fn the_sandbox_can_be_turned_off_for_debugging_with_one_line() {
+    if let Some(why) = sandbox_skip_reason() {
+        common::skip(why);
+        return;
+    }
+    let switch = format!("{}=off", rsmtpd::sys::sandbox::ENV_SWITCH);
+    let d = Daemon::launch(
+        &["env", &switch],
+        env!("CARGO_BIN_EXE_smtpd"),
+        "listen on 127.0.0.1 port @PORT@\naction \"local\" maildir\n\
+         match from any for local action \"local\"\n",
+        &[],
+        Some("127.0.0.1:1"),
+    );
+    let log = d.log();
+    let lines: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("smtpd: sandbox"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["warn: smtpd: sandbox: off (RSMTPD_SANDBOX=off): the engine is not confined"],
+        "{log:#?}"
+    );
+    let engine = children(d.pid())
+        .into_iter()
+        .find(|p| p.comm == "smtpd: engine")
+        .expect("engine");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", engine.pid)).expect("status");
+    assert!(status.contains("Seccomp:\t0"), "{status}");
 }

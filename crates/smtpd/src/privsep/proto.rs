@@ -72,6 +72,13 @@ pub enum Request {
     Auth { user: Vec<u8>, password: Vec<u8> },
     /// The engine serves: resubmit what sendmail left in `offline/` meanwhile.
     Offline,
+    /// Start the `table-BACKEND` program of an external table (6.8's `fork_proc_backend()`,
+    /// which its lookup process runs); our end of its socket comes back.
+    SpawnTable {
+        table: String,
+        backend: String,
+        arg: Option<String>,
+    },
 }
 
 impl fmt::Debug for Request {
@@ -105,6 +112,16 @@ impl fmt::Debug for Request {
             Request::KillFilter { pid } => f.debug_struct("KillFilter").field("pid", pid).finish(),
             Request::DeliveryProcess => f.write_str("DeliveryProcess"),
             Request::Offline => f.write_str("Offline"),
+            Request::SpawnTable {
+                table,
+                backend,
+                arg,
+            } => f
+                .debug_struct("SpawnTable")
+                .field("table", table)
+                .field("backend", backend)
+                .field("arg", arg)
+                .finish(),
         }
     }
 }
@@ -324,6 +341,17 @@ impl Request {
             Request::DeliveryProcess => w.u8(7),
             Request::Auth { user, password } => w.u8(8).bytes(user).bytes(password),
             Request::Offline => w.u8(9),
+            Request::SpawnTable {
+                table,
+                backend,
+                arg,
+            } => {
+                w.u8(10).str(table).str(backend);
+                match arg {
+                    Some(a) => w.u8(1).str(a),
+                    None => w.u8(0),
+                }
+            }
         };
         w.0
     }
@@ -353,6 +381,15 @@ impl Request {
                 password: r.bytes()?,
             },
             9 => Request::Offline,
+            10 => Request::SpawnTable {
+                table: r.str()?,
+                backend: r.str()?,
+                arg: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.str()?),
+                    _ => return Err(DecodeError("bad option")),
+                },
+            },
             _ => return Err(DecodeError("unknown request")),
         };
         r.end(req)
@@ -449,6 +486,16 @@ mod tests {
                 password: b"s\0cret".to_vec(),
             },
             Request::Offline,
+            Request::SpawnTable {
+                table: "users".into(),
+                backend: "sqlite".into(),
+                arg: Some("/etc/mail/sqlite.conf".into()),
+            },
+            Request::SpawnTable {
+                table: "t".into(),
+                backend: "ldap".into(),
+                arg: None,
+            },
         ]
     }
 

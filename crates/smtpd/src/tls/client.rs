@@ -50,11 +50,17 @@ pub fn config(check: ServerCheck<'_>, pki: Option<Arc<Pki>>) -> ClientConfig {
 
 /// The certificates of a PEM file as trust anchors (those that do not parse are skipped).
 pub fn anchors(path: &str) -> RootCertStore {
+    match std::fs::read(path) {
+        Ok(pem) => anchors_from_pem(&pem),
+        Err(_) => RootCertStore::empty(),
+    }
+}
+
+/// The certificates of a ca file's contents as trust anchors (fuzzed).
+pub fn anchors_from_pem(pem: &[u8]) -> RootCertStore {
     let mut roots = RootCertStore::empty();
-    if let Ok(pem) = std::fs::read(path) {
-        for c in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
-            let _ = roots.add(c);
-        }
+    for c in CertificateDer::pem_slice_iter(pem).filter_map(Result::ok) {
+        let _ = roots.add(c);
     }
     roots
 }

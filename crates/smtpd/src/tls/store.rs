@@ -17,6 +17,7 @@ use rsmtpd_config::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
+use zeroize::Zeroize;
 
 use super::key::PkiKey;
 
@@ -309,7 +310,25 @@ pub fn load_pair(name: &str, cert_path: &str, key_path: &str) -> Result<Certifie
         l.push("smtpd: load_pki_tree: failed to load certificate file".into());
         l
     })?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let mut key_pem = crate::sys::pki::load_file(key_path, 0o740).map_err(|mut l| {
+        l.push("smtpd: load_pki_keys: failed to load key file".into());
+        l
+    })?;
+    let pair = pair_from_pem(name, cert_path, &cert_pem, key_path, &key_pem);
+    key_pem.zeroize();
+    pair
+}
+
+/// The chain and key of a pki from the files' contents (the paths are for the lines only),
+/// matched with each other. The part of [`load_pair`] that reads no file (fuzzed).
+pub fn pair_from_pem(
+    name: &str,
+    cert_path: &str,
+    cert_pem: &[u8],
+    key_path: &str,
+    key_pem: &[u8],
+) -> Result<CertifiedKey, Vec<String>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
@@ -318,17 +337,13 @@ pub fn load_pair(name: &str, cert_path: &str, key_path: &str) -> Result<Certifie
             "smtpd: ssl_ctx_create: invalid certificate chain".into(),
         ]);
     }
-    let key_pem = crate::sys::pki::load_file(key_path, 0o740).map_err(|mut l| {
-        l.push("smtpd: load_pki_keys: failed to load key file".into());
-        l
-    })?;
     let refused = |why: &str| {
         vec![
             format!("warn:  {}: {}", key_path, why),
             "smtpd: load_pki_keys: failed to load key file".to_string(),
         ]
     };
-    let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| refused("no private key"))?;
+    let der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| refused("no private key"))?;
     let key = PkiKey::local(name, der).map_err(|e| refused(&e.to_string()))?;
     let ck = CertifiedKey::new(chain, Arc::new(key));
     match ck.keys_match() {

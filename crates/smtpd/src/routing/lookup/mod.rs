@@ -40,6 +40,8 @@ mod posix_regex;
 mod proc;
 mod users;
 mod values;
+/// Public for the fuzz target of credential tables.
+pub use values::parse_credentials;
 
 use builtin::*;
 use db::*;

@@ -30,7 +30,7 @@ pub(crate) fn parse_id(s: &str) -> Option<u32> {
 }
 
 /// `table_parse_lookup(K_CREDENTIALS)`.
-pub(crate) fn parse_credentials(key: &str, line: &str) -> Option<Credentials> {
+pub fn parse_credentials(key: &str, line: &str) -> Option<Credentials> {
     if line.len() < 3 {
         return None;
     }
