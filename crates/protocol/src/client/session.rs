@@ -584,11 +584,11 @@ impl Client {
     /// in [`Event::Done`] after the current one's; no [`Event::Ready`] comes between them.
     /// Err gives the transaction back when it cannot go now (see [`Client::can_send_next`],
     /// or it is over the server's SIZE: [`Client::send`] refuses it once idle).
-    pub fn send_next(&mut self, tx: Transaction) -> Result<(), Transaction> {
+    pub fn send_next(&mut self, tx: Transaction) -> Result<(), Box<Transaction>> {
         let too_big =
             matches!((self.ext.size, tx.size), (Some(max), Some(size)) if max > 0 && size > max);
         if !self.can_send_next() || tx.recipients.is_empty() || too_big {
-            return Err(tx);
+            return Err(Box::new(tx));
         }
         let mail = self.mail_line(&tx);
         self.write_group(&tx, mail);

@@ -85,14 +85,14 @@ impl Parked {
         self.0.lock().ok()?.take()
     }
 
-    /// Gives the job back (a connection could not open after all); Err if the lock is gone.
-    fn put(&self, job: Job) -> Result<(), Job> {
+    /// Holds the job; gives it back only if the lock is gone.
+    fn put(&self, job: Job) -> Option<Job> {
         match self.0.lock() {
             Ok(mut g) => {
                 *g = Some(job);
-                Ok(())
+                None
             }
-            Err(_) => Err(job),
+            Err(_) => Some(job),
         }
     }
 }
@@ -227,7 +227,7 @@ pub async fn run_job(
             Err(Wait::Limit) => now + DELAY_CHECK_LIMIT,
             Err(Wait::Until(t)) => t.min(now + DELAY_CHECK_LIMIT),
         };
-        if let Err(j) = parked.put(j) {
+        if let Some(j) = parked.put(j) {
             // Only with a poisoned lock: wait without parking.
             job = Some(j);
         } else if !in_queue {
@@ -527,7 +527,7 @@ async fn connected(
                                 Ok(()) => current.push_back((reply, body)),
                                 Err(tx) => {
                                     *next = Some(Job {
-                                        tx,
+                                        tx: *tx,
                                         body,
                                         reply,
                                         info,
