@@ -172,7 +172,11 @@ impl Count {
         reconn: Duration,
         now: Instant,
     ) -> Option<Option<Instant>> {
-        let after_end = self.last_end.map(|l| l + reconn).filter(|at| *at > now);
+        let after_end = self
+            .last_end
+            .filter(|_| !reconn.is_zero())
+            .map(|l| l + reconn)
+            .filter(|at| *at > now);
         match (self.check(max, delay, now), after_end) {
             (Some(None), _) => Some(None),
             (Some(Some(a)), Some(b)) => Some(Some(a.max(b))),

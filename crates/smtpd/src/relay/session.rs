@@ -64,63 +64,15 @@ pub enum JobResult {
 /// An idle session: its id and where to send it a job.
 type Idle = (u64, mpsc::Sender<Job>);
 
-/// Idle sessions by destination, and the jobs waiting for one.
+/// Idle sessions by destination.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
-    /// Woken when a session goes idle: a batch looking for one looks again.
+    /// Woken when a session goes idle: a batch held by a limit may take it.
     changed: tokio::sync::Notify,
-    /// Jobs held by a limit, in arrival order: a session of theirs that goes idle takes the
-    /// next at once, in its own task (no wake-up of every waiting batch, no hand-over).
-    parked: Mutex<HashMap<Key, std::collections::VecDeque<Arc<Parked>>>>,
-}
-
-/// A job waiting for a session: taken by a session going idle, or by its batch when a
-/// connection may open; whoever takes it first runs it.
-#[derive(Default)]
-pub struct Parked(Mutex<Option<Job>>);
-
-impl Parked {
-    fn take(&self) -> Option<Job> {
-        self.0.lock().ok()?.take()
-    }
-
-    /// Holds the job; gives it back only if the lock is gone.
-    fn put(&self, job: Job) -> Option<Job> {
-        match self.0.lock() {
-            Ok(mut g) => {
-                *g = Some(job);
-                None
-            }
-            Err(_) => Some(job),
-        }
-    }
 }
 
 impl Pool {
-    fn park(&self, key: &Key, p: Arc<Parked>) {
-        if let Ok(mut m) = self.parked.lock() {
-            m.entry(key.clone()).or_default().push_back(p);
-        }
-    }
-
-    /// The oldest job parked for `key` still waiting.
-    fn unpark(&self, key: &Key) -> Option<Job> {
-        let mut m = self.parked.lock().ok()?;
-        let q = m.get_mut(key)?;
-        let mut found = None;
-        while let Some(p) = q.pop_front() {
-            if let Some(j) = p.take() {
-                found = Some(j);
-                break;
-            }
-        }
-        if q.is_empty() {
-            m.remove(key);
-        }
-        found
-    }
-
     fn take(&self, key: &Key) -> Option<mpsc::Sender<Job>> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
@@ -183,8 +135,6 @@ const DELAY_CHECK_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs `job` on an idle session to the same destination, or on a new one when the limits
 /// allow it; else waits until a session goes idle or ends, or a connection delay is over.
-/// Meanwhile the job is parked: a session of the destination that finishes a transaction
-/// takes it at once (in its own task: no hand-over, and the waiting batches are not woken).
 pub async fn run_job(
     pool: &Arc<Pool>,
     routes: &Arc<Routes>,
@@ -192,10 +142,8 @@ pub async fn run_job(
     c: Connect,
     job: Job,
 ) -> JobResult {
-    let (tx, mut rx) = oneshot::channel();
-    let mut job = Some(Job { reply: tx, ..job });
-    let parked = Arc::new(Parked::default());
-    let mut in_queue = false;
+    let (tx, rx) = oneshot::channel();
+    let mut job = Job { reply: tx, ..job };
     loop {
         // Registered before looking, so that a change meanwhile is not missed.
         let idle_changed = pool.changed.notified();
@@ -203,17 +151,12 @@ pub async fn run_job(
         tokio::pin!(idle_changed, conns_changed);
         idle_changed.as_mut().enable();
         conns_changed.as_mut().enable();
-        let j = match job.take().or_else(|| parked.take()) {
-            Some(j) => j,
-            // A session took it: its result comes.
-            None => return rx.await.unwrap_or(JobResult::NotStarted),
-        };
         if let Some(s) = pool.take(&c.key) {
-            match s.send(j).await {
+            match s.send(job).await {
                 Ok(()) => return rx.await.unwrap_or(JobResult::NotStarted),
                 // The session ended meanwhile: look again.
                 Err(mpsc::error::SendError(j)) => {
-                    job = Some(j);
+                    job = j;
                     continue;
                 }
             }
@@ -221,22 +164,13 @@ pub async fn run_job(
         let now = Instant::now();
         let until = match conns.open(&c.conn, &c.limits, now) {
             Ok(slot) => {
-                tokio::spawn(session(pool.clone(), routes.clone(), c, j, slot));
+                tokio::spawn(session(pool.clone(), routes.clone(), c, job, slot));
                 return rx.await.unwrap_or(JobResult::NotStarted);
             }
             Err(Wait::Limit) => now + DELAY_CHECK_LIMIT,
             Err(Wait::Until(t)) => t.min(now + DELAY_CHECK_LIMIT),
         };
-        if let Some(j) = parked.put(j) {
-            // Only with a poisoned lock: wait without parking.
-            job = Some(j);
-        } else if !in_queue {
-            pool.park(&c.key, parked.clone());
-            in_queue = true;
-        }
         tokio::select! {
-            // Taken by a session and done.
-            r = &mut rx => return r.unwrap_or(JobResult::NotStarted),
             _ = idle_changed => {}
             _ = conns_changed => {}
             _ = tokio::time::sleep_until(until.into()) => {}
@@ -469,10 +403,7 @@ async fn connected(
     let opportunistic = cfg.tls == Tls::Opportunistic;
     let mut client = Client::new(cfg, Instant::now(), c.smtps);
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(1);
-    // The transactions sent, oldest first: at most two, the second's commands behind the
-    // first's final dot.
-    let mut current: std::collections::VecDeque<(oneshot::Sender<JobResult>, Arc<Vec<u8>>)> =
-        std::collections::VecDeque::new();
+    let mut current: Option<(oneshot::Sender<JobResult>, Arc<Vec<u8>>)> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
     loop {
@@ -488,57 +419,22 @@ async fn connected(
                 }
                 Event::Ready => {
                     routes.reached(key.src, key.addr);
-                    // Still idle: a job may have been started since (after a read); a send
-                    // to a busy session would fail, and its outcome come before the other's.
-                    if !client.is_idle() {
-                        continue;
-                    }
-                    // A job held by a limit goes first, unless the session has done its share.
-                    if next.is_none() && client.messages() < c.limits.session_mail_max {
-                        *next = pool.unpark(&key);
-                    }
                     if let Some(j) = next.take() {
                         if let Some(r) = reports.as_mut() {
                             r.begin(j.info);
                         }
-                        current.push_back((j.reply, j.body));
+                        current = Some((j.reply, j.body));
                         client.send(now, j.tx);
                     }
                 }
                 Event::SendBody => {
-                    if let Some((_, body)) = current.front() {
+                    if let Some((_, body)) = &current {
                         client.body(now, body.to_vec());
                     }
                     client.body_end(now);
-                    // The next job held for this destination goes behind the dot (not with
-                    // smtp-out reports, which follow one transaction at a time).
-                    if reports.is_none()
-                        && client.can_send_next()
-                        && client.messages() + current.len() < c.limits.session_mail_max
-                    {
-                        if let Some(j) = pool.unpark(&key) {
-                            let Job {
-                                tx,
-                                body,
-                                reply,
-                                info,
-                            } = j;
-                            match client.send_next(tx) {
-                                Ok(()) => current.push_back((reply, body)),
-                                Err(tx) => {
-                                    *next = Some(Job {
-                                        tx: *tx,
-                                        body,
-                                        reply,
-                                        info,
-                                    })
-                                }
-                            }
-                        }
-                    }
                 }
                 Event::Done(outcomes) => {
-                    if let Some((reply, _)) = current.pop_front() {
+                    if let Some((reply, _)) = current.take() {
                         let _ = reply.send(JobResult::Done {
                             outcomes,
                             session: id,
@@ -592,7 +488,7 @@ async fn connected(
         let deadline = client
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
-        let idle = client.is_idle() && current.is_empty() && next.is_none();
+        let idle = client.is_idle() && current.is_none() && next.is_none();
         // `session-mail-max`: enough messages on this session (6.8's MTA_READY).
         if idle && client.messages() >= c.limits.session_mail_max {
             client.quit(Instant::now());
@@ -623,7 +519,7 @@ async fn connected(
                         if let Some(r) = reports.as_mut() {
                             r.begin(j.info);
                         }
-                        current.push_back((j.reply, j.body));
+                        current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                     }
                 }
@@ -633,7 +529,7 @@ async fn connected(
                     if let Some(r) = reports.as_mut() {
                             r.begin(j.info);
                         }
-                        current.push_back((j.reply, j.body));
+                        current = Some((j.reply, j.body));
                     client.send(Instant::now(), j.tx);
                 }
             }
@@ -643,7 +539,7 @@ async fn connected(
                         if let Some(r) = reports.as_mut() {
                             r.begin(j.info);
                         }
-                        current.push_back((j.reply, j.body));
+                        current = Some((j.reply, j.body));
                         client.send(Instant::now(), j.tx);
                         continue;
                     }
