@@ -4,10 +4,10 @@
 # `port smtp`), the SMTP clients the tests drive (swaks, curl, python3), unbound and iproute2
 # (DNS tests in network namespaces of their own), fail2ban (fail2ban-regex reads our logs),
 # Debian's OpenSMTPD filters (dkimsign, rspamd with rspamd itself) and dkimpy to verify signatures,
-# Dovecot (it reads our Maildirs and takes our LMTP), binutils (strip and objdump for the
+# Dovecot (it reads our Maildirs, takes our LMTP and relays its submissions into us), binutils (strip and objdump for the
 # Debian package, scripts/deb.sh), and the Rust components for fmt and clippy. Run as root; as another user it only checks and warns.
 set -euo pipefail
-pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd openssl libnet-ssleay-perl libio-socket-ssl-perl binutils
+pkgs=(opensmtpd netbase swaks curl python3 unbound iproute2 fail2ban dovecot-core dovecot-lmtpd dovecot-submissiond openssl libnet-ssleay-perl libio-socket-ssl-perl binutils
   opensmtpd-filter-dkimsign python3-dkim opensmtpd-filter-rspamd rspamd)
 missing=()
 for p in "${pkgs[@]}"; do

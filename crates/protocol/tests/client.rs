@@ -626,3 +626,194 @@ fn a_server_that_closes_mid_transaction_tempfails_it() {
         matches!(&ev[0], CEvent::Done(o) if matches!(&o[0], Outcome::TempFail(l, _) if l == "Connection closed unexpectedly"))
     );
 }
+
+/// `max-failures-per-session`: refused recipients in a row, across transactions, until the
+/// limit; then the transaction's others fail temporarily (accepted ones too), and QUIT.
+#[test]
+fn max_failures_per_session_gives_up_and_quits() {
+    use rsmtpd_protocol::client::TOO_MANY_FAILURES;
+    let mut cfg = ClientConfig::new("me");
+    cfg.max_failures = 3;
+    let mut s = Scripted::new(cfg);
+    s.say("220 mx\r\n");
+    s.say("250 mx\r\n");
+    s.take_events();
+    // One refused recipient, the transaction reset: one failure counted.
+    s.c.send(s.now, Transaction::new("a@me", rcpts(&["bad0@d"])));
+    s.drain();
+    s.written.clear();
+    assert_eq!(s.say("250 ok\r\n"), "RCPT TO:<bad0@d>\r\n");
+    assert_eq!(s.say("550 no\r\n"), "RSET\r\n");
+    s.say("250 ok\r\n");
+    s.take_events();
+    // Then ok, bad1, bad2, bad3, last: an accepted one resets the count; the third refusal
+    // in a row is the limit, and nothing more is sent but QUIT.
+    s.c.send(
+        s.now,
+        Transaction::new(
+            "a@me",
+            rcpts(&["bad@d", "ok@d", "b1@d", "b2@d", "b3@d", "z@d"]),
+        ),
+    );
+    s.drain();
+    s.written.clear();
+    s.say("250 ok\r\n");
+    assert_eq!(s.say("550 no\r\n"), "RCPT TO:<ok@d>\r\n");
+    s.say("250 ok\r\n");
+    s.say("550 no\r\n");
+    s.say("550 no\r\n");
+    assert_eq!(s.say("550 no\r\n"), "QUIT\r\n");
+    let ev = s.take_events();
+    let CEvent::Done(o) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    let too_many = |o: &Outcome| matches!(o, Outcome::TempFail(t, None) if t == TOO_MANY_FAILURES);
+    assert!(matches!(&o[0], Outcome::PermFail(..)));
+    assert!(too_many(&o[1]), "{o:?}");
+    assert!(
+        o[2..5].iter().all(|o| matches!(o, Outcome::PermFail(..))),
+        "{o:?}"
+    );
+    assert!(too_many(&o[5]), "{o:?}");
+    s.say("221 bye\r\n");
+    assert!(matches!(
+        s.take_events().as_slice(),
+        [CEvent::Closed(Close::Quit { messages: 0 })]
+    ));
+}
+
+/// The same under PIPELINING: the replies to what was sent are read; a refused DATA is
+/// followed by QUIT, an accepted one by closing without the final dot (the message must not
+/// go to the accepted recipients).
+#[test]
+fn max_failures_per_session_under_pipelining() {
+    use rsmtpd_protocol::client::TOO_MANY_FAILURES;
+    for (data_reply, quits) in [("554 no valid recipients\r\n", true), ("354 go\r\n", false)] {
+        let mut cfg = ClientConfig::new("me");
+        cfg.max_failures = 2;
+        let mut s = Scripted::new(cfg);
+        s.say("220 mx\r\n");
+        s.say(EHLO_PIPE);
+        s.take_events();
+        s.c.send(
+            s.now,
+            Transaction::new("a@me", rcpts(&["ok@d", "b1@d", "b2@d", "z@d"])),
+        );
+        s.drain();
+        s.written.clear();
+        let out = s.say(&format!(
+            "250 ok\r\n250 ok\r\n550 no\r\n550 no\r\n250 ok\r\n{data_reply}"
+        ));
+        let ev = s.take_events();
+        let CEvent::Done(o) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert!(matches!(&o[0], Outcome::TempFail(t, None) if t == TOO_MANY_FAILURES));
+        assert!(matches!(&o[3], Outcome::TempFail(t, None) if t == TOO_MANY_FAILURES));
+        if quits {
+            assert_eq!(out, "QUIT\r\n");
+        } else {
+            assert_eq!(out, "");
+            assert!(
+                matches!(&ev[1], CEvent::Closed(Close::Error { reason, .. }) if reason == TOO_MANY_FAILURES),
+                "{ev:?}"
+            );
+        }
+    }
+}
+
+/// `session-transaction-delay`: after each transaction the session waits, then is ready
+/// for what is left of the keep-alive.
+#[test]
+fn session_transaction_delay_pauses_between_transactions() {
+    let mut cfg = ClientConfig::new("me");
+    cfg.transaction_delay = Duration::from_secs(3);
+    let mut s = Scripted::new(cfg);
+    s.say("220 mx\r\n");
+    s.say("250 mx\r\n");
+    assert_eq!(s.take_events(), vec![CEvent::Ready]);
+    s.c.send(s.now, Transaction::new("a@me", rcpts(&["x@d"])));
+    s.say("250 ok\r\n");
+    s.say("250 ok\r\n");
+    s.say("354 go\r\n");
+    s.c.body_end(s.now);
+    s.drain();
+    s.take_events();
+    s.say("250 queued\r\n");
+    let ev = s.take_events();
+    assert!(matches!(ev.as_slice(), [CEvent::Done(_)]), "{ev:?}");
+    assert!(s.c.is_pausing() && !s.c.is_idle());
+    assert_eq!(s.c.poll_timeout(), Some(s.now + Duration::from_secs(3)));
+    s.c.handle_timeout(s.now + Duration::from_secs(3));
+    s.drain();
+    assert_eq!(s.take_events(), vec![CEvent::Ready]);
+    assert!(s.c.is_idle());
+    // 10 s of keep-alive, 3 of them spent in the pause.
+    assert_eq!(s.c.poll_timeout(), Some(s.now + Duration::from_secs(10)));
+}
+
+/// Under PIPELINING the next transaction's MAIL, RCPT and DATA follow the final dot in the same
+/// group (RFC 2920): one round trip per message. The outcomes come in order, and no Ready comes
+/// between the two transactions.
+#[test]
+fn the_next_transaction_follows_the_final_dot() {
+    let mut s = Scripted::new(ClientConfig::new("me"));
+    s.say("220 mx\r\n");
+    s.say(EHLO_PIPE);
+    s.take_events();
+    assert!(!s.c.can_send_next());
+    s.c.send(s.now, Transaction::new("a@me", rcpts(&["x@d"])));
+    s.drain();
+    s.written.clear();
+    assert!(!s.c.can_send_next());
+    s.say("250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(s.take_events(), vec![CEvent::SendBody]);
+    s.c.body(s.now, dot_stuff(b"one\n"));
+    s.c.body_end(s.now);
+    assert!(s.c.can_send_next());
+    s.c.send_next(Transaction::new("b@me", rcpts(&["y@d", "bad@d"])))
+        .expect("queued");
+    assert!(!s.c.can_send_next());
+    s.drain();
+    assert_eq!(
+        String::from_utf8_lossy(&std::mem::take(&mut s.written)),
+        "one\r\n.\r\nMAIL FROM:<b@me>\r\nRCPT TO:<y@d>\r\nRCPT TO:<bad@d>\r\nDATA\r\n"
+    );
+    // The first's final reply and the second's replies together.
+    assert_eq!(
+        s.say("250 2.0.0 first\r\n250 ok\r\n250 ok\r\n550 no\r\n354 go\r\n"),
+        ""
+    );
+    let ev = s.take_events();
+    assert!(
+        matches!(&ev[..], [CEvent::Done(a), CEvent::SendBody] if matches!(&a[0], Outcome::Delivered(r) if r.line() == "250 2.0.0 first")),
+        "{ev:?}"
+    );
+    s.c.body(s.now, dot_stuff(b"two\n"));
+    s.c.body_end(s.now);
+    s.drain();
+    s.written.clear();
+    s.say("250 2.0.0 second\r\n");
+    let ev = s.take_events();
+    assert!(
+        matches!(&ev[..], [CEvent::Done(b), CEvent::Ready]
+            if matches!(&b[0], Outcome::Delivered(r) if r.line() == "250 2.0.0 second")
+            && matches!(&b[1], Outcome::PermFail(..))),
+        "{ev:?}"
+    );
+    assert_eq!(s.c.messages(), 2);
+    // A connection lost with both out: both fail temporarily, in order.
+    s.c.send(s.now, Transaction::new("c@me", rcpts(&["x@d"])));
+    s.say("250 ok\r\n250 ok\r\n354 go\r\n");
+    s.take_events();
+    s.c.body_end(s.now);
+    s.c.send_next(Transaction::new("d@me", rcpts(&["x@d", "z@d"])))
+        .expect("queued");
+    s.c.peer_closed();
+    s.drain();
+    let ev = s.take_events();
+    assert!(
+        matches!(&ev[..], [CEvent::Done(a), CEvent::Done(b), CEvent::Closed(_)] if a.len() == 1 && b.len() == 2),
+        "{ev:?}"
+    );
+}

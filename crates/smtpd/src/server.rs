@@ -98,6 +98,10 @@ pub trait RelayViews: Send + Sync {
     fn hosts(&self) -> Vec<String>;
     /// `show relays` lines.
     fn relays(&self) -> Vec<String>;
+    /// `pause|resume mta from SRC for DOMAIN`.
+    fn mta_block(&self, block: bool, src: std::net::IpAddr, domain: &str);
+    /// `show mta paused` lines.
+    fn blocks(&self) -> Vec<String>;
 }
 
 /// Which subsystems are paused: OpenSMTPD's `SMTPD_{SMTP,MDA,MTA}_PAUSED` flags, which `-P`

@@ -14,5 +14,5 @@ pub use encode::{dot_stuff, DotStuffer};
 pub use reply::{ReplyError, ReplyParser, ServerReply};
 pub use session::{
     AuthCredentials, Client, ClientConfig, Close, Event, Extensions, Outcome, Recipient, Timeouts,
-    Tls, Transaction,
+    Tls, Transaction, TOO_MANY_FAILURES,
 };

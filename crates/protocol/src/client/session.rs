@@ -93,7 +93,17 @@ pub struct ClientConfig {
     /// `auth <t>` credentials for the URL's label: AUTH after EHLO, on a TLS session only
     /// (6.8's mta: PLAIN with an initial response when offered, else LOGIN).
     pub auth: Option<AuthCredentials>,
+    /// `mta limit max-failures-per-session N` (6.8: 25; 0: none): after N refused recipients
+    /// in a row on the session, whatever transactions they were in, the transaction's other
+    /// recipients fail temporarily with [`TOO_MANY_FAILURES`] and the session ends with QUIT.
+    pub max_failures: usize,
+    /// `mta limit session-transaction-delay N` (6.8: 0): how long the session waits after
+    /// each transaction before it takes another; it counts in the keep-alive.
+    pub transaction_delay: Duration,
 }
+
+/// 6.8's text for the recipients a session gives up on after `max-failures-per-session`.
+pub const TOO_MANY_FAILURES: &str = "Too many consecutive errors, closing connection";
 
 /// A user name and password to authenticate with.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +135,8 @@ impl ClientConfig {
             rset_after_failure: true,
             strict_recipients: false,
             auth: None,
+            max_failures: 0,
+            transaction_delay: Duration::ZERO,
         }
     }
 }
@@ -305,9 +317,14 @@ enum Phase {
     /// Waiting for the shell's TLS handshake.
     Handshake,
     Idle,
+    /// `session-transaction-delay`: after a transaction, before the next.
+    Pause,
     Transaction,
     /// DATA accepted, the shell is writing the body.
     Body,
+    /// `max-failures-per-session` reached under PIPELINING: the replies to what was already
+    /// sent are read (nothing more is sent), then QUIT.
+    Draining,
     Quitting,
     Closed,
 }
@@ -321,6 +338,19 @@ struct Tx {
     accepted: Vec<usize>,
     /// LMTP: which accepted recipient the next post-dot reply is for.
     lmtp_next: usize,
+}
+
+impl Tx {
+    fn new(tx: Transaction) -> Tx {
+        let n = tx.recipients.len();
+        Tx {
+            tx,
+            outcomes: vec![None; n],
+            failed: false,
+            accepted: Vec::new(),
+            lmtp_next: 0,
+        }
+    }
 }
 
 /// One client session.
@@ -337,7 +367,12 @@ pub struct Client {
     ext: Extensions,
     secure: bool,
     tx: Option<Tx>,
+    /// The next transaction, its commands sent right after the final dot of `tx` (PIPELINING:
+    /// RFC 2920 lets MAIL, RCPT and DATA follow the message content in one group).
+    queued: Option<Tx>,
     messages: usize,
+    /// Refused recipients in a row on this session (6.8's `s->failures`).
+    failures: usize,
     deadline: Option<Instant>,
 }
 
@@ -356,7 +391,9 @@ impl Client {
             ext: Extensions::default(),
             secure,
             tx: None,
+            queued: None,
             messages: 0,
+            failures: 0,
             deadline,
         }
     }
@@ -380,6 +417,7 @@ impl Client {
         self.deadline = None;
         match self.phase {
             Phase::Idle => self.quit(now),
+            Phase::Pause => self.idle_after_pause(now),
             Phase::Closed => {}
             _ => self.error("Connection timeout".into()),
         }
@@ -406,6 +444,12 @@ impl Client {
     /// True while the session can take a transaction.
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Idle
+    }
+
+    /// True while the session waits out `session-transaction-delay`: its deadline is not a
+    /// timeout.
+    pub fn is_pausing(&self) -> bool {
+        self.phase == Phase::Pause
     }
 
     pub fn receive(&mut self, now: Instant, data: &[u8]) {
@@ -498,30 +542,58 @@ impl Client {
             }
         }
         let mail = self.mail_line(&tx);
-        let rcpts: Vec<String> = (0..n).map(|i| self.rcpt_line(&tx, i)).collect();
         self.phase = Phase::Transaction;
-        self.tx = Some(Tx {
-            tx,
-            outcomes: vec![None; n],
-            failed: false,
-            accepted: Vec::new(),
-            lmtp_next: 0,
-        });
         if self.pipelining() {
-            let mut out = format!("{mail}\r\n");
-            self.awaiting.push_back((Cmd::Mail, self.reads));
-            for (i, r) in rcpts.iter().enumerate() {
-                out.push_str(r);
-                out.push_str("\r\n");
-                self.awaiting.push_back((Cmd::Rcpt(i), self.reads));
-            }
-            out.push_str("DATA\r\n");
-            self.awaiting.push_back((Cmd::Data, self.reads));
-            self.events.push_back(Event::Write(out.into_bytes()));
+            self.write_group(&tx, mail);
             self.deadline = Some(now + self.cfg.timeouts.mail);
         } else {
             self.command(now, Cmd::Mail, mail);
         }
+        self.tx = Some(Tx::new(tx));
+    }
+
+    /// MAIL, every RCPT and DATA in one write (PIPELINING).
+    fn write_group(&mut self, tx: &Transaction, mail: String) {
+        let mut out = format!("{mail}\r\n");
+        self.awaiting.push_back((Cmd::Mail, self.reads));
+        for i in 0..tx.recipients.len() {
+            out.push_str(&self.rcpt_line(tx, i));
+            out.push_str("\r\n");
+            self.awaiting.push_back((Cmd::Rcpt(i), self.reads));
+        }
+        out.push_str("DATA\r\n");
+        self.awaiting.push_back((Cmd::Data, self.reads));
+        self.events.push_back(Event::Write(out.into_bytes()));
+    }
+
+    /// True when [`Client::send_next`] can take a transaction now: under PIPELINING, the
+    /// current one's final dot is sent and nothing else is pending, and no pause between
+    /// transactions is asked for.
+    pub fn can_send_next(&self) -> bool {
+        self.pipelining()
+            && self.cfg.transaction_delay.is_zero()
+            && self.phase == Phase::Transaction
+            && self.queued.is_none()
+            && self.tx.as_ref().is_some_and(|t| !t.failed)
+            && self.awaiting.len() == 1
+            && matches!(self.awaiting.front(), Some((Cmd::Dot, _)))
+    }
+
+    /// Sends the next transaction's commands behind the current one's final dot, without
+    /// waiting for its reply (one round trip per message instead of two). Its outcomes come
+    /// in [`Event::Done`] after the current one's; no [`Event::Ready`] comes between them.
+    /// Err gives the transaction back when it cannot go now (see [`Client::can_send_next`],
+    /// or it is over the server's SIZE: [`Client::send`] refuses it once idle).
+    pub fn send_next(&mut self, tx: Transaction) -> Result<(), Box<Transaction>> {
+        let too_big =
+            matches!((self.ext.size, tx.size), (Some(max), Some(size)) if max > 0 && size > max);
+        if !self.can_send_next() || tx.recipients.is_empty() || too_big {
+            return Err(Box::new(tx));
+        }
+        let mail = self.mail_line(&tx);
+        self.write_group(&tx, mail);
+        self.queued = Some(Tx::new(tx));
+        Ok(())
     }
 
     /// Body bytes, already in wire form (dot-stuffed, CRLF).
@@ -661,7 +733,7 @@ impl Client {
         if self.phase == Phase::Closed {
             return;
         }
-        if let Some(t) = self.tx.take() {
+        for t in [self.tx.take(), self.queued.take()].into_iter().flatten() {
             let outcomes = t
                 .outcomes
                 .into_iter()
@@ -768,9 +840,13 @@ impl Client {
             Cmd::Rcpt(i) => {
                 let pipelined = self.pipelining();
                 let Some(t) = self.tx.as_mut() else { return };
+                if self.phase == Phase::Draining {
+                    return;
+                }
                 if !t.failed {
                     if ok {
                         t.accepted.push(i);
+                        self.failures = 0;
                     } else if self.cfg.strict_recipients {
                         t.failed = true;
                         for o in t.outcomes.iter_mut() {
@@ -779,8 +855,14 @@ impl Client {
                         if !pipelined {
                             return self.finish_tx(now, true);
                         }
-                    } else if let Some(o) = t.outcomes.get_mut(i) {
-                        *o = Some(Outcome::of(&r));
+                    } else {
+                        if let Some(o) = t.outcomes.get_mut(i) {
+                            *o = Some(Outcome::of(&r));
+                        }
+                        self.failures += 1;
+                        if self.cfg.max_failures > 0 && self.failures == self.cfg.max_failures {
+                            return self.give_up(now);
+                        }
                     }
                 }
                 let n = t.tx.recipients.len();
@@ -798,6 +880,15 @@ impl Client {
                 self.command(now, Cmd::Data, "DATA".into());
             }
             Cmd::Data => {
+                if self.phase == Phase::Draining {
+                    if r.class() == 3 {
+                        // The server waits for a body that must not go: only closing the
+                        // connection without the final dot takes the message back.
+                        return self.error(TOO_MANY_FAILURES.into());
+                    }
+                    self.phase = Phase::Quitting;
+                    return self.command(now, Cmd::Quit, "QUIT".into());
+                }
                 let Some(t) = self.tx.as_mut() else { return };
                 if r.class() == 3 && (t.failed || t.accepted.is_empty()) {
                     // RFC 2920: a pipelined DATA the server accepted although no recipient
@@ -850,7 +941,7 @@ impl Client {
                 }
                 self.finish_tx(now, false);
             }
-            Cmd::Rset => self.idle(now),
+            Cmd::Rset => self.after_tx(now),
             Cmd::Quit => self.close(Close::Quit {
                 messages: self.messages,
             }),
@@ -906,11 +997,62 @@ impl Client {
             .map(|o| o.unwrap_or_else(|| Outcome::TempFail("No reply".into(), None)))
             .collect();
         self.events.push_back(Event::Done(outcomes));
+        if let Some(q) = self.queued.take() {
+            // The next one's commands are out already: its replies follow.
+            self.tx = Some(q);
+            self.phase = Phase::Transaction;
+            self.deadline = Some(now + self.cfg.timeouts.mail);
+            return;
+        }
         if rset && self.cfg.rset_after_failure {
             self.phase = Phase::Transaction;
             self.command(now, Cmd::Rset, "RSET".into());
         } else {
-            self.idle(now);
+            self.after_tx(now);
         }
+    }
+
+    /// After a transaction (its final reply, or the RSET after a failed one): idle, or first
+    /// the `session-transaction-delay` pause (6.8's `MTA_HANGON` after EOM and RSET).
+    fn after_tx(&mut self, now: Instant) {
+        if self.cfg.transaction_delay.is_zero() {
+            return self.idle(now);
+        }
+        self.phase = Phase::Pause;
+        self.deadline = Some(now + self.cfg.transaction_delay);
+    }
+
+    /// The pause is over: idle for what is left of the keep-alive (6.8 counts the pause in
+    /// its `hangon` seconds).
+    fn idle_after_pause(&mut self, now: Instant) {
+        self.phase = Phase::Idle;
+        let left = self
+            .cfg
+            .keepalive
+            .saturating_sub(self.cfg.transaction_delay);
+        self.deadline = Some(now + left);
+        self.events.push_back(Event::Ready);
+    }
+
+    /// `max-failures-per-session` reached (6.8's `mta_flush_task(TEMPFAIL, "Too many
+    /// consecutive errors...")` then `MTA_QUIT`): every recipient of the transaction not yet
+    /// refused fails temporarily, accepted ones too (the message is not sent), and the
+    /// session ends; under PIPELINING once the replies to what was sent are in.
+    fn give_up(&mut self, now: Instant) {
+        if let Some(t) = self.tx.take() {
+            let outcomes = t
+                .outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Outcome::TempFail(TOO_MANY_FAILURES.into(), None)))
+                .collect();
+            self.events.push_back(Event::Done(outcomes));
+        }
+        if self.awaiting.iter().any(|(c, _)| *c == Cmd::Data) {
+            self.phase = Phase::Draining;
+            return;
+        }
+        // Replies to pipelined RCPTs may still come: they are read before QUIT's.
+        self.phase = Phase::Quitting;
+        self.command(now, Cmd::Quit, "QUIT".into());
     }
 }

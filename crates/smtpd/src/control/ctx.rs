@@ -176,8 +176,8 @@ impl ControlContext for DaemonControl {
         Box::pin(async move { self.server.set_paused(subsystem, paused) })
     }
 
-    /// `show hoststats`, `show routes`, `show hosts` and `show relays` as 6.8's mta answers
-    /// them; `show mta paused` (`mta block`, never set by this build) prints nothing.
+    /// `show hoststats`, `show routes`, `show hosts`, `show relays` and `show mta paused` as
+    /// 6.8's mta answers them.
     fn show(&self, what: rsmtpd_control::ShowWhat) -> Vec<String> {
         match what {
             rsmtpd_control::ShowWhat::Hoststats => self
@@ -204,8 +204,29 @@ impl ControlContext for DaemonControl {
                 .get()
                 .map(|r| r.relays())
                 .unwrap_or_default(),
-            _ => Vec::new(),
+            rsmtpd_control::ShowWhat::MtaBlock => self
+                .server
+                .relay
+                .get()
+                .map(|r| r.blocks())
+                .unwrap_or_default(),
         }
+    }
+
+    /// 6.8's mta answers OK for any address smtpctl could parse (brackets of an IPv6 one
+    /// taken off, as its text_to_sockaddr does).
+    fn mta_block(&self, block: bool, addr: &str, domain: &str) -> bool {
+        let text = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(addr);
+        let Ok(src) = text.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        if let Some(r) = self.server.relay.get() {
+            r.mta_block(block, src, domain);
+        }
+        true
     }
 
     /// control.c answers `command succeeded` at once and passes the order to the relay

@@ -18,6 +18,7 @@ use std::time::Duration;
 use rsmtpd_config::Method;
 use rsmtpd_protocol::client::{
     dot_stuff, AuthCredentials, ClientConfig, Outcome, Recipient, Tls, Transaction,
+    TOO_MANY_FAILURES,
 };
 use rsmtpd_protocol::table_protocol::Service;
 use tokio::sync::oneshot;
@@ -57,6 +58,7 @@ pub struct RelayAgent {
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
     conns: Arc<super::limits::Conns>,
+    blocks: Arc<super::Blocks>,
 }
 
 impl RelayAgent {
@@ -64,10 +66,12 @@ impl RelayAgent {
         let routes: Arc<Routes> = Arc::default();
         let hoststats: Arc<super::HostStats> = Arc::default();
         let conns: Arc<super::limits::Conns> = Arc::default();
+        let blocks: Arc<super::Blocks> = Arc::default();
         let _ = server.relay.set(Arc::new(super::Views {
             routes: routes.clone(),
             hoststats: hoststats.clone(),
             conns: conns.clone(),
+            blocks: blocks.clone(),
         }));
         RelayAgent {
             server: server.clone(),
@@ -80,6 +84,7 @@ impl RelayAgent {
             src_turn: Arc::default(),
             tls: Arc::default(),
             conns,
+            blocks,
         }
     }
 }
@@ -144,6 +149,7 @@ impl RelayAgent {
             tls: self.tls.clone(),
             hoststats: self.hoststats.clone(),
             conns: self.conns.clone(),
+            blocks: self.blocks.clone(),
         })
     }
 }
@@ -160,6 +166,8 @@ struct Parts {
     tls: Arc<super::tls::TlsCache>,
     hoststats: Arc<super::HostStats>,
     conns: Arc<super::limits::Conns>,
+    /// `smtpctl pause mta from SRC for DOMAIN`.
+    blocks: Arc<super::Blocks>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -506,6 +514,7 @@ impl Parts {
         });
         let mut tried = false;
         let mut no_source = false;
+        let mut blocked = false;
         for t in &targets {
             // `mta limit inet4|inet6`: the other family is not used (6.8's family mismatch).
             if !limits.allows(t.addr) {
@@ -524,6 +533,15 @@ impl Parts {
                         .collect();
                     if fam.is_empty() {
                         no_source = true;
+                        continue;
+                    }
+                    // `pause mta from SRC for DOMAIN`: that source is not used for the relay.
+                    let fam: Vec<IpAddr> = fam
+                        .into_iter()
+                        .filter(|a| !self.blocks.is_blocked(*a, &relay_name))
+                        .collect();
+                    if fam.is_empty() {
+                        blocked = true;
                         continue;
                     }
                     let i = self.src_turn.fetch_add(1, Ordering::Relaxed) % fam.len();
@@ -562,6 +580,8 @@ impl Parts {
             };
             cc.auth = auth.clone();
             cc.keepalive = limits.keepalive;
+            cc.max_failures = limits.max_failures_per_session;
+            cc.transaction_delay = limits.transaction_delay;
             let tls = (!matches!(scheme, Scheme::SmtpNoTls | Scheme::Lmtp))
                 .then(|| self.tls_setup(&relay, &helo, scheme));
             let c = Connect {
@@ -631,6 +651,13 @@ impl Parts {
                                 }
                                 Outcome::TempFail(text, _) => {
                                     d.log(session, source, &relay_text, "TempFail", &text);
+                                    // Given up with the session, not refused: sent again as
+                                    // soon as the domain accepts mail (6.8's cache=1).
+                                    if text == TOO_MANY_FAILURES {
+                                        let max =
+                                            self.server.running().config.options.mta_max_deferred;
+                                        self.hoststats.defer(domain, d.env.id.0, max);
+                                    }
                                     AgentResult::TempFail {
                                         error: text.clone(),
                                         stat: text,
@@ -655,12 +682,17 @@ impl Parts {
             "Network error on destination MXs"
         } else if no_source {
             "Address family mismatch on destination MXs"
+        } else if blocked {
+            "All routes to destination blocked"
         } else {
             "No valid route to destination"
         };
         // Every route failed: the envelopes wait for the domain to accept mail again (6.8
         // caches them when all its connectors have route errors).
-        if text != "Address family mismatch on destination MXs" {
+        if !matches!(
+            text,
+            "Address family mismatch on destination MXs" | "All routes to destination blocked"
+        ) {
             let max = self.server.running().config.options.mta_max_deferred;
             for w in batch {
                 self.hoststats.defer(&w.env.dest.domain, w.env.id.0, max);

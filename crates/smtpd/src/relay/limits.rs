@@ -31,20 +31,26 @@ pub struct Limits {
     pub conn_delay_connector: Duration,
     pub conn_delay_relay: Duration,
     pub conn_delay_domain: Duration,
+    /// `reconn-delay-route`: how long after a session of a route ends a new one may open on it.
+    pub reconn_delay_route: Duration,
     /// `session-mail-max`: messages per session, then QUIT.
     pub session_mail_max: usize,
     /// `session-keepalive`: how long an idle session waits for another message.
     pub keepalive: Duration,
+    /// `session-transaction-delay`: how long a session waits after each transaction.
+    pub transaction_delay: Duration,
+    /// `max-failures-per-session`: refused recipients in a row that end a session (0: none).
+    pub max_failures_per_session: usize,
     /// `inet4` / `inet6`: only destination addresses of that family.
     pub family: Option<Family>,
 }
 
 impl Default for Limits {
     /// 6.8's defaults, except the connection delays: 6.8 waits 5 s between two connections
-    /// of a route and 2 s between two of a relay, which caps a relay at one new connection
-    /// every 2 s whatever the load; we open one only when no idle session can take the
-    /// message, so by default we do not wait (README, "Relaying"). Written in the config,
-    /// the delays apply as in 6.8.
+    /// of a route, 2 s between two of a relay and 3 s after a session of a route ended before
+    /// the next, which caps a relay at one new connection every 2 s whatever the load; we
+    /// open one only when no idle session can take the message, so by default we do not wait
+    /// (README, "Relaying"). Written in the config, the delays apply as in 6.8.
     fn default() -> Limits {
         Limits {
             max_conn_per_host: 10,
@@ -59,8 +65,11 @@ impl Default for Limits {
             conn_delay_connector: Duration::ZERO,
             conn_delay_relay: Duration::ZERO,
             conn_delay_domain: Duration::ZERO,
+            reconn_delay_route: Duration::ZERO,
             session_mail_max: 100,
             keepalive: Duration::from_secs(10),
+            transaction_delay: Duration::ZERO,
+            max_failures_per_session: 25,
             family: None,
         }
     }
@@ -101,8 +110,10 @@ impl Limits {
                 "conn-delay-domain" => l.conn_delay_domain = secs,
                 "session-mail-max" => l.session_mail_max = count,
                 "session-keepalive" => l.keepalive = secs,
-                // reconn-delay-route, session-transaction-delay, max-failures-per-session and
-                // the task-* keys: docs/compatibility.md says where they stand.
+                "reconn-delay-route" => l.reconn_delay_route = secs,
+                "session-transaction-delay" => l.transaction_delay = secs,
+                "max-failures-per-session" => l.max_failures_per_session = count,
+                // The task-* keys tune 6.8's inter-process queues (docs/compatibility.md).
                 _ => {}
             }
         }
@@ -139,6 +150,8 @@ fn get<K: std::hash::Hash + Eq>(m: &HashMap<K, Count>, k: &K) -> Count {
 pub struct Count {
     pub nconn: usize,
     pub last: Option<Instant>,
+    /// When a session last ended (kept for routes: `reconn-delay-route`).
+    pub last_end: Option<Instant>,
 }
 
 impl Count {
@@ -149,6 +162,27 @@ impl Count {
             return Some(Some(at));
         }
         (self.nconn >= max).then_some(None)
+    }
+
+    /// The same, and `reconn` after the last session's end (6.8's route `lastdisc`).
+    fn check_route(
+        &self,
+        max: usize,
+        delay: Duration,
+        reconn: Duration,
+        now: Instant,
+    ) -> Option<Option<Instant>> {
+        let after_end = self
+            .last_end
+            .filter(|_| !reconn.is_zero())
+            .map(|l| l + reconn)
+            .filter(|at| *at > now);
+        match (self.check(max, delay, now), after_end) {
+            (Some(None), _) => Some(None),
+            (Some(Some(a)), Some(b)) => Some(Some(a.max(b))),
+            (Some(Some(a)), None) => Some(Some(a)),
+            (None, b) => b.map(Some),
+        }
     }
 
     fn open(&mut self, now: Instant) {
@@ -174,9 +208,9 @@ const FORGET: Duration = Duration::from_secs(3600);
 impl State {
     fn forget(&mut self, now: Instant) {
         fn keep(c: &Count, now: Instant) -> bool {
-            c.nconn > 0
-                || c.last
-                    .is_some_and(|l| now.saturating_duration_since(l) < FORGET)
+            let recent =
+                |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < FORGET);
+            c.nconn > 0 || recent(c.last) || recent(c.last_end)
         }
         self.host.retain(|_, c| keep(c, now));
         self.route.retain(|_, c| keep(c, now));
@@ -211,6 +245,9 @@ impl Drop for Slot {
                 }
             };
             dec(s.host.get_mut(&k.addr));
+            if let Some(r) = s.route.get_mut(&(k.src, k.addr)) {
+                r.last_end = Some(Instant::now());
+            }
             dec(s.route.get_mut(&(k.src, k.addr)));
             dec(s.source.get_mut(&k.src));
             dec(s.connector.get_mut(&(k.relay.clone(), k.src)));
@@ -242,9 +279,10 @@ impl Conns {
         s.forget(now);
         let checks = [
             get(&s.host, &key.addr).check(l.max_conn_per_host, l.conn_delay_host, now),
-            get(&s.route, &(key.src, key.addr)).check(
+            get(&s.route, &(key.src, key.addr)).check_route(
                 l.max_conn_per_route,
                 l.conn_delay_route,
+                l.reconn_delay_route,
                 now,
             ),
             get(&s.source, &key.src).check(l.max_conn_per_source, l.conn_delay_source, now),
@@ -373,8 +411,37 @@ mod tests {
     }
 
     #[test]
+    fn reconnection_delay_after_a_route_s_session_ends() {
+        let c = Arc::new(Conns::default());
+        let l = Limits {
+            reconn_delay_route: Duration::from_secs(3),
+            ..Limits::default()
+        };
+        let now = Instant::now();
+        let a = c.open(&key("10.0.0.1"), &l, now).unwrap();
+        // While it runs, others may open (the delay counts from an end).
+        let b = c.open(&key("10.0.0.1"), &l, now).unwrap();
+        drop(a);
+        let ended = Instant::now();
+        match c.open(&key("10.0.0.1"), &l, ended) {
+            Err(Wait::Until(t)) => assert!(t >= ended + Duration::from_secs(2)),
+            other => panic!("{:?}", other.err()),
+        }
+        // Another route of the relay is not held.
+        assert!(c.open(&key("10.0.0.2"), &l, ended).is_ok());
+        drop(b);
+        assert!(c
+            .open(
+                &key("10.0.0.1"),
+                &l,
+                Instant::now() + Duration::from_secs(3)
+            )
+            .is_ok());
+    }
+
+    #[test]
     fn limits_from_the_config() {
-        let text = "mta limit max-conn-per-host 3\nmta limit session-mail-max 7 session-keepalive 4\nmta limit for domain big.test inet4 max-conn-per-route 9\naction \"a\" relay\nmatch for any action \"a\"\n";
+        let text = "mta limit max-conn-per-host 3 reconn-delay-route 2\nmta limit session-transaction-delay 1 max-failures-per-session 0\nmta limit session-mail-max 7 session-keepalive 4\nmta limit for domain big.test inet4 max-conn-per-route 9\naction \"a\" relay\nmatch for any action \"a\"\n";
         let env = rsmtpd_config::StaticEnvironment::typical().with_file("smtpd.conf", text);
         let out =
             rsmtpd_config::parse_file("smtpd.conf", &env, &rsmtpd_config::ParseOptions::default());
@@ -385,7 +452,11 @@ mod tests {
         assert_eq!(l.max_conn_per_host, 3);
         assert_eq!(l.session_mail_max, 7);
         assert_eq!(l.keepalive, Duration::from_secs(4));
+        assert_eq!(l.reconn_delay_route, Duration::from_secs(2));
+        assert_eq!(l.transaction_delay, Duration::from_secs(1));
+        assert_eq!(l.max_failures_per_session, 0);
         let b = Limits::for_domain(&conf, "BIG.test");
+        assert_eq!(b.max_failures_per_session, 25);
         assert_eq!(b.max_conn_per_host, 10);
         assert_eq!(b.max_conn_per_route, 9);
         assert!(!b.allows("::1".parse().unwrap()));

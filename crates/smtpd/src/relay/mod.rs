@@ -23,6 +23,56 @@ pub struct Views {
     pub routes: Arc<route::Routes>,
     pub hoststats: Arc<HostStats>,
     pub conns: Arc<limits::Conns>,
+    pub blocks: Arc<Blocks>,
+}
+
+/// `smtpctl pause mta from ADDR for DOMAIN` (6.8's `mta_block`): the relays to DOMAIN (a
+/// destination domain, or a smarthost's name) do not connect from source ADDR (`src <t>`)
+/// until `resume mta from ADDR for DOMAIN`; `show mta paused` lists them. Not kept across a
+/// restart, as in 6.8.
+#[derive(Default)]
+pub struct Blocks {
+    /// (source, domain as given); the domain compared without case, as 6.8's strcasecmp.
+    set: Mutex<Vec<(IpAddr, String)>>,
+}
+
+impl Blocks {
+    pub fn set(&self, block: bool, src: IpAddr, domain: &str) {
+        let Ok(mut v) = self.set.lock() else { return };
+        let pos = v
+            .iter()
+            .position(|(a, d)| *a == src && d.eq_ignore_ascii_case(domain));
+        match (block, pos) {
+            (true, None) => v.push((src, domain.to_string())),
+            (false, Some(i)) => {
+                v.remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_blocked(&self, src: IpAddr, domain: &str) -> bool {
+        self.set.lock().is_ok_and(|v| {
+            v.iter()
+                .any(|(a, d)| *a == src && d.eq_ignore_ascii_case(domain))
+        })
+    }
+
+    /// `show mta paused`: `SOURCE -> DOMAIN`, by source then domain (6.8 orders its sources
+    /// by their place in memory, i.e. in no order a script could rely on).
+    pub fn lines(&self) -> Vec<String> {
+        let Ok(v) = self.set.lock() else {
+            return Vec::new();
+        };
+        let mut v = v.clone();
+        v.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.to_ascii_lowercase().cmp(&b.1.to_ascii_lowercase()))
+        });
+        v.into_iter()
+            .map(|(a, d)| format!("{} -> {d}", crate::sys::compat::addr_text(&a)))
+            .collect()
+    }
 }
 
 impl crate::server::RelayViews for Views {
@@ -36,6 +86,14 @@ impl crate::server::RelayViews for Views {
 
     fn resume_route(&self, id: u64) {
         self.routes.resume(id)
+    }
+
+    fn mta_block(&self, block: bool, src: IpAddr, domain: &str) {
+        self.blocks.set(block, src, domain)
+    }
+
+    fn blocks(&self) -> Vec<String> {
+        self.blocks.lines()
     }
 
     /// 6.8's `ADDR PTR refcount=N nconn=N lastconn=DURATION` per destination address.

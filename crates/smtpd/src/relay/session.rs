@@ -544,8 +544,9 @@ async fn connected(
                         continue;
                     }
                 }
-                // A timeout, unless it is the keep-alive running out.
-                if !client.is_idle() {
+                // A timeout, unless it is the keep-alive running out or the pause between
+                // transactions ending.
+                if !client.is_idle() && !client.is_pausing() {
                     if let Some(r) = reports.as_ref() {
                         r.timeout();
                     }

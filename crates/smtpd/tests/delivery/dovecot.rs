@@ -1,14 +1,15 @@
 //! Dovecot reads what we deliver: (a) our maildir deliveries (one message a filter marked junk,
 //! into `.Junk`, one clean, into `new`) are listed and fetched, headers and all, by `doveadm`;
 //! (b) our `lmtp` action, over TCP and over a unix socket, hands messages to a Dovecot LMTP
-//! server that stores them where `doveadm` finds them.
+//! server that stores them where `doveadm` finds them; (c) Dovecot's submission service relays
+//! what its authenticated users send into us.
 //!
 //! Every Dovecot here is the test's own: its own config in a temporary folder (`base_dir`,
 //! `state_dir`, log, Maildir), started as `dovecot -F -c CONF` in a process group of its own and
 //! stopped at the end (SIGTERM to the group, then SIGKILL); no system config is read or touched.
 //!
 //! Needs root (our deliveries and Dovecot's setuid to the mail user) and Dovecot (packages
-//! `dovecot-core` and `dovecot-lmtpd`). Without them the tests say they check nothing and pass;
+//! `dovecot-core` and `dovecot-lmtpd`; `dovecot-submissiond` for (c)). Without them the tests say they check nothing and pass;
 //! with `RSMTPD_INSTALL_DOVECOT=1`, as root, a missing Dovecot is installed with apt-get.
 
 use std::io::Read;
@@ -25,6 +26,8 @@ const DOVECOT: &str = "/usr/sbin/dovecot";
 const DOVEADM: &str = "/usr/bin/doveadm";
 /// Dovecot's LMTP server binary (dovecot-lmtpd).
 const LMTPD: &str = "/usr/lib/dovecot/lmtp";
+/// Dovecot's submission server (dovecot-submissiond).
+const SUBMISSIOND: &str = "/usr/lib/dovecot/submission";
 /// The mail user's uid and gid (no passwd entry needed: both userbases are static tables).
 const UID: u32 = 2000;
 
@@ -102,7 +105,13 @@ fn dovecot_ready(test: &str) -> bool {
         let install = || {
             run_limited(
                 Command::new("apt-get")
-                    .args(["install", "-y", "dovecot-core", "dovecot-lmtpd"])
+                    .args([
+                        "install",
+                        "-y",
+                        "dovecot-core",
+                        "dovecot-lmtpd",
+                        "dovecot-submissiond",
+                    ])
                     .env("DEBIAN_FRONTEND", "noninteractive"),
                 Duration::from_secs(600),
             )
@@ -504,5 +513,206 @@ fn relay_to_an_lmtp_url_delivers_into_dovecot() {
         "by the relay client",
     ] {
         assert!(inbox.contains(want), "INBOX lacks {want:?}:\n{inbox}");
+    }
+}
+
+/// A Dovecot of the test's own with only its submission service on 127.0.0.1:`port`, relaying
+/// to `relay_port` (`submission_relay_host`), its users any name with any password (a static
+/// passdb), PLAIN allowed in clear (loopback, `ssl = no`). Ready when it greets.
+struct Submission {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Submission {
+    fn start(relay_port: u16) -> Submission {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        let port = free_port();
+        let p = d.to_str().expect("utf-8 dir");
+        let conf = d.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "base_dir = {p}/run\n\
+                 state_dir = {p}/state\n\
+                 instance_name = rsmtpd-submission-{port}\n\
+                 log_path = {p}/dovecot.log\n\
+                 info_log_path = {p}/dovecot.log\n\
+                 protocols = submission\n\
+                 listen = 127.0.0.1\n\
+                 ssl = no\n\
+                 disable_plaintext_auth = no\n\
+                 auth_mechanisms = plain\n\
+                 hostname = submission.test\n\
+                 mail_location = maildir:{p}/home/Maildir\n\
+                 submission_relay_host = 127.0.0.1\n\
+                 submission_relay_port = {relay_port}\n\
+                 submission_relay_ssl = no\n\
+                 passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid={UID} gid={UID} home={p}/home\n}}\n\
+                 service submission-login {{\n\
+                   inet_listener submission {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
+                 }}\n"
+            ),
+        )
+        .expect("write dovecot.conf");
+        let child = Command::new(DOVECOT)
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start dovecot");
+        let mut sub = Submission { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        loop {
+            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut b = [0u8; 3];
+                if s.read_exact(&mut b).is_ok() && &b == b"220" {
+                    break;
+                }
+            }
+            if let Ok(Some(st)) = sub.child.try_wait() {
+                panic!("dovecot exited ({st}); log:\n{}", sub.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dovecot's submission did not greet in 30 s; log:\n{}",
+                sub.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sub
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Submission {
+    fn drop(&mut self) {
+        use nix::sys::signal::{killpg, Signal};
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Receiving from Dovecot: a user authenticates to Dovecot's submission service and sends a
+/// message to two recipients; Dovecot relays it into us (its own EHLO, MAIL FROM the user's
+/// address, one RCPT per recipient, the body with its Received line) and we deliver it to
+/// the Maildir of each.
+#[test]
+fn dovecot_submission_relays_into_us() {
+    if !dovecot_ready("dovecot_submission_relays_into_us") {
+        return;
+    }
+    if !require(
+        Path::new(SUBMISSIOND).exists(),
+        &format!("{SUBMISSIOND} is not installed (package dovecot-submissiond)"),
+    ) {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        nix::unistd::chown(
+            home.path(),
+            Some(nix::unistd::Uid::from_raw(UID)),
+            Some(nix::unistd::Gid::from_raw(UID)),
+        )
+        .expect("chown home");
+    }
+    let h = home.path().to_str().expect("utf-8");
+    let config = format!(
+        "listen on 127.0.0.1 port @PORT@\n\
+         table users {{ bench = \"{UID}:{UID}:{h}\", other = \"{UID}:{UID}:{h}\" }}\n\
+         action \"mail\" maildir \"{h}/Maildir\" userbase <users>\n\
+         match from any for domain \"example.org\" action \"mail\"\n"
+    );
+    let d = Daemon::start(&config, &[]);
+    let sub = Submission::start(d.port);
+    let mut c = Client::connect(format!("127.0.0.1:{}", sub.port).parse().expect("addr"));
+    let banner = c.reply();
+    assert!(banner.starts_with("220"), "{banner}");
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.starts_with("250"), "{ehlo}");
+    // PLAIN: "\0bench@example.net\0secret".
+    let auth = c.cmd("AUTH PLAIN AGJlbmNoQGV4YW1wbGUubmV0AHNlY3JldA==");
+    assert!(auth.starts_with("235"), "{auth}\n{}", sub.log());
+    for (cmd, want) in [
+        ("MAIL FROM:<bench@example.net>", "250"),
+        ("RCPT TO:<bench@example.org>", "250"),
+        ("RCPT TO:<other@example.org>", "250"),
+        ("DATA", "354"),
+        (
+            "Subject: via dovecot submission\r\nX-Test: submission\r\n\r\nrelayed by dovecot\r\n.",
+            "250",
+        ),
+    ] {
+        let r = c.cmd(cmd);
+        assert!(
+            r.starts_with(want),
+            "{cmd}: {r}\ndovecot log:\n{}\nour log:\n{}",
+            sub.log(),
+            d.log().join("\n")
+        );
+    }
+    c.cmd("QUIT");
+    wait_delivered(&d, 2);
+    let log = d.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("smtp connected address=127.0.0.1")),
+        "{log:?}"
+    );
+    for rcpt in ["bench@example.org", "other@example.org"] {
+        assert!(
+            log.iter().any(|l| l.contains("smtp envelope")
+                && l.contains("from=<bench@example.net>")
+                && l.contains(&format!("to=<{rcpt}>"))),
+            "{rcpt}: {log:?}"
+        );
+    }
+    let new = home.path().join("Maildir/new");
+    let texts: Vec<String> = std::fs::read_dir(&new)
+        .map(|r| {
+            r.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    for t in &texts {
+        for want in [
+            "Subject: via dovecot submission",
+            "X-Test: submission",
+            "relayed by dovecot",
+            // Our Received line names Dovecot's EHLO.
+            "Received: from submission.test (localhost [127.0.0.1])",
+        ] {
+            assert!(t.contains(want), "lacks {want:?}:\n{t}");
+        }
     }
 }

@@ -1,0 +1,482 @@
+//! The mta limits that act on time and on failures, and `smtpctl pause|resume mta from ADDR for
+//! DOMAIN` with `show mta paused`, each against the real OpenSMTPD 6.8 where it is installed (and
+//! we are root), with a small SMTP sink of this test that timestamps what it sees:
+//! `session-transaction-delay` (the wait between two transactions of a session),
+//! `reconn-delay-route` (the wait after a route's session ended before the next connects),
+//! `max-failures-per-session` (refused recipients in a row that end a session).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// What the sink saw on one connection.
+#[derive(Clone, Debug)]
+struct Conn {
+    accepted: Instant,
+    /// Each command line, when it arrived (the body's lines left out, the final `.` kept).
+    lines: Vec<(Instant, String)>,
+    /// When each final reply (to `.`) was sent.
+    done: Vec<Instant>,
+    closed: Option<Instant>,
+}
+
+/// A smarthost that refuses the recipients whose address starts with `bad` (`550 5.1.1`),
+/// accepts the rest, and offers PIPELINING when asked to; `hold` (connection index, time):
+/// that connection's final replies wait.
+struct Sink {
+    port: u16,
+    conns: Arc<Mutex<Vec<Conn>>>,
+}
+
+impl Sink {
+    fn start(pipelining: bool) -> Sink {
+        Sink::start_holding(pipelining, None)
+    }
+
+    fn start_holding(pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = l.local_addr().expect("addr").port();
+        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
+        let c = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().map_while(Result::ok) {
+                let idx = {
+                    let mut v = c.lock().unwrap();
+                    v.push(Conn {
+                        accepted: Instant::now(),
+                        lines: Vec::new(),
+                        done: Vec::new(),
+                        closed: None,
+                    });
+                    v.len() - 1
+                };
+                let c = c.clone();
+                let hold = hold.filter(|(i, _)| *i == idx).map(|(_, d)| d);
+                std::thread::spawn(move || serve(s, &c, idx, pipelining, hold));
+            }
+        });
+        Sink { port, conns }
+    }
+
+    fn conns(&self) -> Vec<Conn> {
+        self.conns.lock().unwrap().clone()
+    }
+
+    fn messages(&self) -> usize {
+        self.conns().iter().map(|c| c.done.len()).sum()
+    }
+
+    fn wait(&self, what: &str, pred: impl Fn(&[Conn]) -> bool) -> Vec<Conn> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = self.conns();
+            if pred(&c) {
+                return c;
+            }
+            assert!(Instant::now() < end, "sink, waiting for {what}: {c:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn serve(
+    s: TcpStream,
+    conns: &Arc<Mutex<Vec<Conn>>>,
+    idx: usize,
+    pipelining: bool,
+    hold: Option<Duration>,
+) {
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    let mut say = |t: &str| {
+        let _ = w.write_all(t.as_bytes());
+    };
+    let log = |t: &str| {
+        conns.lock().unwrap()[idx]
+            .lines
+            .push((Instant::now(), t.to_string()))
+    };
+    say("220 sink.test ESMTP\r\n");
+    let mut data = false;
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches("\r\n")
+            .to_string();
+        if data {
+            if text == "." {
+                data = false;
+                log(&text);
+                if let Some(h) = hold {
+                    std::thread::sleep(h);
+                }
+                say("250 2.0.0 queued\r\n");
+                conns.lock().unwrap()[idx].done.push(Instant::now());
+            }
+            continue;
+        }
+        log(&text);
+        let u = text.to_ascii_uppercase();
+        if u.starts_with("EHLO") {
+            if pipelining {
+                say("250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+            } else {
+                say("250-sink.test\r\n250 8BITMIME\r\n");
+            }
+        } else if u.starts_with("RCPT TO:<BAD") {
+            say("550 5.1.1 no such user\r\n");
+        } else if u.starts_with("DATA") {
+            if conns.lock().unwrap()[idx]
+                .lines
+                .iter()
+                .rev()
+                .take_while(|(_, l)| !l.starts_with("MAIL"))
+                .any(|(_, l)| l.starts_with("RCPT TO:<") && !l.starts_with("RCPT TO:<bad"))
+            {
+                data = true;
+                say("354 go\r\n");
+            } else {
+                say("554 5.5.1 no valid recipients\r\n");
+            }
+        } else if u.starts_with("QUIT") {
+            say("221 2.0.0 bye\r\n");
+            break;
+        } else {
+            say("250 2.0.0 ok\r\n");
+        }
+    }
+    conns.lock().unwrap()[idx].closed = Some(Instant::now());
+}
+
+fn ctl_bin(bin: &str) -> std::path::PathBuf {
+    if bin == REAL_SMTPD {
+        std::path::PathBuf::from("/usr/sbin/smtpctl")
+    } else {
+        smtpctl()
+    }
+}
+
+fn smtpctl_out(bin: &str, d: &Daemon, args: &[&str]) -> Vec<String> {
+    let out = ctl_with(&ctl_bin(bin), d, "smtpctl", args, "", None);
+    assert!(out.status.success(), "{bin} smtpctl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// One message, accepted.
+fn send(d: &Daemon, rcpts: &[&str]) {
+    let mut c = connect_from("127.0.0.2", d.addr());
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@src.test>").starts_with("250"));
+    for r in rcpts {
+        assert!(c.cmd(&format!("RCPT TO:<{r}>")).starts_with("250"));
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c
+        .cmd("Subject: limits\r\n\r\nhello\r\n.")
+        .starts_with("250"));
+    c.cmd("QUIT");
+}
+
+/// The daemon with `limits` (6.8's connection delays set to 0 for the real program, where
+/// they would add their own waits), relaying everything to the sink.
+fn daemon(bin: &str, limits: &str, extra: &str, sink: &Sink) -> Daemon {
+    let delays = if bin == REAL_SMTPD {
+        "mta limit conn-delay-route 0 conn-delay-relay 0\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "{delays}{limits}{extra}listen on 127.0.0.1 port @PORT@\n\
+         action \"out\" relay host smtp://127.0.0.1:{}\n\
+         match from any for any action \"out\"\n",
+        sink.port
+    );
+    Daemon::start_with(bin, &conf, &[])
+}
+
+/// Messages queued while the mta is paused, then released together.
+fn send_batch(bin: &str, d: &Daemon, n: usize) {
+    smtpctl_out(bin, d, &["pause", "mta"]);
+    for i in 0..n {
+        send(d, &[&format!("rcpt{i}@dst.test")]);
+    }
+    smtpctl_out(bin, d, &["resume", "mta"]);
+}
+
+fn real(what: &str) -> bool {
+    std::env::var_os("RSMTPD_SKIP_REAL").is_none() && require_real(what)
+}
+
+/// `session-transaction-delay N`: two messages on one session (one connection allowed), the
+/// second MAIL N seconds after the first's final reply; without it, at once. As 6.8 does.
+#[test]
+fn session_transaction_delay_waits_between_transactions() {
+    let run = |bin: &str, delay: &str| {
+        let sink = Sink::start(false);
+        let limits = format!("mta limit max-conn-per-host 1 session-mail-max 10{delay}\n");
+        let d = daemon(bin, &limits, "", &sink);
+        send_batch(bin, &d, 2);
+        let c = sink.wait("2 messages", |c| {
+            c.iter().map(|c| c.done.len()).sum::<usize>() >= 2
+        });
+        assert_eq!(c.len(), 1, "{bin}: one session: {c:#?}");
+        let second_mail = c[0]
+            .lines
+            .iter()
+            .filter(|(_, l)| l.starts_with("MAIL"))
+            .nth(1)
+            .map(|(t, _)| *t)
+            .expect("second MAIL");
+        second_mail.duration_since(c[0].done[0])
+    };
+    let mut gaps = Vec::new();
+    if real("session-transaction-delay of 6.8") {
+        let _lock = real_lock();
+        let gap = run(REAL_SMTPD, " session-transaction-delay 2");
+        gaps.push(("6.8", gap));
+        assert!(gap >= Duration::from_millis(1900), "6.8: {gap:?}");
+    }
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let gap = run(bin, " session-transaction-delay 2");
+    gaps.push(("ours", gap));
+    assert!(
+        gap >= Duration::from_millis(1990) && gap < Duration::from_secs(3),
+        "ours: {gap:?}"
+    );
+    let gap = run(bin, "");
+    assert!(gap < Duration::from_millis(900), "ours without: {gap:?}");
+    eprintln!("gaps between transactions: {gaps:?}");
+}
+
+/// `reconn-delay-route N`: two connections per route, one message per session, three
+/// messages; the second session is held by the sink (6.8 forgets a route no session uses,
+/// and its delay with it): the third session connects N seconds after the first one
+/// closed; without it (our default, where 6.8 waits 3 s), at once. 6.8 counts in whole
+/// seconds, so it may connect up to 1 s early.
+#[test]
+fn reconn_delay_route_waits_after_a_session_ends() {
+    let run = |bin: &str, delay: &str| {
+        let sink = Sink::start_holding(false, Some((1, Duration::from_secs(7))));
+        let limits = format!("mta limit max-conn-per-route 2 session-mail-max 1{delay}\n");
+        let d = daemon(bin, &limits, "", &sink);
+        send_batch(bin, &d, 3);
+        let c = sink.wait("3 sessions", |c| {
+            c.len() >= 3 && c.iter().map(|c| c.done.len()).sum::<usize>() >= 3
+        });
+        assert!(c.iter().all(|c| c.done.len() == 1), "{bin}: {c:#?}");
+        let closed = c[0].closed.expect("first session closed");
+        // The first session's end was seen before the third connected.
+        c[2].accepted.saturating_duration_since(closed)
+    };
+    let mut gaps = Vec::new();
+    if real("reconn-delay-route of 6.8") {
+        let _lock = real_lock();
+        let gap = run(REAL_SMTPD, " reconn-delay-route 4");
+        gaps.push(("6.8", gap));
+        assert!(gap >= Duration::from_millis(2900), "6.8: {gap:?}");
+    }
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let gap = run(bin, " reconn-delay-route 4");
+    gaps.push(("ours", gap));
+    assert!(
+        gap >= Duration::from_millis(3900) && gap < Duration::from_secs(6),
+        "ours: {gap:?}"
+    );
+    let gap = run(bin, "");
+    assert!(gap < Duration::from_millis(900), "ours without: {gap:?}");
+    eprintln!("gaps between sessions: {gaps:?}");
+}
+
+/// The `mta delivery` results of the log, as `to=<ADDR> result stat`, sorted.
+fn results(d: &Daemon) -> Vec<String> {
+    let re =
+        regex::Regex::new(r#"mta delivery .* to=<([^>]*)> .* result="([^"]*)" stat="([^"]*)""#)
+            .unwrap();
+    let mut v: Vec<String> = d
+        .log()
+        .iter()
+        .filter_map(|l| re.captures(l))
+        .map(|c| format!("{} {} {}", &c[2], &c[3], &c[1]))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `max-failures-per-session N`: a message to three refused recipients, N = 2: the first two
+/// are bounced with the remote's reply, the session gives up on the third (temporary failure,
+/// `Too many consecutive errors, closing connection`) and QUITs without DATA; with 6.8's
+/// default (25) all three are refused and the session goes on. As 6.8 does, also the commands
+/// the sink sees. Under PIPELINING (ours only: 6.8 does not pipeline) the same results.
+#[test]
+fn max_failures_per_session_gives_up_and_quits() {
+    let rcpts = ["bad1@dst.test", "bad2@dst.test", "bad3@dst.test"];
+    let run = |bin: &str, limit: &str, pipelining: bool| {
+        let sink = Sink::start(pipelining);
+        let d = daemon(bin, limit, "", &sink);
+        send(&d, &rcpts);
+        d.wait_log_for(Duration::from_secs(30), |l| {
+            l.contains("mta delivery") && l.contains("bad3@dst.test")
+        });
+        let _ = d.wait_log_for(Duration::from_secs(15), |l| l.contains("mta disconnected"));
+        std::thread::sleep(Duration::from_millis(300));
+        let c = sink.conns();
+        let cmds: Vec<String> = c
+            .first()
+            .map(|c| {
+                c.lines
+                    .iter()
+                    .map(|(_, l)| l.split(':').next().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (results(&d), cmds)
+    };
+    let given_up = |r: &[String]| {
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(
+            r.iter()
+                .filter(|l| l.starts_with("PermFail 550 5.1.1 no such user"))
+                .count(),
+            2,
+            "{r:?}"
+        );
+        assert_eq!(
+            r.iter()
+                .filter(
+                    |l| l.starts_with("TempFail Too many consecutive errors, closing connection")
+                )
+                .count(),
+            1,
+            "{r:?}"
+        );
+    };
+    let limited = "mta limit max-failures-per-session 2\n";
+    let want_cmds = ["EHLO sink", "MAIL FROM", "RCPT TO", "RCPT TO", "QUIT"];
+    if real("max-failures-per-session of 6.8") {
+        let _lock = real_lock();
+        let (r, cmds) = run(REAL_SMTPD, limited, false);
+        given_up(&r);
+        assert_eq!(cmds.len(), want_cmds.len(), "6.8: {cmds:?}");
+        assert!(
+            cmds[1..].iter().zip(&want_cmds[1..]).all(|(a, b)| a == b),
+            "6.8: {cmds:?}"
+        );
+    }
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let (r, cmds) = run(bin, limited, false);
+    given_up(&r);
+    assert_eq!(cmds.len(), want_cmds.len(), "ours: {cmds:?}");
+    assert!(
+        cmds[1..].iter().zip(&want_cmds[1..]).all(|(a, b)| a == b),
+        "ours: {cmds:?}"
+    );
+    let (r, cmds) = run(bin, limited, true);
+    given_up(&r);
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("QUIT"),
+        "pipelined: {cmds:?}"
+    );
+    assert!(!cmds.iter().any(|c| c == "."), "pipelined: {cmds:?}");
+    // 6.8's default, 25: each refused, the session carries on (RSET, then QUIT at the end of
+    // its keep-alive).
+    let (r, _) = run(bin, "", false);
+    assert_eq!(
+        r.iter().filter(|l| l.starts_with("PermFail")).count(),
+        3,
+        "default: {r:?}"
+    );
+}
+
+/// `smtpctl pause mta from ADDR for DOMAIN`, `show mta paused`, `resume mta from ...`: a relay
+/// with `src <t>` does not connect from a blocked source to that domain (its message waits,
+/// `All routes to destination blocked`); `show mta paused` lists `SOURCE -> DOMAIN`; once
+/// resumed, `schedule all` sends it. As 6.8's smtpctl prints it and its mta does it (6.8
+/// orders the lines of different sources by their address in memory: compared sorted).
+#[test]
+fn pause_mta_from_source_for_domain_and_show_mta_paused() {
+    let run = |bin: &str| {
+        let sink = Sink::start(false);
+        let src = "table srcs { 127.0.0.1 }\n";
+        let conf = format!(
+            "{src}listen on 127.0.0.1 port @PORT@\n\
+             action \"out\" relay host smtp://127.0.0.1:{} src <srcs>\n\
+             match from any for any action \"out\"\n",
+            sink.port
+        );
+        let d = Daemon::start_with(bin, &conf, &[]);
+        let mut out = Vec::new();
+        for (a, dom) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.1", "Other.test"),
+            ("::1", "other.test"),
+            // Again, another case: the same block.
+            ("127.0.0.1", "other.TEST"),
+        ] {
+            out.extend(smtpctl_out(
+                bin,
+                &d,
+                &["pause", "mta", "from", a, "for", dom],
+            ));
+        }
+        let mut shown = smtpctl_out(bin, &d, &["show", "mta", "paused"]);
+        shown.sort();
+        out.push("shown:".into());
+        out.extend(shown);
+        send(&d, &["rcpt@dst.test"]);
+        d.wait_log_for(Duration::from_secs(60), |l| l.contains("mta delivery"));
+        let mut r = results(&d);
+        r.dedup();
+        out.extend(r);
+        out.extend(smtpctl_out(
+            bin,
+            &d,
+            &["resume", "mta", "from", "127.0.0.1", "for", "127.0.0.1"],
+        ));
+        let mut shown = smtpctl_out(bin, &d, &["show", "mta", "paused"]);
+        shown.sort();
+        out.push("shown:".into());
+        out.extend(shown);
+        smtpctl_out(bin, &d, &["schedule", "all"]);
+        let end = Instant::now() + Duration::from_secs(60);
+        while sink.messages() < 1 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        out.push(format!("sent: {}", sink.messages()));
+        out
+    };
+    let want = [
+        "command succeeded",
+        "command succeeded",
+        "command succeeded",
+        "command succeeded",
+        "shown:",
+        "127.0.0.1 -> 127.0.0.1",
+        "127.0.0.1 -> Other.test",
+        "[::1] -> other.test",
+        "TempFail All routes to destination blocked rcpt@dst.test",
+        "command succeeded",
+        "shown:",
+        "127.0.0.1 -> Other.test",
+        "[::1] -> other.test",
+        "sent: 1",
+    ];
+    if real("pause mta from, show mta paused of 6.8") {
+        let _lock = real_lock();
+        assert_eq!(run(REAL_SMTPD), want);
+    }
+    assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
