@@ -755,7 +755,11 @@ fn private_var_mail() -> Vec<&'static str> {
 
 /// Throwaway users of the system's passwd (`useradd`), removed when dropped: OpenSMTPD's
 /// mail.local looks mailbox owners up there, so a mailbox test that compares needs real ones.
-struct SystemUsers(Vec<String>, std::sync::MutexGuard<'static, ()>);
+struct SystemUsers {
+    names: Vec<String>,
+    /// Held to the end: the users' removal rewrites /etc/shadow too.
+    _shadow: std::sync::MutexGuard<'static, ()>,
+}
 
 /// Held while users are added and removed, and by the tests that check /etc/shadow is left as
 /// it was: useradd rewrites that file, which would otherwise look like the daemon's doing.
@@ -767,7 +771,10 @@ fn shadow_lock() -> std::sync::MutexGuard<'static, ()> {
 
 impl SystemUsers {
     fn add(users: &[(&str, u32, &Path)]) -> SystemUsers {
-        let mut made = SystemUsers(Vec::new(), shadow_lock());
+        let mut made = SystemUsers {
+            names: Vec::new(),
+            _shadow: shadow_lock(),
+        };
         for (name, uid, home) in users {
             // What a killed run may have left.
             let _ = std::process::Command::new("userdel").arg(name).output();
@@ -800,7 +807,7 @@ impl SystemUsers {
                     name,
                 ],
             );
-            made.0.push(name.to_string());
+            made.names.push(name.to_string());
         }
         made
     }
@@ -808,7 +815,7 @@ impl SystemUsers {
 
 impl Drop for SystemUsers {
     fn drop(&mut self) {
-        for name in &self.0 {
+        for name in &self.names {
             let _ = std::process::Command::new("userdel").arg(name).output();
             let _ = std::process::Command::new("groupdel").arg(name).output();
         }
