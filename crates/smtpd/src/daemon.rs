@@ -78,6 +78,7 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
                 let reads = crate::sys::sandbox::config_reads(
                     &conf,
                     opts.reload.as_ref().map(|s| s.path.as_str()),
+                    &[crate::tls::verify::CA_FILE],
                 );
                 crate::sys::sandbox::confine(&opts.spool, &reads);
                 crate::tableproc::set_spawner(Box::new(crate::tableproc::spawn_by_parent));

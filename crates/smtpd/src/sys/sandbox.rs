@@ -6,7 +6,7 @@
 //!
 //! **Files (Landlock).** Read and write beneath the spool only. Read-only: the directories of
 //! the configuration file and of every file it names that the engine reads again at run time
-//! (includes, `file:`/`db:` tables, `ca` files, [`CA_FILE`]), and what name resolution, user
+//! (includes, `file:`/`db:` tables, `ca` files, the system's CA bundle), and what name resolution, user
 //! lookups and dates read ([`SYSTEM_READ`], `/etc` among them). Directories rather than the
 //! files themselves because a Landlock rule holds an inode: a table that `makemap` or an editor
 //! replaces by a rename would become unreadable to `update table`. Everything else is refused
@@ -41,7 +41,6 @@ use std::path::{Path, PathBuf};
 use rsmtpd_config::{Config, TableSource};
 
 use crate::sys::log;
-use crate::tls::verify::CA_FILE;
 
 /// What the engine reads at run time besides what the configuration names: `/etc` as a whole
 /// (resolv.conf and hosts, which hickory reads again when they change; passwd, group and
@@ -82,9 +81,12 @@ pub const ENV_SWITCH: &str = "RSMTPD_SANDBOX";
 pub const ENV_PROBE: &str = "RSMTPD_SANDBOX_PROBE";
 
 /// The read-only directories and files a configuration needs at run time.
-pub fn config_reads(conf: &Config, config_file: Option<&str>) -> Vec<PathBuf> {
+/// `also`: files the engine reads whatever the configuration (the system's CA bundle, which
+/// the caller names: this module sits below the TLS layer).
+pub fn config_reads(conf: &Config, config_file: Option<&str>, also: &[&str]) -> Vec<PathBuf> {
     let mut files: Vec<String> = Vec::new();
     files.extend(config_file.map(str::to_string));
+    files.extend(also.iter().map(|f| f.to_string()));
     for t in &conf.tables {
         match &t.source {
             TableSource::File(p) | TableSource::Db(p) => files.push(p.clone()),
@@ -105,7 +107,6 @@ pub fn config_reads(conf: &Config, config_file: Option<&str>) -> Vec<PathBuf> {
     // Included files: where declarations were made.
     files.extend(conf.pkis.iter().map(|p| p.at.file.clone()));
     files.extend(conf.procs.iter().map(|p| p.at.file.clone()));
-    files.push(CA_FILE.to_string());
     let mut dirs: Vec<PathBuf> = Vec::new();
     for f in files.iter().filter(|f| f.starts_with('/')) {
         let path = Path::new(f);
