@@ -15,6 +15,9 @@
 #   PORT_OURS      (default 2851)   PORT_REAL (default 2852)
 #   OPENSMTPD      the reference binary (default /usr/sbin/smtpd; must run as root)
 #   OURS           our binary (default <repo>/target/release/smtpd; OURS_PREBUILT=1 skips cargo)
+#   UNSPLIT=1      an A/B of the privilege split instead: the second column is our same binary
+#                  started as the queue user (no root parent, no sandbox), not OpenSMTPD; its mail
+#                  goes to that user (an unprivileged daemon delivers to no one else)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,7 +43,14 @@ BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
 . "$REPO/bench/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || { echo "error: run as root (OpenSMTPD needs it)" >&2; exit 1; }
-[ -x "$OPENSMTPD" ] || { echo "error: OpenSMTPD not found at $OPENSMTPD" >&2; exit 1; }
+REF="OpenSMTPD"; UNSPLIT_USER=""
+if [ "${UNSPLIT:-0}" = 1 ]; then
+    REF="unsplit"
+    UNSPLIT_USER="$(for u in opensmtpq _smtpq; do id -u "$u" >/dev/null 2>&1 && { echo "$u"; break; }; done)"
+    [ -n "$UNSPLIT_USER" ] || { echo "error: UNSPLIT=1: no queue user (opensmtpq) to run as" >&2; exit 1; }
+else
+    [ -x "$OPENSMTPD" ] || { echo "error: OpenSMTPD not found at $OPENSMTPD" >&2; exit 1; }
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((IDLE_CONNS + 500)) ] || { echo "error: ulimit -n $(ulimit -n) < IDLE_CONNS+500" >&2; exit 1; }
 
@@ -55,9 +65,9 @@ done
 # recipients (1root@, 2root@, ...) are all accepted; max-mails raised from its default of 100 per
 # session so one persistent session can send ACC_MSGS/ACC_PAR messages. Delivery is paused in
 # both (-P mda -P mta), so both only receive and queue.
-conf() { # port -> config text
+conf() { # port [user] -> config text
     cat <<EOF
-table vusers { "@bench.test" = "root" }
+table vusers { "@bench.test" = "${2:-root}" }
 smtp limit max-mails 100000
 listen on 127.0.0.1 port $1
 action "bench" maildir "$BENCH_DIR/maildir" virtual <vusers>
@@ -66,9 +76,11 @@ EOF
 }
 conf "$PORT_OURS" > "$BENCH_DIR/ours.conf"
 printf 'nameserver 127.0.0.1\nlookup bind file\n' > "$BENCH_DIR/resolv.conf"
-conf "$PORT_REAL" > "$BENCH_DIR/real.conf"
+conf "$PORT_REAL" "${UNSPLIT_USER:-root}" > "$BENCH_DIR/real.conf"; chmod 644 "$BENCH_DIR/real.conf"
 "$OURS" -n -f "$BENCH_DIR/ours.conf" >/dev/null 2>&1 || { echo "error: ours rejects the config" >&2; exit 1; }
-"$OPENSMTPD" -n -f "$BENCH_DIR/real.conf" >/dev/null 2>&1 || { echo "error: OpenSMTPD rejects the config" >&2; exit 1; }
+if [ "$REF" = OpenSMTPD ]; then
+    "$OPENSMTPD" -n -f "$BENCH_DIR/real.conf" >/dev/null 2>&1 || { echo "error: OpenSMTPD rejects the config" >&2; exit 1; }
+fi
 
 RAW="$BENCH_DIR/results.txt"
 {
@@ -92,6 +104,15 @@ start() { # ours|real run
         rm -rf "$BENCH_DIR/ours-spool-$2"
         SMTPD_SPOOL="$BENCH_DIR/ours-spool-$2" SMTPD_SOCKET="$BENCH_DIR/ours.sock" \
             SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/ours.conf" >"$log" 2>&1 &
+        PID=$!; LOG=$log
+    elif [ "$REF" = unsplit ]; then
+        port=$PORT_REAL; log="$BENCH_DIR/real-$2.log"
+        rm -rf "$BENCH_DIR/real-spool-$2"; mkdir -p "$BENCH_DIR/real-spool-$2" "$BENCH_DIR/unsplit-run"
+        chown "$UNSPLIT_USER" "$BENCH_DIR/real-spool-$2" "$BENCH_DIR/unsplit-run"
+        chmod 711 "$BENCH_DIR" "$BENCH_DIR/real-spool-$2"
+        setpriv --reuid="$UNSPLIT_USER" --regid="$(id -g "$UNSPLIT_USER")" --init-groups \
+            env SMTPD_SPOOL="$BENCH_DIR/real-spool-$2" SMTPD_SOCKET="$BENCH_DIR/unsplit-run/smtpd.sock" \
+            SMTPD_RESOLVER=127.0.0.1:1 "$OURS" -d -P mda -P mta -f "$BENCH_DIR/real.conf" >"$log" 2>&1 &
         PID=$!; LOG=$log
     else
         port=$PORT_REAL; log="$BENCH_DIR/real-$2.log"
@@ -130,7 +151,7 @@ stop() {
     [ -n "$PID" ] || return 0
     end_server "$PID"
     PID=""
-    [ "$SERVER" = real ] && exec 9>&-
+    [ "$SERVER" = real ] && [ "$REF" = OpenSMTPD ] && exec 9>&-
     set_aside "$BENCH_DIR/$SERVER-spool-$RUNID"
 }
 trap 'stop; empty_trash' EXIT
@@ -199,11 +220,11 @@ SUMMARY="$(
     ral=$(med ours idle 4); oal=$(med real idle 4)
     awk -v rs="$rs" -v os="$os" -v ra="$ra" -v oa="$oa" -v rcs="$rcs" -v ocs="$ocs" -v rca="$rca" \
         -v oca="$oca" -v rm="$rm_" -v om="$om" -v rp="$rp" -v op="$op" -v ral="$ral" -v oal="$oal" \
-        -v runs="$RUNS" -v n="$IDLE_CONNS" -v ir="$IDLE_RUNS" '
+        -v runs="$RUNS" -v n="$IDLE_CONNS" -v ir="$IDLE_RUNS" -v ref="$REF" '
     function r(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "n/a" }
     BEGIN {
         printf "smtp-accept: medians of %d interleaved runs (idle: %d), 2 KB messages\n", runs, ir
-        printf "%-38s %11s %11s %9s\n", "", "rsmtpd", "OpenSMTPD", "ratio"
+        printf "%-38s %11s %11s %9s\n", "", "rsmtpd", ref, "ratio"
         printf "%-38s %11.1f %11.1f %9s\n", "(b) msgs/s, persistent sessions", ra, oa, r(ra, oa)
         printf "%-38s %11.1f %11.1f %9s\n", "(a) sessions/s, 1 msg per connection", rs, os, r(rs, os)
         printf "%-38s %11.3f %11.3f %9s\n", "(c) CPU ms/msg, persistent (b)", rca, oca, r(oca, rca)
@@ -211,9 +232,13 @@ SUMMARY="$(
         printf "%-38s %11.1f %11.1f %9s\n", "(d) RSS MB, idle sessions (sum)", rm / 1024, om / 1024, r(om, rm)
         printf "%-38s %11.1f %11.1f %9s\n", "(d) PSS MB, idle sessions (sum)", rp / 1024, op / 1024, r(op, rp)
         printf "%-38s %11d %11d\n", sprintf("(d) of %d sessions alive at measure", n), ral, oal
-        print "ratios: ours/OpenSMTPD for rates, OpenSMTPD/ours for CPU and memory (above 1 = we win)"
-        printf "target 2x accept rate: %s;  target RSS < 100 MB at %d idle: %s\n",
-            (oa > 0 && ra >= 2 * oa) ? "met" : "NOT met", n, (rm > 0 && rm < 100 * 1024 && ral == n) ? "met" : "NOT met"
+        print "ratios: ours/" ref " for rates, " ref "/ours for CPU and memory (above 1 = we win)"
+        if (ref == "OpenSMTPD")
+            printf "target 2x accept rate: %s;  target RSS < 100 MB at %d idle: %s\n",
+                (oa > 0 && ra >= 2 * oa) ? "met" : "NOT met", n, (rm > 0 && rm < 100 * 1024 && ral == n) ? "met" : "NOT met"
+        else
+            printf "target: the split costs at most 5 %% of the rates: (b) %s, (a) %s\n",
+                (oa > 0 && ra >= 0.95 * oa) ? "met" : "NOT met", (os > 0 && rs >= 0.95 * os) ? "met" : "NOT met"
     }'
 )"
 { echo "#"; echo "$SUMMARY" | sed 's/^/# /'; } >> "$RAW"
