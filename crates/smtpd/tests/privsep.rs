@@ -594,22 +594,10 @@ fn the_sandboxed_engine_opens_and_runs_nothing_outside_its_set_and_mail_still_fl
     let _user = SystemUser::add(SB_USER, SB_UID, &home);
     // The proc: table's database and configuration, readable by table-sqlite's user.
     let db = homes.path().join("db.sqlite");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
-             c.execute('create table domains(domain text)')\n\
-             c.execute(\"insert into domains values('example.org')\")\nc.commit()\n",
-        )
-        .arg(&db)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::sqlite_db(
+        &db,
+        "create table domains(domain text); insert into domains values('example.org');",
     );
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let sqlconf = homes.path().join("sqlite.conf");
     std::fs::write(
         &sqlconf,

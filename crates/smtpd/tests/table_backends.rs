@@ -43,11 +43,10 @@ impl Sql {
         let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
         let db = dir.path().join("db.sqlite");
         let home = dir.path().display().to_string();
-        let script = format!(
-            r#"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.executescript('''
+        sqlite_db(
+            &db,
+            &format!(
+                "
 create table domains(domain text);
 create table virtuals(email text, destination text);
 create table credentials(email text, password text);
@@ -61,24 +60,10 @@ insert into virtuals values('bob@example.com', 'vmail');
 insert into virtuals values('carol@example.net', 'vmail');
 insert into users values('vmail', {uid}, {uid}, '{home}');
 insert into senders values('bob', 'bob@example.com');
-''')
-c.execute("insert into credentials values('bob', ?)", (sys.argv[2],))
-c.commit()
-"#
+insert into credentials values('bob', '{BOB_HASH}');
+"
+            ),
         );
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .arg(&db)
-            .arg(BOB_HASH)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644));
         std::fs::write(
             dir.path().join("sqlite.conf"),
             format!(
@@ -654,23 +639,11 @@ fn relay_src_and_helo_src_come_from_a_sqlite_table_as_in_opensmtpd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
     let db = dir.path().join("relay.sqlite");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
-             c.executescript(\"create table sources(addr text); create table helos(addr text, name text);\
-             insert into sources values('127.0.0.3'); insert into helos values('127.0.0.3', 'three.test');\")\n\
-             c.commit()\n",
-        )
-        .arg(&db)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sqlite_db(
+        &db,
+        "create table sources(addr text); create table helos(addr text, name text);\
+         insert into sources values('127.0.0.3'); insert into helos values('127.0.0.3', 'three.test');",
     );
-    let _ = std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644));
     let sc = dir.path().join("relay.conf");
     std::fs::write(
         &sc,

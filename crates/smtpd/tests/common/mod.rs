@@ -777,3 +777,22 @@ fn descendants(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// An SQLite database at `db` made by Python's sqlite3 from `sql` (a script of statements),
+/// readable by all (table-sqlite runs as another user): the tables of the `proc:` tests.
+pub fn sqlite_db(db: &std::path::Path, sql: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()\n")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o644));
+}
