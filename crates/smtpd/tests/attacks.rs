@@ -637,6 +637,85 @@ fn forward_files_cannot_make_root_read_for_a_user() {
     same_as_opensmtpd(".forward tricks", &without_warnings);
 }
 
+/// The split daemon's engine remembers the homes where the root parent found no `.forward`, so
+/// that a recipient costs no round trip to the parent while nothing changed there
+/// (routing/forward.rs). A user who then makes a `.forward`, and later removes it, is obeyed
+/// from the next message on, however soon after: a memory that outlived a change would deliver
+/// against the user's wishes. (OpenSMTPD asks its parent each time; the outcome is the same.)
+#[test]
+fn a_forward_made_while_the_daemon_runs_counts_from_the_next_message() {
+    if !require_root() {
+        return;
+    }
+    let w = World::new();
+    let user = w.home("fnew", 2326);
+    let dest = w.home("fnewdest", 2327);
+    // The Maildirs made beforehand: their creation would change the homes anyway.
+    for (h, uid) in [(&user, 2326), (&dest, 2327)] {
+        for sub in ["", "/new", "/cur", "/tmp"] {
+            let p = PathBuf::from(format!("{}/Maildir{sub}", h.display()));
+            std::fs::create_dir_all(&p).expect("maildir");
+            chown(&p, uid);
+            chmod(&p, 0o700);
+        }
+    }
+    let conf = format!(
+        "listen on 127.0.0.1 port @PORT@\n{}\
+         action \"local\" maildir userbase <users>\n\
+         match from any for domain \"example.org\" action \"local\"\n",
+        userbase(&[("fnew", 2326, &user), ("fnewdest", 2327, &dest)])
+    );
+    let d = refns::start(Which::Ours, &conf, &[]);
+    // Homes old enough to be remembered (a change within the clock's tick is not trusted).
+    std::thread::sleep(Duration::from_millis(1100));
+    let send = |n: usize| {
+        let pairs = transaction(
+            &d,
+            "MAIL FROM:<sender@example.net>",
+            &["RCPT TO:<fnew@example.org>"],
+            &format!("Subject: forward {n}\r\n\r\nhi"),
+        );
+        assert!(
+            pairs.iter().any(|(c, r)| c == "." && r.starts_with("250")),
+            "message {n}: {pairs:?}"
+        );
+        outcomes(&d, n);
+    };
+    // Twice without a .forward: the second is answered from the engine's memory.
+    send(1);
+    send(2);
+    assert_eq!(maildir_count(&user.join("Maildir")), 2);
+    let fwd = user.join(".forward");
+    std::fs::write(&fwd, "fnewdest@example.org\n").expect("forward");
+    chown(&fwd, 2326);
+    send(3);
+    assert_eq!(
+        maildir_count(&dest.join("Maildir")),
+        1,
+        "the new .forward was not followed"
+    );
+    assert_eq!(maildir_count(&user.join("Maildir")), 2);
+    std::fs::remove_file(&fwd).expect("rm .forward");
+    send(4);
+    assert_eq!(
+        maildir_count(&user.join("Maildir")),
+        3,
+        "the removed .forward still counted"
+    );
+    // Remembered again once the home is old, then changed again.
+    std::thread::sleep(Duration::from_millis(1100));
+    send(5);
+    assert_eq!(maildir_count(&user.join("Maildir")), 4);
+    std::fs::write(&fwd, "fnewdest@example.org\n").expect("forward");
+    chown(&fwd, 2326);
+    send(6);
+    assert_eq!(
+        maildir_count(&dest.join("Maildir")),
+        2,
+        "the second .forward was not followed"
+    );
+}
+
 // --- Maildirs and mailboxes pointed elsewhere --------------------------------------------------
 
 fn maildir_run(which: Which) -> Vec<String> {
