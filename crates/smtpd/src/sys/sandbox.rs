@@ -48,7 +48,7 @@ use crate::sys::log;
 /// are replaced by renames (`useradd` rewrites `/etc/passwd`, resolvconf `/etc/resolv.conf`)
 /// and a rule on a file holds the old inode; what resolv.conf links to; NSS modules, the
 /// userdb directories `libnss_systemd` looks in (strace of a running engine: it opens
-/// `/run/systemd/userdb/` for a user that `/etc/passwd` lacks), zoneinfo; its own `/proc` entries (status, limits, open descriptors); the CPU and cgroup
+/// `/run/systemd/userdb/` for a user that `/etc/passwd` lacks), zoneinfo; its own `/proc` entries (status, limits, open descriptors), `/proc/meminfo` (how much dirty data a commit barrier would wait for: queue/commit.rs); the CPU and cgroup
 /// files thread pools size themselves from; random devices.
 pub const SYSTEM_READ: &[&str] = &[
     "/etc",
@@ -64,6 +64,7 @@ pub const SYSTEM_READ: &[&str] = &[
     "/lib64",
     "/proc/self",
     "/proc/sys/kernel",
+    "/proc/meminfo",
     "/sys/devices/system/cpu",
     "/sys/fs/cgroup",
     "/dev/urandom",
