@@ -59,6 +59,7 @@ pub struct RelayAgent {
     hoststats: Arc<super::HostStats>,
     conns: Arc<super::limits::Conns>,
     blocks: Arc<super::Blocks>,
+    pacer: Arc<super::pace::Pacer>,
 }
 
 impl RelayAgent {
@@ -85,6 +86,7 @@ impl RelayAgent {
             tls: Arc::default(),
             conns,
             blocks,
+            pacer: Arc::default(),
         }
     }
 }
@@ -150,6 +152,7 @@ impl RelayAgent {
             hoststats: self.hoststats.clone(),
             conns: self.conns.clone(),
             blocks: self.blocks.clone(),
+            pacer: self.pacer.clone(),
         })
     }
 }
@@ -168,6 +171,8 @@ struct Parts {
     conns: Arc<super::limits::Conns>,
     /// `smtpctl pause mta from SRC for DOMAIN`.
     blocks: Arc<super::Blocks>,
+    /// The destinations' turns under `destination-rate-delay`.
+    pacer: Arc<super::pace::Pacer>,
 }
 
 /// `user@domain`, or empty for the null sender.
@@ -621,8 +626,9 @@ impl Parts {
                         .collect(),
                     size: body.len(),
                 },
+                turn: None,
             };
-            match run_job(&self.pool, &self.routes, &self.conns, c, job).await {
+            match run_job(&self.pool, &self.routes, &self.conns, &self.pacer, c, job).await {
                 JobResult::NotStarted => continue,
                 JobResult::Done {
                     outcomes,
