@@ -3,12 +3,14 @@
 //! we are root), with a small SMTP sink of this test that timestamps what it sees:
 //! `session-transaction-delay` (the wait between two transactions of a session),
 //! `reconn-delay-route` (the wait after a route's session ended before the next connects),
-//! `max-failures-per-session` (refused recipients in a row that end a session).
+//! `max-failures-per-session` (refused recipients in a row that end a session). And ours,
+//! beyond 6.8: `destination-rate-delay` (one delivery at a time to a domain, a pause between
+//! them), MX-routed in a network namespace of the test.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +41,12 @@ impl Sink {
     }
 
     fn start_holding(pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        Sink::bind("127.0.0.1:0".parse().expect("addr"), pipelining, hold)
+    }
+
+    /// On `addr` (in the network namespace of the calling thread).
+    fn bind(addr: SocketAddr, pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind sink {addr}: {e}"));
         let port = l.local_addr().expect("addr").port();
         let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
         let c = conns.clone();
@@ -176,7 +183,11 @@ fn smtpctl_out(bin: &str, d: &Daemon, args: &[&str]) -> Vec<String> {
 
 /// One message, accepted.
 fn send(d: &Daemon, rcpts: &[&str]) {
-    let mut c = connect_from("127.0.0.2", d.addr());
+    send_to(d.addr(), rcpts)
+}
+
+fn send_to(addr: SocketAddr, rcpts: &[&str]) {
+    let mut c = connect_from("127.0.0.2", addr);
     assert!(c.reply().starts_with("220"));
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@src.test>").starts_with("250"));
@@ -479,4 +490,160 @@ fn pause_mta_from_source_for_domain_and_show_mta_paused() {
         assert_eq!(run(REAL_SMTPD), want);
     }
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+const PACE_RECORDS: &str = "
+    local-data: \"slow.test. MX 10 mx-slow.test.\"
+    local-data: \"mx-slow.test. A 192.0.2.41\"
+    local-data: \"fast.test. MX 10 mx-fast.test.\"
+    local-data: \"mx-fast.test. A 192.0.2.42\"
+";
+
+/// The transactions a sink saw, from all its connections, in the order they began: (its
+/// MAIL's arrival, its final reply).
+fn transactions(conns: &[Conn]) -> Vec<(Instant, Instant)> {
+    let mut v: Vec<(Instant, Instant)> = conns
+        .iter()
+        .flat_map(|c| {
+            let mails = c
+                .lines
+                .iter()
+                .filter(|(_, l)| l.starts_with("MAIL"))
+                .map(|(t, _)| *t);
+            mails.zip(c.done.iter().copied()).collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `mta limit for domain slow.test destination-rate-delay 2` (ours: OpenSMTPD 6.8 refuses the
+/// key, checked on its `smtpd -n` when installed): five messages to slow.test and five to
+/// fast.test, queued together and released at once, both MX-routed. slow.test's MX sees one
+/// transaction at a time, each MAIL 2 s or more after the previous final reply (so also after
+/// the previous MAIL); fast.test's go at once, all done before slow.test's last begins; the
+/// waits are not failures (every delivery `result="Ok"`, no TempFail line). Only lower bounds
+/// on the pacing and a generous upper one (10 s per gap), for a loaded machine.
+#[test]
+fn destination_rate_delay_paces_one_domain_and_not_the_others() {
+    if let Some(why) = common::netns::unavailable() {
+        skip(why);
+        return;
+    }
+    let delay = Duration::from_secs(2);
+    let limits = "mta limit for domain slow.test destination-rate-delay 2\n";
+    if real_available() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("smtpd.conf");
+        std::fs::write(
+            &conf,
+            format!("{limits}action \"mx\" relay\nmatch from any for any action \"mx\"\n"),
+        )
+        .expect("write");
+        let out = std::process::Command::new(REAL_SMTPD)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .expect("6.8's smtpd -n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("invalid mta limit keyword: destination-rate-delay"),
+            "6.8 was expected to refuse the key: {out:?}"
+        );
+    }
+    let ns = common::netns::Netns::new(
+        "pace",
+        PACE_RECORDS,
+        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
+        "mx-slow.test",
+    );
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), false, None));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), false, None));
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let run = |limits: &str| {
+        slow.conns.lock().unwrap().clear();
+        fast.conns.lock().unwrap().clear();
+        let conf = format!(
+            "{limits}listen on 192.0.2.40 port @PORT@\n\
+             action \"mx\" relay\n\
+             match from any for any action \"mx\"\n"
+        );
+        let d = ns.daemon_with(bin, &conf);
+        let addr: SocketAddr = format!("192.0.2.40:{}", d.port).parse().expect("addr");
+        smtpctl_out(bin, &d, &["pause", "mta"]);
+        ns.enter(move || {
+            for i in 0..5 {
+                send_to(addr, &[&format!("s{i}@slow.test")]);
+                send_to(addr, &[&format!("f{i}@fast.test")]);
+            }
+        });
+        smtpctl_out(bin, &d, &["resume", "mta"]);
+        let slow_conns = slow.wait("5 messages to slow.test", |c| {
+            c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+        });
+        let fast_conns = fast.wait("5 messages to fast.test", |c| {
+            c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+        });
+        let s = transactions(&slow_conns);
+        let f = transactions(&fast_conns);
+        assert_eq!(
+            (s.len(), f.len()),
+            (5, 5),
+            "{slow_conns:#?} {fast_conns:#?}"
+        );
+        // The daemon logs each delivery once the sink's reply is in.
+        let end = Instant::now() + Duration::from_secs(30);
+        let deliveries = |d: &Daemon| {
+            d.log()
+                .iter()
+                .filter(|l| l.contains("mta delivery"))
+                .count()
+        };
+        while deliveries(&d) < 10 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (s, f, d.log())
+    };
+    // Without the key, slow.test is not paced: some transaction begins within the delay of
+    // the one before it (under 6.8's limits, five sessions at once).
+    let (s, _, _) = run("");
+    assert!(
+        s.windows(2)
+            .any(|w| w[1].0.saturating_duration_since(w[0].1) < delay),
+        "unpaced: {s:?}"
+    );
+
+    let (s, f, log) = run(limits);
+    let mut gaps = Vec::new();
+    for w in s.windows(2) {
+        let ((mail0, done0), (mail1, _)) = (w[0], w[1]);
+        let after_end = mail1.saturating_duration_since(done0);
+        gaps.push(after_end);
+        assert!(
+            mail1 > done0 && after_end >= delay,
+            "slow.test: a MAIL {after_end:?} after the previous final reply: {s:?}"
+        );
+        assert!(mail1.duration_since(mail0) >= delay);
+        assert!(after_end < delay + Duration::from_secs(8), "{gaps:?}");
+    }
+    let (last_slow_mail, _) = s[4];
+    let fast_done = f.iter().map(|(_, done)| *done).max().expect("fast");
+    assert!(
+        fast_done < last_slow_mail,
+        "fast.test was held: done {:?} after slow.test's last MAIL",
+        fast_done.duration_since(last_slow_mail)
+    );
+    // Every delivery a success at its first try: the waits were not failures.
+    let deliveries: Vec<&String> = log.iter().filter(|l| l.contains("mta delivery")).collect();
+    assert_eq!(deliveries.len(), 10, "{deliveries:#?}");
+    assert!(
+        deliveries.iter().all(|l| l.contains("result=\"Ok\"")),
+        "{deliveries:#?}"
+    );
+    let fast_span = f[4].0.saturating_duration_since(f[0].0);
+    eprintln!(
+        "slow.test: gaps from a final reply to the next MAIL {gaps:?}; fast.test: 5 MAILs within {fast_span:?}"
+    );
 }
