@@ -65,7 +65,8 @@ fn destination_rate_delay_parses_dumps_and_round_trips() {
                 mta limit for domain free.fr destination-rate-delay 0\n\
                 action r relay\nmatch for any action r\n";
     let c = parse_text(&env, "/t.conf", text).unwrap_or_else(|e| panic!("{e:?}"));
-    let sets: Vec<(Option<&str>, Vec<(&str, i64)>)> = c
+    type Set<'a> = (Option<&'a str>, Vec<(&'a str, i64)>);
+    let sets: Vec<Set> = c
         .options
         .mta_limits
         .iter()

@@ -604,18 +604,18 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
         while deliveries(&d) < 10 && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(50));
         }
-        (s, f, d.log())
+        (s, f, d.log(), slow_conns.len())
     };
     // Without the key, slow.test is not paced: some transaction begins within the delay of
     // the one before it (under 6.8's limits, five sessions at once).
-    let (s, _, _) = run("");
+    let (s, _, _, _) = run("");
     assert!(
         s.windows(2)
             .any(|w| w[1].0.saturating_duration_since(w[0].1) < delay),
         "unpaced: {s:?}"
     );
 
-    let (s, f, log) = run(limits);
+    let (s, f, log, slow_sessions) = run(limits);
     let mut gaps = Vec::new();
     for w in s.windows(2) {
         let ((mail0, done0), (mail1, _)) = (w[0], w[1]);
@@ -644,6 +644,6 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
     );
     let fast_span = f[4].0.saturating_duration_since(f[0].0);
     eprintln!(
-        "slow.test: gaps from a final reply to the next MAIL {gaps:?}; fast.test: 5 MAILs within {fast_span:?}"
+        "slow.test: gaps from a final reply to the next MAIL {gaps:?} on {slow_sessions} connection(s); fast.test: 5 MAILs within {fast_span:?}"
     );
 }
