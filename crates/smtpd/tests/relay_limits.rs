@@ -1,6 +1,6 @@
 //! The mta limits that act on time and on failures, and `smtpctl pause|resume mta from ADDR for
 //! DOMAIN` with `show mta paused`, each against the real OpenSMTPD 6.8 where it is installed (and
-//! we are root), with a small SMTP sink of this test that timestamps what it sees:
+//! we are root), with the SMTP sink of `common/sink.rs`, which timestamps what it sees:
 //! `session-transaction-delay` (the wait between two transactions of a session),
 //! `reconn-delay-route` (the wait after a route's session ended before the next connects),
 //! `max-failures-per-session` (refused recipients in a row that end a session). And ours,
@@ -9,159 +9,39 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sink::{Conn, Script, Sink};
 use common::*;
 
-/// What the sink saw on one connection.
-#[derive(Clone, Debug)]
-struct Conn {
-    accepted: Instant,
-    /// Each command line, when it arrived (the body's lines left out, the final `.` kept).
-    lines: Vec<(Instant, String)>,
-    /// When each final reply (to `.`) was sent.
-    done: Vec<Instant>,
-    closed: Option<Instant>,
-}
-
-/// A smarthost that refuses the recipients whose address starts with `bad` (`550 5.1.1`),
-/// accepts the rest, and offers PIPELINING when asked to; `hold` (connection index, time):
-/// that connection's final replies wait.
-struct Sink {
-    port: u16,
-    conns: Arc<Mutex<Vec<Conn>>>,
-}
-
-impl Sink {
-    fn start(pipelining: bool) -> Sink {
-        Sink::start_holding(pipelining, None)
-    }
-
-    fn start_holding(pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
-        Sink::bind("127.0.0.1:0".parse().expect("addr"), pipelining, hold)
-    }
-
-    /// On `addr` (in the network namespace of the calling thread).
-    fn bind(addr: SocketAddr, pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
-        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind sink {addr}: {e}"));
-        let port = l.local_addr().expect("addr").port();
-        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
-        let c = conns.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().map_while(Result::ok) {
-                let idx = {
-                    let mut v = c.lock().unwrap();
-                    v.push(Conn {
-                        accepted: Instant::now(),
-                        lines: Vec::new(),
-                        done: Vec::new(),
-                        closed: None,
-                    });
-                    v.len() - 1
-                };
-                let c = c.clone();
-                let hold = hold.filter(|(i, _)| *i == idx).map(|(_, d)| d);
-                std::thread::spawn(move || serve(s, &c, idx, pipelining, hold));
-            }
-        });
-        Sink { port, conns }
-    }
-
-    fn conns(&self) -> Vec<Conn> {
-        self.conns.lock().unwrap().clone()
-    }
-
-    fn messages(&self) -> usize {
-        self.conns().iter().map(|c| c.done.len()).sum()
-    }
-
-    fn wait(&self, what: &str, pred: impl Fn(&[Conn]) -> bool) -> Vec<Conn> {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let c = self.conns();
-            if pred(&c) {
-                return c;
-            }
-            assert!(Instant::now() < end, "sink, waiting for {what}: {c:#?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn serve(
-    s: TcpStream,
-    conns: &Arc<Mutex<Vec<Conn>>>,
-    idx: usize,
-    pipelining: bool,
-    hold: Option<Duration>,
-) {
-    let mut w = s.try_clone().expect("clone");
-    let mut r = BufReader::new(s);
-    let mut say = |t: &str| {
-        let _ = w.write_all(t.as_bytes());
-    };
-    let log = |t: &str| {
-        conns.lock().unwrap()[idx]
-            .lines
-            .push((Instant::now(), t.to_string()))
-    };
-    say("220 sink.test ESMTP\r\n");
-    let mut data = false;
-    loop {
-        let mut line = Vec::new();
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches("\r\n")
-            .to_string();
-        if data {
-            if text == "." {
-                data = false;
-                log(&text);
-                if let Some(h) = hold {
-                    std::thread::sleep(h);
-                }
-                say("250 2.0.0 queued\r\n");
-                conns.lock().unwrap()[idx].done.push(Instant::now());
-            }
-            continue;
-        }
-        log(&text);
-        let u = text.to_ascii_uppercase();
-        if u.starts_with("EHLO") {
-            if pipelining {
-                say("250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-            } else {
-                say("250-sink.test\r\n250 8BITMIME\r\n");
-            }
-        } else if u.starts_with("RCPT TO:<BAD") {
-            say("550 5.1.1 no such user\r\n");
-        } else if u.starts_with("DATA") {
-            if conns.lock().unwrap()[idx]
-                .lines
-                .iter()
-                .rev()
-                .take_while(|(_, l)| !l.starts_with("MAIL"))
-                .any(|(_, l)| l.starts_with("RCPT TO:<") && !l.starts_with("RCPT TO:<bad"))
-            {
-                data = true;
-                say("354 go\r\n");
-            } else {
-                say("554 5.5.1 no valid recipients\r\n");
-            }
-        } else if u.starts_with("QUIT") {
-            say("221 2.0.0 bye\r\n");
-            break;
+/// The smarthost of these tests (the common sink): it refuses the recipients whose address
+/// starts with `bad` (`550 5.1.1`), accepts the rest, refuses DATA when none was accepted,
+/// offers PIPELINING when asked to; `hold` (connection index, time): that connection's final
+/// replies wait.
+fn script(pipelining: bool, hold: Option<(usize, Duration)>) -> Script {
+    Script {
+        ehlo: if pipelining {
+            "250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
         } else {
-            say("250 2.0.0 ok\r\n");
-        }
+            "250-sink.test\r\n250 8BITMIME\r\n"
+        },
+        rcpt: Arc::new(|l: &str| {
+            if l.to_ascii_uppercase().starts_with("RCPT TO:<BAD") {
+                "550 5.1.1 no such user".to_string()
+            } else {
+                "250 2.0.0 ok".to_string()
+            }
+        }),
+        data_needs_rcpt: true,
+        hold_conn: hold,
+        ..Script::sink()
     }
-    conns.lock().unwrap()[idx].closed = Some(Instant::now());
+}
+
+fn sink(pipelining: bool) -> Sink {
+    Sink::start(script(pipelining, None))
 }
 
 fn ctl_bin(bin: &str) -> std::path::PathBuf {
@@ -236,16 +116,16 @@ fn real(what: &str) -> bool {
 #[test]
 fn session_transaction_delay_waits_between_transactions() {
     let run = |bin: &str, delay: &str| {
-        let sink = Sink::start(false);
+        let sink = sink(false);
         let limits = format!("mta limit max-conn-per-host 1 session-mail-max 10{delay}\n");
         let d = daemon(bin, &limits, "", &sink);
         send_batch(bin, &d, 2);
-        let c = sink.wait("2 messages", |c| {
+        let c = sink.wait(Duration::from_secs(60), "2 messages", |c| {
             c.iter().map(|c| c.done.len()).sum::<usize>() >= 2
         });
         assert_eq!(c.len(), 1, "{bin}: one session: {c:#?}");
         let second_mail = c[0]
-            .lines
+            .commands
             .iter()
             .filter(|(_, l)| l.starts_with("MAIL"))
             .nth(1)
@@ -280,15 +160,15 @@ fn session_transaction_delay_waits_between_transactions() {
 #[test]
 fn reconn_delay_route_waits_after_a_session_ends() {
     let run = |bin: &str, delay: &str| {
-        let sink = Sink::start_holding(false, Some((1, Duration::from_secs(7))));
+        let sink = Sink::start(script(false, Some((1, Duration::from_secs(7)))));
         let limits = format!("mta limit max-conn-per-route 2 session-mail-max 1{delay}\n");
         let d = daemon(bin, &limits, "", &sink);
         send_batch(bin, &d, 3);
-        let c = sink.wait("3 sessions", |c| {
+        let c = sink.wait(Duration::from_secs(60), "3 sessions", |c| {
             c.len() >= 3 && c.iter().map(|c| c.done.len()).sum::<usize>() >= 3
         });
         assert!(c.iter().all(|c| c.done.len() == 1), "{bin}: {c:#?}");
-        let closed = c[0].closed.expect("first session closed");
+        let closed = c[0].closed_at.expect("first session closed");
         // The first session's end was seen before the third connected.
         c[2].accepted.saturating_duration_since(closed)
     };
@@ -335,7 +215,7 @@ fn results(d: &Daemon) -> Vec<String> {
 fn max_failures_per_session_gives_up_and_quits() {
     let rcpts = ["bad1@dst.test", "bad2@dst.test", "bad3@dst.test"];
     let run = |bin: &str, limit: &str, pipelining: bool| {
-        let sink = Sink::start(pipelining);
+        let sink = sink(pipelining);
         let d = daemon(bin, limit, "", &sink);
         send(&d, &rcpts);
         d.wait_log_for(Duration::from_secs(30), |l| {
@@ -347,7 +227,7 @@ fn max_failures_per_session_gives_up_and_quits() {
         let cmds: Vec<String> = c
             .first()
             .map(|c| {
-                c.lines
+                c.commands
                     .iter()
                     .map(|(_, l)| l.split(':').next().unwrap_or("").to_string())
                     .collect()
@@ -420,7 +300,7 @@ fn max_failures_per_session_gives_up_and_quits() {
 #[test]
 fn pause_mta_from_source_for_domain_and_show_mta_paused() {
     let run = |bin: &str| {
-        let sink = Sink::start(false);
+        let sink = sink(false);
         let src = "table srcs { 127.0.0.1 }\n";
         let conf = format!(
             "{src}listen on 127.0.0.1 port @PORT@\n\
@@ -506,7 +386,7 @@ fn transactions(conns: &[Conn]) -> Vec<(Instant, Instant)> {
         .iter()
         .flat_map(|c| {
             let mails = c
-                .lines
+                .commands
                 .iter()
                 .filter(|(_, l)| l.starts_with("MAIL"))
                 .map(|(t, _)| *t);
@@ -559,12 +439,12 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
         &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
         "mx-slow.test",
     );
-    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), false, None));
-    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), false, None));
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
     let bin = env!("CARGO_BIN_EXE_smtpd");
     let run = |limits: &str| {
-        slow.conns.lock().unwrap().clear();
-        fast.conns.lock().unwrap().clear();
+        slow.clear();
+        fast.clear();
         let conf = format!(
             "{limits}listen on 192.0.2.40 port @PORT@\n\
              action \"mx\" relay\n\
@@ -580,10 +460,10 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
             }
         });
         smtpctl_out(bin, &d, &["resume", "mta"]);
-        let slow_conns = slow.wait("5 messages to slow.test", |c| {
+        let slow_conns = slow.wait(Duration::from_secs(60), "5 messages to slow.test", |c| {
             c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
         });
-        let fast_conns = fast.wait("5 messages to fast.test", |c| {
+        let fast_conns = fast.wait(Duration::from_secs(60), "5 messages to fast.test", |c| {
             c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
         });
         let s = transactions(&slow_conns);
