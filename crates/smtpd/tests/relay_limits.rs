@@ -527,3 +527,78 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
         "slow.test: gaps from a final reply to the next MAIL {gaps:?} on {slow_sessions} connection(s); fast.test: 5 MAILs within {fast_span:?}"
     );
 }
+
+/// A backlog to a paced domain does not hold the others: with `scheduler limit max-inflight
+/// 15` and 30 messages to slow.test (paced at 1 s) queued first, five to fast.test queued
+/// after them are delivered at once, long before slow.test's backlog drains (all of it would
+/// otherwise wait in flight, filling the 15 slots: the relay keeps a few in line and gives the
+/// rest back to the scheduler untried, not as failures). slow.test stays paced.
+#[test]
+fn a_paced_backlog_does_not_hold_the_other_domains() {
+    if let Some(why) = common::netns::unavailable() {
+        skip(why);
+        return;
+    }
+    let ns = common::netns::Netns::new(
+        "pacebl",
+        PACE_RECORDS,
+        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
+        "mx-slow.test",
+    );
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let conf = "scheduler limit max-inflight 15\n\
+                mta limit for domain slow.test destination-rate-delay 1\n\
+                listen on 192.0.2.40 port @PORT@\n\
+                action \"mx\" relay\n\
+                match from any for any action \"mx\"\n";
+    let d = ns.daemon_with(bin, conf);
+    let addr: SocketAddr = format!("192.0.2.40:{}", d.port).parse().expect("addr");
+    ns.enter(move || {
+        for i in 0..30 {
+            send_to(addr, &[&format!("s{i}@slow.test")]);
+        }
+    });
+    let queued = Instant::now();
+    ns.enter(move || {
+        for i in 0..5 {
+            send_to(addr, &[&format!("f{i}@fast.test")]);
+        }
+    });
+    let fast_conns = fast.wait(Duration::from_secs(60), "5 messages to fast.test", |c| {
+        c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+    });
+    let fast_done = transactions(&fast_conns)
+        .iter()
+        .map(|(_, done)| *done)
+        .max()
+        .expect("fast");
+    let slow_conns = slow.wait(Duration::from_secs(60), "slow.test under way", |c| {
+        c.iter().map(|c| c.done.len()).sum::<usize>() >= 3
+    });
+    let s = transactions(&slow_conns);
+    // Held behind the backlog, fast.test would have waited for 15 or more of slow.test's
+    // transactions, one a second; a generous bound: fewer than 10.
+    let before = s.iter().filter(|(mail, _)| *mail < fast_done).count();
+    assert!(
+        before < 10,
+        "fast.test was held: {before} of slow.test's transactions began first"
+    );
+    for w in s.windows(2) {
+        assert!(
+            w[1].0.saturating_duration_since(w[0].1) >= Duration::from_secs(1),
+            "{s:?}"
+        );
+    }
+    let log = d.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("mta delivery") && !l.contains("result=\"Ok\"")),
+        "{log:#?}"
+    );
+    eprintln!(
+        "fast.test done {:?} after it was queued, {before} of slow.test's 30 begun",
+        fast_done.saturating_duration_since(queued)
+    );
+}

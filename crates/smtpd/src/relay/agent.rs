@@ -175,6 +175,12 @@ struct Parts {
     pacer: Arc<super::pace::Pacer>,
 }
 
+/// How many deliveries may hold or wait for one paced destination's turn in the agent; the
+/// others go back to the scheduler (`AgentResult::Later`) to come back one by one as the line
+/// moves. A few are enough to keep the destination busy, and each waiting one holds an
+/// in-flight slot that every destination shares (`scheduler limit max-inflight`).
+const PACE_BACKLOG: usize = 10;
+
 /// `user@domain`, or empty for the null sender.
 fn addr(user: &str, domain: &str) -> String {
     if user.is_empty() && domain.is_empty() {
@@ -368,6 +374,22 @@ impl Parts {
             Ok(d) => d,
             Err(text) => return fail_all(&text, false, &domain),
         };
+        // `destination-rate-delay`: past a backlog, the envelopes go back to the scheduler
+        // untried rather than wait here, where they would hold in-flight slots that every
+        // destination shares.
+        let pace_name = match &dest {
+            Destination::Smarthost(u) => u.host.to_ascii_lowercase(),
+            Destination::Mx { domain } => domain.clone(),
+        };
+        let delay = super::limits::Limits::for_domain(&self.server.running().config, &pace_name)
+            .destination_rate_delay;
+        if !delay.is_zero() && self.pacer.waiting(&pace_name) >= PACE_BACKLOG {
+            let now = std::time::Instant::now();
+            let at = self.pacer.later(&pace_name, delay, now);
+            let after =
+                i64::try_from(at.saturating_duration_since(now).as_secs()).unwrap_or(i64::MAX);
+            return vec![AgentResult::Later { after }; n];
+        }
         let (targets, port, scheme, relay_name, label) = match &dest {
             Destination::Smarthost(u) => {
                 let t = match u.literal().or_else(|| u.host.parse().ok()) {

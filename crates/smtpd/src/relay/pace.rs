@@ -30,11 +30,17 @@ struct Dest {
     held: bool,
     /// The tickets waiting for the turn, first come first served.
     queue: VecDeque<u64>,
+    /// The end of the line of the deliveries sent back to the scheduler ([`Pace::later`]):
+    /// the next one sent back comes back no earlier.
+    later: Option<Instant>,
 }
 
 impl Dest {
     fn unused(&self, now: Instant) -> bool {
-        !self.held && self.queue.is_empty() && self.last_end.is_none_or(|(t, d)| now >= t + d)
+        !self.held
+            && self.queue.is_empty()
+            && self.last_end.is_none_or(|(t, d)| now >= t + d)
+            && self.later.is_none_or(|t| now >= t)
     }
 }
 
@@ -114,6 +120,25 @@ impl Pace {
         if let Some(d) = self.dests.get_mut(dest) {
             d.held = false;
         }
+    }
+
+    /// When a delivery that finds the line full should come back: after the line ahead of it
+    /// (one `delay` each) and after those sent back before it, one `delay` apart, so that a
+    /// backlog returns at the pace it can be sent rather than all at once.
+    pub fn later(&mut self, dest: &str, delay: Duration, now: Instant) -> Instant {
+        let waiting = self.waiting(dest);
+        let d = self.dests.entry(dest.to_string()).or_default();
+        let line = now + delay.saturating_mul(u32::try_from(waiting).unwrap_or(u32::MAX));
+        let at = d.later.map_or(line, |l| l.max(line));
+        d.later = Some(at + delay);
+        at
+    }
+
+    /// How many deliveries hold or wait for `dest`'s turn.
+    pub fn waiting(&self, dest: &str) -> usize {
+        self.dests
+            .get(dest)
+            .map_or(0, |d| d.queue.len() + usize::from(d.held))
     }
 
     /// Destinations with nobody waiting, nobody holding the turn and no pause left are as
@@ -251,6 +276,18 @@ impl Pacer {
         }
     }
 
+    /// [`Pace::later`].
+    pub fn later(&self, dest: &str, delay: Duration, now: Instant) -> Instant {
+        self.pace
+            .lock()
+            .map_or(now + delay, |mut p| p.later(dest, delay, now))
+    }
+
+    /// [`Pace::waiting`].
+    pub fn waiting(&self, dest: &str) -> usize {
+        self.pace.lock().map_or(0, |p| p.waiting(dest))
+    }
+
     fn unpaced(self: &Arc<Self>, dest: &str, delay: Duration) -> Turn {
         Turn {
             pacer: self.clone(),
@@ -279,7 +316,9 @@ mod tests {
             Err(Wait::Busy),
             "b is second"
         );
+        assert_eq!(p.waiting("sfr.fr"), 2);
         assert_eq!(p.try_take("sfr.fr", a, D, t0), Ok(()));
+        assert_eq!(p.waiting("sfr.fr"), 2, "a holds it, b waits");
         // However long a's transaction takes, b waits for its end...
         let later = t0 + Duration::from_secs(30);
         assert_eq!(p.try_take("sfr.fr", b, D, later), Err(Wait::Busy));
@@ -321,6 +360,27 @@ mod tests {
         let b = p.enqueue("d");
         p.cancel("d", a);
         assert_eq!(p.try_take("d", b, D, t0), Ok(()));
+    }
+
+    #[test]
+    fn deliveries_sent_back_return_one_delay_apart_after_the_line() {
+        let mut p = Pace::default();
+        let t0 = Instant::now();
+        let a = p.enqueue("d");
+        let b = p.enqueue("d");
+        assert_eq!(p.try_take("d", a, D, t0), Ok(()));
+        // Two in line (a holds the turn, b waits): back after them, then one D apart.
+        assert_eq!(p.later("d", D, t0), t0 + 2 * D);
+        assert_eq!(p.later("d", D, t0), t0 + 3 * D);
+        assert_eq!(p.later("d", D, t0 + D), t0 + 4 * D);
+        // Remembered until the last one is due, with nobody in line.
+        p.end("d", D, t0);
+        p.cancel("d", b);
+        let c = p.enqueue("x");
+        assert_eq!(p.try_take("x", c, D, t0 + 4 * D), Ok(()));
+        assert_eq!(p.len(), 2, "d's line of sent-back deliveries runs");
+        p.forget(t0 + 5 * D);
+        assert_eq!(p.len(), 1, "only x, held");
     }
 
     #[test]
