@@ -529,8 +529,8 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
 }
 
 /// A backlog to a paced domain does not hold the others: with `scheduler limit max-inflight
-/// 15` and 30 messages to slow.test (paced at 1 s) queued first, five to fast.test queued
-/// after them are delivered at once, long before slow.test's backlog drains (all of it would
+/// 15` and 30 messages to slow.test (paced at 1 s) queued first and released together, five
+/// to fast.test queued after them are delivered at once, long before slow.test's backlog drains (all of it would
 /// otherwise wait in flight, filling the 15 slots: the relay keeps a few in line and gives the
 /// rest back to the scheduler untried, not as failures). slow.test stays paced.
 #[test]
@@ -555,11 +555,14 @@ fn a_paced_backlog_does_not_hold_the_other_domains() {
                 match from any for any action \"mx\"\n";
     let d = ns.daemon_with(bin, conf);
     let addr: SocketAddr = format!("192.0.2.40:{}", d.port).parse().expect("addr");
+    // Released together: the relay gets them all at once.
+    smtpctl_out(bin, &d, &["pause", "mta"]);
     ns.enter(move || {
         for i in 0..30 {
             send_to(addr, &[&format!("s{i}@slow.test")]);
         }
     });
+    smtpctl_out(bin, &d, &["resume", "mta"]);
     let queued = Instant::now();
     ns.enter(move || {
         for i in 0..5 {

@@ -383,13 +383,21 @@ impl Parts {
         };
         let delay = super::limits::Limits::for_domain(&self.server.running().config, &pace_name)
             .destination_rate_delay;
-        if !delay.is_zero() && self.pacer.waiting(&pace_name) >= PACE_BACKLOG {
-            let now = std::time::Instant::now();
-            let at = self.pacer.later(&pace_name, delay, now);
-            let after =
-                i64::try_from(at.saturating_duration_since(now).as_secs()).unwrap_or(i64::MAX);
-            return vec![AgentResult::Later { after }; n];
-        }
+        // Counted in until this delivery is over.
+        let _admitted = if delay.is_zero() {
+            None
+        } else {
+            match self.pacer.admit(&pace_name, PACE_BACKLOG) {
+                Some(a) => Some(a),
+                None => {
+                    let now = std::time::Instant::now();
+                    let at = self.pacer.later(&pace_name, delay, now);
+                    let after = i64::try_from(at.saturating_duration_since(now).as_secs())
+                        .unwrap_or(i64::MAX);
+                    return vec![AgentResult::Later { after }; n];
+                }
+            }
+        };
         let (targets, port, scheme, relay_name, label) = match &dest {
             Destination::Smarthost(u) => {
                 let t = match u.literal().or_else(|| u.host.parse().ok()) {

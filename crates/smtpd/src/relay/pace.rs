@@ -33,11 +33,15 @@ struct Dest {
     /// The end of the line of the deliveries sent back to the scheduler ([`Pace::later`]):
     /// the next one sent back comes back no earlier.
     later: Option<Instant>,
+    /// Deliveries let in ([`Pace::admit`]) and not gone yet: those in line, and those on their
+    /// way to it (resolving the route, reading the message).
+    admitted: usize,
 }
 
 impl Dest {
     fn unused(&self, now: Instant) -> bool {
         !self.held
+            && self.admitted == 0
             && self.queue.is_empty()
             && self.last_end.is_none_or(|(t, d)| now >= t + d)
             && self.later.is_none_or(|t| now >= t)
@@ -126,12 +130,31 @@ impl Pace {
     /// (one `delay` each) and after those sent back before it, one `delay` apart, so that a
     /// backlog returns at the pace it can be sent rather than all at once.
     pub fn later(&mut self, dest: &str, delay: Duration, now: Instant) -> Instant {
-        let waiting = self.waiting(dest);
         let d = self.dests.entry(dest.to_string()).or_default();
+        let waiting = d.admitted.max(d.queue.len() + usize::from(d.held));
         let line = now + delay.saturating_mul(u32::try_from(waiting).unwrap_or(u32::MAX));
         let at = d.later.map_or(line, |l| l.max(line));
         d.later = Some(at + delay);
         at
+    }
+
+    /// Lets a delivery to `dest` in, unless `cap` are in already (then it should come back
+    /// [`Pace::later`]); counted at once, before it gets in line, so that deliveries that ask
+    /// together cannot all slip in.
+    pub fn admit(&mut self, dest: &str, cap: usize) -> bool {
+        let d = self.dests.entry(dest.to_string()).or_default();
+        if d.admitted >= cap {
+            return false;
+        }
+        d.admitted += 1;
+        true
+    }
+
+    /// An admitted delivery is over.
+    pub fn leave(&mut self, dest: &str) {
+        if let Some(d) = self.dests.get_mut(dest) {
+            d.admitted = d.admitted.saturating_sub(1);
+        }
     }
 
     /// How many deliveries hold or wait for `dest`'s turn.
@@ -203,6 +226,20 @@ impl Drop for Turn {
     fn drop(&mut self) {
         if !self.dest.is_empty() {
             self.give_back(None);
+        }
+    }
+}
+
+/// An admitted delivery ([`Pacer::admit`]), counted until dropped.
+pub struct Admitted {
+    pacer: Arc<Pacer>,
+    dest: String,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pacer.pace.lock() {
+            p.leave(&self.dest);
         }
     }
 }
@@ -283,9 +320,13 @@ impl Pacer {
             .map_or(now + delay, |mut p| p.later(dest, delay, now))
     }
 
-    /// [`Pace::waiting`].
-    pub fn waiting(&self, dest: &str) -> usize {
-        self.pace.lock().map_or(0, |p| p.waiting(dest))
+    /// [`Pace::admit`]: the guard counts the delivery in until it is dropped.
+    pub fn admit(self: &Arc<Self>, dest: &str, cap: usize) -> Option<Admitted> {
+        let admitted = self.pace.lock().map_or(true, |mut p| p.admit(dest, cap));
+        admitted.then(|| Admitted {
+            pacer: self.clone(),
+            dest: dest.to_string(),
+        })
     }
 
     fn unpaced(self: &Arc<Self>, dest: &str, delay: Duration) -> Turn {
@@ -381,6 +422,26 @@ mod tests {
         assert_eq!(p.len(), 2, "d's line of sent-back deliveries runs");
         p.forget(t0 + 5 * D);
         assert_eq!(p.len(), 1, "only x, held");
+    }
+
+    #[test]
+    fn admission_is_counted_before_the_line_and_capped() {
+        let mut p = Pace::default();
+        let t0 = Instant::now();
+        assert!(p.admit("d", 2));
+        assert!(p.admit("d", 2));
+        assert!(
+            !p.admit("d", 2),
+            "two on their way: full, before either is in line"
+        );
+        // Sent back after the two.
+        assert_eq!(p.later("d", D, t0), t0 + 2 * D);
+        p.leave("d");
+        assert!(p.admit("d", 2));
+        p.leave("d");
+        p.leave("d");
+        p.forget(t0 + 3 * D);
+        assert_eq!(p.len(), 0);
     }
 
     #[test]
