@@ -184,6 +184,11 @@ pub const MTA_LIMIT_KEYS: &[&str] = &[
     "task-release",
 ];
 
+/// `mta limit` keys of ours, beyond 6.8 (which refuses them: `invalid mta limit keyword`):
+/// `destination-rate-delay N|Ns|Nm|Nh|Nd`, one delivery at a time to a destination and N
+/// seconds between the end of one and the start of the next (OpenSMTPD's issue #1278).
+pub const MTA_LIMIT_KEYS_OURS: &[&str] = &["destination-rate-delay"];
+
 pub const MDA_LIMIT_KEYS: &[&str] = &[
     "max-session",
     "max-session-per-user",

@@ -52,3 +52,63 @@ match from mail-from "@example.org" !helo { "h" } reject
     let c = parse_text(&env, "/t.conf", text).unwrap_or_else(|e| panic!("{e:?}"));
     assert_round_trip(&env, &c);
 }
+
+/// `destination-rate-delay` (ours, beyond 6.8): seconds, or a delay with its unit; kept in
+/// seconds beside 6.8's keys of its set, printed back as a number that parses to the same
+/// configuration; a negative, zero-with-unit or unknown-unit value is refused with its line.
+#[test]
+fn destination_rate_delay_parses_dumps_and_round_trips() {
+    let env = TestEnv::new();
+    let text = "mta limit destination-rate-delay 2 max-conn-per-host 3\n\
+                mta limit for domain \"sfr.fr\" destination-rate-delay 1s\n\
+                mta limit for domain free.fr destination-rate-delay 2m\n\
+                mta limit for domain free.fr destination-rate-delay 0\n\
+                action r relay\nmatch for any action r\n";
+    let c = parse_text(&env, "/t.conf", text).unwrap_or_else(|e| panic!("{e:?}"));
+    type Set<'a> = (Option<&'a str>, Vec<(&'a str, i64)>);
+    let sets: Vec<Set> = c
+        .options
+        .mta_limits
+        .iter()
+        .map(|l| {
+            (
+                l.domain.as_deref(),
+                l.values.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sets,
+        vec![
+            (
+                None,
+                vec![("destination-rate-delay", 2), ("max-conn-per-host", 3)]
+            ),
+            (Some("sfr.fr"), vec![("destination-rate-delay", 1)]),
+            // The last value of a key wins, as for 6.8's keys.
+            (Some("free.fr"), vec![("destination-rate-delay", 0)]),
+        ]
+    );
+    let dumped = rsmtpd_config::dump(&c);
+    assert!(
+        dumped.contains("mta limit for domain \"sfr.fr\" \"destination-rate-delay\" 1"),
+        "{dumped}"
+    );
+    assert_round_trip(&env, &c);
+
+    for (value, want) in [
+        ("-1", "invalid destination-rate-delay: -1"),
+        ("0s", "invalid destination-rate-delay: 0"),
+        ("1w", "invalid destination-rate-delay: 1w"),
+        ("\"1é\"", "invalid destination-rate-delay: 1é"),
+    ] {
+        let bad = format!(
+            "action r relay\nmta limit destination-rate-delay {value}\nmatch for any action r\n"
+        );
+        let errs = parse_text(&env, "/t.conf", &bad).expect_err(value);
+        assert!(
+            errs.iter().any(|e| e.contains(":2: ") && e.contains(want)),
+            "{value}: {errs:?}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Relaying, as OpenSMTPD 6.8 does it, observed on the real program: both daemons relay the
-//! same messages to a small recording SMTP server of this test (`relay host smtp://...`), and
+//! same messages to the recording SMTP server of `common/sink.rs` (`relay host smtp://...`), and
 //! what the recorder receives (commands, DATA bytes, QUIT after the 10 s keep-alive) and what
 //! the daemons log (`mta connecting/connected/delivery/disconnected`) must agree, up to ids and
 //! dates. 6.8's transcript is kept in `tests/fixtures/relay/`; when the real program is
@@ -10,22 +10,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use common::sink::{Conn, Script, Sink};
 use common::*;
-
-/// What the recorder saw on one connection: (seconds since accept, line) for every line the
-/// client sent.
-#[derive(Clone, Debug, Default)]
-struct Conn {
-    lines: Vec<(f64, String)>,
-    closed: bool,
-    /// The client's address.
-    peer: String,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -38,159 +27,46 @@ enum Mode {
     /// PIPELINING and SIZE offered; the MAIL reply comes 300 ms late, so that a pipelining
     /// client's RCPT and DATA are seen before it.
     Pipelining,
-    /// Never answers the final dot while `hang` is set (a remote stuck mid-delivery).
+    /// Never answers the final dot until `set_hang(false)` (a remote stuck mid-delivery).
     Hang,
     /// Offers STARTTLS, answers it 220, then sends plaintext instead of a handshake.
     BrokenTls,
 }
 
-struct Recorder {
-    port: u16,
-    conns: Arc<Mutex<Vec<Conn>>>,
-    hang: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Recorder {
-    fn start(mode: Mode) -> Recorder {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
-        let port = l.local_addr().expect("addr").port();
-        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
-        let hang = Arc::new(std::sync::atomic::AtomicBool::new(mode == Mode::Hang));
-        let c = conns.clone();
-        let h = hang.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().map_while(Result::ok) {
-                let idx = {
-                    let mut v = c.lock().unwrap();
-                    v.push(Conn {
-                        peer: s
-                            .peer_addr()
-                            .map(|a| a.ip().to_string())
-                            .unwrap_or_default(),
-                        ..Conn::default()
-                    });
-                    v.len() - 1
-                };
-                let c = c.clone();
-                let h = h.clone();
-                std::thread::spawn(move || serve(s, mode, c, idx, h));
-            }
-        });
-        Recorder { port, conns, hang }
-    }
-
-    fn conns(&self) -> Vec<Conn> {
-        self.conns.lock().unwrap().clone()
-    }
-
-    /// Waits until `pred` holds for what was recorded.
-    fn wait(&self, limit: Duration, pred: impl Fn(&[Conn]) -> bool) -> Vec<Conn> {
-        let end = Instant::now() + limit;
-        loop {
-            let c = self.conns();
-            if pred(&c) {
-                return c;
-            }
-            assert!(Instant::now() < end, "recorder: not seen in time: {c:#?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn serve(
-    s: TcpStream,
-    mode: Mode,
-    conns: Arc<Mutex<Vec<Conn>>>,
-    idx: usize,
-    hang: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let t0 = Instant::now();
-    let mut w = s.try_clone().expect("clone");
-    let mut r = BufReader::new(s);
-    let say = |w: &mut TcpStream, t: &str| {
-        let _ = w.write_all(t.as_bytes());
-    };
-    if mode == Mode::Busy {
-        say(&mut w, "421 4.3.2 busy\r\n");
-        conns.lock().unwrap()[idx].closed = true;
-        return;
-    }
-    say(&mut w, "220 rec.test ESMTP\r\n");
-    let mut data = false;
-    loop {
-        let mut line = Vec::new();
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        conns.lock().unwrap()[idx]
-            .lines
-            .push((t0.elapsed().as_secs_f64(), text.clone()));
-        if data {
-            if text == ".\r\n" {
-                data = false;
-                while hang.load(std::sync::atomic::Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                say(&mut w, "250 2.0.0 queued as X\r\n");
-            }
-            continue;
-        }
-        let u = text.to_ascii_uppercase();
-        if u.starts_with("EHLO") && mode == Mode::NoEhlo {
-            say(&mut w, "502 5.5.1 no EHLO here\r\n");
-        } else if u.starts_with("EHLO") && mode == Mode::Pipelining {
-            say(
-                &mut w,
-                "250-rec.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n",
-            );
-        } else if u.starts_with("EHLO") && mode == Mode::BrokenTls {
-            say(&mut w, "250-rec.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
-        } else if u.starts_with("STARTTLS") && mode == Mode::BrokenTls {
-            say(&mut w, "220 2.0.0 go ahead\r\n");
-            // The ClientHello first (closing with it unread would reset the connection, an
-            // EOF rather than a broken handshake), then plaintext where its answer should be.
-            let _ = r.get_mut().set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = std::io::Read::read(&mut r, &mut [0u8; 4096]);
-            say(&mut w, "this is not a TLS record\r\n");
-            std::thread::sleep(Duration::from_millis(300));
-            break;
-        } else if u.starts_with("EHLO") {
-            say(&mut w, "250-rec.test\r\n250-DSN\r\n250 8BITMIME\r\n");
-        } else if u.starts_with("MAIL") && mode == Mode::Pipelining {
-            // Whether the next commands are already here before MAIL is answered.
-            std::thread::sleep(Duration::from_millis(300));
-            let mut b = [0u8; 1];
-            let _ = w.set_nonblocking(true);
-            let waiting = !r.buffer().is_empty() || w.peek(&mut b).is_ok_and(|n| n > 0);
-            let _ = w.set_nonblocking(false);
-            conns.lock().unwrap()[idx].lines.push((
-                0.0,
-                format!("(more commands before the MAIL reply: {waiting})"),
-            ));
-            say(&mut w, "250 2.1.0 ok\r\n");
-        } else if u.starts_with("HELO") || u.starts_with("MAIL") || u.starts_with("RSET") {
-            say(&mut w, "250 2.1.0 ok\r\n");
-        } else if u.starts_with("RCPT") {
-            if text.contains("bad@") {
-                say(&mut w, "550 5.1.1 no such user\r\n");
-            } else if text.contains("later@") {
-                say(&mut w, "451 4.2.0 later\r\n");
+/// The recorder (the common sink) of these tests: it refuses recipients `bad@` (550) and
+/// `later@` (451), and behaves as `mode` says.
+fn recorder(mode: Mode) -> Sink {
+    let base = Script {
+        rcpt: Arc::new(|l: &str| {
+            if l.contains("bad@") {
+                "550 5.1.1 no such user".to_string()
+            } else if l.contains("later@") {
+                "451 4.2.0 later".to_string()
             } else {
-                say(&mut w, "250 2.1.5 ok\r\n");
+                "250 2.1.5 ok".to_string()
             }
-        } else if u.starts_with("DATA") {
-            data = true;
-            say(&mut w, "354 go\r\n");
-        } else if u.starts_with("QUIT") {
-            say(&mut w, "221 2.0.0 bye\r\n");
-            break;
-        } else {
-            say(&mut w, "500 what\r\n");
-        }
-    }
-    conns.lock().unwrap()[idx].closed = true;
+        }),
+        ..Script::recorder()
+    };
+    Sink::start(match mode {
+        Mode::Plain => base,
+        Mode::Busy => Script { busy: true, ..base },
+        Mode::NoEhlo => Script {
+            ehlo: "502 5.5.1 no EHLO here\r\n",
+            ..base
+        },
+        Mode::Pipelining => Script {
+            ehlo: "250-rec.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n",
+            probe_pipelining: true,
+            ..base
+        },
+        Mode::Hang => Script { hang: true, ..base },
+        Mode::BrokenTls => Script {
+            ehlo: "250-rec.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+            broken_starttls: true,
+            ..base
+        },
+    })
 }
 
 fn config(relay_port: u16) -> String {
@@ -316,7 +192,7 @@ fn mta_lines(log: &[String], relay_port: u16) -> Vec<String> {
 /// Runs the scenario on `bin`: two messages (the second once the first is relayed), the
 /// bounce of the refused recipient, the keep-alive, QUIT.
 fn scenario(bin: &str) -> (Vec<String>, Vec<String>) {
-    let rec = Recorder::start(Mode::Plain);
+    let rec = recorder(Mode::Plain);
     let d = Daemon::start_with(bin, &config(rec.port), &[]);
     submit(
         &d,
@@ -332,7 +208,7 @@ fn scenario(bin: &str) -> (Vec<String>, Vec<String>) {
     d.wait_log(|l| l.contains("mta delivery") && l.contains("to=<bad@dst.test>"));
     submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
     // Both messages and the bounce, then QUIT after the keep-alive.
-    let conns = rec.wait(Duration::from_secs(60), |c| {
+    let conns = rec.wait(Duration::from_secs(60), "the relay sessions", |c| {
         c.iter().all(|c| c.closed)
             && c.iter()
                 .flat_map(|c| &c.lines)
@@ -432,7 +308,7 @@ fn refused_connections_and_a_421_greeting_disable_the_route_and_retry() {
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(text.contains("bob@dst.test"), "{text}");
 
-    let rec = Recorder::start(Mode::Busy);
+    let rec = recorder(Mode::Busy);
     let d = Daemon::start(&config(rec.port), &[]);
     submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
     d.wait_log(|l| l.ends_with("mta error reason=BANNER rejected: 421 4.3.2 busy"));
@@ -497,10 +373,10 @@ fn relaying_into_the_real_opensmtpd() {
 #[test]
 fn helo_after_a_refused_ehlo_as_opensmtpd() {
     let run = |bin: &str| {
-        let rec = Recorder::start(Mode::NoEhlo);
+        let rec = recorder(Mode::NoEhlo);
         let d = Daemon::start_with(bin, &config(rec.port), &[]);
         submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
-        let c = rec.wait(Duration::from_secs(30), |c| {
+        let c = rec.wait(Duration::from_secs(30), "a message", |c| {
             c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
         });
         d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
@@ -534,7 +410,7 @@ fn helo_after_a_refused_ehlo_as_opensmtpd() {
 #[test]
 fn src_and_helo_src_bind_the_source_and_name_it() {
     let run = |bin: &str| {
-        let rec = Recorder::start(Mode::Plain);
+        let rec = recorder(Mode::Plain);
         let conf = format!(
             "table srcs {{ 127.0.0.3 }}\n\
              table helos {{ 127.0.0.3 = three.test }}\n\
@@ -548,7 +424,7 @@ fn src_and_helo_src_bind_the_source_and_name_it() {
         );
         let d = Daemon::start_with(bin, &conf, &[]);
         submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
-        let c = rec.wait(Duration::from_secs(30), |c| {
+        let c = rec.wait(Duration::from_secs(30), "a message", |c| {
             c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
         });
         let l = d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
@@ -578,10 +454,10 @@ fn src_and_helo_src_bind_the_source_and_name_it() {
 #[test]
 fn a_broken_opportunistic_handshake_downgrades_to_plain() {
     let run = |bin: &str| {
-        let rec = Recorder::start(Mode::BrokenTls);
+        let rec = recorder(Mode::BrokenTls);
         let d = Daemon::start_with(bin, &config(rec.port), &[]);
         submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
-        let c = rec.wait(Duration::from_secs(60), |c| {
+        let c = rec.wait(Duration::from_secs(60), "the relay sessions", |c| {
             c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
         });
         d.wait_log(|l| l.contains("mta delivery") && l.contains("result=\"Ok\""));
@@ -637,7 +513,7 @@ fn a_broken_opportunistic_handshake_downgrades_to_plain() {
 #[test]
 fn show_hoststats_as_opensmtpd() {
     let run = |bin: &str| {
-        let rec = Recorder::start(Mode::Plain);
+        let rec = recorder(Mode::Plain);
         let d = Daemon::start_with(bin, &config(rec.port), &[]);
         submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
         d.wait_log(|l| l.contains("mta delivery") && l.contains("bob@dst.test"));
@@ -672,7 +548,7 @@ fn show_hoststats_as_opensmtpd() {
 #[test]
 fn show_routes_and_resume_route_as_opensmtpd() {
     let run = |bin: &str| {
-        let rec = Recorder::start(Mode::Busy);
+        let rec = recorder(Mode::Busy);
         let d = Daemon::start_with(bin, &config(rec.port), &[]);
         submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
         d.wait_log(|l| l.starts_with("smtp-out: Disabling route [] <-> 127.0.0.1"));
@@ -719,7 +595,7 @@ fn show_routes_and_resume_route_as_opensmtpd() {
 /// write (seen before the late MAIL reply), and MAIL carries SIZE= and BODY=8BITMIME.
 #[test]
 fn pipelining_size_and_8bitmime_when_offered() {
-    let rec = Recorder::start(Mode::Pipelining);
+    let rec = recorder(Mode::Pipelining);
     let d = Daemon::start(&config(rec.port), &[]);
     submit(
         &d,
@@ -752,15 +628,15 @@ fn pipelining_size_and_8bitmime_when_offered() {
 /// sent again after the restart (a duplicate for the remote that had it, as SMTP allows).
 #[test]
 fn a_kill_mid_relay_loses_nothing() {
-    let rec = Recorder::start(Mode::Hang);
+    let rec = recorder(Mode::Hang);
     let mut d = Daemon::start(&config(rec.port), &[]);
     submit(&d, "alice@src.test", &["bob@dst.test"], BODY2);
     // The remote has the data and has not answered the dot.
-    rec.wait(Duration::from_secs(30), |c| {
+    rec.wait(Duration::from_secs(30), "a message", |c| {
         c.iter().flat_map(|c| &c.lines).any(|(_, l)| l == ".\r\n")
     });
     d.kill9();
-    rec.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    rec.set_hang(false);
     let d2 = d.restart();
     let l = d2.wait_log(|l| l.contains("mta delivery"));
     assert!(

@@ -1,160 +1,47 @@
 //! The mta limits that act on time and on failures, and `smtpctl pause|resume mta from ADDR for
 //! DOMAIN` with `show mta paused`, each against the real OpenSMTPD 6.8 where it is installed (and
-//! we are root), with a small SMTP sink of this test that timestamps what it sees:
+//! we are root), with the SMTP sink of `common/sink.rs`, which timestamps what it sees:
 //! `session-transaction-delay` (the wait between two transactions of a session),
 //! `reconn-delay-route` (the wait after a route's session ended before the next connects),
-//! `max-failures-per-session` (refused recipients in a row that end a session).
+//! `max-failures-per-session` (refused recipients in a row that end a session). And ours,
+//! beyond 6.8: `destination-rate-delay` (one delivery at a time to a domain, a pause between
+//! them), MX-routed in a network namespace of the test.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sink::{Conn, Script, Sink};
 use common::*;
 
-/// What the sink saw on one connection.
-#[derive(Clone, Debug)]
-struct Conn {
-    accepted: Instant,
-    /// Each command line, when it arrived (the body's lines left out, the final `.` kept).
-    lines: Vec<(Instant, String)>,
-    /// When each final reply (to `.`) was sent.
-    done: Vec<Instant>,
-    closed: Option<Instant>,
-}
-
-/// A smarthost that refuses the recipients whose address starts with `bad` (`550 5.1.1`),
-/// accepts the rest, and offers PIPELINING when asked to; `hold` (connection index, time):
-/// that connection's final replies wait.
-struct Sink {
-    port: u16,
-    conns: Arc<Mutex<Vec<Conn>>>,
-}
-
-impl Sink {
-    fn start(pipelining: bool) -> Sink {
-        Sink::start_holding(pipelining, None)
-    }
-
-    fn start_holding(pipelining: bool, hold: Option<(usize, Duration)>) -> Sink {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let port = l.local_addr().expect("addr").port();
-        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
-        let c = conns.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming().map_while(Result::ok) {
-                let idx = {
-                    let mut v = c.lock().unwrap();
-                    v.push(Conn {
-                        accepted: Instant::now(),
-                        lines: Vec::new(),
-                        done: Vec::new(),
-                        closed: None,
-                    });
-                    v.len() - 1
-                };
-                let c = c.clone();
-                let hold = hold.filter(|(i, _)| *i == idx).map(|(_, d)| d);
-                std::thread::spawn(move || serve(s, &c, idx, pipelining, hold));
-            }
-        });
-        Sink { port, conns }
-    }
-
-    fn conns(&self) -> Vec<Conn> {
-        self.conns.lock().unwrap().clone()
-    }
-
-    fn messages(&self) -> usize {
-        self.conns().iter().map(|c| c.done.len()).sum()
-    }
-
-    fn wait(&self, what: &str, pred: impl Fn(&[Conn]) -> bool) -> Vec<Conn> {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let c = self.conns();
-            if pred(&c) {
-                return c;
-            }
-            assert!(Instant::now() < end, "sink, waiting for {what}: {c:#?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn serve(
-    s: TcpStream,
-    conns: &Arc<Mutex<Vec<Conn>>>,
-    idx: usize,
-    pipelining: bool,
-    hold: Option<Duration>,
-) {
-    let mut w = s.try_clone().expect("clone");
-    let mut r = BufReader::new(s);
-    let mut say = |t: &str| {
-        let _ = w.write_all(t.as_bytes());
-    };
-    let log = |t: &str| {
-        conns.lock().unwrap()[idx]
-            .lines
-            .push((Instant::now(), t.to_string()))
-    };
-    say("220 sink.test ESMTP\r\n");
-    let mut data = false;
-    loop {
-        let mut line = Vec::new();
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches("\r\n")
-            .to_string();
-        if data {
-            if text == "." {
-                data = false;
-                log(&text);
-                if let Some(h) = hold {
-                    std::thread::sleep(h);
-                }
-                say("250 2.0.0 queued\r\n");
-                conns.lock().unwrap()[idx].done.push(Instant::now());
-            }
-            continue;
-        }
-        log(&text);
-        let u = text.to_ascii_uppercase();
-        if u.starts_with("EHLO") {
-            if pipelining {
-                say("250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-            } else {
-                say("250-sink.test\r\n250 8BITMIME\r\n");
-            }
-        } else if u.starts_with("RCPT TO:<BAD") {
-            say("550 5.1.1 no such user\r\n");
-        } else if u.starts_with("DATA") {
-            if conns.lock().unwrap()[idx]
-                .lines
-                .iter()
-                .rev()
-                .take_while(|(_, l)| !l.starts_with("MAIL"))
-                .any(|(_, l)| l.starts_with("RCPT TO:<") && !l.starts_with("RCPT TO:<bad"))
-            {
-                data = true;
-                say("354 go\r\n");
-            } else {
-                say("554 5.5.1 no valid recipients\r\n");
-            }
-        } else if u.starts_with("QUIT") {
-            say("221 2.0.0 bye\r\n");
-            break;
+/// The smarthost of these tests (the common sink): it refuses the recipients whose address
+/// starts with `bad` (`550 5.1.1`), accepts the rest, refuses DATA when none was accepted,
+/// offers PIPELINING when asked to; `hold` (connection index, time): that connection's final
+/// replies wait.
+fn script(pipelining: bool, hold: Option<(usize, Duration)>) -> Script {
+    Script {
+        ehlo: if pipelining {
+            "250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
         } else {
-            say("250 2.0.0 ok\r\n");
-        }
+            "250-sink.test\r\n250 8BITMIME\r\n"
+        },
+        rcpt: Arc::new(|l: &str| {
+            if l.to_ascii_uppercase().starts_with("RCPT TO:<BAD") {
+                "550 5.1.1 no such user".to_string()
+            } else {
+                "250 2.0.0 ok".to_string()
+            }
+        }),
+        data_needs_rcpt: true,
+        hold_conn: hold,
+        ..Script::sink()
     }
-    conns.lock().unwrap()[idx].closed = Some(Instant::now());
+}
+
+fn sink(pipelining: bool) -> Sink {
+    Sink::start(script(pipelining, None))
 }
 
 fn ctl_bin(bin: &str) -> std::path::PathBuf {
@@ -176,7 +63,11 @@ fn smtpctl_out(bin: &str, d: &Daemon, args: &[&str]) -> Vec<String> {
 
 /// One message, accepted.
 fn send(d: &Daemon, rcpts: &[&str]) {
-    let mut c = connect_from("127.0.0.2", d.addr());
+    send_to(d.addr(), rcpts)
+}
+
+fn send_to(addr: SocketAddr, rcpts: &[&str]) {
+    let mut c = connect_from("127.0.0.2", addr);
     assert!(c.reply().starts_with("220"));
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@src.test>").starts_with("250"));
@@ -225,16 +116,16 @@ fn real(what: &str) -> bool {
 #[test]
 fn session_transaction_delay_waits_between_transactions() {
     let run = |bin: &str, delay: &str| {
-        let sink = Sink::start(false);
+        let sink = sink(false);
         let limits = format!("mta limit max-conn-per-host 1 session-mail-max 10{delay}\n");
         let d = daemon(bin, &limits, "", &sink);
         send_batch(bin, &d, 2);
-        let c = sink.wait("2 messages", |c| {
+        let c = sink.wait(Duration::from_secs(60), "2 messages", |c| {
             c.iter().map(|c| c.done.len()).sum::<usize>() >= 2
         });
         assert_eq!(c.len(), 1, "{bin}: one session: {c:#?}");
         let second_mail = c[0]
-            .lines
+            .commands
             .iter()
             .filter(|(_, l)| l.starts_with("MAIL"))
             .nth(1)
@@ -269,15 +160,15 @@ fn session_transaction_delay_waits_between_transactions() {
 #[test]
 fn reconn_delay_route_waits_after_a_session_ends() {
     let run = |bin: &str, delay: &str| {
-        let sink = Sink::start_holding(false, Some((1, Duration::from_secs(7))));
+        let sink = Sink::start(script(false, Some((1, Duration::from_secs(7)))));
         let limits = format!("mta limit max-conn-per-route 2 session-mail-max 1{delay}\n");
         let d = daemon(bin, &limits, "", &sink);
         send_batch(bin, &d, 3);
-        let c = sink.wait("3 sessions", |c| {
+        let c = sink.wait(Duration::from_secs(60), "3 sessions", |c| {
             c.len() >= 3 && c.iter().map(|c| c.done.len()).sum::<usize>() >= 3
         });
         assert!(c.iter().all(|c| c.done.len() == 1), "{bin}: {c:#?}");
-        let closed = c[0].closed.expect("first session closed");
+        let closed = c[0].closed_at.expect("first session closed");
         // The first session's end was seen before the third connected.
         c[2].accepted.saturating_duration_since(closed)
     };
@@ -324,7 +215,7 @@ fn results(d: &Daemon) -> Vec<String> {
 fn max_failures_per_session_gives_up_and_quits() {
     let rcpts = ["bad1@dst.test", "bad2@dst.test", "bad3@dst.test"];
     let run = |bin: &str, limit: &str, pipelining: bool| {
-        let sink = Sink::start(pipelining);
+        let sink = sink(pipelining);
         let d = daemon(bin, limit, "", &sink);
         send(&d, &rcpts);
         d.wait_log_for(Duration::from_secs(30), |l| {
@@ -336,7 +227,7 @@ fn max_failures_per_session_gives_up_and_quits() {
         let cmds: Vec<String> = c
             .first()
             .map(|c| {
-                c.lines
+                c.commands
                     .iter()
                     .map(|(_, l)| l.split(':').next().unwrap_or("").to_string())
                     .collect()
@@ -409,7 +300,7 @@ fn max_failures_per_session_gives_up_and_quits() {
 #[test]
 fn pause_mta_from_source_for_domain_and_show_mta_paused() {
     let run = |bin: &str| {
-        let sink = Sink::start(false);
+        let sink = sink(false);
         let src = "table srcs { 127.0.0.1 }\n";
         let conf = format!(
             "{src}listen on 127.0.0.1 port @PORT@\n\
@@ -479,4 +370,238 @@ fn pause_mta_from_source_for_domain_and_show_mta_paused() {
         assert_eq!(run(REAL_SMTPD), want);
     }
     assert_eq!(run(env!("CARGO_BIN_EXE_smtpd")), want);
+}
+
+const PACE_RECORDS: &str = "
+    local-data: \"slow.test. MX 10 mx-slow.test.\"
+    local-data: \"mx-slow.test. A 192.0.2.41\"
+    local-data: \"fast.test. MX 10 mx-fast.test.\"
+    local-data: \"mx-fast.test. A 192.0.2.42\"
+";
+
+/// The transactions a sink saw, from all its connections, in the order they began: (its
+/// MAIL's arrival, its final reply).
+fn transactions(conns: &[Conn]) -> Vec<(Instant, Instant)> {
+    let mut v: Vec<(Instant, Instant)> = conns
+        .iter()
+        .flat_map(|c| {
+            let mails = c
+                .commands
+                .iter()
+                .filter(|(_, l)| l.starts_with("MAIL"))
+                .map(|(t, _)| *t);
+            mails.zip(c.done.iter().copied()).collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `mta limit for domain slow.test destination-rate-delay 2` (ours: OpenSMTPD 6.8 refuses the
+/// key, checked on its `smtpd -n` when installed): five messages to slow.test and five to
+/// fast.test, queued together and released at once, both MX-routed. slow.test's MX sees one
+/// transaction at a time, each MAIL 2 s or more after the previous final reply (so also after
+/// the previous MAIL); fast.test's go at once, all done before slow.test's last begins; the
+/// waits are not failures (every delivery `result="Ok"`, no TempFail line). Only lower bounds
+/// on the pacing and a generous upper one (10 s per gap), for a loaded machine.
+#[test]
+fn destination_rate_delay_paces_one_domain_and_not_the_others() {
+    if let Some(why) = common::netns::unavailable() {
+        skip(why);
+        return;
+    }
+    let delay = Duration::from_secs(2);
+    let limits = "mta limit for domain slow.test destination-rate-delay 2\n";
+    if real_available() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("smtpd.conf");
+        std::fs::write(
+            &conf,
+            format!("{limits}action \"mx\" relay\nmatch from any for any action \"mx\"\n"),
+        )
+        .expect("write");
+        let out = std::process::Command::new(REAL_SMTPD)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .expect("6.8's smtpd -n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("invalid mta limit keyword: destination-rate-delay"),
+            "6.8 was expected to refuse the key: {out:?}"
+        );
+    }
+    let ns = common::netns::Netns::new(
+        "pace",
+        PACE_RECORDS,
+        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
+        "mx-slow.test",
+    );
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let run = |limits: &str| {
+        slow.clear();
+        fast.clear();
+        let conf = format!(
+            "{limits}listen on 192.0.2.40 port @PORT@\n\
+             action \"mx\" relay\n\
+             match from any for any action \"mx\"\n"
+        );
+        let d = ns.daemon_with(bin, &conf);
+        let addr: SocketAddr = format!("192.0.2.40:{}", d.port).parse().expect("addr");
+        smtpctl_out(bin, &d, &["pause", "mta"]);
+        ns.enter(move || {
+            for i in 0..5 {
+                send_to(addr, &[&format!("s{i}@slow.test")]);
+                send_to(addr, &[&format!("f{i}@fast.test")]);
+            }
+        });
+        smtpctl_out(bin, &d, &["resume", "mta"]);
+        let slow_conns = slow.wait(Duration::from_secs(60), "5 messages to slow.test", |c| {
+            c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+        });
+        let fast_conns = fast.wait(Duration::from_secs(60), "5 messages to fast.test", |c| {
+            c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+        });
+        let s = transactions(&slow_conns);
+        let f = transactions(&fast_conns);
+        assert_eq!(
+            (s.len(), f.len()),
+            (5, 5),
+            "{slow_conns:#?} {fast_conns:#?}"
+        );
+        // The daemon logs each delivery once the sink's reply is in.
+        let end = Instant::now() + Duration::from_secs(30);
+        let deliveries = |d: &Daemon| {
+            d.log()
+                .iter()
+                .filter(|l| l.contains("mta delivery"))
+                .count()
+        };
+        while deliveries(&d) < 10 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (s, f, d.log(), slow_conns.len())
+    };
+    // Without the key, slow.test is not paced: some transaction begins within the delay of
+    // the one before it (under 6.8's limits, five sessions at once).
+    let (s, _, _, _) = run("");
+    assert!(
+        s.windows(2)
+            .any(|w| w[1].0.saturating_duration_since(w[0].1) < delay),
+        "unpaced: {s:?}"
+    );
+
+    let (s, f, log, slow_sessions) = run(limits);
+    let mut gaps = Vec::new();
+    for w in s.windows(2) {
+        let ((mail0, done0), (mail1, _)) = (w[0], w[1]);
+        let after_end = mail1.saturating_duration_since(done0);
+        gaps.push(after_end);
+        assert!(
+            mail1 > done0 && after_end >= delay,
+            "slow.test: a MAIL {after_end:?} after the previous final reply: {s:?}"
+        );
+        assert!(mail1.duration_since(mail0) >= delay);
+        assert!(after_end < delay + Duration::from_secs(8), "{gaps:?}");
+    }
+    let (last_slow_mail, _) = s[4];
+    let fast_done = f.iter().map(|(_, done)| *done).max().expect("fast");
+    assert!(
+        fast_done < last_slow_mail,
+        "fast.test was held: done {:?} after slow.test's last MAIL",
+        fast_done.duration_since(last_slow_mail)
+    );
+    // Every delivery a success at its first try: the waits were not failures.
+    let deliveries: Vec<&String> = log.iter().filter(|l| l.contains("mta delivery")).collect();
+    assert_eq!(deliveries.len(), 10, "{deliveries:#?}");
+    assert!(
+        deliveries.iter().all(|l| l.contains("result=\"Ok\"")),
+        "{deliveries:#?}"
+    );
+    let fast_span = f[4].0.saturating_duration_since(f[0].0);
+    eprintln!(
+        "slow.test: gaps from a final reply to the next MAIL {gaps:?} on {slow_sessions} connection(s); fast.test: 5 MAILs within {fast_span:?}"
+    );
+}
+
+/// A backlog to a paced domain does not hold the others: with `scheduler limit max-inflight
+/// 15` and 30 messages to slow.test (paced at 1 s) queued first and released together, five
+/// to fast.test queued after them are delivered at once, long before slow.test's backlog drains (all of it would
+/// otherwise wait in flight, filling the 15 slots: the relay keeps a few in line and gives the
+/// rest back to the scheduler untried, not as failures). slow.test stays paced.
+#[test]
+fn a_paced_backlog_does_not_hold_the_other_domains() {
+    if let Some(why) = common::netns::unavailable() {
+        skip(why);
+        return;
+    }
+    let ns = common::netns::Netns::new(
+        "pacebl",
+        PACE_RECORDS,
+        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
+        "mx-slow.test",
+    );
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    let bin = env!("CARGO_BIN_EXE_smtpd");
+    let conf = "scheduler limit max-inflight 15\n\
+                mta limit for domain slow.test destination-rate-delay 1\n\
+                listen on 192.0.2.40 port @PORT@\n\
+                action \"mx\" relay\n\
+                match from any for any action \"mx\"\n";
+    let d = ns.daemon_with(bin, conf);
+    let addr: SocketAddr = format!("192.0.2.40:{}", d.port).parse().expect("addr");
+    // Released together: the relay gets them all at once.
+    smtpctl_out(bin, &d, &["pause", "mta"]);
+    ns.enter(move || {
+        for i in 0..30 {
+            send_to(addr, &[&format!("s{i}@slow.test")]);
+        }
+    });
+    smtpctl_out(bin, &d, &["resume", "mta"]);
+    let queued = Instant::now();
+    ns.enter(move || {
+        for i in 0..5 {
+            send_to(addr, &[&format!("f{i}@fast.test")]);
+        }
+    });
+    let fast_conns = fast.wait(Duration::from_secs(60), "5 messages to fast.test", |c| {
+        c.iter().map(|c| c.done.len()).sum::<usize>() >= 5
+    });
+    let fast_done = transactions(&fast_conns)
+        .iter()
+        .map(|(_, done)| *done)
+        .max()
+        .expect("fast");
+    let slow_conns = slow.wait(Duration::from_secs(60), "slow.test under way", |c| {
+        c.iter().map(|c| c.done.len()).sum::<usize>() >= 3
+    });
+    let s = transactions(&slow_conns);
+    // Held behind the backlog, fast.test would have waited for 15 or more of slow.test's
+    // transactions, one a second; a generous bound: fewer than 10.
+    let before = s.iter().filter(|(mail, _)| *mail < fast_done).count();
+    assert!(
+        before < 10,
+        "fast.test was held: {before} of slow.test's transactions began first"
+    );
+    for w in s.windows(2) {
+        assert!(
+            w[1].0.saturating_duration_since(w[0].1) >= Duration::from_secs(1),
+            "{s:?}"
+        );
+    }
+    let log = d.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("mta delivery") && !l.contains("result=\"Ok\"")),
+        "{log:#?}"
+    );
+    eprintln!(
+        "fast.test done {:?} after it was queued, {before} of slow.test's 30 begun",
+        fast_done.saturating_duration_since(queued)
+    );
 }

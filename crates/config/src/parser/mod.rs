@@ -451,14 +451,16 @@ pub fn delaytonum(s: &str) -> Result<u32, String> {
     if s.len() < 2 {
         return Err(s.to_string());
     }
-    let (num, unit) = s.split_at(s.len() - 1);
-    let factor: i64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
+    // The unit is one ASCII byte, so cutting it off stays on a char boundary; anything else
+    // (`1é`, which OpenSMTPD refuses as an unknown unit) is refused before any cut.
+    let factor: i64 = match s.as_bytes().last() {
+        Some(b's') => 1,
+        Some(b'm') => 60,
+        Some(b'h') => 3600,
+        Some(b'd') => 86400,
         _ => return Err(s.to_string()),
     };
+    let num = &s[..s.len() - 1];
     // strtonum accepts leading blanks and a sign, as strtoll does.
     let n: i64 = num.trim_start().parse().map_err(|_| num.to_string())?;
     if n < 1 || n > i64::from(i32::MAX) / factor {
@@ -525,6 +527,9 @@ mod tests {
         assert_eq!(delaytonum("0h"), Err("0".into()));
         assert_eq!(delaytonum("4w"), Err("4w".into()));
         assert_eq!(delaytonum("4"), Err("4".into()));
+        // A multibyte last character is an unknown unit (it once split the char and panicked).
+        assert_eq!(delaytonum("1é"), Err("1é".into()));
+        assert_eq!(delaytonum("é"), Err("é".into()));
         assert_eq!(delaytonum("99999999d"), Err("99999999".into()));
     }
 

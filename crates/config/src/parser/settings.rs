@@ -207,6 +207,11 @@ impl Parser<'_> {
                 self.conf.options.mta_limits[idx].family = Some(Family::Inet6);
             } else if self.at_str() {
                 let key = self.string()?;
+                if MTA_LIMIT_KEYS_OURS.contains(&key.as_str()) {
+                    let n = self.delay_seconds(&key)?;
+                    set_pair(&mut self.conf.options.mta_limits[idx].values, key, n);
+                    continue;
+                }
                 let n = self.number()?;
                 if !MTA_LIMIT_KEYS.contains(&key.as_str()) {
                     return self.fail(format!("invalid mta limit keyword: {}", key));
@@ -216,6 +221,24 @@ impl Parser<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// The value of one of our delay keys: seconds, as every 6.8 `mta limit` delay, or a
+    /// delay with its unit as `queue ttl` takes one (`1s`, `2m`; `delaytonum`). Whole
+    /// seconds: the ISPs this is for ask for one second or more.
+    fn delay_seconds(&mut self, key: &str) -> R<i64> {
+        if self.at_str() {
+            let s = self.string()?;
+            return match delaytonum(&s) {
+                Ok(n) => Ok(i64::from(n)),
+                Err(t) => self.fail(format!("invalid {key}: {t}")),
+            };
+        }
+        let n = self.number()?;
+        if n < 0 {
+            return self.fail(format!("invalid {key}: {n}"));
+        }
+        Ok(n)
     }
 
     pub(super) fn queue(&mut self) -> R<()> {

@@ -59,6 +59,7 @@ pub struct RelayAgent {
     hoststats: Arc<super::HostStats>,
     conns: Arc<super::limits::Conns>,
     blocks: Arc<super::Blocks>,
+    pacer: Arc<super::pace::Pacer>,
 }
 
 impl RelayAgent {
@@ -85,6 +86,7 @@ impl RelayAgent {
             tls: Arc::default(),
             conns,
             blocks,
+            pacer: Arc::default(),
         }
     }
 }
@@ -150,6 +152,7 @@ impl RelayAgent {
             hoststats: self.hoststats.clone(),
             conns: self.conns.clone(),
             blocks: self.blocks.clone(),
+            pacer: self.pacer.clone(),
         })
     }
 }
@@ -168,7 +171,15 @@ struct Parts {
     conns: Arc<super::limits::Conns>,
     /// `smtpctl pause mta from SRC for DOMAIN`.
     blocks: Arc<super::Blocks>,
+    /// The destinations' turns under `destination-rate-delay`.
+    pacer: Arc<super::pace::Pacer>,
 }
+
+/// How many deliveries may hold or wait for one paced destination's turn in the agent; the
+/// others go back to the scheduler (`AgentResult::Later`) to come back one by one as the line
+/// moves. A few are enough to keep the destination busy, and each waiting one holds an
+/// in-flight slot that every destination shares (`scheduler limit max-inflight`).
+const PACE_BACKLOG: usize = 10;
 
 /// `user@domain`, or empty for the null sender.
 fn addr(user: &str, domain: &str) -> String {
@@ -362,6 +373,30 @@ impl Parts {
         let dest = match self.destination(&relay, &domain) {
             Ok(d) => d,
             Err(text) => return fail_all(&text, false, &domain),
+        };
+        // `destination-rate-delay`: past a backlog, the envelopes go back to the scheduler
+        // untried rather than wait here, where they would hold in-flight slots that every
+        // destination shares.
+        let pace_name = match &dest {
+            Destination::Smarthost(u) => u.host.to_ascii_lowercase(),
+            Destination::Mx { domain } => domain.clone(),
+        };
+        let delay = super::limits::Limits::for_domain(&self.server.running().config, &pace_name)
+            .destination_rate_delay;
+        // Counted in until this delivery is over.
+        let _admitted = if delay.is_zero() {
+            None
+        } else {
+            match self.pacer.admit(&pace_name, PACE_BACKLOG) {
+                Some(a) => Some(a),
+                None => {
+                    let now = std::time::Instant::now();
+                    let at = self.pacer.later(&pace_name, delay, now);
+                    let after = i64::try_from(at.saturating_duration_since(now).as_secs())
+                        .unwrap_or(i64::MAX);
+                    return vec![AgentResult::Later { after }; n];
+                }
+            }
         };
         let (targets, port, scheme, relay_name, label) = match &dest {
             Destination::Smarthost(u) => {
@@ -621,8 +656,9 @@ impl Parts {
                         .collect(),
                     size: body.len(),
                 },
+                turn: None,
             };
-            match run_job(&self.pool, &self.routes, &self.conns, c, job).await {
+            match run_job(&self.pool, &self.routes, &self.conns, &self.pacer, c, job).await {
                 JobResult::NotStarted => continue,
                 JobResult::Done {
                     outcomes,

@@ -43,6 +43,10 @@ pub struct Limits {
     pub max_failures_per_session: usize,
     /// `inet4` / `inet6`: only destination addresses of that family.
     pub family: Option<Family>,
+    /// `destination-rate-delay` (ours, not 6.8's: [`super::pace`]): one delivery at a time to
+    /// the destination, this long between the end of one and the start of the next; zero:
+    /// no pacing.
+    pub destination_rate_delay: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +75,7 @@ impl Default for Limits {
             transaction_delay: Duration::ZERO,
             max_failures_per_session: 25,
             family: None,
+            destination_rate_delay: Duration::ZERO,
         }
     }
 }
@@ -113,6 +118,7 @@ impl Limits {
                 "reconn-delay-route" => l.reconn_delay_route = secs,
                 "session-transaction-delay" => l.transaction_delay = secs,
                 "max-failures-per-session" => l.max_failures_per_session = count,
+                "destination-rate-delay" => l.destination_rate_delay = secs,
                 // The task-* keys tune 6.8's inter-process queues (docs/compatibility.md).
                 _ => {}
             }
@@ -441,7 +447,7 @@ mod tests {
 
     #[test]
     fn limits_from_the_config() {
-        let text = "mta limit max-conn-per-host 3 reconn-delay-route 2\nmta limit session-transaction-delay 1 max-failures-per-session 0\nmta limit session-mail-max 7 session-keepalive 4\nmta limit for domain big.test inet4 max-conn-per-route 9\naction \"a\" relay\nmatch for any action \"a\"\n";
+        let text = "mta limit max-conn-per-host 3 reconn-delay-route 2\nmta limit session-transaction-delay 1 max-failures-per-session 0\nmta limit session-mail-max 7 session-keepalive 4 destination-rate-delay 2\nmta limit for domain big.test inet4 max-conn-per-route 9\nmta limit for domain sfr.test destination-rate-delay 1m\naction \"a\" relay\nmatch for any action \"a\"\n";
         let env = rsmtpd_config::StaticEnvironment::typical().with_file("smtpd.conf", text);
         let out =
             rsmtpd_config::parse_file("smtpd.conf", &env, &rsmtpd_config::ParseOptions::default());
@@ -455,6 +461,16 @@ mod tests {
         assert_eq!(l.reconn_delay_route, Duration::from_secs(2));
         assert_eq!(l.transaction_delay, Duration::from_secs(1));
         assert_eq!(l.max_failures_per_session, 0);
+        assert_eq!(l.destination_rate_delay, Duration::from_secs(2));
+        // A `for domain` set is on 6.8's defaults, the pace's too (off).
+        assert_eq!(
+            Limits::for_domain(&conf, "big.test").destination_rate_delay,
+            Duration::ZERO
+        );
+        assert_eq!(
+            Limits::for_domain(&conf, "SFR.test").destination_rate_delay,
+            Duration::from_secs(60)
+        );
         let b = Limits::for_domain(&conf, "BIG.test");
         assert_eq!(b.max_failures_per_session, 25);
         assert_eq!(b.max_conn_per_host, 10);

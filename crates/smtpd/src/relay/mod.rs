@@ -1,10 +1,12 @@
 //! Relaying: mail leaves the machine (OpenSMTPD's mta). [`agent`] is the scheduler's agent for
 //! envelopes of type mta, [`route`] chooses where they go (smarthost, MX) behind a
 //! [`route::Resolver`], [`session`] is the thin shell around the protocol crate's client and
-//! keeps idle connections for more messages, [`url`] reads relay URLs.
+//! keeps idle connections for more messages, [`url`] reads relay URLs, [`limits`] holds 6.8's
+//! mta limits and [`pace`] our `destination-rate-delay`.
 
 pub mod agent;
 pub mod limits;
+pub mod pace;
 pub mod report;
 pub mod route;
 pub mod session;

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::{ConnKey, Conns, Limits, Slot, Wait};
+use super::pace::{Pacer, Turn};
 use super::report::{Reports, TxInfo};
 use super::route::Routes;
 use super::tls::{Stream, TlsSetup};
@@ -46,6 +47,9 @@ pub struct Job {
     pub reply: oneshot::Sender<JobResult>,
     /// What the smtp-out reports name (`relay ... filter`).
     pub info: TxInfo,
+    /// The destination's turn under `destination-rate-delay` ([`run_job`] takes it), held until
+    /// the transaction ends.
+    pub turn: Option<Turn>,
 }
 
 #[derive(Debug)]
@@ -135,15 +139,23 @@ const DELAY_CHECK_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs `job` on an idle session to the same destination, or on a new one when the limits
 /// allow it; else waits until a session goes idle or ends, or a connection delay is over.
+/// Under `destination-rate-delay`, first waits for the destination's turn: before any
+/// session is taken or opened, so that the wait holds no connection.
 pub async fn run_job(
     pool: &Arc<Pool>,
     routes: &Arc<Routes>,
     conns: &Arc<Conns>,
+    pacer: &Arc<Pacer>,
     c: Connect,
     job: Job,
 ) -> JobResult {
     let (tx, rx) = oneshot::channel();
     let mut job = Job { reply: tx, ..job };
+    let delay = c.limits.destination_rate_delay;
+    if !delay.is_zero() && job.turn.is_none() {
+        let dest = c.conn.domain.to_ascii_lowercase();
+        job.turn = Some(pacer.turn(&dest, delay).await);
+    }
     loop {
         // Registered before looking, so that a change meanwhile is not missed.
         let idle_changed = pool.changed.notified();
@@ -403,7 +415,7 @@ async fn connected(
     let opportunistic = cfg.tls == Tls::Opportunistic;
     let mut client = Client::new(cfg, Instant::now(), c.smtps);
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(1);
-    let mut current: Option<(oneshot::Sender<JobResult>, Arc<Vec<u8>>)> = None;
+    let mut current: Option<Current> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
     loop {
@@ -420,22 +432,21 @@ async fn connected(
                 Event::Ready => {
                     routes.reached(key.src, key.addr);
                     if let Some(j) = next.take() {
-                        if let Some(r) = reports.as_mut() {
-                            r.begin(j.info);
-                        }
-                        current = Some((j.reply, j.body));
-                        client.send(now, j.tx);
+                        current = Some(begin(&mut client, reports, j, now));
                     }
                 }
                 Event::SendBody => {
-                    if let Some((_, body)) = &current {
-                        client.body(now, body.to_vec());
+                    if let Some(cur) = &current {
+                        client.body(now, cur.body.to_vec());
                     }
                     client.body_end(now);
                 }
                 Event::Done(outcomes) => {
-                    if let Some((reply, _)) = current.take() {
-                        let _ = reply.send(JobResult::Done {
+                    if let Some(cur) = current.take() {
+                        if let Some(t) = cur.turn {
+                            t.end(now);
+                        }
+                        let _ = cur.reply.send(JobResult::Done {
                             outcomes,
                             session: id,
                             source,
@@ -516,31 +527,19 @@ async fn connected(
                 if next.is_some() && client.is_idle() {
                     // A job arrived while reading: start it.
                     if let Some(j) = next.take() {
-                        if let Some(r) = reports.as_mut() {
-                            r.begin(j.info);
-                        }
-                        current = Some((j.reply, j.body));
-                        client.send(Instant::now(), j.tx);
+                        current = Some(begin(&mut client, reports, j, Instant::now()));
                     }
                 }
             }
             j = jobs.recv(), if idle => {
                 if let Some(j) = j {
-                    if let Some(r) = reports.as_mut() {
-                            r.begin(j.info);
-                        }
-                        current = Some((j.reply, j.body));
-                    client.send(Instant::now(), j.tx);
+                    current = Some(begin(&mut client, reports, j, Instant::now()));
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if idle && !pool.unregister(&key, id) {
                     if let Some(j) = jobs.recv().await {
-                        if let Some(r) = reports.as_mut() {
-                            r.begin(j.info);
-                        }
-                        current = Some((j.reply, j.body));
-                        client.send(Instant::now(), j.tx);
+                        current = Some(begin(&mut client, reports, j, Instant::now()));
                         continue;
                     }
                 }
@@ -554,6 +553,36 @@ async fn connected(
                 client.handle_timeout(Instant::now());
             }
         }
+    }
+}
+
+/// A session's transaction, from its MAIL to its final reply.
+struct Current {
+    reply: oneshot::Sender<JobResult>,
+    body: Arc<Vec<u8>>,
+    /// The destination's turn (`destination-rate-delay`), given back at the final reply, or
+    /// when the session ends without one.
+    turn: Option<Turn>,
+}
+
+/// Starts `j` on the idle `client`: the reports' tx-begin, then its MAIL.
+fn begin(client: &mut Client, reports: &mut Option<Reports>, j: Job, now: Instant) -> Current {
+    if let Some(r) = reports.as_mut() {
+        r.begin(j.info);
+    }
+    client.send(now, j.tx);
+    let mut turn = j.turn;
+    // Still idle: refused before MAIL (over the server's SIZE), nothing went out, and the turn
+    // goes back unused.
+    if !client.is_idle() {
+        if let Some(t) = turn.as_mut() {
+            t.started();
+        }
+    }
+    Current {
+        reply: j.reply,
+        body: j.body,
+        turn,
     }
 }
 

@@ -35,6 +35,10 @@ pub enum AgentResult {
     /// The message already holds `Delivered-To: <dest>`: logged `PermFail
     /// stat=Loop detected`, bounced as OpenSMTPD does (a delayed DSN, 4.4.6).
     Loop,
+    /// Not tried, and not a failure (ours: `destination-rate-delay`, whose backlog to one
+    /// destination would otherwise fill the in-flight slots that every destination shares):
+    /// due again in `after` seconds, no retry counted, nothing logged, the envelope untouched.
+    Later { after: i64 },
 }
 
 impl AgentResult {

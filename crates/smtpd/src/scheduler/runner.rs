@@ -478,6 +478,10 @@ impl Runner {
                 let _ = self.queue.envelope_delete(evpid);
                 self.sched.done(evpid);
             }
+            AgentResult::Later { after } => {
+                self.sched
+                    .postpone(evpid, now.saturating_add(after.max(1)), now);
+            }
             AgentResult::Loop => {
                 if log_mda {
                     log::info(&mda_log_line(
@@ -506,6 +510,11 @@ impl Runner {
             AgentResult::TempFail { .. } => (&c.tempfail, false),
             AgentResult::PermFail { .. } => (&c.permfail, true),
             AgentResult::Loop => (&c.looped, true),
+            // No delivery happened: only no longer in flight.
+            AgentResult::Later { .. } => {
+                stat::decrement("scheduler.envelope.inflight", 1);
+                return;
+            }
         };
         Counters::add(counter, 1);
         if done {
@@ -516,7 +525,7 @@ impl Runner {
                 AgentResult::Ok => "Ok",
                 AgentResult::TempFail { .. } => "TempFail",
                 AgentResult::PermFail { .. } => "PermFail",
-                AgentResult::Loop => "Loop",
+                AgentResult::Loop | AgentResult::Later { .. } => "Loop",
             },
             1,
         );

@@ -340,6 +340,28 @@ impl Schedule {
         Some(sched)
     }
 
+    /// Given back untried ([`super::AgentResult::Later`]): pending until `at`, its retries as
+    /// they were. `None` when removed meanwhile, as [`Schedule::tempfail`].
+    pub fn postpone(&mut self, evpid: EvpId, at: Time, now: Time) -> Option<Time> {
+        let e = self.entries.get_mut(&evpid)?;
+        if e.state == RunState::Inflight {
+            self.inflight -= 1;
+        }
+        if e.removed {
+            e.state = RunState::Scheduled;
+            e.since = now;
+            self.q_removed.push_back(evpid);
+            return None;
+        }
+        e.sched = at.max(now);
+        e.state = RunState::Pending;
+        let (key, sched, suspended) = (e.key(), e.sched, e.suspended);
+        if !suspended {
+            self.pending.insert((key, evpid));
+        }
+        Some(sched)
+    }
+
     fn unlink(&mut self, evpid: EvpId, e: &Entry) {
         match e.state {
             RunState::Pending => {

@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod netns;
 pub mod refns;
+pub mod sink;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,6 +1,6 @@
 //! MX routing, the same cases through the real OpenSMTPD 6.8.0p2 and through us, each the
 //! relaying client (`action "mx" relay`) in a network namespace of the test where unbound holds
-//! the records and small recording SMTP servers of the test stand for the MX hosts:
+//! the records and recording SMTP servers (`common/sink.rs`) stand for the MX hosts:
 //!
 //! - `pref.test`: MX 10 a host that refuses connections, MX 20 one that accepts, MX 30 one
 //!   that must not be tried: delivered by the second, the first's route disabled;
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::common::netns::{self, Netns};
 use crate::common::*;
-use crate::recorder::{wait_until, Answer, Recorder};
+use crate::recorder::{self, wait_until, Answer, Recorder};
 
 const RECORDS: &str = "
     local-data: \"mx.test. A 192.0.2.1\"
@@ -353,7 +353,7 @@ fn mx_cases_as_opensmtpd_6_8() {
         .iter()
         .map(|(_, a, answer)| {
             let (a, answer): (SocketAddr, Answer) = (a.parse().unwrap(), *answer);
-            ns.enter(move || Recorder::bind(a, answer))
+            ns.enter(move || recorder::bind(a, answer))
         })
         .collect();
 

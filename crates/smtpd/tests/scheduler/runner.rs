@@ -35,6 +35,13 @@ impl Agent for FakeAgent {
                 AgentResult::perm(format!("\"last line for {}\"", user))
             } else if user == "loop" {
                 AgentResult::Loop
+            } else if user == "later" {
+                let tries = self.calls.lock().unwrap().len();
+                if tries <= 3 {
+                    AgentResult::Later { after: 5 }
+                } else {
+                    AgentResult::Ok
+                }
             } else if user == "panic" {
                 panic!("a bug in the agent")
             } else {
@@ -313,4 +320,20 @@ async fn an_agent_that_panics_is_a_temporary_failure() {
     let tries: Vec<i64> = r.calls().iter().map(|c| c.1).collect();
     assert_eq!(tries, vec![0, 10, 40]);
     drop(h);
+}
+
+/// `AgentResult::Later` (a paced relay's backlog): given back three times, each tried again
+/// the given 5 s later (not at the backoff's 10 s, 40 s: no retry counted), then delivered;
+/// no delay notice, nothing bounced.
+#[tokio::test]
+async fn later_is_not_a_failure() {
+    let r = rig();
+    let envs = send(&r.queue, "al@vm", &["later"], DSN_DELAY | DSN_FAILURE).await;
+    let h = r.start(envs);
+    r.run_to(30).await;
+    let tries: Vec<i64> = r.calls().iter().map(|c| c.1).collect();
+    assert_eq!(tries, vec![0, 5, 10, 15]);
+    assert!(r.sent().is_empty(), "{:#?}", r.sent());
+    assert!(h.list().await.is_empty());
+    h.shutdown().await;
 }

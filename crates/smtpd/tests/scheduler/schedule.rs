@@ -198,3 +198,24 @@ fn duration_to_text_as_to_c() {
         assert_eq!(duration_to_text(t), s, "{}", t);
     }
 }
+
+/// `postpone` (a paced relay's backlog given back untried, `AgentResult::Later`): pending
+/// until the given time, no longer in flight, and its backoff as it was: the next failure
+/// after it is scheduled as the first one would have been.
+#[test]
+fn a_postponed_envelope_keeps_its_backoff() {
+    let mut s = Schedule::new(Limits::default());
+    s.insert(E3, DeliveryType::Mta, T0, 86400, 0);
+    assert_eq!(s.batch(T0), vec![Task::Transfer(E3)]);
+    assert_eq!(s.inflight(), 1);
+    assert_eq!(s.postpone(E3, T0 + 7, T0), Some(T0 + 7));
+    assert_eq!(s.inflight(), 0);
+    assert_eq!(s.list()[0].state, RunState::Pending);
+    assert!(s.batch(T0 + 6).is_empty());
+    assert_eq!(s.batch(T0 + 7), vec![Task::Transfer(E3)]);
+    // A time already past is now.
+    assert_eq!(s.postpone(E3, T0, T0 + 8), Some(T0 + 8));
+    assert_eq!(s.batch(T0 + 8), vec![Task::Transfer(E3)]);
+    // Still its first retry's delay (400 s for a relay, counted from its creation).
+    assert_eq!(s.tempfail(E3, 1, T0 + 9), Some(T0 + 400));
+}
