@@ -16,12 +16,12 @@
 //! after the fork, in the parent only, so no copy of them is ever in the engine's memory. The
 //! parent then answers the engine on its channels (crate::privsep::client says which), one
 //! thread per channel, each request on its own and checked: the engine names a pki, a proc, a
-//! user, a pid the parent itself started, never a command or a path to open as root other than
-//! a user's `.forward`, read with OpenSMTPD's checks.
+//! user, a pid or handle of a process the parent itself started, never a command or a path to
+//! open as root other than a user's `.forward`, read with OpenSMTPD's checks.
 //!
 //! Signals: SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 are passed to the engine, which stops (or not)
-//! as it did alone; when the engine is gone the parent stops the filters it started, removes
-//! the control socket (the engine may not) and exits with the engine's status.
+//! as it did alone; when the engine is gone the parent stops the filters and table backends it
+//! started, removes the control socket (the engine may not) and exits with the engine's status.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -229,6 +229,8 @@ struct State {
     socket: PathBuf,
     /// Filter processes started for the engine and not reaped yet, by pid.
     filters: Mutex<HashMap<u32, std::process::Child>>,
+    /// Table backends started for the engine, by handle.
+    tables: crate::tableproc::ForEngine,
 }
 
 impl Parent {
@@ -242,6 +244,7 @@ impl Parent {
             spool: self.spool.clone(),
             socket: self.socket.clone(),
             filters: Mutex::new(HashMap::new()),
+            tables: crate::tableproc::ForEngine::default(),
         });
         let mut channels: Vec<(OwnedFd, Kind)> =
             vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
@@ -268,6 +271,7 @@ impl Parent {
                 let _ = c.wait();
             }
         }
+        state.tables.kill_all();
         drop(self.socket_file);
         status
     }
@@ -446,10 +450,14 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
                 backend,
                 arg,
             },
-        ) => match crate::tableproc::spawn_for_engine(&table, &backend, arg.as_deref()) {
-            Ok(sock) => (Reply::Done { pid: 0 }, vec![sock]),
+        ) => match state.tables.spawn(&table, &backend, arg.as_deref()) {
+            Ok((handle, pid, sock)) => (Reply::Table { handle, pid }, vec![sock]),
             Err(line) => none(Reply::Failed(line)),
         },
+        (Kind::Control, Request::KillTable { handle }) => none(match state.tables.kill(handle) {
+            Some(pid) => Reply::Done { pid },
+            None => Reply::Failed(format!("no table process {handle}")),
+        }),
         (Kind::Control, Request::Offline) => {
             let (spool, socket) = (state.spool.clone(), state.socket.clone());
             // smtpctl runs as each file's owner: only root can start it so.
