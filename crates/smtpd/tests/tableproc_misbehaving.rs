@@ -103,8 +103,8 @@ fn a_misbehaving_backend_is_dropped_and_started_again() {
 }
 
 /// A backend that answers OPEN and every CHECK with "found", except for a key that names
-/// `hang`: then it never answers again, and it ignores SIGTERM and the end of its socket (a
-/// table-sqlite stuck on a lock, a hostile script). Only SIGKILL ends it.
+/// `hang`: then it never answers again. It ignores SIGTERM and the end of its socket (a
+/// table-sqlite stuck on a lock, a hostile script): only SIGKILL ends it.
 const HANGS: &str = r#"
 import os, signal, struct, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -114,7 +114,8 @@ def read(n):
     while len(b) < n:
         c = os.read(fd, n - len(b))
         if not c:
-            sys.exit(0)
+            while True:
+                time.sleep(3600)
         b += c
     return b
 def send(t, data):
@@ -292,6 +293,30 @@ fn a_hung_backend_of_the_split_daemon_is_killed_by_the_parent_and_replaced() {
     assert_ne!(second[0], first);
     assert_eq!(parent_of(second[0]), Some(d.pid()));
     c.cmd("QUIT");
+    drop(c);
+
+    // A reload starts new backends and closes the old ones' sockets; one that does not leave
+    // then (this one ignores it) is killed by the parent once its time to leave is over.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    d.wait_log(|l| l.contains("info: smtpd: configuration reloaded from"));
+    let killed = format!(
+        "debug: table-proc: table \"{table}\": backend process {} killed for the engine",
+        second[0]
+    );
+    d.wait_log_for(Duration::from_secs(20), |l| l == killed);
+    assert!(
+        cmdline(second[0]).is_none(),
+        "the old backend {} still runs",
+        second[0]
+    );
+    let third = running(&program);
+    assert_eq!(third.len(), 1, "the reloaded table's backend: {third:?}");
+    assert_ne!(third[0], second[0]);
+    let second = third;
 
     // Hung again when the daemon stops: it does not outlive the daemon (killed at the time
     // limit, or by the parent when the engine is gone).
