@@ -45,6 +45,11 @@ use crate::tls::store::PkiStore;
 /// How many handshakes the engine may have signed at once: one per core of this small machine
 /// class, as many as the engine's runtime signed in parallel when it held the keys.
 const CA_CHANNELS: usize = 2;
+/// How many `~/.forward` reads may be in flight at once. One per RCPT of a user with a home:
+/// with all sessions' RCPTs queued on one channel, each waited for the parent's one thread to be
+/// woken and scheduled in turn, and under load that wait, not the read, was the split's cost in
+/// the delivery benchmark (bench/delivery/README.md). Unsplit, every session read its own.
+const FORWARD_CHANNELS: usize = 4;
 
 /// The engine's name in `ps`, as 6.8's children are named (`smtpd: queue`, `smtpd: lookup`...:
 /// config.c's setproctitle(proc_title()). The parent keeps its command line, as 6.8's does,
@@ -144,6 +149,13 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
         ca_p.push(p);
         ca_e.push(e);
     }
+    let mut fwd_p = Vec::new();
+    let mut fwd_e = Vec::new();
+    for _ in 0..FORWARD_CHANNELS {
+        let (p, e) = pair()?;
+        fwd_p.push(p);
+        fwd_e.push(e);
+    }
     // Blocked before the fork, so that an engine that dies at once is still seen (a SIGCHLD
     // that is not blocked is discarded); the engine unblocks them first thing.
     let signals = parent_signals();
@@ -155,7 +167,7 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
     // starts its threads after it), so the child has a consistent copy of the whole process.
     match unsafe { fork() }.map_err(|e| format!("smtpd: fork: {}", e.desc()))? {
         ForkResult::Child => {
-            drop((ctl_p, auth_p, ca_p));
+            drop((ctl_p, auth_p, ca_p, fwd_p));
             std::mem::forget(socket_file);
             let _ = signals.thread_unblock();
             become_engine(&creds, parent_pid)?;
@@ -163,11 +175,12 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
                 control: client::Channel::new(ctl_e),
                 auth: client::Channel::new(auth_e),
                 ca: ca_e.into_iter().map(client::Channel::new).collect(),
+                forward: fwd_e.into_iter().map(client::Channel::new).collect(),
             });
             Ok(Role::Engine(Prebound { control, tcp }))
         }
         ForkResult::Parent { child } => {
-            drop((ctl_e, auth_e, ca_e, control, tcp));
+            drop((ctl_e, auth_e, ca_e, fwd_e, control, tcp));
             Ok(Role::Parent(Box::new(Parent {
                 engine: child,
                 socket_file,
@@ -176,6 +189,7 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
                 control: ctl_p,
                 auth: auth_p,
                 ca: ca_p,
+                forward: fwd_p,
                 signals,
             })))
         }
@@ -208,6 +222,7 @@ pub struct Parent {
     control: OwnedFd,
     auth: OwnedFd,
     ca: Vec<OwnedFd>,
+    forward: Vec<OwnedFd>,
     signals: SigSet,
 }
 
@@ -249,10 +264,12 @@ impl Parent {
         let mut channels: Vec<(OwnedFd, Kind)> =
             vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
         channels.extend(self.ca.into_iter().map(|c| (c, Kind::Ca)));
+        channels.extend(self.forward.into_iter().map(|c| (c, Kind::Forward)));
         for (i, (fd, kind)) in channels.into_iter().enumerate() {
             let state = state.clone();
             let name = match kind {
                 Kind::Ca => format!("klondike-{i}"),
+                Kind::Forward => format!("forward-{i}"),
                 Kind::Auth => "auth".into(),
                 Kind::Control => "priv".into(),
             };
@@ -313,6 +330,8 @@ enum Kind {
     Control,
     Auth,
     Ca,
+    /// `Forward` requests only.
+    Forward,
 }
 
 /// One channel: a request, its answer, until the engine closes it.
@@ -390,7 +409,7 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
             },
         }),
         (
-            Kind::Control,
+            Kind::Control | Kind::Forward,
             Request::Forward {
                 user,
                 uid,
