@@ -265,11 +265,18 @@ impl Parent {
             vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
         channels.extend(self.ca.into_iter().map(|c| (c, Kind::Ca)));
         channels.extend(self.forward.into_iter().map(|c| (c, Kind::Forward)));
-        for (i, (fd, kind)) in channels.into_iter().enumerate() {
+        let (mut ca, mut fwd) = (0, 0);
+        for (fd, kind) in channels {
             let state = state.clone();
             let name = match kind {
-                Kind::Ca => format!("klondike-{i}"),
-                Kind::Forward => format!("forward-{i}"),
+                Kind::Ca => {
+                    ca += 1;
+                    format!("klondike-{}", ca - 1)
+                }
+                Kind::Forward => {
+                    fwd += 1;
+                    format!("forward-{}", fwd - 1)
+                }
                 Kind::Auth => "auth".into(),
                 Kind::Control => "priv".into(),
             };
@@ -409,7 +416,7 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
             },
         }),
         (
-            Kind::Control | Kind::Forward,
+            Kind::Forward,
             Request::Forward {
                 user,
                 uid,
