@@ -2,9 +2,13 @@
 //! real ones get (stdin): a `PROC_TABLE_FAIL` answer fails that lookup only; an over-long frame,
 //! a value without its NUL or a backend that exits are each a lost backend (its lookup fails,
 //! the next one starts it again once its wait is over), never a panic or an unbounded read.
+//! Then, in the daemon split as root, a backend that hangs and ignores SIGTERM and the end of
+//! its socket: the parent kills it at the engine's request, after a lookup's time limit and
+//! after a reload.
 
 mod common;
 
+use common::procfs::{cmdline, parent_of, pids};
 use common::*;
 use rsmtpd::tableproc::{Backend, Down, Spec};
 use rsmtpd_protocol::table_protocol::{Answer, Service};
@@ -164,29 +168,13 @@ impl Drop for Installed {
     }
 }
 
-/// A process's command line, `\0` turned to spaces; None once it is gone (reaped).
-fn cmdline(pid: u32) -> Option<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-}
-
 /// The processes running `program` (a script: its command line is the interpreter's, with the
 /// script's path after it in place of the table's name).
 fn running(program: &str) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    pids()
+        .into_iter()
         .filter(|&p| cmdline(p).is_some_and(|c| c.contains(program)))
         .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.split(' ').nth(1))
-        .and_then(|p| p.parse::<u32>().ok())
 }
 
 /// Issue 15: in the split daemon the root parent starts the backends (the sandboxed engine

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod netns;
+pub mod procfs;
 pub mod refns;
 
 use std::io::{BufRead, BufReader, Read, Write};
