@@ -100,12 +100,25 @@ pub struct Paths {
 /// Binds, checks the spool, forks. Err: the lines the start is refused with.
 pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, String> {
     let Some(creds) = crate::privsep::creds::engine_creds(smtpd_user) else {
-        log::warn(&format!(
-            "warn: smtpd: no queue user ({} or {}): not separating privileges, everything runs \
-             as root",
-            crate::privsep::creds::QUEUE_USERS[0],
-            crate::privsep::creds::QUEUE_USERS[1]
-        ));
+        // engine_creds also refuses when the unprivileged user is root (`SMTPD_USER=root`, what
+        // bench/delivery's UNSPLIT=1 runs): say which.
+        let root_user = nix::unistd::User::from_name(smtpd_user)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.uid.is_root());
+        log::warn(&if root_user {
+            format!(
+                "warn: smtpd: the unprivileged user ({smtpd_user}) has uid 0: not separating \
+                 privileges, everything runs as root"
+            )
+        } else {
+            format!(
+                "warn: smtpd: no queue user ({} or {}): not separating privileges, everything \
+                 runs as root",
+                crate::privsep::creds::QUEUE_USERS[0],
+                crate::privsep::creds::QUEUE_USERS[1]
+            )
+        });
         return Ok(Role::Unsplit);
     };
     let control = crate::listener::bind_control_std(&paths.socket)?;
