@@ -16,12 +16,12 @@
 //! after the fork, in the parent only, so no copy of them is ever in the engine's memory. The
 //! parent then answers the engine on its channels (crate::privsep::client says which), one
 //! thread per channel, each request on its own and checked: the engine names a pki, a proc, a
-//! user, a pid the parent itself started, never a command or a path to open as root other than
-//! a user's `.forward`, read with OpenSMTPD's checks.
+//! user, a pid or handle of a process the parent itself started, never a command or a path to
+//! open as root other than a user's `.forward`, read with OpenSMTPD's checks.
 //!
 //! Signals: SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 are passed to the engine, which stops (or not)
-//! as it did alone; when the engine is gone the parent stops the filters it started, removes
-//! the control socket (the engine may not) and exits with the engine's status.
+//! as it did alone; when the engine is gone the parent stops the filters and table backends it
+//! started, removes the control socket (the engine may not) and exits with the engine's status.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,6 +45,11 @@ use crate::tls::store::PkiStore;
 /// How many handshakes the engine may have signed at once: one per core of this small machine
 /// class, as many as the engine's runtime signed in parallel when it held the keys.
 const CA_CHANNELS: usize = 2;
+/// How many `~/.forward` reads may be in flight at once. One per RCPT of a user with a home:
+/// with all sessions' RCPTs queued on one channel, each waited for the parent's one thread to be
+/// woken and scheduled in turn, and under load that wait, not the read, was the split's cost in
+/// the delivery benchmark (bench/delivery/README.md). Unsplit, every session read its own.
+const FORWARD_CHANNELS: usize = 4;
 
 /// The engine's name in `ps`, as 6.8's children are named (`smtpd: queue`, `smtpd: lookup`...:
 /// config.c's setproctitle(proc_title()). The parent keeps its command line, as 6.8's does,
@@ -95,12 +100,25 @@ pub struct Paths {
 /// Binds, checks the spool, forks. Err: the lines the start is refused with.
 pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, String> {
     let Some(creds) = crate::privsep::creds::engine_creds(smtpd_user) else {
-        log::warn(&format!(
-            "warn: smtpd: no queue user ({} or {}): not separating privileges, everything runs \
-             as root",
-            crate::privsep::creds::QUEUE_USERS[0],
-            crate::privsep::creds::QUEUE_USERS[1]
-        ));
+        // engine_creds also refuses when the unprivileged user is root (`SMTPD_USER=root`, what
+        // bench/delivery's UNSPLIT=1 runs): say which.
+        let root_user = nix::unistd::User::from_name(smtpd_user)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.uid.is_root());
+        log::warn(&if root_user {
+            format!(
+                "warn: smtpd: the unprivileged user ({smtpd_user}) has uid 0: not separating \
+                 privileges, everything runs as root"
+            )
+        } else {
+            format!(
+                "warn: smtpd: no queue user ({} or {}): not separating privileges, everything \
+                 runs as root",
+                crate::privsep::creds::QUEUE_USERS[0],
+                crate::privsep::creds::QUEUE_USERS[1]
+            )
+        });
         return Ok(Role::Unsplit);
     };
     let control = crate::listener::bind_control_std(&paths.socket)?;
@@ -144,6 +162,13 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
         ca_p.push(p);
         ca_e.push(e);
     }
+    let mut fwd_p = Vec::new();
+    let mut fwd_e = Vec::new();
+    for _ in 0..FORWARD_CHANNELS {
+        let (p, e) = pair()?;
+        fwd_p.push(p);
+        fwd_e.push(e);
+    }
     // Blocked before the fork, so that an engine that dies at once is still seen (a SIGCHLD
     // that is not blocked is discarded); the engine unblocks them first thing.
     let signals = parent_signals();
@@ -155,7 +180,7 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
     // starts its threads after it), so the child has a consistent copy of the whole process.
     match unsafe { fork() }.map_err(|e| format!("smtpd: fork: {}", e.desc()))? {
         ForkResult::Child => {
-            drop((ctl_p, auth_p, ca_p));
+            drop((ctl_p, auth_p, ca_p, fwd_p));
             std::mem::forget(socket_file);
             let _ = signals.thread_unblock();
             become_engine(&creds, parent_pid)?;
@@ -163,11 +188,12 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
                 control: client::Channel::new(ctl_e),
                 auth: client::Channel::new(auth_e),
                 ca: ca_e.into_iter().map(client::Channel::new).collect(),
+                forward: fwd_e.into_iter().map(client::Channel::new).collect(),
             });
             Ok(Role::Engine(Prebound { control, tcp }))
         }
         ForkResult::Parent { child } => {
-            drop((ctl_e, auth_e, ca_e, control, tcp));
+            drop((ctl_e, auth_e, ca_e, fwd_e, control, tcp));
             Ok(Role::Parent(Box::new(Parent {
                 engine: child,
                 socket_file,
@@ -176,6 +202,7 @@ pub fn split(conf: &Config, paths: &Paths, smtpd_user: &str) -> Result<Role, Str
                 control: ctl_p,
                 auth: auth_p,
                 ca: ca_p,
+                forward: fwd_p,
                 signals,
             })))
         }
@@ -208,6 +235,7 @@ pub struct Parent {
     control: OwnedFd,
     auth: OwnedFd,
     ca: Vec<OwnedFd>,
+    forward: Vec<OwnedFd>,
     signals: SigSet,
 }
 
@@ -229,6 +257,8 @@ struct State {
     socket: PathBuf,
     /// Filter processes started for the engine and not reaped yet, by pid.
     filters: Mutex<HashMap<u32, std::process::Child>>,
+    /// Table backends started for the engine, by handle.
+    tables: crate::tableproc::ForEngine,
 }
 
 impl Parent {
@@ -242,14 +272,24 @@ impl Parent {
             spool: self.spool.clone(),
             socket: self.socket.clone(),
             filters: Mutex::new(HashMap::new()),
+            tables: crate::tableproc::ForEngine::default(),
         });
         let mut channels: Vec<(OwnedFd, Kind)> =
             vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
         channels.extend(self.ca.into_iter().map(|c| (c, Kind::Ca)));
-        for (i, (fd, kind)) in channels.into_iter().enumerate() {
+        channels.extend(self.forward.into_iter().map(|c| (c, Kind::Forward)));
+        let (mut ca, mut fwd) = (0, 0);
+        for (fd, kind) in channels {
             let state = state.clone();
             let name = match kind {
-                Kind::Ca => format!("klondike-{i}"),
+                Kind::Ca => {
+                    ca += 1;
+                    format!("klondike-{}", ca - 1)
+                }
+                Kind::Forward => {
+                    fwd += 1;
+                    format!("forward-{}", fwd - 1)
+                }
                 Kind::Auth => "auth".into(),
                 Kind::Control => "priv".into(),
             };
@@ -268,6 +308,7 @@ impl Parent {
                 let _ = c.wait();
             }
         }
+        state.tables.kill_all();
         drop(self.socket_file);
         status
     }
@@ -309,6 +350,8 @@ enum Kind {
     Control,
     Auth,
     Ca,
+    /// `Forward` requests only.
+    Forward,
 }
 
 /// One channel: a request, its answer, until the engine closes it.
@@ -386,7 +429,7 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
             },
         }),
         (
-            Kind::Control,
+            Kind::Forward,
             Request::Forward {
                 user,
                 uid,
@@ -446,10 +489,14 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
                 backend,
                 arg,
             },
-        ) => match crate::tableproc::spawn_for_engine(&table, &backend, arg.as_deref()) {
-            Ok(sock) => (Reply::Done { pid: 0 }, vec![sock]),
+        ) => match state.tables.spawn(&table, &backend, arg.as_deref()) {
+            Ok((handle, pid, sock)) => (Reply::Table { handle, pid }, vec![sock]),
             Err(line) => none(Reply::Failed(line)),
         },
+        (Kind::Control, Request::KillTable { handle }) => none(match state.tables.kill(handle) {
+            Some(pid) => Reply::Done { pid },
+            None => Reply::Failed(format!("no table process {handle}")),
+        }),
         (Kind::Control, Request::Offline) => {
             let (spool, socket) = (state.spool.clone(), state.socket.clone());
             // smtpctl runs as each file's owner: only root can start it so.

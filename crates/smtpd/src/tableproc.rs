@@ -16,22 +16,25 @@
 //! lookups from async sessions inside `routing::lookup::blocking` (`block_in_place`): the
 //! worker thread hands its other tasks to another thread while it waits, so the runtime is not
 //! stalled, and lookups to one backend queue on its mutex as 6.8's requests queue on its single
-//! lookup process. A round trip has a time limit ([`ANSWER_LIMIT`]; 6.8 has none and waits
-//! forever).
+//! lookup process. A round trip has a time limit ([`ANSWER_LIMIT`], or `SMTPD_TABLE_TIMEOUT`
+//! seconds; 6.8 has none and waits forever).
 //!
 //! Failures (on purpose unlike 6.8, which exits with `table-proc: exiting` when a backend dies
 //! or breaks the protocol): the lookup that met it fails temporarily (mail is deferred: `451`/
 //! `421`-class answers, never misrouted), the backend is killed and its death logged with 6.8's
-//! `warn: table-proc: ...` line, and the next lookup starts it again, after a wait that doubles
+//! `warn: table-proc: ...` line (in a split daemon the parent kills it, by the handle it gave
+//! for it: [`ForEngine`]), and the next lookup starts it again, after a wait that doubles
 //! from 1 s to 60 s while it keeps failing. Lookups in between fail temporarily at once. An
 //! answer of type `PROC_TABLE_FAIL` (which no extras backend sends) fails that lookup only.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rsmtpd_protocol::table_protocol::{self as proto, Answer, Frame, Service};
@@ -40,6 +43,8 @@ use crate::sys::log;
 
 /// How long a backend may take to answer one request before it is taken for dead.
 pub const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+/// How long a backend whose socket we closed may take to leave before it is killed.
+const LEAVE_LIMIT: Duration = Duration::from_secs(5);
 /// How long the `OPEN` handshake may take (the backend reads its configuration and connects to
 /// its database first).
 const OPEN_LIMIT: Duration = Duration::from_secs(60);
@@ -74,10 +79,41 @@ pub struct Spec {
     pub who: Option<Identity>,
 }
 
-/// A started backend process: our end of its socket, and the child when we forked it ourselves.
+/// A started backend process: our end of its socket, and how to stop it.
 pub struct Spawned {
     pub sock: UnixStream,
-    pub child: Option<Child>,
+    pub process: Process,
+}
+
+/// A backend process, as whoever started it knows it.
+pub enum Process {
+    /// We forked it.
+    Local(Child),
+    /// The parent of a split daemon started it for us (the engine may not exec, and may not
+    /// signal a process of another user): it kills it when asked by this handle.
+    Parent { handle: u64, pid: u32 },
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Local(c) => c.id(),
+            Process::Parent { pid, .. } => *pid,
+        }
+    }
+}
+
+/// `SMTPD_TABLE_TIMEOUT=SECONDS` (tests make a hung backend fail in seconds, not a minute), else
+/// [`ANSWER_LIMIT`].
+fn answer_limit() -> Duration {
+    static LIMIT: OnceLock<Duration> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("SMTPD_TABLE_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .map_or(ANSWER_LIMIT, Duration::from_secs)
+    })
 }
 
 /// Starts backends. The default forks here; a daemon that may not exec once it serves (the
@@ -156,7 +192,7 @@ pub fn spawn_here(spec: &Spec) -> std::io::Result<Spawned> {
     let child = cmd.spawn()?;
     Ok(Spawned {
         sock: ours,
-        child: Some(child),
+        process: Process::Local(child),
     })
 }
 
@@ -174,10 +210,10 @@ pub fn spawn_by_parent(spec: &Spec) -> std::io::Result<Spawned> {
         arg: spec.arg.clone(),
     };
     match client.control.call(&req, &[]) {
-        Ok((Reply::Done { .. }, mut fds)) if fds.len() == 1 => match fds.pop() {
+        Ok((Reply::Table { handle, pid }, mut fds)) if fds.len() == 1 => match fds.pop() {
             Some(fd) => Ok(Spawned {
                 sock: UnixStream::from(fd),
-                child: None,
+                process: Process::Parent { handle, pid },
             }),
             None => Err(std::io::Error::other("no backend socket")),
         },
@@ -187,44 +223,120 @@ pub fn spawn_by_parent(spec: &Spec) -> std::io::Result<Spawned> {
     }
 }
 
-/// The parent's side of [`spawn_by_parent`]: checks the name, starts the backend as OpenSMTPD's
-/// user, and reaps it when it ends (it ends when the engine closes its socket).
-pub fn spawn_for_engine(
-    table: &str,
-    backend: &str,
-    arg: Option<&str>,
-) -> Result<std::os::fd::OwnedFd, String> {
-    let plain = !backend.is_empty()
-        && !backend.starts_with('.')
-        && backend
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !plain {
-        return Err(format!(
-            "table_create: backend \"{backend}\" does not exist"
-        ));
+/// Asks the parent to kill the backend of that handle (it reaps it before it answers). A failed
+/// call needs nothing more: the parent is gone, and the engine dies with it (PR_SET_PDEATHSIG).
+fn kill_by_parent(handle: u64) {
+    if let Some(client) = crate::privsep::engine() {
+        let _ = client
+            .control
+            .call(&crate::privsep::proto::Request::KillTable { handle }, &[]);
     }
-    let Some(program) = program(backend) else {
-        return Err(format!(
-            "table_create: backend \"{backend}\" does not exist"
-        ));
-    };
-    let spec = Spec {
-        table: table.to_string(),
-        backend: backend.to_string(),
-        arg: arg.map(str::to_string),
-        program,
-        who: identity()?,
-    };
-    let s = spawn_here(&spec).map_err(|e| format!("fork: {e}"))?;
-    if let Some(mut child) = s.child {
+}
+
+/// The parent's side of [`spawn_by_parent`]: the backends it started for the engine, by handle.
+///
+/// Why handles: the engine is less trusted than the parent, so it may only have a process killed
+/// that the parent started for it and that still runs. A pid would not say that (once reaped, its
+/// number may be another process's), a handle from a counter is never given twice, and an entry
+/// is removed before its child is reaped, so the pid of every entry is still that backend's. The
+/// `KillTable` that names a handle already gone (the backend left by itself) is refused.
+#[derive(Default)]
+pub struct ForEngine {
+    next: AtomicU64,
+    live: Arc<Mutex<HashMap<u64, (String, Child)>>>,
+}
+
+impl ForEngine {
+    /// `SpawnTable`: checks the name, starts the backend as OpenSMTPD's user, and reaps it when
+    /// it ends by itself (it ends when the engine closes its socket). Its handle, pid and socket.
+    pub fn spawn(
+        &self,
+        table: &str,
+        backend: &str,
+        arg: Option<&str>,
+    ) -> Result<(u64, u32, std::os::fd::OwnedFd), String> {
+        let plain = !backend.is_empty()
+            && !backend.starts_with('.')
+            && backend
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !plain {
+            return Err(format!(
+                "table_create: backend \"{backend}\" does not exist"
+            ));
+        }
+        let Some(program) = program(backend) else {
+            return Err(format!(
+                "table_create: backend \"{backend}\" does not exist"
+            ));
+        };
+        let spec = Spec {
+            table: table.to_string(),
+            backend: backend.to_string(),
+            arg: arg.map(str::to_string),
+            program,
+            who: identity()?,
+        };
+        let s = spawn_here(&spec).map_err(|e| format!("fork: {e}"))?;
+        let Process::Local(child) = s.process else {
+            return Err("fork: no child".into());
+        };
+        let pid = child.id();
+        let handle = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(handle, (spec.table.clone(), child));
+        }
+        let live = self.live.clone();
+        // If the thread cannot start, the backend is reaped by `kill` or `kill_all`.
         let _ = std::thread::Builder::new()
             .name("table-reap".into())
-            .spawn(move || {
-                let _ = child.wait();
-            });
+            .spawn(move || reap_when_gone(&live, handle, pid));
+        Ok((handle, pid, std::os::fd::OwnedFd::from(s.sock)))
     }
-    Ok(std::os::fd::OwnedFd::from(s.sock))
+
+    /// `KillTable`: kills and reaps the backend of that handle, if it still runs; its pid.
+    pub fn kill(&self, handle: u64) -> Option<u32> {
+        let entry = self.live.lock().ok()?.remove(&handle);
+        let (table, mut child) = entry?;
+        let pid = child.id();
+        let _ = child.kill();
+        let _ = child.wait();
+        log::debug(&format!(
+            "debug: table-proc: table \"{table}\": backend process {pid} killed for the engine"
+        ));
+        Some(pid)
+    }
+
+    /// At the engine's end: every backend still there (a hung one would not see its socket
+    /// close).
+    pub fn kill_all(&self) {
+        let all: Vec<(String, Child)> = match self.live.lock() {
+            Ok(mut live) => live.drain().map(|(_, e)| e).collect(),
+            Err(_) => return,
+        };
+        for (_, mut child) in all {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits, without reaping, until the backend has exited, then reaps it unless `kill` took it
+/// first. Not reaping while waiting is what keeps the pid ours as long as its entry exists.
+fn reap_when_gone(live: &Mutex<HashMap<u64, (String, Child)>>, handle: u64, pid: u32) {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    // ECHILD: `kill` reaped it already; any other error: there is nothing to wait for either.
+    while let Err(nix::errno::Errno::EINTR) = waitid(
+        Id::Pid(nix::unistd::Pid::from_raw(raw)),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+    ) {}
+    let entry = live.lock().ok().and_then(|mut l| l.remove(&handle));
+    if let Some((_, mut child)) = entry {
+        let _ = child.wait();
+    }
 }
 
 fn spawn(spec: &Spec) -> std::io::Result<Spawned> {
@@ -260,7 +372,8 @@ struct State {
 
 struct Conn {
     sock: UnixStream,
-    child: Option<Child>,
+    /// None once killed through the parent (nothing is left to stop).
+    process: Option<Process>,
     decoder: proto::Decoder,
     since: Instant,
 }
@@ -268,22 +381,68 @@ struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         // Closing our end is what makes it leave (`warn: table-api: pipe closed`, as when 6.8's
-        // lookup process exits); it is reaped out of the way so that no zombie stays.
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
-        if let Some(mut child) = self.child.take() {
-            let _ = std::thread::Builder::new()
-                .name("table-reap".into())
-                .spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    while Instant::now() < deadline {
-                        if !matches!(child.try_wait(), Ok(None)) {
-                            return;
+        // lookup process exits); it is reaped out of the way so that no zombie stays, and killed
+        // if it has not left within LEAVE_LIMIT.
+        match self.process.take() {
+            Some(Process::Local(mut child)) => {
+                let _ = self.sock.shutdown(std::net::Shutdown::Both);
+                let _ = std::thread::Builder::new()
+                    .name("table-reap".into())
+                    .spawn(move || {
+                        let deadline = Instant::now() + LEAVE_LIMIT;
+                        while Instant::now() < deadline {
+                            if !matches!(child.try_wait(), Ok(None)) {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
                         }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    let _ = child.kill();
-                    let _ = child.wait();
-                });
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    });
+            }
+            Some(Process::Parent { handle, .. }) => {
+                // The parent reaps it; that it left shows here as the end of its socket (the
+                // backend holds the only other end), so only one that stays is killed.
+                let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                let Ok(sock) = self.sock.try_clone() else {
+                    kill_by_parent(handle);
+                    return;
+                };
+                let _ = std::thread::Builder::new()
+                    .name("table-reap".into())
+                    .spawn(move || {
+                        if !leaves_within(sock, LEAVE_LIMIT) {
+                            kill_by_parent(handle);
+                        }
+                    });
+            }
+            None => {
+                let _ = self.sock.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Whether the other end of `sock` closes within `limit` (what it still sends is dropped).
+fn leaves_within(mut sock: UnixStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // ECONNRESET and the like: its end is closed too.
+            Err(_) => return true,
         }
     }
 }
@@ -296,7 +455,7 @@ impl Conn {
         let s = spawn(spec).map_err(|e| format!("warn: table-proc: fork: {e}"))?;
         let mut c = Conn {
             sock: s.sock,
-            child: s.child,
+            process: Some(s.process),
             decoder: proto::Decoder::new(),
             since: Instant::now(),
         };
@@ -348,10 +507,18 @@ impl Conn {
         }
     }
 
-    /// Kills a backend that is hung or out of step (closing would do for one that died).
+    /// Kills a backend that is hung or out of step (closing would do for one that died). One
+    /// of ours is reaped by the drop that follows; the parent reaps its own before it answers.
     fn kill(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
+        match &mut self.process {
+            Some(Process::Local(c)) => {
+                let _ = c.kill();
+            }
+            Some(Process::Parent { handle, .. }) => {
+                kill_by_parent(*handle);
+                self.process = None;
+            }
+            None => {}
         }
     }
 }
@@ -415,7 +582,7 @@ impl Backend {
         let Some(conn) = st.conn.as_mut() else {
             return Err(Down::NotRunning);
         };
-        let outcome = conn.round_trip(req, ANSWER_LIMIT).map(|f| parse(&f));
+        let outcome = conn.round_trip(req, answer_limit()).map(|f| parse(&f));
         match outcome {
             Ok(Ok(a)) => Ok(a),
             // The stream is still in step: only this lookup failed.
@@ -484,11 +651,11 @@ impl Backend {
         self.call(&proto::update(std::process::id()), proto::parse_check)
     }
 
-    /// The backend's pid, when we forked it (for tests and `ps`).
+    /// The backend's pid (for tests and `ps`).
     pub fn pid(&self) -> Option<u32> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.conn
             .as_ref()
-            .and_then(|c| c.child.as_ref().map(|ch| ch.id()))
+            .and_then(|c| c.process.as_ref().map(Process::pid))
     }
 }

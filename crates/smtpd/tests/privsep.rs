@@ -25,73 +25,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::certs::{s_client, Certs};
+use common::procfs::{children, read_proc};
 use common::Daemon;
-
-/// A process as /proc shows it.
-#[derive(Debug, Clone)]
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    comm: String,
-    cmdline: String,
-    uid: Vec<u32>,
-    gid: Vec<u32>,
-    groups: Vec<u32>,
-    cap_eff: String,
-    cap_prm: String,
-    no_new_privs: String,
-}
-
-fn read_proc(pid: u32) -> Option<Proc> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> String {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let ids = |name: &str| -> Vec<u32> {
-        field(name)
-            .split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect()
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline)
-        .trim_end_matches('\0')
-        .replace('\0', " ");
-    Some(Proc {
-        pid,
-        ppid: field("PPid:").parse().ok()?,
-        comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .ok()?
-            .trim()
-            .to_string(),
-        cmdline,
-        uid: ids("Uid:"),
-        gid: ids("Gid:"),
-        groups: ids("Groups:"),
-        cap_eff: field("CapEff:"),
-        cap_prm: field("CapPrm:"),
-        no_new_privs: field("NoNewPrivs:"),
-    })
-}
-
-fn children(of: u32) -> Vec<Proc> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some(p) = read_proc(pid) {
-            if p.ppid == of {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 fn uid_of(name: &str) -> Option<(u32, u32)> {
     let u = nix::unistd::User::from_name(name).ok().flatten()?;

@@ -9,6 +9,7 @@
 mod common;
 
 use common::certs::{unavailable, Certs};
+use common::procfs::{arg0, parent_of, pids};
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -321,33 +322,10 @@ fn sqlite_tables_serve_virtual_domains_users_auth_and_senders_as_opensmtpd() {
 /// The backends of a daemon, by table name: processes whose parent it is and whose `argv[0]`
 /// is the table's name.
 fn backend_pid(daemon: u32, table: &str) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split(' ').nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let arg0 = cmd.split(|&b| b == 0).next().unwrap_or_default();
-        if ppid.is_some_and(|p| p == daemon || parent_of(p) == Some(daemon))
-            && arg0 == table.as_bytes()
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// A process's parent: a split daemon's backends are children of its engine, itself a child
-/// of the daemon's root parent.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.split(' ').nth(1))
-        .and_then(|p| p.parse::<u32>().ok())
+    pids().into_iter().find(|&pid| {
+        parent_of(pid).is_some_and(|p| p == daemon || parent_of(p) == Some(daemon))
+            && arg0(pid) == table.as_bytes()
+    })
 }
 
 /// Ours on purpose (6.8 exits with `table-proc: exiting`): the lookup that finds the backend

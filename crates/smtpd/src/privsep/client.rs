@@ -4,8 +4,9 @@
 //! Why several channels: a PAM check may take seconds (pam_unix delays a failure), and it must
 //! not hold up a `.forward` lookup, nor a handshake's signature. So signatures have channels of
 //! their own (as many as the parent has signing threads, so that two handshakes sign at once as
-//! they did in one process), PAM one, and the rest (forward files, filter processes, pki polls,
-//! delivery processes: all short) share one.
+//! they did in one process), PAM one, `~/.forward` reads (one per RCPT of a user) a few of their
+//! own, so that concurrent sessions do not wait for each other's, and the rest (filter processes,
+//! table backends, pki polls, delivery processes: rare and short) share one.
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::Mutex;
@@ -58,22 +59,32 @@ pub struct Client {
     pub control: Channel,
     pub auth: Channel,
     pub ca: Vec<Channel>,
+    pub forward: Vec<Channel>,
 }
 
 impl Client {
-    /// A signature from the `ca` side: the first free signing channel, else the one this
-    /// thread's turn falls on.
+    /// A signature from the `ca` side.
     pub fn sign(&self, req: &Request) -> Result<Reply, String> {
-        for c in &self.ca {
-            if let Ok(mut held) = c.0.try_lock() {
-                return call_locked(&mut held, req, &[]).map(|(r, _)| r);
-            }
-        }
-        let n = self.ca.len().max(1);
-        let i = thread_index() % n;
-        let c = self.ca.get(i).ok_or("privsep: no signing channel")?;
-        c.call(req, &[]).map(|(r, _)| r)
+        any_of(&self.ca, req)
     }
+
+    /// A `Forward` request, on a channel of its own.
+    pub fn forward(&self, req: &Request) -> Result<Reply, String> {
+        any_of(&self.forward, req)
+    }
+}
+
+/// The first free channel of `pool`, else the one this thread's turn falls on.
+fn any_of(pool: &[Channel], req: &Request) -> Result<Reply, String> {
+    for c in pool {
+        if let Ok(mut held) = c.0.try_lock() {
+            return call_locked(&mut held, req, &[]).map(|(r, _)| r);
+        }
+    }
+    let n = pool.len().max(1);
+    let i = thread_index() % n;
+    let c = pool.get(i).ok_or("privsep: no channel")?;
+    c.call(req, &[]).map(|(r, _)| r)
 }
 
 fn thread_index() -> usize {

@@ -73,12 +73,16 @@ pub enum Request {
     /// The engine serves: resubmit what sendmail left in `offline/` meanwhile.
     Offline,
     /// Start the `table-BACKEND` program of an external table (6.8's `fork_proc_backend()`,
-    /// which its lookup process runs); our end of its socket comes back.
+    /// which its lookup process runs); our end of its socket comes back, with a handle.
     SpawnTable {
         table: String,
         backend: String,
         arg: Option<String>,
     },
+    /// Kill (and reap) the backend process of that `SpawnTable` handle, one that stopped
+    /// answering: a handle, never a pid, so that nothing but a backend started for the engine,
+    /// and still running, can be named.
+    KillTable { handle: u64 },
 }
 
 impl fmt::Debug for Request {
@@ -122,6 +126,9 @@ impl fmt::Debug for Request {
                 .field("backend", backend)
                 .field("arg", arg)
                 .finish(),
+            Request::KillTable { handle } => {
+                f.debug_struct("KillTable").field("handle", handle).finish()
+            }
         }
     }
 }
@@ -148,6 +155,12 @@ pub enum Reply {
     Forward(Forward),
     /// `Auth`: 0 accepted, 1 refused, 2 temporary failure.
     Auth(u8),
+    /// `SpawnTable`: the backend's socket is beside it; `handle` names it for `KillTable` (the
+    /// parent never hands out the same one twice), `pid` is for the logs.
+    Table {
+        handle: u64,
+        pid: u32,
+    },
 }
 
 /// A packet that does not decode.
@@ -352,6 +365,7 @@ impl Request {
                     None => w.u8(0),
                 }
             }
+            Request::KillTable { handle } => w.u8(11).u64(*handle),
         };
         w.0
     }
@@ -390,6 +404,7 @@ impl Request {
                     _ => return Err(DecodeError("bad option")),
                 },
             },
+            11 => Request::KillTable { handle: r.u64()? },
             _ => return Err(DecodeError("unknown request")),
         };
         r.end(req)
@@ -413,6 +428,7 @@ impl Reply {
                 Forward::TempFail => w.u8(7).u8(3),
             },
             Reply::Auth(v) => w.u8(8).u8(*v),
+            Reply::Table { handle, pid } => w.u8(9).u64(*handle).u32(*pid),
         };
         w.0
     }
@@ -437,6 +453,10 @@ impl Reply {
                 _ => return Err(DecodeError("bad forward outcome")),
             }),
             8 => Reply::Auth(r.u8()?),
+            9 => Reply::Table {
+                handle: r.u64()?,
+                pid: r.u32()?,
+            },
             _ => return Err(DecodeError("unknown reply")),
         };
         r.end(rep)
@@ -496,6 +516,7 @@ mod tests {
                 backend: "ldap".into(),
                 arg: None,
             },
+            Request::KillTable { handle: u64::MAX },
         ]
     }
 
@@ -521,6 +542,10 @@ mod tests {
             Reply::Forward(Forward::PermFail),
             Reply::Forward(Forward::TempFail),
             Reply::Auth(2),
+            Reply::Table {
+                handle: 3,
+                pid: 4243,
+            },
         ]
     }
 

@@ -154,8 +154,8 @@ fn ask_parent(client: &crate::privsep::Client, user: &UserInfo) -> ForwardFile {
         gid: user.gid,
         directory: user.directory.clone(),
     };
-    match client.control.call(&req, &[]) {
-        Ok((Reply::Forward(f), _)) => match f {
+    match client.forward(&req) {
+        Ok(Reply::Forward(f)) => match f {
             Forward::Missing => ForwardFile::Missing,
             Forward::Content(c) => ForwardFile::Content(c),
             Forward::PermFail => ForwardFile::PermFail,

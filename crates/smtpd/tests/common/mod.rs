@@ -5,6 +5,8 @@
 
 pub mod certs;
 pub mod netns;
+pub mod peer;
+pub mod procfs;
 pub mod refns;
 pub mod sink;
 

@@ -13,13 +13,14 @@
 //! with `RSMTPD_INSTALL_DOVECOT=1`, as root, a missing Dovecot is installed with apt-get.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::common::peer;
 use crate::common::*;
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
@@ -206,24 +207,16 @@ impl Dovecot {
             lmtp_port,
         };
         // Ready when the LMTP listener greets.
-        let deadline = Instant::now() + Duration::from_secs(30);
         let addr: SocketAddr = format!("127.0.0.1:{lmtp_port}").parse().expect("addr");
-        loop {
-            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut b = [0u8; 3];
-                if s.read_exact(&mut b).is_ok() && &b == b"220" {
-                    break;
-                }
-            }
-            if let Ok(Some(st)) = dc.child.try_wait() {
-                panic!("dovecot exited ({st}); log:\n{}", dc.log());
-            }
-            if Instant::now() > deadline {
-                panic!("dovecot's LMTP did not greet in 30 s; log:\n{}", dc.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = dc.dir.path().join("dovecot.log");
+        let deadline = peer::wait_greeting(
+            &mut dc.child,
+            addr,
+            Duration::from_secs(30),
+            "dovecot",
+            "dovecot's LMTP",
+            &log,
+        );
         // The unix socket as well.
         while !dc.lmtp_socket().exists() {
             assert!(Instant::now() < deadline, "no {:?}", dc.lmtp_socket());
@@ -261,20 +254,7 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        use nix::sys::signal::{killpg, Signal};
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Whatever is left of the group (the master's children exit with it).
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        peer::stop_group(&mut self.child);
     }
 }
 
@@ -571,26 +551,16 @@ impl Submission {
             .spawn()
             .expect("start dovecot");
         let mut sub = Submission { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        loop {
-            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut b = [0u8; 3];
-                if s.read_exact(&mut b).is_ok() && &b == b"220" {
-                    break;
-                }
-            }
-            if let Ok(Some(st)) = sub.child.try_wait() {
-                panic!("dovecot exited ({st}); log:\n{}", sub.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dovecot's submission did not greet in 30 s; log:\n{}",
-                sub.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = sub.dir.path().join("dovecot.log");
+        peer::wait_greeting(
+            &mut sub.child,
+            addr,
+            Duration::from_secs(30),
+            "dovecot",
+            "dovecot's submission",
+            &log,
+        );
         sub
     }
 
@@ -601,19 +571,7 @@ impl Submission {
 
 impl Drop for Submission {
     fn drop(&mut self) {
-        use nix::sys::signal::{killpg, Signal};
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        peer::stop_group(&mut self.child);
     }
 }
 
