@@ -321,28 +321,25 @@ impl Schedule {
     /// counts it). Returns the next try, or `None` when the envelope was
     /// removed meanwhile (it then comes out of `batch` as `Remove`).
     pub fn tempfail(&mut self, evpid: EvpId, retry: u16, now: Time) -> Option<Time> {
-        let e = self.entries.get_mut(&evpid)?;
-        if e.state == RunState::Inflight {
-            self.inflight -= 1;
-        }
-        if e.removed {
-            e.state = RunState::Scheduled;
-            e.since = now;
-            self.q_removed.push_back(evpid);
-            return None;
-        }
-        e.sched = next_try(e.ctime, base_of(e.kind), u32::from(retry), now);
-        e.state = RunState::Pending;
-        let (key, sched, suspended) = (e.key(), e.sched, e.suspended);
-        if !suspended {
-            self.pending.insert((key, evpid));
-        }
-        Some(sched)
+        self.back_from_flight(evpid, now, |e| {
+            next_try(e.ctime, base_of(e.kind), u32::from(retry), now)
+        })
     }
 
     /// Given back untried ([`super::AgentResult::Later`]): pending until `at`, its retries as
     /// they were. `None` when removed meanwhile, as [`Schedule::tempfail`].
     pub fn postpone(&mut self, evpid: EvpId, at: Time, now: Time) -> Option<Time> {
+        self.back_from_flight(evpid, now, |_| at.max(now))
+    }
+
+    /// An envelope back from its agent without being done: pending again at the time `when`
+    /// gives, or handed to `batch` as `Remove` when it was removed meanwhile (`None`).
+    fn back_from_flight(
+        &mut self,
+        evpid: EvpId,
+        now: Time,
+        when: impl FnOnce(&Entry) -> Time,
+    ) -> Option<Time> {
         let e = self.entries.get_mut(&evpid)?;
         if e.state == RunState::Inflight {
             self.inflight -= 1;
@@ -353,7 +350,7 @@ impl Schedule {
             self.q_removed.push_back(evpid);
             return None;
         }
-        e.sched = at.max(now);
+        e.sched = when(e);
         e.state = RunState::Pending;
         let (key, sched, suspended) = (e.key(), e.sched, e.suspended);
         if !suspended {
