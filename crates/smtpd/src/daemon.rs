@@ -267,7 +267,8 @@ async fn serve(
     detach::ready();
     let status = wait_for_signal(signals, &server, opts.reload.as_ref()).await;
     drop(socket_file);
-    if status == 0 {
+    // A split daemon's last line is its parent's, once every process has ended.
+    if status == 0 && crate::privsep::engine().is_none() {
         log::info("Exiting");
     }
     status

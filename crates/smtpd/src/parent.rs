@@ -259,6 +259,8 @@ struct State {
     filters: Mutex<HashMap<u32, std::process::Child>>,
     /// Table backends started for the engine, by handle.
     tables: crate::tableproc::ForEngine,
+    /// The threads that reap delivery processes and say how they ended.
+    reapers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Parent {
@@ -273,6 +275,7 @@ impl Parent {
             socket: self.socket.clone(),
             filters: Mutex::new(HashMap::new()),
             tables: crate::tableproc::ForEngine::default(),
+            reapers: Mutex::new(Vec::new()),
         });
         let mut channels: Vec<(OwnedFd, Kind)> =
             vec![(self.control, Kind::Control), (self.auth, Kind::Auth)];
@@ -309,7 +312,26 @@ impl Parent {
             }
         }
         state.tables.kill_all();
+        // As 6.8's parent_shutdown(): every process is gone, and has said how, before the last
+        // line; the delivery processes leave once the engine's end closed their channels.
+        let reapers = state
+            .reapers
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for r in reapers {
+            while !r.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
         drop(self.socket_file);
+        if status == 0 {
+            log::info("Exiting");
+        }
         status
     }
 }
@@ -472,9 +494,14 @@ fn handle(req: Request, kind: Kind, state: &State) -> (Reply, Vec<OwnedFd>) {
                 log::debug(&format!("debug: delivery: process started, pid {pid}"));
                 // Reaped as it ends, with the line that says how (the engine fails and
                 // retries what it had in flight when it sees the end on its socket).
-                let _ = std::thread::Builder::new()
+                if let Ok(h) = std::thread::Builder::new()
                     .name("delivery-reaper".into())
-                    .spawn(move || crate::delivery::client::reap(child));
+                    .spawn(move || crate::delivery::client::reap(child))
+                {
+                    if let Ok(mut r) = state.reapers.lock() {
+                        r.push(h);
+                    }
+                }
                 (Reply::Done { pid }, vec![sock])
             }
             Err(e) => none(Reply::Failed(format!(

@@ -206,13 +206,10 @@ fn read_replies(conn: Arc<Connection>, child: Option<Child>) {
 
 /// Waits for a delivery process that ended and says how. Status 0 is its orderly end: it saw
 /// the daemon close its channel (a stop, or the engine gone), with nothing left to retry, so
-/// that is no warning; anything else is.
+/// it says nothing (a stop's last line is `Exiting`, as 6.8's); anything else is a warning.
 pub fn reap(mut child: Child) {
     match child.wait() {
-        Ok(st) if st.success() => log::debug(&format!(
-            "debug: delivery process {} exited: its channel closed",
-            child.id()
-        )),
+        Ok(st) if st.success() => {}
         other => {
             let how = match other {
                 Ok(st) => st.to_string(),
