@@ -58,7 +58,7 @@ fn message(c: &mut Client, lines: &[&str]) -> String {
     c.reply()
 }
 
-fn sessions(addr: SocketAddr) -> Vec<String> {
+fn sessions(addr: SocketAddr, rec: &Path) -> Vec<String> {
     let mut replies = Vec::new();
     // Two messages in one session, every rule of both filters.
     let mut c = Client::connect(addr);
@@ -94,6 +94,9 @@ fn sessions(addr: SocketAddr) -> Vec<String> {
     }
     replies.push(message(&mut c, &["Subject: two", "", "second body"]));
     replies.push(c.cmd("QUIT"));
+    // The next session starts once both filters have seen this one end, so that each
+    // filter's transcript has one order whatever the machine's load.
+    wait_disconnects(rec, 2);
     // Too large (max-message-size 1000): the lines stop going into the chain once the client
     // has sent more than the limit; the final dot still goes through.
     let mut c = Client::connect(addr);
@@ -111,6 +114,7 @@ fn sessions(addr: SocketAddr) -> Vec<String> {
     lines.extend(std::iter::repeat_n(long.as_str(), 14));
     replies.push(message(&mut c, &lines));
     replies.push(c.cmd("QUIT"));
+    wait_disconnects(rec, 4);
     // A client gone mid-message.
     let mut c = Client::connect(addr);
     replies.push(c.reply());
@@ -123,9 +127,29 @@ fn sessions(addr: SocketAddr) -> Vec<String> {
         replies.push(c.cmd(cmd));
     }
     c.send(b"Subject: cut\r\n\r\nhalf a message\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    // Gone once the last filter of the chain has seen the half message: a fixed pause raced a
+    // loaded machine (CI), where b sometimes had not received the line yet.
+    wait_rec(rec, |t| {
+        t.lines()
+            .any(|l| l.starts_with("b filter|") && l.ends_with("|half a message"))
+    });
     drop(c);
     replies
+}
+
+/// Waits (up to 10 s) until what the filters recorded satisfies `done`.
+fn wait_rec(rec: &Path, done: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if done(&std::fs::read_to_string(rec).unwrap_or_default()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_disconnects(rec: &Path, n: usize) {
+    wait_rec(rec, |t| t.matches("link-disconnect").count() >= n);
 }
 
 /// What differs run to run: times, session ids, tokens, message ids, our host's date.
@@ -174,8 +198,8 @@ struct Run {
 fn record(bin: &str) -> Run {
     let dir = workdir();
     let d = Daemon::start_with(bin, &config(dir.path(), ""), &[]);
-    let replies = sessions(d.addr());
     let rec = dir.path().join("rec.log");
+    let replies = sessions(d.addr(), &rec);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
     while Instant::now() < deadline {
