@@ -435,16 +435,22 @@ fn leaves_within(mut sock: UnixStream, limit: Duration) -> bool {
         match sock.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if read_again(&e) => {}
             // ECONNRESET and the like: its end is closed too.
             Err(_) => return true,
         }
     }
+}
+
+/// Whether a failed read of a backend's socket is to be tried again: a signal came, or the
+/// socket's read timeout ran out (Linux says WouldBlock, other systems TimedOut); both callers
+/// then check their own deadline.
+fn read_again(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
+    )
 }
 
 /// A protocol failure: 6.8's line for it.
@@ -491,12 +497,7 @@ impl Conn {
             match self.sock.read(&mut buf[..want]) {
                 Ok(0) => return Err(Broken("warn: table-proc: pipe closed".into())),
                 Ok(n) => self.decoder.feed(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(e) => {
                     return Err(Broken(format!(
                         "warn: table-proc: imsg_read: {}",
