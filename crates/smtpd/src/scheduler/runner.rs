@@ -505,11 +505,11 @@ impl Runner {
     /// `monitor`'s counters for a delivery's outcome (scheduler.c's `IMSG_QUEUE_DELIVERY_*`).
     fn count_result(&self, result: &AgentResult) {
         let c = &self.settings.counters;
-        let (counter, done) = match result {
-            AgentResult::Ok => (&c.ok, true),
-            AgentResult::TempFail { .. } => (&c.tempfail, false),
-            AgentResult::PermFail { .. } => (&c.permfail, true),
-            AgentResult::Loop => (&c.looped, true),
+        let (counter, done, verdict) = match result {
+            AgentResult::Ok => (&c.ok, true, "Ok"),
+            AgentResult::TempFail { .. } => (&c.tempfail, false, "TempFail"),
+            AgentResult::PermFail { .. } => (&c.permfail, true, "PermFail"),
+            AgentResult::Loop => (&c.looped, true, "Loop"),
             // No delivery happened: only no longer in flight.
             AgentResult::Later { .. } => {
                 stat::decrement("scheduler.envelope.inflight", 1);
@@ -520,15 +520,7 @@ impl Runner {
         if done {
             Counters::add(&c.dequeued, 1);
         }
-        count_delivery(
-            match result {
-                AgentResult::Ok => "Ok",
-                AgentResult::TempFail { .. } => "TempFail",
-                AgentResult::PermFail { .. } => "PermFail",
-                AgentResult::Loop | AgentResult::Later { .. } => "Loop",
-            },
-            1,
-        );
+        count_delivery(verdict, 1);
     }
 
     /// The envelope (retry already counted) failed temporarily: save it,
