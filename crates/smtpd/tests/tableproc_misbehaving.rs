@@ -48,27 +48,34 @@ while True:
         send(0, struct.pack('=i', 1) + ('value of ' + key).encode() + b'\0')
 "#;
 
-#[test]
-fn a_misbehaving_backend_is_dropped_and_started_again() {
+/// [`FAKE`] as a backend's program in `dir`; None (skipped) without python3.
+fn fake(dir: &std::path::Path) -> Option<Spec> {
     let have_python = std::process::Command::new("python3")
         .arg("-c")
         .arg("pass")
         .output()
         .is_ok_and(|o| o.status.success());
     if !require(have_python, "needs python3 (the fake backend)") {
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prog = dir.path().join("table-fake");
+    let prog = dir.join("table-fake");
     std::fs::write(&prog, format!("#!/usr/bin/env python3\n{FAKE}")).expect("write");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let spec = Spec {
+    Some(Spec {
         table: "fake".into(),
         backend: "fake".into(),
         arg: None,
         program: prog,
         who: None,
+    })
+}
+
+#[test]
+fn a_misbehaving_backend_is_dropped_and_started_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(spec) = fake(dir.path()) else {
+        return;
     };
     let b = Backend::start(spec).expect("started");
     let found = |k: &str| Ok(Answer::Yes(Some(format!("value of {k}"))));
@@ -104,6 +111,28 @@ fn a_misbehaving_backend_is_dropped_and_started_again() {
         b.check(Service::Domain, &"x".repeat(2000)),
         Err(Down::BadKey)
     );
+}
+
+/// A backend dies with the process that started it (`PR_SET_PDEATHSIG`), which the kernel takes
+/// to be the thread that forked it: one started on behalf of a thread that then ends (a tokio
+/// worker leaving the pool, a reload's blocking thread) goes on serving.
+#[test]
+fn a_backend_outlives_the_thread_that_asked_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(spec) = fake(dir.path()) else {
+        return;
+    };
+    let b = std::thread::spawn(move || Backend::start(spec).expect("started"))
+        .join()
+        .expect("the starting thread");
+    let pid = b.pid().expect("running");
+    // Time for a parent-death signal to arrive, were there one.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        b.lookup(Service::Alias, "bob"),
+        Ok(Answer::Yes(Some("value of bob".into())))
+    );
+    assert_eq!(b.pid(), Some(pid), "the same backend, not a restarted one");
 }
 
 /// A backend that answers OPEN and every CHECK with "found", except for a key that names
@@ -160,6 +189,14 @@ impl Installed {
 
 impl Drop for Installed {
     fn drop(&mut self) {
+        // A backend a failed test left behind (one orphaned by a parent killed with SIGKILL
+        // hangs for ever).
+        for pid in running(&self.program.display().to_string()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = std::fs::remove_file(&self.program);
         if self.made_dir {
             // Only if empty: another test may have put its own program there meanwhile.
@@ -177,6 +214,68 @@ fn running(program: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The daemon, as root behind `prefix`, with table `hangs` served by [`HANGS`] (installed as
+/// `table-TAG-PID`) and one backend running it; None (skipped) where that cannot run.
+struct Hanging {
+    d: Daemon,
+    /// The backend's name in the configuration.
+    backend: String,
+    program: String,
+    /// The backend's.
+    pid: u32,
+    /// To be dropped after the daemon: what it left running is killed, the program removed.
+    installed: Installed,
+}
+
+fn hanging(tag: &str, prefix: &[&str]) -> Option<Hanging> {
+    let users = ["opensmtpq", "opensmtpd"]
+        .iter()
+        .all(|u| nix::unistd::User::from_name(u).ok().flatten().is_some());
+    if !require(
+        is_root() && users && std::path::Path::new("/usr/bin/python3").exists(),
+        "needs root (the daemon's parent), the opensmtpq and opensmtpd users (Debian's \
+         opensmtpd) and /usr/bin/python3 (the fake backend)",
+    ) {
+        return None;
+    }
+    let backend = format!("{tag}-{}", std::process::id());
+    let installed = Installed::new(&backend, HANGS);
+    let program = installed.program.display().to_string();
+    let conf = format!(
+        "table hangs {backend}:/dev/null\n\
+         listen on 127.0.0.1 port @PORT@\n\
+         action \"out\" relay host smtp://127.0.0.1:1\n\
+         match from any for domain <hangs> action \"out\"\n"
+    );
+    let d = Daemon::launch(
+        prefix,
+        env!("CARGO_BIN_EXE_smtpd"),
+        &conf,
+        &[],
+        Some("127.0.0.1:1"),
+    );
+    let pids = running(&program);
+    assert_eq!(pids.len(), 1, "one backend: {pids:?}");
+    Some(Hanging {
+        d,
+        backend,
+        program,
+        pid: pids[0],
+        installed,
+    })
+}
+
+/// A session whose RCPT's lookup the backend never answers (the client, to be kept open).
+fn hang_a_lookup(d: &Daemon) -> Client {
+    let mut c = Client::connect(d.addr());
+    c.reply();
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<sender@remote.test>");
+    c.send(b"RCPT TO:<dave@hang.test>\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    c
+}
+
 /// Issue 15: in the split daemon the root parent starts the backends (the sandboxed engine
 /// cannot exec), so the engine cannot kill one itself. A backend that stops answering is killed
 /// by the parent at the engine's request (`KillTable`, by the handle `SpawnTable` gave): its
@@ -185,36 +284,18 @@ fn running(program: &str) -> Vec<u32> {
 /// per restart.
 #[test]
 fn a_hung_backend_of_the_split_daemon_is_killed_by_the_parent_and_replaced() {
-    let users = ["opensmtpq", "opensmtpd"]
-        .iter()
-        .all(|u| nix::unistd::User::from_name(u).ok().flatten().is_some());
-    if !require(
-        is_root() && users && std::path::Path::new("/usr/bin/python3").exists(),
-        "needs root (the split daemon), the opensmtpq and opensmtpd users (Debian's opensmtpd) \
-         and /usr/bin/python3 (the fake backend)",
-    ) {
-        return;
-    }
-    let backend = format!("hangtest-{}", std::process::id());
-    let installed = Installed::new(&backend, HANGS);
-    let program = installed.program.display().to_string();
     let table = "hangs";
-    let conf = format!(
-        "table {table} {backend}:/dev/null\n\
-         listen on 127.0.0.1 port @PORT@\n\
-         action \"out\" relay host smtp://127.0.0.1:1\n\
-         match from any for domain <{table}> action \"out\"\n"
-    );
-    let mut d = Daemon::launch(
-        &["env", "SMTPD_TABLE_TIMEOUT=2"],
-        env!("CARGO_BIN_EXE_smtpd"),
-        &conf,
-        &[],
-        Some("127.0.0.1:1"),
-    );
-    let first = running(&program);
-    assert_eq!(first.len(), 1, "one backend: {first:?}");
-    let first = first[0];
+    // `_installed` first: dropped last, after the daemon.
+    let Some(Hanging {
+        installed: _installed,
+        mut d,
+        backend,
+        program,
+        pid: first,
+    }) = hanging("hangtest", &["env", "SMTPD_TABLE_TIMEOUT=2"])
+    else {
+        return;
+    };
     assert_eq!(parent_of(first), Some(d.pid()), "the parent's child");
 
     let mut c = Client::connect(d.addr());
@@ -303,12 +384,7 @@ fn a_hung_backend_of_the_split_daemon_is_killed_by_the_parent_and_replaced() {
 
     // Hung again when the daemon stops: it does not outlive the daemon (killed at the time
     // limit, or by the parent when the engine is gone).
-    let mut c = Client::connect(d.addr());
-    c.reply();
-    c.cmd("EHLO client.example");
-    c.cmd("MAIL FROM:<sender@remote.test>");
-    c.send(b"RCPT TO:<dave@hang.test>\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    let _c = hang_a_lookup(&d);
     d.stop();
     let t0 = std::time::Instant::now();
     while cmdline(second[0]).is_some() && t0.elapsed() < Duration::from_secs(10) {
@@ -319,4 +395,68 @@ fn a_hung_backend_of_the_split_daemon_is_killed_by_the_parent_and_replaced() {
         "the backend outlived the daemon: {:?}",
         std::fs::read_to_string(format!("/proc/{}/status", second[0]))
     );
+}
+
+/// A backend hung in a lookup (it ignores SIGTERM and the end of its socket) dies with the
+/// daemon that started it when that is killed with SIGKILL, split (the root parent started it;
+/// the engine dies with the parent too) or not (`SMTPD_USER=root`: the daemon started it).
+/// Without the parent-death signal it was orphaned, one more at each restart of the daemon.
+fn a_hung_backend_dies_with_its_daemon_killed_by_sigkill(split: bool) {
+    let how = if split { "split" } else { "unsplit" };
+    let prefix: &[&str] = if split {
+        &[]
+    } else {
+        &["env", "SMTPD_USER=root"]
+    };
+    let Some(Hanging {
+        installed: _installed,
+        d,
+        program,
+        pid: hung,
+        ..
+    }) = hanging(&format!("hangkill{how}"), prefix)
+    else {
+        return;
+    };
+    let engine = common::procfs::children(d.pid())
+        .iter()
+        .any(|p| p.cmdline.starts_with("smtpd: engine"));
+    assert_eq!(engine, split, "{how}: an engine process");
+    assert_eq!(parent_of(hung), Some(d.pid()), "the daemon's child");
+
+    // 60 s before the engine gives up on it.
+    let _c = hang_a_lookup(&d);
+    assert!(running(&program) == [hung], "{:?}", running(&program));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    let t0 = std::time::Instant::now();
+    while cmdline(hung).is_some_and(|l| l.contains(&program))
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        running(&program).is_empty(),
+        "{how}: the hung backend {hung} outlived its daemon killed by SIGKILL (its parent now \
+         {:?})",
+        parent_of(hung)
+    );
+    eprintln!(
+        "{how}: the backend was gone {:?} after the SIGKILL",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_hung_backend_of_the_split_daemon_dies_with_its_parent_killed_by_sigkill() {
+    a_hung_backend_dies_with_its_daemon_killed_by_sigkill(true);
+}
+
+#[test]
+fn a_hung_backend_of_the_unsplit_daemon_dies_with_it_killed_by_sigkill() {
+    a_hung_backend_dies_with_its_daemon_killed_by_sigkill(false);
 }
