@@ -379,6 +379,27 @@ const PACE_RECORDS: &str = "
     local-data: \"mx-fast.test. A 192.0.2.42\"
 ";
 
+/// The pacing tests' network: a namespace (tagged `tag`) whose unbound serves [`PACE_RECORDS`],
+/// the daemon's address 192.0.2.40, and a sink as each MX. Taken apart as `{ ns, slow, fast }`,
+/// so that the sinks go before their namespace.
+struct PaceWorld {
+    ns: common::netns::Netns,
+    slow: Sink,
+    fast: Sink,
+}
+
+fn pace_world(tag: &str) -> PaceWorld {
+    let ns = common::netns::Netns::new(
+        tag,
+        PACE_RECORDS,
+        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
+        "mx-slow.test",
+    );
+    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
+    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    PaceWorld { ns, slow, fast }
+}
+
 /// The transactions a sink saw, from all its connections, in the order they began: (its
 /// MAIL's arrival, its final reply).
 fn transactions(conns: &[Conn]) -> Vec<(Instant, Instant)> {
@@ -433,14 +454,7 @@ fn destination_rate_delay_paces_one_domain_and_not_the_others() {
             "6.8 was expected to refuse the key: {out:?}"
         );
     }
-    let ns = common::netns::Netns::new(
-        "pace",
-        PACE_RECORDS,
-        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
-        "mx-slow.test",
-    );
-    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
-    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    let PaceWorld { ns, slow, fast } = pace_world("pace");
     let bin = env!("CARGO_BIN_EXE_smtpd");
     let run = |limits: &str| {
         slow.clear();
@@ -539,14 +553,7 @@ fn a_paced_backlog_does_not_hold_the_other_domains() {
         skip(why);
         return;
     }
-    let ns = common::netns::Netns::new(
-        "pacebl",
-        PACE_RECORDS,
-        &["192.0.2.40/32", "192.0.2.41/32", "192.0.2.42/32"],
-        "mx-slow.test",
-    );
-    let slow = ns.enter(|| Sink::bind("192.0.2.41:25".parse().expect("addr"), script(false, None)));
-    let fast = ns.enter(|| Sink::bind("192.0.2.42:25".parse().expect("addr"), script(false, None)));
+    let PaceWorld { ns, slow, fast } = pace_world("pacebl");
     let bin = env!("CARGO_BIN_EXE_smtpd");
     let conf = "scheduler limit max-inflight 15\n\
                 mta limit for domain slow.test destination-rate-delay 1\n\
