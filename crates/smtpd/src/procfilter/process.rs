@@ -356,8 +356,9 @@ fn drop_for_filter(who: Option<&Identity>, parent: nix::unistd::Pid) -> std::io:
         nix::unistd::setresuid(uid, uid, uid)?;
     }
     // Die with whoever started us (the split daemon's root parent, or the unsplit daemon): a
-    // filter that ignores the end of its stdin outlived a daemon killed by SIGKILL, as 6.8's
-    // fork_filter_process children do. After the uid switch, which clears the setting.
+    // filter that ignores the end of its stdin outlived a daemon killed by SIGKILL, as the
+    // children of 6.8's fork_filter_process still do (ours on purpose: README, "Other
+    // differences"). After the uid switch, which clears the setting.
     crate::sys::spawn::die_with(parent)?;
     // As fork_filter_process: a session of its own, so terminal signals meant for smtpd do
     // not reach it.
