@@ -253,25 +253,12 @@ while True:
     time.sleep(60)
 "#;
 
-/// The running processes of that program (a path in their command line).
-fn running(program: &str) -> Vec<u32> {
-    common::procfs::pids()
-        .into_iter()
-        .filter(|&p| common::procfs::cmdline(p).is_some_and(|l| l.contains(program)))
-        .collect()
-}
-
 /// Kills what a failed test left running (an orphaned [`STUBBORN`] sleeps for ever).
 struct KillLeft(String);
 
 impl Drop for KillLeft {
     fn drop(&mut self) {
-        for pid in running(&self.0) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        common::procfs::kill_running(&self.0);
     }
 }
 
@@ -312,7 +299,7 @@ fn a_stubborn_filter_dies_with_its_daemon_killed_by_sigkill(split: bool) {
     };
     let d = Daemon::launch(prefix, env!("CARGO_BIN_EXE_smtpd"), &conf, &[], None);
     // Listening means every filter said register|ready.
-    let filters = running(&program);
+    let filters = common::procfs::running(&program);
     assert_eq!(filters.len(), 1, "{how}: one filter process: {filters:?}");
     let filter = filters[0];
     assert_eq!(
@@ -331,11 +318,11 @@ fn a_stubborn_filter_dies_with_its_daemon_killed_by_sigkill(split: bool) {
     )
     .expect("SIGKILL");
     let t0 = Instant::now();
-    while !running(&program).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+    while !common::procfs::running(&program).is_empty() && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        running(&program).is_empty(),
+        common::procfs::running(&program).is_empty(),
         "{how}: the filter {filter} outlived its daemon killed by SIGKILL (its parent now {:?})",
         common::procfs::parent_of(filter)
     );
