@@ -11,7 +11,7 @@
 //! switch needs root. A backend that cannot be started or
 //! opened stops the daemon at start, as in 6.8. Every backend dies with the process that
 //! started it (`PR_SET_PDEATHSIG`), so none outlives a daemon killed by SIGKILL: all are forked
-//! by one thread that lives as long as that process ([`spawn_here`]).
+//! by the one thread that lives as long as that process ([`crate::sys::spawn`]).
 //!
 //! Requests: the backend answers one at a time, in order, so each [`Backend`] has one
 //! connection behind a mutex, and a lookup is one blocking round trip under it. Callers run
@@ -36,7 +36,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rsmtpd_protocol::table_protocol::{self as proto, Answer, Frame, Service};
@@ -160,52 +160,14 @@ pub fn identity() -> Result<Option<Identity>, String> {
     }))
 }
 
-/// `fork_proc_backend()`: the program with the socket as its stdin, forked by [`forker`]'s
-/// thread, so that it dies with this process.
+/// `fork_proc_backend()`: the program with the socket as its stdin, forked on the process's
+/// spawn thread ([`crate::sys::spawn`]), so that it dies with this process.
 pub fn spawn_here(spec: &Spec) -> std::io::Result<Spawned> {
-    let (answer, answered) = mpsc::sync_channel(1);
-    let gone = || std::io::Error::other("table-spawn: thread gone");
-    {
-        let mut f = FORKER.lock().map_err(|_| gone())?;
-        if f.is_none() {
-            *f = Some(forker()?);
-        }
-        if f.as_ref()
-            .is_none_or(|tx| tx.send((spec.clone(), answer)).is_err())
-        {
-            // It cannot end by itself; were it gone, the next start makes a new one.
-            *f = None;
-            return Err(gone());
-        }
-    }
-    answered.recv().unwrap_or_else(|_| Err(gone()))
+    let spec = spec.clone();
+    crate::sys::spawn::on_spawn_thread(move || fork_backend(&spec))
 }
 
-type Order = (Spec, mpsc::SyncSender<std::io::Result<Spawned>>);
-
-/// The thread that forks every backend of this process, started with the first.
-static FORKER: Mutex<Option<mpsc::Sender<Order>>> = Mutex::new(None);
-
-/// Starts the thread that forks backends. Why one thread: a backend dies with the process
-/// that started it (`PR_SET_PDEATHSIG`, see [`fork_backend`]), but the kernel sends that signal
-/// when the *thread* that forked it ends, and the threads that want a backend do end while it
-/// should live on (a restart is asked for by a tokio worker inside `block_in_place`, which may
-/// leave the pool afterwards; a reload's by a blocking-pool thread, which leaves when idle).
-/// This one waits for orders as long as the process lives: its sender is in a static, so its
-/// channel never closes.
-fn forker() -> std::io::Result<mpsc::Sender<Order>> {
-    let (tx, rx) = mpsc::channel::<Order>();
-    std::thread::Builder::new()
-        .name("table-spawn".into())
-        .spawn(move || {
-            for (spec, answer) in rx {
-                let _ = answer.send(fork_backend(&spec));
-            }
-        })?;
-    Ok(tx)
-}
-
-/// The fork and exec of one backend, on [`forker`]'s thread.
+/// The fork and exec of one backend, on the spawn thread.
 fn fork_backend(spec: &Spec) -> std::io::Result<Spawned> {
     let parent = nix::unistd::getpid();
     let (ours, theirs) = UnixStream::pair()?;
@@ -242,13 +204,8 @@ fn fork_backend(spec: &Spec) -> std::io::Result<Spawned> {
             // Die with whoever started us (the split daemon's root parent, or the unsplit
             // daemon): a backend hung in a lookup never sees its socket close, and outlived a
             // parent killed by SIGKILL, one more orphan at each restart of the daemon (6.8's
-            // too). After the credential change, which clears it; a parent gone before this
-            // line is seen as a new parent pid. (ESRCH: an error that allocates nothing.)
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            if nix::unistd::getppid() != parent {
-                return Err(nix::errno::Errno::ESRCH.into());
-            }
-            Ok(())
+            // too).
+            crate::sys::spawn::die_with(parent)
         });
     }
     let child = cmd.spawn()?;

@@ -237,3 +237,107 @@ fn recorded_lines_and_replies_match_opensmtpd() {
     }
     let _ = std::fs::write(fixture("rsmtpd.transcript"), &ours_text);
 }
+
+/// A filter that completes the handshake and then never reads its stdin again, nor ends at its
+/// end, and ignores SIGTERM and SIGHUP: only a SIGKILL ends it (a filter stuck in a lookup, a
+/// careless script).
+const STUBBORN: &str = r#"import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+for line in sys.stdin:
+    if line.strip() == 'config|ready':
+        break
+sys.stdout.write('register|ready\n')
+sys.stdout.flush()
+while True:
+    time.sleep(60)
+"#;
+
+/// Kills what a failed test left running (an orphaned [`STUBBORN`] sleeps for ever).
+struct KillLeft(String);
+
+impl Drop for KillLeft {
+    fn drop(&mut self) {
+        common::procfs::kill_running(&self.0);
+    }
+}
+
+/// A filter process that ignores the end of its stdin dies with the daemon that started it
+/// when that is killed with SIGKILL: split (the root parent started it; the engine dies with
+/// the parent too) or not (`SMTPD_USER=root`: the daemon started it). Without the parent-death
+/// signal it was orphaned, one more at each restart of the daemon (6.8's are too).
+fn a_stubborn_filter_dies_with_its_daemon_killed_by_sigkill(split: bool) {
+    let how = if split { "split" } else { "unsplit" };
+    let users = ["opensmtpq", "opensmtpd"]
+        .iter()
+        .all(|u| nix::unistd::User::from_name(u).ok().flatten().is_some());
+    if !common::require(
+        common::is_root() && users && std::path::Path::new("/usr/bin/python3").exists(),
+        "needs root (the daemon's parent), the opensmtpq and opensmtpd users (Debian's \
+         opensmtpd) and /usr/bin/python3 (the filter)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The filter runs as the filter user, who must read the script.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join(format!("stubborn-{how}.py"));
+    std::fs::write(&script, STUBBORN).expect("write the filter");
+    let program = script.display().to_string();
+    let _left = KillLeft(program.clone());
+    let conf = format!(
+        "filter stubborn proc-exec \"/usr/bin/python3 {program}\"\n\
+         listen on 127.0.0.1 port @PORT@ filter stubborn\n\
+         action \"l\" maildir \"@DIR@/md\"\n\
+         match from any for any action \"l\"\n"
+    );
+    let prefix: &[&str] = if split {
+        &[]
+    } else {
+        &["env", "SMTPD_USER=root"]
+    };
+    let d = Daemon::launch(prefix, env!("CARGO_BIN_EXE_smtpd"), &conf, &[], None);
+    // Listening means every filter said register|ready.
+    let filters = common::procfs::running(&program);
+    assert_eq!(filters.len(), 1, "{how}: one filter process: {filters:?}");
+    let filter = filters[0];
+    assert_eq!(
+        common::procfs::parent_of(filter),
+        Some(d.pid()),
+        "{how}: the daemon's child"
+    );
+    let engine = common::procfs::children(d.pid())
+        .iter()
+        .any(|p| p.cmdline.starts_with("smtpd: engine"));
+    assert_eq!(engine, split, "{how}: an engine process");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    let t0 = Instant::now();
+    while !common::procfs::running(&program).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        common::procfs::running(&program).is_empty(),
+        "{how}: the filter {filter} outlived its daemon killed by SIGKILL (its parent now {:?})",
+        common::procfs::parent_of(filter)
+    );
+    eprintln!(
+        "{how}: the filter was gone {:?} after the SIGKILL",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_filter_of_the_split_daemon_dies_with_its_parent_killed_by_sigkill() {
+    a_stubborn_filter_dies_with_its_daemon_killed_by_sigkill(true);
+}
+
+#[test]
+fn a_filter_of_the_unsplit_daemon_dies_with_it_killed_by_sigkill() {
+    a_stubborn_filter_dies_with_its_daemon_killed_by_sigkill(false);
+}

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::procfs::{cmdline, parent_of, pids};
+use common::procfs::{cmdline, kill_running, parent_of, running};
 use common::*;
 use rsmtpd::tableproc::{Backend, Down, Spec};
 use rsmtpd_protocol::table_protocol::{Answer, Service};
@@ -191,12 +191,7 @@ impl Drop for Installed {
     fn drop(&mut self) {
         // A backend a failed test left behind (one orphaned by a parent killed with SIGKILL
         // hangs for ever).
-        for pid in running(&self.program.display().to_string()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_running(&self.program.display().to_string());
         let _ = std::fs::remove_file(&self.program);
         if self.made_dir {
             // Only if empty: another test may have put its own program there meanwhile.
@@ -207,13 +202,6 @@ impl Drop for Installed {
 
 /// The processes running `program` (a script: its command line is the interpreter's, with the
 /// script's path after it in place of the table's name).
-fn running(program: &str) -> Vec<u32> {
-    pids()
-        .into_iter()
-        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(program)))
-        .collect()
-}
-
 /// The daemon, as root behind `prefix`, with table `hangs` served by [`HANGS`] (installed as
 /// `table-TAG-PID`) and one backend running it; None (skipped) where that cannot run.
 struct Hanging {

@@ -300,26 +300,50 @@ async fn spawned_by_parent(
 }
 
 /// Starts the process of `proc_` as `who`, with its stdin, stdout and stderr piped to us. Also
-/// what the parent of a split daemon runs for its engine.
+/// what the parent of a split daemon runs for its engine. Forked on the process's spawn thread
+/// ([`crate::sys::spawn`]), so that it dies with this process.
 pub fn spawn_std(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<std::process::Child> {
+    let (command, who) = (proc_.command.clone(), who.cloned());
+    crate::sys::spawn::on_spawn_thread(move || filter_command(&command, who).spawn())
+}
+
+/// The unsplit daemon's [`spawn_std`], as a tokio child (killed when dropped).
+fn spawn(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Child> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+    let (command, who) = (proc_.command.clone(), who.cloned());
+    crate::sys::spawn::on_spawn_thread(move || {
+        // tokio cannot adopt a std child, and what uses this one (`wait().await`, `start_kill`,
+        // `kill_on_drop`) is tokio's; its `spawn` registers the child for reaping with the
+        // runtime it runs in, so the spawn thread, none of the runtime's, enters ours for it.
+        let _in = runtime.enter();
+        let mut cmd = Command::from(filter_command(&command, who));
+        cmd.kill_on_drop(true);
+        cmd.spawn()
+    })
+}
+
+/// `sh -c "exec CMD"` with the three pipes, to be run as `who` (see [`drop_for_filter`]), by
+/// this process.
+fn filter_command(command: &str, who: Option<Identity>) -> std::process::Command {
     use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(shell_command(&proc_.command))
+        .arg(shell_command(command))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let who = who.cloned();
-    // SAFETY: as in `spawn`.
+    // SAFETY: between fork and exec only async-signal-safe calls: chroot, chdir, setgroups,
+    // setresgid, setresuid, prctl, getppid, setsid, on values prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || drop_for_filter(who.as_ref()));
+        cmd.pre_exec(move || drop_for_filter(who.as_ref(), parent));
     }
-    cmd.spawn()
+    cmd
 }
 
 /// Between fork and exec of a filter: only async-signal-safe calls (chroot, chdir, setgroups,
-/// setresgid, setresuid, setsid) on values prepared before the fork.
-fn drop_for_filter(who: Option<&Identity>) -> std::io::Result<()> {
+/// setresgid, setresuid, prctl, getppid, setsid) on values prepared before the fork.
+fn drop_for_filter(who: Option<&Identity>, parent: nix::unistd::Pid) -> std::io::Result<()> {
     if let Some(w) = who {
         if let Some(dir) = &w.chroot {
             nix::unistd::chroot(dir.as_str())?;
@@ -331,27 +355,15 @@ fn drop_for_filter(who: Option<&Identity>) -> std::io::Result<()> {
         nix::unistd::setresgid(gid, gid, gid)?;
         nix::unistd::setresuid(uid, uid, uid)?;
     }
+    // Die with whoever started us (the split daemon's root parent, or the unsplit daemon): a
+    // filter that ignores the end of its stdin outlived a daemon killed by SIGKILL, as the
+    // children of 6.8's fork_filter_process still do (ours on purpose: README, "Other
+    // differences"). After the uid switch, which clears the setting.
+    crate::sys::spawn::die_with(parent)?;
     // As fork_filter_process: a session of its own, so terminal signals meant for smtpd do
     // not reach it.
     let _ = nix::unistd::setsid();
     Ok(())
-}
-
-fn spawn(proc_: &Proc, who: Option<&Identity>) -> std::io::Result<Child> {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(shell_command(&proc_.command))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let who = who.cloned();
-    // SAFETY: between fork and exec only async-signal-safe calls: chroot, chdir, setgroups,
-    // setresgid, setresuid, setsid, on values prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || drop_for_filter(who.as_ref()));
-    }
-    cmd.spawn()
 }
 
 /// What the daemon does when an instance ends: called once, with the reason line to log.
@@ -609,4 +621,57 @@ pub fn config_for(smtp_in: bool, smtp_out: bool, admd: &str) -> String {
         smtp_out,
         admd,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper() -> Proc {
+        Proc {
+            name: "sleeper".into(),
+            command: "/bin/sleep 30".into(),
+            user: None,
+            group: None,
+            chroot: None,
+            from_filter: true,
+            at: Default::default(),
+        }
+    }
+
+    /// A filter dies with the *thread* that forked it (`PR_SET_PDEATHSIG`): one started for a
+    /// thread that then ends (the parent's control thread, a tokio worker leaving the pool)
+    /// lives on, because the spawn thread forked it.
+    #[test]
+    fn a_filter_outlives_the_thread_that_asked_for_it() {
+        let mut child = std::thread::spawn(|| spawn_std(&sleeper(), None))
+            .join()
+            .expect("the asking thread")
+            .expect("started");
+        // Time for a parent-death signal to arrive, were there one.
+        std::thread::sleep(Duration::from_millis(500));
+        let alive = child.try_wait().map(|s| s.is_none());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(alive, Ok(true)), "{alive:?}");
+    }
+
+    /// The same for the unsplit daemon's tokio child, which the runtime still reaps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_tokio_filter_outlives_the_thread_that_asked_for_it() {
+        let runtime = tokio::runtime::Handle::current();
+        let mut child = std::thread::spawn(move || {
+            let _in = runtime.enter();
+            spawn(&sleeper(), None)
+        })
+        .join()
+        .expect("the asking thread")
+        .expect("started");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let alive = child.try_wait().map(|s| s.is_none());
+        let _ = child.start_kill();
+        let ended = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        assert!(matches!(alive, Ok(true)), "{alive:?}");
+        assert!(matches!(ended, Ok(Ok(_))), "reaped: {ended:?}");
+    }
 }

@@ -94,3 +94,22 @@ pub fn arg0(pid: u32) -> Vec<u8> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     raw.split(|&b| b == 0).next().unwrap_or_default().to_vec()
 }
+
+/// The running processes of a program: those whose command line holds that text (its path).
+pub fn running(program: &str) -> Vec<u32> {
+    pids()
+        .into_iter()
+        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(program)))
+        .collect()
+}
+
+/// SIGKILL to each of them: what a failed test left behind (a child orphaned by a daemon killed
+/// with SIGKILL may hang for ever). Needs the right to signal them.
+pub fn kill_running(program: &str) {
+    for pid in running(program) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
