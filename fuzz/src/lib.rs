@@ -50,7 +50,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "envelope",
-        what: "envelope files of the spool, through the queue codec (gzip, encryption)",
+        what: "envelope files of the spool, through the queue codec (gzip, encryption), and commit logs",
         run: targets::envelope::run,
     },
     Target {

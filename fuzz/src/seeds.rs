@@ -247,6 +247,14 @@ fn envelopes() -> Vec<(String, Vec<u8>)> {
             v.push((format!("mda-{tag}"), data));
         }
     }
+    use rsmtpd::queue::commitlog::{sum, Record};
+    use rsmtpd::queue::{EvpId, MsgId};
+    let record = Record {
+        msgid: MsgId(0x0a1b2c3d),
+        message: sum(b"message"),
+        envelopes: vec![(EvpId(0x0a1b2c3d00000001), sum(mda.as_bytes()))],
+    };
+    v.push(("commit-log".to_string(), record.encode().into_bytes()));
     v
 }
 

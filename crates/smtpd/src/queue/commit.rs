@@ -1,24 +1,30 @@
 //! Making messages durable before their `250`, many at a time.
 //!
-//! A message is committed when its directory moves from `incoming/` to
-//! `queue/<xx>/`: nothing under `queue/` is ever partial, because the move
-//! happens only once the message file, its envelopes and the directory
-//! listing are on stable storage, and the move itself is made durable before
-//! the client hears `250`. That costs two barriers per message: one before
-//! the rename (data) and one after it (the rename). Done per message, a disk
-//! that flushes in 0.2 ms caps us near 2,500 commits/s, a real disk near 50.
+//! A message is committed when it is on stable storage for good. With
+//! [`CommitMode::Single`] that is the classic order: the message file, its
+//! envelopes and the directory listing synced, the directory moved from
+//! `incoming/` to `queue/<xx>/`, the move synced: two barriers per message,
+//! because without a journal a rename can reach the disk before the data it
+//! names. The group modes need one: each message gets a commit record
+//! (`commitlog`: its id and the SHA-256 of each of its files) before the
+//! barrier, so that after a crash a message found whole in `incoming/` with
+//! a matching record is known to have been answered and is moved into
+//! `queue/` at start (`layout::recover_incoming`), and anything else there
+//! is known not to have been. After the barrier the message is renamed and
+//! answered at once; the next round's barrier makes the rename durable, and
+//! only then may the record be written over.
 //!
-//! Group commit shares the barriers: one committer thread takes every commit
-//! waiting when it comes round, and each round serves two batches at once:
-//! it publishes (renames, then makes the renames durable) the batch whose
-//! data the previous round synced, and syncs the data of the batch that
-//! arrived meanwhile. Steady state: one barrier per round, however many
-//! sessions wait in it, and a message waits about two rounds.
+//! Group commit shares the barrier: one committer thread takes every commit
+//! waiting when it comes round, writes their records into the log file the
+//! last barrier freed, and makes them durable together with the renames of
+//! the round before. One barrier per round, however many sessions wait in
+//! it; a message waits for the round under way, then its own.
 //!
 //! The barrier, by [`CommitMode`]:
 //! - [`CommitMode::GroupFsync`]: one wave of concurrent `fsync`s: each
-//!   fresh message file, its envelope files and its incoming directory, and
-//!   each `queue/<xx>` that received a rename. Concurrent fsyncs share the
+//!   fresh message file, its envelope files and its incoming directory,
+//!   `incoming/` itself, the record's file, and each `queue/<xx>` that
+//!   received a rename since the last barrier. Concurrent fsyncs share the
 //!   device's cache flushes, and they write back only our own files.
 //! - [`CommitMode::GroupSyncfs`]: one `syncfs(2)`, which writes each dirty
 //!   block once and ends with one flush, but writes back every dirty inode
@@ -37,12 +43,13 @@
 //!   far longer (bench/tls/README.md). A round with many files takes syncfs
 //!   whatever is dirty: a wave's per-file writes and wake-ups cost more
 //!   than the flush they share.
-//! - [`CommitMode::Single`]: no sharing, the baseline.
+//! - [`CommitMode::Single`]: no sharing, no record, two barriers: the
+//!   baseline.
 //!
 //! Whatever the barrier, a round waits a little for the sessions the last
-//! round answered (`gather`): on persistent sessions they come back with
-//! their next message within a fraction of a barrier, and a round that
-//! starts without them costs each of them a whole barrier more.
+//! round answered (`gather`) when they come back within a fraction of a
+//! barrier: a round that starts without them costs each of them a whole
+//! barrier more.
 
 use std::fs::{self, File};
 use std::io;
@@ -56,6 +63,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashSet;
 use tokio::sync::oneshot;
 
+use super::commitlog::{Record, Sum, LOG_FILES};
 use super::id::{EvpId, MsgId};
 use super::layout::MESSAGE;
 use super::Shared;
@@ -84,8 +92,20 @@ pub(super) struct Job {
     /// The message file, open: `fsync` needs no path lookup. Dropped early
     /// when the mode does not fsync files, to save an fd per waiting session.
     pub file: Option<File>,
-    pub evps: Vec<EvpId>,
+    /// The sum of the message file's bytes, for its commit record.
+    pub message: Sum,
+    pub evps: Vec<(EvpId, Sum)>,
     pub done: oneshot::Sender<io::Result<()>>,
+}
+
+impl Job {
+    fn record(&self) -> Record {
+        Record {
+            msgid: self.msgid,
+            message: self.message,
+            envelopes: self.evps.clone(),
+        }
+    }
 }
 
 /// The committer thread's loop; returns when every `Queue` is dropped.
@@ -94,12 +114,64 @@ pub(super) fn run(
     rx: mpsc::Receiver<Job>,
     mode: CommitMode,
     linger: Duration,
+    log: Log,
 ) {
     let pacer = Pacer::new(linger);
-    match mode {
-        CommitMode::GroupSyncfs => run_syncfs(&shared, rx, pacer),
-        CommitMode::GroupFsync | CommitMode::Single => run_fsync(&shared, rx, usize::MAX, pacer),
-        CommitMode::GroupAuto => run_fsync(&shared, rx, AUTO_WAVE_MAX, pacer),
+    let wave_max = match mode {
+        CommitMode::GroupSyncfs => 0,
+        CommitMode::GroupAuto => AUTO_WAVE_MAX,
+        CommitMode::GroupFsync | CommitMode::Single => usize::MAX,
+    };
+    run_rounds(&shared, rx, wave_max, pacer, log);
+}
+
+/// The two files of the commit log in `incoming/` (see `commitlog`): each
+/// round writes its records over the older one, whose messages' renames the
+/// last barrier has made durable.
+pub(super) struct Log {
+    files: [Arc<File>; 2],
+    /// The region whose records may still be needed: its messages were
+    /// answered, their renames not yet known durable.
+    protected: Option<usize>,
+    text: String,
+}
+
+impl Log {
+    pub(super) fn create(shared: &Shared) -> io::Result<Log> {
+        let open = |name: &str| -> io::Result<Arc<File>> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(shared.incoming.join(name))?;
+            shared.owner.adopt_file(&f)?;
+            Ok(Arc::new(f))
+        };
+        Ok(Log {
+            files: [open(LOG_FILES[0])?, open(LOG_FILES[1])?],
+            protected: None,
+            text: String::new(),
+        })
+    }
+
+    /// Writes the records of `jobs` (not synced) into the region nothing
+    /// needs; returns it. No truncation: a longer older round's tail stays
+    /// behind the new lines, which end it, and its torn lines never parse.
+    fn write(&mut self, jobs: &[Job]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let region = match self.protected {
+            Some(0) => 1,
+            _ => 0,
+        };
+        self.text.clear();
+        for job in jobs {
+            self.text.push_str(&job.record().encode());
+        }
+        self.files[region].write_all_at(self.text.as_bytes(), 0)?;
+        Ok(region)
     }
 }
 
@@ -125,26 +197,21 @@ pub(super) fn run_promoter(shared: std::sync::Weak<Shared>) {
     }
 }
 
-/// What the next round takes: every job waiting (blocking for one when
-/// nothing is staged either); None once every `Queue` is dropped.
+/// What the next round takes: every job waiting (blocking for one); None
+/// once every `Queue` is dropped.
 ///
-/// The linger: the sessions the last round answered mostly send their next
-/// message within a few round trips, a fraction of a barrier. A round started
-/// the instant the first of them is back (or the instant the last round
-/// ended, when jobs are staged) leaves the others to arrive just after it
-/// began, and each waits that whole round out before its data round even
-/// starts: three barriers per message on persistent sessions instead of two.
-/// So a round starts only once as many jobs are waiting as the last round
-/// answered, or [`Pacer::linger`] after the last round ended.
+/// The linger: when the sessions the last round answered come back within a
+/// fraction of a barrier, a round started the instant the first of them is
+/// back leaves the others to arrive just after it began, and each waits that
+/// whole round out: two barriers per message instead of one. So a round
+/// starts only once as many jobs are waiting as the last round answered, or
+/// [`Pacer::linger`] after the last round ended.
 ///
 /// Sessions that end after their message (one message per connection) do
 /// not come back so soon: a linger that keeps catching less than half of the
 /// jobs it waits for stops, and is tried again after [`LINGER_RETRY`] rounds.
-fn gather(rx: &mpsc::Receiver<Job>, staged: bool, pacer: &mut Pacer) -> Option<Vec<Job>> {
-    let mut fresh = Vec::new();
-    if !staged {
-        fresh.push(rx.recv().ok()?);
-    }
+fn gather(rx: &mpsc::Receiver<Job>, pacer: &mut Pacer) -> Option<Vec<Job>> {
+    let mut fresh = vec![rx.recv().ok()?];
     while let Ok(job) = rx.try_recv() {
         fresh.push(job);
     }
@@ -159,12 +226,7 @@ fn gather(rx: &mpsc::Receiver<Job>, staged: bool, pacer: &mut Pacer) -> Option<V
             match rx.recv_timeout(left) {
                 Ok(job) => fresh.push(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if fresh.is_empty() && !staged {
-                        return None;
-                    }
-                    break;
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         pacer.caught(fresh.len() - before, pacer.answered - before);
@@ -243,83 +305,46 @@ impl Pacer {
     }
 }
 
-fn run_syncfs(shared: &Shared, rx: mpsc::Receiver<Job>, mut pacer: Pacer) {
-    // Jobs whose data the last syncfs made durable, waiting to be renamed.
-    let mut staged: Vec<Job> = Vec::new();
-    loop {
-        let Some(mut fresh) = gather(&rx, !staged.is_empty(), &mut pacer) else {
-            return;
-        };
-        for job in &mut fresh {
-            job.file = None;
-        }
-        let mut published = Vec::with_capacity(staged.len());
-        for job in staged.drain(..) {
-            match publish(shared, job.msgid) {
-                Ok(_) => published.push(job),
-                Err(e) => fail(shared, job, e, false),
-            }
-        }
-        let promotion = shared.barrier_begins();
-        let began = Instant::now();
-        let synced = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
-        pacer.round(published.len(), began);
-        shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-        match synced {
-            Ok(()) => {
-                shared.barrier_done(promotion);
-                for job in published {
-                    succeed(shared, job);
-                }
-                staged = fresh;
-            }
-            Err(e) => {
-                for job in published {
-                    fail(shared, job, clone_err(&e), true);
-                }
-                for job in fresh {
-                    fail(shared, job, clone_err(&e), false);
-                }
-            }
-        }
-    }
-}
-
-/// The pipelined `fsync` committer: each round renames the batch whose data
-/// the previous round made durable and syncs the directories that received
-/// them, while it syncs the files of the batch that arrived meanwhile: one
-/// wave of concurrent `fsync`s per round, two rounds per message, as the
-/// syncfs committer, but each wave writes back only our own files.
+/// The committer's rounds. Each takes the jobs waiting, writes their commit
+/// records, and makes one barrier: their files, incoming directories and
+/// records, and the renames of the previous round's jobs, reach the disk.
+/// Then it renames its jobs into `queue/` and answers them: one barrier per
+/// message (see `commitlog` for why that is enough).
 ///
-/// `wave_max`: a round with more files and directories to sync than this
-/// makes its barrier one `syncfs` instead ([`CommitMode::GroupAuto`]).
-fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize, mut pacer: Pacer) {
-    let pool = SyncPool::new(SYNC_THREADS);
+/// The barrier: one `syncfs`, or (`wave_max` above 0) a wave of concurrent
+/// `fsync`s over exactly those files and directories, unless the round has
+/// more than `wave_max` of them or nobody else has dirty data waiting
+/// ([`CommitMode::GroupAuto`]; `usize::MAX`: always the wave).
+///
+/// A round whose barrier fails fails its jobs (4xx) and keeps the older
+/// region protected: the renames it should have made durable are synced
+/// again by the next round, which writes over the failed round's records.
+fn run_rounds(
+    shared: &Shared,
+    rx: mpsc::Receiver<Job>,
+    wave_max: usize,
+    mut pacer: Pacer,
+    mut log: Log,
+) {
+    let pool = (wave_max > 0).then(|| SyncPool::new(SYNC_THREADS));
     let mut dirty = DirtyGauge::open();
-    // Jobs whose files, envelopes and incoming directory are durable.
-    let mut staged: Vec<Job> = Vec::new();
+    // Where the jobs answered since the last barrier were renamed to.
+    let mut buckets: FxHashSet<String> = FxHashSet::default();
+    let mut new_bucket = false;
     loop {
-        let Some(mut fresh) = gather(&rx, !staged.is_empty(), &mut pacer) else {
+        let Some(mut fresh) = gather(&rx, &mut pacer) else {
             return;
         };
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-        let mut published = Vec::with_capacity(staged.len());
-        let mut buckets = FxHashSet::default();
-        let mut new_bucket = false;
-        for job in staged.drain(..) {
-            match publish(shared, job.msgid) {
-                Ok(created) => {
-                    new_bucket |= created;
-                    buckets.insert(job.msgid.bucket());
-                    published.push(job);
-                }
-                Err(e) => fail(shared, job, e, false),
+        let region = match log.write(&fresh) {
+            Ok(r) => r,
+            Err(e) => {
+                fresh
+                    .into_iter()
+                    .for_each(|job| fail(shared, job, clone_err(&e), false));
+                continue;
             }
-        }
-        // The wave: the buckets first (their jobs finish this round), then
-        // every file of the fresh jobs. The moved directories' own `..`
-        // entries are not synced: nothing reads them, and fsck mends them.
+        };
         let mut targets: Vec<SyncTarget> = buckets
             .iter()
             .map(|b| SyncTarget::Path(shared.queue.join(b)))
@@ -327,10 +352,11 @@ fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize, mut pace
         if new_bucket {
             targets.push(SyncTarget::Path(shared.queue.clone()));
         }
-        let ndirs = targets.len();
-        let mut spans = Vec::with_capacity(fresh.len());
+        // The entries of the fresh directories (and the removal of the
+        // renamed ones), and the records.
+        targets.push(SyncTarget::Path(shared.incoming.clone()));
+        targets.push(SyncTarget::Shared(Arc::clone(&log.files[region])));
         for job in &mut fresh {
-            let start = targets.len();
             let dir = shared.incoming_dir(job.msgid);
             targets.push(match job.file.take() {
                 Some(f) => SyncTarget::File(f),
@@ -339,52 +365,68 @@ fn run_fsync(shared: &Shared, rx: mpsc::Receiver<Job>, wave_max: usize, mut pace
             targets.extend(
                 job.evps
                     .iter()
-                    .map(|e| SyncTarget::Path(dir.join(e.to_string()))),
+                    .map(|(e, _)| SyncTarget::Path(dir.join(e.to_string()))),
             );
             targets.push(SyncTarget::Path(dir));
-            spans.push(start..targets.len());
         }
         let began = Instant::now();
-        let syncfs = targets.len() > wave_max
-            || (wave_max != usize::MAX && !dirty.others_writing(targets.len()));
-        let results = if syncfs {
-            // One syncfs makes every file, directory and rename of the
-            // round durable, whatever they are.
-            let promotion = shared.barrier_begins();
-            let r = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
-            if r.is_ok() {
-                shared.barrier_done(promotion);
+        let syncfs = match &pool {
+            None => true,
+            Some(_) => {
+                targets.len() > wave_max
+                    || (wave_max != usize::MAX && !dirty.others_writing(targets.len()))
             }
-            shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
-            (0..targets.len())
-                .map(|_| r.as_ref().map(|_| ()).map_err(clone_err))
-                .collect()
-        } else {
-            shared
-                .stats
-                .syncs
-                .fetch_add(targets.len() as u64, Ordering::Relaxed);
-            pool.sync(targets)
         };
-        pacer.round(published.len(), began);
-        let dirs_ok = first_error(&results[..ndirs]);
-        match dirs_ok {
-            None => published.into_iter().for_each(|job| succeed(shared, job)),
-            Some(e) => published
+        let result = match (&pool, syncfs) {
+            (Some(pool), false) => {
+                shared
+                    .stats
+                    .syncs
+                    .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                pool.sync(targets)
+                    .into_iter()
+                    .find_map(|r| r.err())
+                    .map_or(Ok(()), Err)
+            }
+            _ => {
+                // One syncfs makes every file, directory and rename of the
+                // round durable, whatever they are.
+                // Spares parked before it began are durably out of
+                // `queue/` once it completes (a wave syncs only the round's
+                // own files: `run_promoter` promotes them then); a failed
+                // one drops them, `purge/` is emptied at start.
+                drop(targets);
+                let promotion = shared.barrier_begins();
+                shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                let r = nix::unistd::syncfs(&shared.spool_dir).map_err(io::Error::from);
+                if r.is_ok() {
+                    shared.barrier_done(promotion);
+                }
+                r
+            }
+        };
+        pacer.round(fresh.len(), began);
+        if let Err(e) = result {
+            // The buckets stay in the set, to be synced again next round.
+            fresh
                 .into_iter()
-                .for_each(|job| fail(shared, job, clone_err(e), true)),
+                .for_each(|job| fail(shared, job, clone_err(&e), false));
+            continue;
         }
-        for (job, span) in fresh.into_iter().zip(spans) {
-            match first_error(&results[span]) {
-                None => staged.push(job),
-                Some(e) => fail(shared, job, clone_err(e), false),
+        log.protected = Some(region);
+        buckets.clear();
+        new_bucket = false;
+        for job in fresh {
+            match publish(shared, job.msgid) {
+                Ok(created) => {
+                    new_bucket |= created;
+                    buckets.insert(job.msgid.bucket());
+                    succeed(shared, job);
+                }
+                Err(e) => fail(shared, job, e, false),
             }
         }
     }
-}
-
-fn first_error(results: &[io::Result<()>]) -> Option<&io::Error> {
-    results.iter().find_map(|r| r.as_ref().err())
 }
 
 /// Concurrent fsyncs on one file system share the device's cache flushes
@@ -462,6 +504,8 @@ pub(super) fn dirty_kb(meminfo: &str) -> Option<u64> {
 enum SyncTarget {
     /// The message file, still open from its writer: no path lookup.
     File(File),
+    /// A commit log file, kept open by the committer.
+    Shared(Arc<File>),
     Path(PathBuf),
 }
 
@@ -469,6 +513,7 @@ impl SyncTarget {
     fn sync(&self) -> io::Result<()> {
         match self {
             SyncTarget::File(f) => f.sync_all(),
+            SyncTarget::Shared(f) => f.sync_all(),
             SyncTarget::Path(p) => File::open(p)?.sync_all(),
         }
     }
@@ -628,7 +673,7 @@ fn sync_incoming(shared: &Shared, job: &Job) -> io::Result<()> {
         }
         None => fsync_path(shared, &dir.join(MESSAGE))?,
     }
-    for evp in &job.evps {
+    for (evp, _) in &job.evps {
         fsync_path(shared, &dir.join(evp.to_string()))?;
     }
     fsync_path(shared, &dir)

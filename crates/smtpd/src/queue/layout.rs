@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::unistd::{chown, Gid, Group, Uid, User};
 
+use super::commitlog::{self, Record, Summer, LOG_FILES};
+use super::id::MsgId;
+
 pub const INCOMING: &str = "incoming";
 pub const QUEUE: &str = "queue";
 pub const OFFLINE: &str = "offline";
@@ -152,13 +155,119 @@ pub fn setup(spool: &Path, owner: &Owner) -> io::Result<()> {
         mvpurge(&spool.join(TEMPORARY), &spool.join(PURGE))?;
     }
     ckdir(&spool.join(TEMPORARY), 0o700, owner.uid, rg, root)?;
+    ckdir(&spool.join(QUEUE), 0o700, owner.uid, rg, root)?;
     if !engine {
+        for msgid in recover_incoming(spool, owner)? {
+            crate::sys::log::warn(&format!(
+                "warn: queue: message {msgid} was acknowledged before a crash: moved from incoming to the queue"
+            ));
+        }
         mvpurge(&spool.join(INCOMING), &spool.join(PURGE))?;
     }
-    ckdir(&spool.join(QUEUE), 0o700, owner.uid, rg, root)?;
     ckdir(&spool.join(INCOMING), 0o700, owner.uid, rg, root)?;
     empty_purge(&spool.join(PURGE));
     Ok(())
+}
+
+/// The messages of `incoming/` that were answered `250` before a crash
+/// stopped their rename into `queue/` (see `commitlog`): each one whose
+/// files match a commit record exactly is moved into `queue/` now, and the
+/// moves are made durable before `incoming/` is purged. The ids moved.
+pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
+    let incoming = spool.join(INCOMING);
+    let mut records: Vec<Record> = Vec::new();
+    for name in LOG_FILES {
+        match fs::read(incoming.join(name)) {
+            Ok(data) => records.extend(commitlog::parse(&data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queue = spool.join(QUEUE);
+    let mut moved = Vec::new();
+    for rec in &records {
+        let dir = incoming.join(rec.msgid.to_string());
+        if moved.contains(&rec.msgid) || !matches_record(&dir, rec)? {
+            continue;
+        }
+        let bucket = queue.join(rec.msgid.bucket());
+        match fs::DirBuilder::new().mode(0o700).create(&bucket) {
+            Ok(()) => {
+                fs::set_permissions(&bucket, fs::Permissions::from_mode(0o700))?;
+                owner.adopt(&bucket)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        let to = bucket.join(rec.msgid.to_string());
+        match renameat2(AT_FDCWD, &dir, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => moved.push(rec.msgid),
+            // Already in `queue/` too (a half-written rename that fsck left
+            // with both names): the queue's copy stands.
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !moved.is_empty() {
+        nix::unistd::syncfs(fs::File::open(&queue)?)?;
+    }
+    Ok(moved)
+}
+
+/// Whether `dir` holds exactly the record's files (`message` and its
+/// envelopes, nothing else) with exactly its sums.
+fn matches_record(dir: &Path, rec: &Record) -> io::Result<bool> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.raw_os_error() == Some(Errno::ENOTDIR as i32) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        names.push(entry?.file_name());
+    }
+    if names.len() != rec.envelopes.len() + 1 {
+        return Ok(false);
+    }
+    let mut wanted: Vec<(String, commitlog::Sum)> = vec![(MESSAGE.to_string(), rec.message)];
+    wanted.extend(rec.envelopes.iter().map(|(e, s)| (e.to_string(), *s)));
+    for (name, want) in wanted {
+        if !names.iter().any(|n| n.to_str() == Some(name.as_str())) {
+            return Ok(false);
+        }
+        match file_sum(&dir.join(&name))? {
+            Some(got) if got == want => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// A regular file's SHA-256; None for anything else or a file gone.
+fn file_sum(path: &Path) -> io::Result<Option<commitlog::Sum>> {
+    use std::io::Read;
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut sum = Summer::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(Some(sum.finish()));
+        }
+        sum.update(buf.get(..n).unwrap_or_default());
+    }
 }
 
 /// Renames `from` into `to/<random>` so that it vanishes in one step; the

@@ -37,6 +37,7 @@
 
 pub mod codec;
 pub mod commit;
+pub mod commitlog;
 pub mod envelope;
 pub mod id;
 pub mod layout;
@@ -64,6 +65,7 @@ pub use id::{EvpId, MsgId};
 pub use layout::Owner;
 pub use writer::MessageWriter;
 
+use commitlog::Sum;
 use layout::{INCOMING, MESSAGE, PURGE, QUEUE, TEMPORARY};
 use spares::Spares;
 
@@ -135,8 +137,9 @@ struct Stats {
 
 #[derive(Default)]
 struct State {
-    /// Messages being received, with the envelopes created so far.
-    incoming: FxHashMap<MsgId, Vec<EvpId>>,
+    /// Messages being received, with the envelopes created so far and the
+    /// sums of their files (for the commit log).
+    incoming: FxHashMap<MsgId, Vec<(EvpId, Sum)>>,
     /// Committed messages and how many envelopes they still have: the last
     /// `envelope_delete` removes the message.
     queued: FxHashMap<MsgId, u32>,
@@ -249,9 +252,10 @@ impl Queue {
                 let (tx, rx) = mpsc::channel();
                 let sh = Arc::clone(&shared);
                 let linger = opts.commit_linger.unwrap_or(commit::LINGER_MAX);
+                let log = commit::Log::create(&shared)?;
                 std::thread::Builder::new()
                     .name("queue-commit".into())
-                    .spawn(move || commit::run(sh, rx, mode, linger))?;
+                    .spawn(move || commit::run(sh, rx, mode, linger, log))?;
                 if mode != CommitMode::GroupSyncfs {
                     let weak = Arc::downgrade(&shared);
                     std::thread::Builder::new()
@@ -347,13 +351,16 @@ impl Queue {
             let written = sh
                 .codec
                 .encode_envelope(env.to_text().as_bytes())
-                .and_then(|data| f.write_all(&data));
-            if let Err(e) = written {
-                let _ = fs::remove_file(&path);
-                return Err(e);
-            }
+                .and_then(|data| f.write_all(&data).map(|()| commitlog::sum(&data)));
+            let sum = match written {
+                Ok(sum) => sum,
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    return Err(e);
+                }
+            };
             match sh.state().incoming.get_mut(&msgid) {
-                Some(list) => list.push(evpid),
+                Some(list) => list.push((evpid, sum)),
                 // Rolled back meanwhile: the file went with the directory.
                 None => return Err(io::Error::from(io::ErrorKind::NotFound)),
             }
@@ -445,9 +452,13 @@ impl Queue {
     }
 
     /// Makes the message and its envelopes durable and moves them to
-    /// `queue/`. `Ok` only once everything, rename included, is on stable
-    /// storage. On `Err` the message has been removed: answer 4xx. Either
-    /// way the msgid is finished with; no `rollback` is needed.
+    /// `queue/`. `Ok` only once they are on stable storage for good: in
+    /// `queue/` with the rename synced ([`CommitMode::Single`]), or in the
+    /// group modes synced whole in `incoming/` with their commit record
+    /// (`commitlog`) and renamed, the rename made durable by the next round
+    /// or found again by `recover` after a crash. On `Err` the message has
+    /// been removed: answer 4xx. Either way the msgid is finished with; no
+    /// `rollback` is needed.
     ///
     /// Do not drop this future before it completes: the commit goes on
     /// without its caller, and the message would then wait in `queue/`
@@ -469,7 +480,7 @@ impl Queue {
             )),
             (true, false) => writer.finish(),
         };
-        let file = match file {
+        let (file, message) = match file {
             Ok(f) => f,
             Err(e) => {
                 sh.remove_tree(&sh.incoming_dir(msgid));
@@ -480,6 +491,7 @@ impl Queue {
         let job = commit::Job {
             msgid,
             file: Some(file),
+            message,
             evps,
             done,
         };

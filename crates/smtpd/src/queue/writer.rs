@@ -7,6 +7,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::codec::Codec;
+use super::commitlog::{Sum, Summer};
 use super::id::MsgId;
 
 /// The message file being written during DATA. Writes go to the page cache
@@ -31,10 +32,30 @@ enum Out {
 /// is ever written to disk (OpenSMTPD writes it in clear and encrypts it at
 /// commit; the resulting file is the same).
 enum Sink {
-    Clear(BufWriter<File>),
+    /// Boxed as the other: the running SHA-256 is a few hundred bytes.
+    Clear(Box<BufWriter<Summed>>),
     /// Buffered in front of the encryptor: sessions write line by line.
     /// Boxed: the cipher state is large, and most queues do not encrypt.
-    Sealed(Box<BufWriter<rsmtpd_queuecrypt::Encryptor<File>>>),
+    Sealed(Box<BufWriter<rsmtpd_queuecrypt::Encryptor<Summed>>>),
+}
+
+/// The file, summed as its bytes go out, for the commit log
+/// (`commitlog`): the sum is of what is on disk, after the codec.
+struct Summed {
+    file: File,
+    sum: Summer,
+}
+
+impl Write for Summed {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.sum.update(data.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Write for Sink {
@@ -54,24 +75,30 @@ impl Write for Sink {
 }
 
 impl Sink {
-    /// Everything written out, the tag appended when encrypting.
-    fn finish(self) -> io::Result<File> {
-        match self {
-            Sink::Clear(w) => w.into_inner().map_err(|e| e.into_error()),
-            Sink::Sealed(w) => (*w).into_inner().map_err(|e| e.into_error())?.finish(),
-        }
+    /// Everything written out, the tag appended when encrypting; the file
+    /// and the sum of its bytes.
+    fn finish(self) -> io::Result<(File, Sum)> {
+        let summed = match self {
+            Sink::Clear(w) => (*w).into_inner().map_err(|e| e.into_error())?,
+            Sink::Sealed(w) => (*w).into_inner().map_err(|e| e.into_error())?.finish()?,
+        };
+        Ok((summed.file, summed.sum.finish()))
     }
 }
 
 impl MessageWriter {
     /// Writes through the queue's codec (gzip, then encryption) into `f`, the message's file.
-    pub(super) fn new(msgid: MsgId, f: File, codec: &Codec) -> io::Result<MessageWriter> {
+    pub(super) fn new(msgid: MsgId, file: File, codec: &Codec) -> io::Result<MessageWriter> {
+        let f = Summed {
+            file,
+            sum: Summer::new(),
+        };
         let sink = match &codec.key {
             Some(key) => Sink::Sealed(Box::new(BufWriter::with_capacity(
                 64 * 1024,
                 rsmtpd_queuecrypt::Encryptor::new(key, f)?,
             ))),
-            None => Sink::Clear(BufWriter::with_capacity(64 * 1024, f)),
+            None => Sink::Clear(Box::new(BufWriter::with_capacity(64 * 1024, f))),
         };
         // Level 1: mail text shrinks by half or more already, and the
         // session waits for this on every line it writes.
@@ -118,7 +145,8 @@ impl MessageWriter {
         }
     }
 
-    pub(super) fn finish(self) -> io::Result<File> {
+    /// The file, all written, and the sum of its bytes.
+    pub(super) fn finish(self) -> io::Result<(File, Sum)> {
         if let Some(e) = self.error {
             return Err(e);
         }

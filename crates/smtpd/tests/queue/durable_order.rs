@@ -1,12 +1,15 @@
 //! A `250` after DATA only once the message is on stable storage, checked on the daemon's own
 //! system calls: it runs under `strace -f -y`, several sessions send messages at once, and for
-//! every message acknowledged the trace must show, before the `250 2.0.0 MSGID` is written,
-//! each file of `incoming/MSGID/` and that directory synced, then the rename into
-//! `queue/XX/MSGID`, then `queue/XX` synced (`SMTPD_COMMIT=fsync`), or a `syncfs` between the
-//! data and the rename and another between the rename and the `250` (`syncfs`), or for each of
-//! the two either of these (the default, which picks per round). The SIGKILL test
-//! (crash_no_loss) shows that nothing acknowledged is lost when the process dies; this one shows
-//! the order that makes the same hold when the machine loses power, which no test here can cut.
+//! every message acknowledged the trace must show, before the `250 2.0.0 MSGID` is written, its
+//! commit record written to `incoming/commit.N`, then one barrier after its last write and the
+//! record (a `syncfs`, or fsyncs of the message file, both envelope files, `incoming/MSGID`,
+//! `incoming/` and the record's file: `SMTPD_COMMIT=fsync`; the default picks per round), then
+//! the rename into `queue/XX/MSGID`; and the record's file not written again before a barrier
+//! after the rename (`syncfs`, or `queue/XX` synced). `SMTPD_COMMIT=single` keeps two barriers:
+//! the files and directory synced, the rename, `queue/XX` synced, the 250. The SIGKILL test
+//! (crash_no_loss) shows that nothing acknowledged is lost when the process dies, crash_states
+//! what a start makes of each state a power cut can leave; this one shows the order of writes and
+//! barriers that makes those states the only ones possible.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -87,9 +90,9 @@ fn check_order(mode: Option<&str>) {
         "-f",
         "-y",
         "-s",
-        "200",
+        "2000",
         "-e",
-        "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,write,writev,sendto,sendmsg",
+        "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,write,writev,pwrite64,sendto,sendmsg",
         "-o",
         &trace_path,
     ];
@@ -135,91 +138,150 @@ fn check_order(mode: Option<&str>) {
     d.stop();
     let trace = std::fs::read_to_string(trace_file.path()).expect("read trace");
     let calls = completed_calls(&trace);
-    let is_sync = |c: &str| c.starts_with("fsync(") || c.starts_with("fdatasync(");
     for id in &ids {
-        let acked = find(&calls, 0, |c| {
-            c.starts_with("write") || c.starts_with("send")
-        } && c.contains(&format!("250 2.0.0 {id} ")))
-        .unwrap_or_else(|| panic!("{id}: no 250 in the trace"));
-        let incoming = format!("/incoming/{id}");
-        let queued = format!("/{}/{id}", &id[..2]);
-        let rename = find(&calls, 0, |c| {
-            c.starts_with("rename") && c.contains(&format!("{incoming}\", ")) && ok(c)
-        })
-        .unwrap_or_else(|| panic!("{id}: no rename out of incoming/"));
-        assert!(
-            calls[rename].contains(&format!("{queued}\"")),
-            "{id}: {}",
-            calls[rename]
-        );
-        assert!(rename < acked, "{id}: renamed after its 250");
-        let before = &calls[..rename];
-        let between = &calls[rename..acked];
-        // A syncfs that completed after the message file was last written (the writes end
-        // before the commit is queued) and before the rename.
-        let last_write = before
-            .iter()
-            .rposition(|c| c.starts_with("write") && c.contains(&format!("{incoming}/message>")))
-            .unwrap_or_else(|| panic!("{id}: message file never written"));
-        let data_by_syncfs = before[last_write..]
-            .iter()
-            .any(|c| c.starts_with("syncfs(") && ok(c));
-        let rename_by_syncfs = between.iter().any(|c| c.starts_with("syncfs(") && ok(c));
-        // Or: the message file, both envelope files and the directory each synced before the
-        // rename, and queue/XX synced after it.
-        let synced_in = |suffix: &dyn Fn(&str) -> bool| {
-            before.iter().filter(|c| is_sync(c) && ok(c)).any(|c| {
-                c.split_once(incoming.as_str())
-                    .is_some_and(|(_, rest)| suffix(rest))
-            })
-        };
-        let envelopes = before
-            .iter()
-            .filter(|c| is_sync(c) && ok(c))
-            .filter_map(|c| c.split_once(&format!("{incoming}/")).map(|x| x.1))
-            .filter(|r| {
-                r.len() > 17
-                    && r.as_bytes()[16] == b'>'
-                    && r[..16].bytes().all(|b| b.is_ascii_hexdigit())
-            })
-            .map(|r| &r[..16])
-            .collect::<std::collections::HashSet<_>>();
-        let data_by_fsync = synced_in(&|r| r.starts_with("/message>"))
-            && synced_in(&|r| r.starts_with('>'))
-            && envelopes.len() == 2;
-        let bucket = format!("/queue/{}>", &id[..2]);
-        let rename_by_fsync = between
-            .iter()
-            .any(|c| is_sync(c) && ok(c) && c.contains(&bucket));
-        let (data, published) = match mode {
-            Some("syncfs") => (data_by_syncfs, rename_by_syncfs),
-            Some("fsync") => (data_by_fsync, rename_by_fsync),
-            _ => (
-                data_by_syncfs || data_by_fsync,
-                rename_by_syncfs || rename_by_fsync,
-            ),
-        };
-        assert!(
-            data,
-            "{id}: data not durable before the rename (fsyncs: message {}, dir {}, envelopes {envelopes:?}; syncfs {data_by_syncfs})",
-            synced_in(&|r| r.starts_with("/message>")),
-            synced_in(&|r| r.starts_with('>'))
-        );
-        assert!(
-            published,
-            "{id}: rename not durable before the 250 (queue/{} fsync {rename_by_fsync}, syncfs {rename_by_syncfs})",
-            &id[..2]
-        );
+        match mode {
+            Some("single") => check_two_barriers(&calls, id),
+            _ => check_one_barrier(&calls, id, mode),
+        }
     }
     eprintln!(
-        "durable order ({}): {} messages, every 250 after its data, rename and directory syncs",
+        "durable order ({}): {} messages, every 250 after its barrier",
         mode.unwrap_or("default"),
         ids.len()
     );
 }
 
+fn is_sync(c: &str) -> bool {
+    (c.starts_with("fsync(") || c.starts_with("fdatasync(")) && ok(c)
+}
+
+fn is_syncfs(c: &str) -> bool {
+    c.starts_with("syncfs(") && ok(c)
+}
+
+/// The fd's path as `strace -y` prints it in the call's first argument.
+fn fd_path(call: &str) -> &str {
+    call.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or("", |(p, _)| p)
+}
+
+fn positions(calls: &[String], id: &str) -> (usize, usize, usize) {
+    let acked = find(calls, 0, |c| {
+        (c.starts_with("write") || c.starts_with("send")) && c.contains(&format!("250 2.0.0 {id} "))
+    })
+    .unwrap_or_else(|| panic!("{id}: no 250 in the trace"));
+    let incoming = format!("/incoming/{id}");
+    let rename = find(calls, 0, |c| {
+        c.starts_with("rename") && c.contains(&format!("{incoming}\", ")) && ok(c)
+    })
+    .unwrap_or_else(|| panic!("{id}: no rename out of incoming/"));
+    assert!(
+        calls[rename].contains(&format!("/{}/{id}\"", &id[..2])),
+        "{id}: {}",
+        calls[rename]
+    );
+    assert!(rename < acked, "{id}: renamed after its 250");
+    // The writes end before the commit is queued.
+    let last_write = calls[..rename]
+        .iter()
+        .rposition(|c| c.starts_with("write") && c.contains(&format!("{incoming}/message>")))
+        .unwrap_or_else(|| panic!("{id}: message file never written"));
+    (last_write, rename, acked)
+}
+
+/// Whether `calls` synced the path that ends with `suffix` + `>` (an fd path of `strace -y`).
+fn synced(calls: &[String], path_end: &str) -> bool {
+    calls
+        .iter()
+        .any(|c| is_sync(c) && fd_path(c).ends_with(path_end))
+}
+
+/// The envelope files of `incoming/ID` synced in `calls`.
+fn envelopes_synced(calls: &[String], id: &str) -> usize {
+    let dir = format!("/incoming/{id}/");
+    calls
+        .iter()
+        .filter(|c| is_sync(c))
+        .filter_map(|c| fd_path(c).split_once(dir.as_str()).map(|x| x.1))
+        .filter(|name| name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// The group committer: the message's commit record is written, then one barrier covers the
+/// message file, its envelopes, its directory, `incoming/` and the record, then the rename, then
+/// the 250; and the record is not written over before a barrier has made the rename durable.
+fn check_one_barrier(calls: &[String], id: &str, mode: Option<&str>) {
+    let (last_write, rename, _) = positions(calls, id);
+    let record = find(calls, 0, |c| {
+        c.starts_with("pwrite64(")
+            && fd_path(c).contains("/incoming/commit.")
+            && c.contains(&format!("rsmtpd-commit-1 {id} "))
+            && !c.contains("= -1")
+    })
+    .unwrap_or_else(|| panic!("{id}: no commit record written"));
+    assert!(record < rename, "{id}: record written after the rename");
+    let log = fd_path(&calls[record]).to_string();
+    let barrier = &calls[last_write.max(record)..rename];
+    let by_syncfs = barrier.iter().any(|c| is_syncfs(c));
+    let incoming = format!("/incoming/{id}");
+    let by_fsync = synced(barrier, &format!("{incoming}/message"))
+        && envelopes_synced(barrier, id) == 2
+        && synced(barrier, &incoming)
+        && synced(barrier, "/incoming")
+        && synced(barrier, &log);
+    let durable = match mode {
+        Some("syncfs") => by_syncfs,
+        Some("fsync") => by_fsync,
+        _ => by_syncfs || by_fsync,
+    };
+    assert!(
+        durable,
+        "{id}: no barrier between its last write and record and its rename (syncfs {by_syncfs}, \
+         fsyncs: message {}, envelopes {}, dir {}, incoming {}, record {})",
+        synced(barrier, &format!("{incoming}/message")),
+        envelopes_synced(barrier, id),
+        synced(barrier, &incoming),
+        synced(barrier, "/incoming"),
+        synced(barrier, &log)
+    );
+    if let Some(next) = find(calls, record + 1, |c| {
+        c.starts_with("pwrite64(") && fd_path(c) == log
+    }) {
+        assert!(
+            next > rename,
+            "{id}: its record written over before its rename"
+        );
+        let between = &calls[rename..next];
+        let bucket = format!("/queue/{}", &id[..2]);
+        assert!(
+            between.iter().any(|c| is_syncfs(c)) || synced(between, &bucket),
+            "{id}: its record written over before its rename was durable"
+        );
+    }
+}
+
+/// `SMTPD_COMMIT=single`: each file of `incoming/MSGID/` and that directory synced, then the
+/// rename, then `queue/XX` synced, then the 250.
+fn check_two_barriers(calls: &[String], id: &str) {
+    let (last_write, rename, acked) = positions(calls, id);
+    let before = &calls[last_write..rename];
+    let incoming = format!("/incoming/{id}");
+    assert!(
+        synced(before, &format!("{incoming}/message"))
+            && envelopes_synced(before, id) == 2
+            && synced(before, &incoming),
+        "{id}: data not durable before the rename"
+    );
+    assert!(
+        synced(&calls[rename..acked], &format!("/queue/{}", &id[..2])),
+        "{id}: rename not durable before the 250"
+    );
+}
+
 #[test]
-fn acknowledged_only_after_the_data_and_the_rename_are_durable() {
+fn acknowledged_only_after_one_barrier_covers_the_message_and_its_commit_record() {
     if !require(strace_available(), "strace is not installed") {
         return;
     }
@@ -227,7 +289,7 @@ fn acknowledged_only_after_the_data_and_the_rename_are_durable() {
 }
 
 #[test]
-fn fsync_mode_acknowledges_only_after_data_rename_and_directories_synced() {
+fn fsync_mode_syncs_the_files_directories_and_record_before_the_rename_and_250() {
     if !require(strace_available(), "strace is not installed") {
         return;
     }
@@ -235,9 +297,17 @@ fn fsync_mode_acknowledges_only_after_data_rename_and_directories_synced() {
 }
 
 #[test]
-fn syncfs_mode_acknowledges_only_after_two_barriers() {
+fn syncfs_mode_acknowledges_after_one_syncfs_and_keeps_the_record_until_the_rename_is_durable() {
     if !require(strace_available(), "strace is not installed") {
         return;
     }
     check_order(Some("syncfs"));
+}
+
+#[test]
+fn single_mode_acknowledges_only_after_the_data_and_the_rename_are_synced() {
+    if !require(strace_available(), "strace is not installed") {
+        return;
+    }
+    check_order(Some("single"));
 }

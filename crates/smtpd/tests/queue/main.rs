@@ -1,5 +1,5 @@
-//! The queue: the envelope format, encrypted spools, `smtpctl discover` and no loss under SIGKILL
-//! (one test binary).
+//! The queue: the envelope format, encrypted spools, `smtpctl discover`, no loss under SIGKILL and
+//! what a crash can leave of a commit (one test binary).
 //!
 //! One module per former test file: `cargo test -p rsmtpd --test queue MODULE::` runs one.
 
@@ -7,6 +7,7 @@
 mod common;
 
 mod crash_no_loss;
+mod crash_states;
 mod discover;
 mod durable_order;
 mod encryption;
