@@ -104,7 +104,12 @@ pub fn run(conf: Config, opts: Options, log_to_stderr: bool) -> u8 {
         Ok(rt) => rt,
         Err(e) => return fail_start(&format!("smtpd: runtime: {}", e)),
     };
-    rt.block_on(serve(conf, opts, hostname, prebound))
+    let status = rt.block_on(serve(conf, opts, hostname, prebound));
+    // Every task (and the queue they share) goes with the runtime; then the committer makes
+    // the last renames durable and removes its log (queue::finish_committers).
+    drop(rt);
+    crate::queue::finish_committers(std::time::Duration::from_secs(2));
+    status
 }
 
 async fn serve(

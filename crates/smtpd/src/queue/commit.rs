@@ -157,6 +157,19 @@ impl Log {
         })
     }
 
+    /// Every `Queue` is gone (an orderly stop): once a barrier has made the
+    /// last renames durable, the records are needed no more, and a stopped
+    /// daemon leaves `incoming/` empty. Without that barrier they stay, for
+    /// the next start to read.
+    fn close(&mut self, shared: &Shared) {
+        if self.protected.is_some() && nix::unistd::syncfs(&shared.spool_dir).is_err() {
+            return;
+        }
+        for name in LOG_FILES {
+            let _ = fs::remove_file(shared.incoming.join(name));
+        }
+    }
+
     /// Writes the records of `jobs` (not synced) into the region nothing
     /// needs; returns it. No truncation: a longer older round's tail stays
     /// behind the new lines, which end it, and its torn lines never parse.
@@ -333,6 +346,7 @@ fn run_rounds(
     let mut new_bucket = false;
     loop {
         let Some(mut fresh) = gather(&rx, &mut pacer) else {
+            log.close(shared);
             return;
         };
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);

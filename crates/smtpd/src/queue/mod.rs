@@ -118,6 +118,23 @@ pub struct Loaded {
     pub invalid: Vec<(EvpId, String)>,
 }
 
+/// The committer threads of this process's queues, for [`finish_committers`].
+static COMMITTERS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// At an orderly stop, once every `Queue` is dropped: waits (up to `limit`)
+/// for the committer threads to end, so that the last renames are made
+/// durable and the commit log removed before the process exits (see
+/// `commit::Log::close`). A committer still running at the limit is left:
+/// its records stay for the next start.
+pub fn finish_committers(limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut threads = std::mem::take(&mut *COMMITTERS.lock().unwrap_or_else(|p| p.into_inner()));
+    while !threads.is_empty() && std::time::Instant::now() < deadline {
+        threads.retain(|t| !t.is_finished());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// The queue; cheap to clone, shared by every session and the scheduler.
 #[derive(Clone)]
 pub struct Queue {
@@ -253,9 +270,13 @@ impl Queue {
                 let sh = Arc::clone(&shared);
                 let linger = opts.commit_linger.unwrap_or(commit::LINGER_MAX);
                 let log = commit::Log::create(&shared)?;
-                std::thread::Builder::new()
+                let thread = std::thread::Builder::new()
                     .name("queue-commit".into())
                     .spawn(move || commit::run(sh, rx, mode, linger, log))?;
+                COMMITTERS
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(thread);
                 if mode != CommitMode::GroupSyncfs {
                     let weak = Arc::downgrade(&shared);
                     std::thread::Builder::new()
