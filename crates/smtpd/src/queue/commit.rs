@@ -165,8 +165,17 @@ impl Log {
         if self.protected.is_some() && nix::unistd::syncfs(&shared.spool_dir).is_err() {
             return;
         }
-        for name in LOG_FILES {
-            let _ = fs::remove_file(shared.incoming.join(name));
+        use std::os::unix::fs::MetadataExt;
+        for (name, file) in LOG_FILES.iter().zip(&self.files) {
+            // Only our own: a queue opened again on this spool (tests do) has its own.
+            let path = shared.incoming.join(name);
+            let ours = match (file.metadata(), fs::symlink_metadata(&path)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if ours {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 

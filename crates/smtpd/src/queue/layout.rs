@@ -177,11 +177,13 @@ pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
     let incoming = spool.join(INCOMING);
     let mut records: Vec<Record> = Vec::new();
     for name in LOG_FILES {
-        match fs::read(incoming.join(name)) {
-            Ok(data) => records.extend(commitlog::parse(&data)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        let Some(mut f) = open_plain(&incoming.join(name))? else {
+            continue;
+        };
+        let mut data = Vec::new();
+        use std::io::Read;
+        (&mut f).take(MAX_LOG).read_to_end(&mut data)?;
+        records.extend(commitlog::parse(&data));
     }
     if records.is_empty() {
         return Ok(Vec::new());
@@ -218,9 +220,37 @@ pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
     Ok(moved)
 }
 
+/// The most of a log file that is read: a round's records, even of
+/// thousands of recipients, are far less.
+const MAX_LOG: u64 = 64 << 20;
+
+/// Opens a regular file that is not a link (the parent of a split daemon
+/// reads these as root, in a directory the engine writes: a link to another
+/// file, a FIFO or a device there is not ours); None for anything else.
+fn open_plain(path: &Path) -> io::Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(f.metadata()?.is_file().then_some(f))
+}
+
 /// Whether `dir` holds exactly the record's files (`message` and its
 /// envelopes, nothing else) with exactly its sums.
 fn matches_record(dir: &Path, rec: &Record) -> io::Result<bool> {
+    match fs::symlink_metadata(dir) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -251,14 +281,9 @@ fn matches_record(dir: &Path, rec: &Record) -> io::Result<bool> {
 /// A regular file's SHA-256; None for anything else or a file gone.
 fn file_sum(path: &Path) -> io::Result<Option<commitlog::Sum>> {
     use std::io::Read;
-    let mut f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !f.metadata()?.is_file() {
+    let Some(mut f) = open_plain(path)? else {
         return Ok(None);
-    }
+    };
     let mut sum = Summer::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -58,8 +58,10 @@ fn incoming(spool: &Path, msgid: MsgId) -> PathBuf {
     spool.join("incoming").join(msgid.to_string())
 }
 
-/// Commits one message with two envelopes through the real queue and stops it; returns the id and
-/// the commit log as it was before that commit (what the disk holds if the record never got there).
+/// Commits one message with two envelopes through the real queue, then "crashes": the queue is
+/// dropped, and once its orderly stop has removed the commit log the log is put back as it was
+/// while the daemon ran. Returns the id and the commit log as it was before that commit (what the
+/// disk holds if the record never got there).
 fn commit_one(spool: &Path, mode: CommitMode, body: &[u8]) -> (MsgId, Vec<(PathBuf, Vec<u8>)>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -86,7 +88,19 @@ fn commit_one(spool: &Path, mode: CommitMode, body: &[u8]) -> (MsgId, Vec<(PathB
         q.commit(id, w).await.expect("commit");
         id
     });
+    let log_running = log_files(spool);
     drop(q);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spool.join("incoming/commit.0").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !spool.join("incoming/commit.0").exists(),
+        "an orderly stop removes the commit log"
+    );
+    for (p, data) in &log_running {
+        fs::write(p, data).expect("the log as the crash left it");
+    }
     (msgid, log_before)
 }
 
@@ -200,7 +214,7 @@ fn a_message_is_kept_only_when_every_write_of_its_barrier_reached_the_disk() {
 #[test]
 fn torn_stale_or_incomplete_files_are_discarded() {
     type Damage = fn(&Path, &[(PathBuf, Vec<u8>)]);
-    let cases: [(&str, Damage); 8] = [
+    let cases: [(&str, Damage); 9] = [
         ("half of the message", |d, _| {
             let m = d.join("message");
             let data = fs::read(&m).expect("read");
@@ -238,6 +252,17 @@ fn torn_stale_or_incomplete_files_are_discarded() {
                 }
             }
         }),
+        (
+            "the message file a link to the same bytes elsewhere",
+            |d, _| {
+                // The start reads these as root in a directory the queue user writes: no link is
+                // followed, whatever it points to.
+                let m = d.join("message");
+                let aside = d.parent().expect("incoming").join("aside");
+                fs::rename(&m, &aside).expect("move");
+                std::os::unix::fs::symlink(&aside, &m).expect("symlink");
+            },
+        ),
         ("no commit log at all", |_, log| {
             for (p, _) in log {
                 fs::remove_file(p).expect("remove");
