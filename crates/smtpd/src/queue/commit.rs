@@ -53,7 +53,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -717,17 +716,7 @@ fn publish(shared: &Shared, msgid: MsgId) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let bucket = shared.queue.join(msgid.bucket());
-    let created = match fs::DirBuilder::new().create(&bucket) {
-        Ok(()) => {
-            // Explicit chmod: the umask must not decide the bucket's mode.
-            fs::set_permissions(&bucket, fs::Permissions::from_mode(0o700))?;
-            shared.owner.adopt(&bucket)?;
-            true
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(e),
-    };
+    let created = super::layout::make_bucket(&shared.queue, msgid, &shared.owner)?;
     fs::rename(&from, &to)?;
     Ok(created)
 }

@@ -195,17 +195,9 @@ pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
         if moved.contains(&rec.msgid) || !matches_record(&dir, rec)? {
             continue;
         }
-        let bucket = queue.join(rec.msgid.bucket());
-        match fs::DirBuilder::new().mode(0o700).create(&bucket) {
-            Ok(()) => {
-                fs::set_permissions(&bucket, fs::Permissions::from_mode(0o700))?;
-                owner.adopt(&bucket)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        make_bucket(&queue, rec.msgid, owner)?;
         use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-        let to = bucket.join(rec.msgid.to_string());
+        let to = queue.join(rec.msgid.bucket()).join(rec.msgid.to_string());
         match renameat2(AT_FDCWD, &dir, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE) {
             Ok(()) => moved.push(rec.msgid),
             // Already in `queue/` too (a half-written rename that fsck left
@@ -218,6 +210,22 @@ pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
         nix::unistd::syncfs(fs::File::open(&queue)?)?;
     }
     Ok(moved)
+}
+
+/// `queue/XX` for `msgid`, made (mode 0700, the queue user's) on first use;
+/// buckets are never removed, as in OpenSMTPD. True if it is new.
+pub(super) fn make_bucket(queue: &Path, msgid: MsgId, owner: &Owner) -> io::Result<bool> {
+    let bucket = queue.join(msgid.bucket());
+    match fs::DirBuilder::new().create(&bucket) {
+        Ok(()) => {
+            // Explicit chmod: the umask must not decide the bucket's mode.
+            fs::set_permissions(&bucket, fs::Permissions::from_mode(0o700))?;
+            owner.adopt(&bucket)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The most of a log file that is read: a round's records, even of
