@@ -14,7 +14,8 @@ use crate::common::*;
 const MESSAGES: usize = 2000;
 const CLIENTS: usize = 20;
 
-fn config(uid: u32) -> String {
+/// A Maildir for `foo@example.org`, delivered as `uid` (also used by crash_states).
+pub(crate) fn config(uid: u32) -> String {
     format!(
         "listen on 127.0.0.1 port @PORT@\n\
          table users {{ foo = \"{uid}:{uid}:@DIR@\" }}\n\

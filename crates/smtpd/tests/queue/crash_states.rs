@@ -18,6 +18,7 @@ use rsmtpd::queue::{CommitMode, DeliveryType, Envelope, MsgId, Queue, QueueOptio
 use rsmtpd_protocol::Mailaddr;
 
 use crate::common::*;
+use crate::crash_no_loss::config;
 
 fn envelope(rcpt: &str) -> Envelope {
     Envelope {
@@ -296,15 +297,6 @@ fn records_of_messages_already_queued_change_nothing() {
     assert_eq!(loaded.envelopes.len(), 3, "both messages, once each");
     assert!(loaded.invalid.is_empty());
     assert!(queued(&spool, msgid).exists());
-}
-
-fn config(uid: u32) -> String {
-    format!(
-        "listen on 127.0.0.1 port @PORT@\n\
-         table users {{ foo = \"{uid}:{uid}:@DIR@\" }}\n\
-         action \"mail\" maildir \"@DIR@/Maildir\" userbase <users>\n\
-         match from any for domain \"example.org\" action \"mail\"\n"
-    )
 }
 
 fn send(d: &Daemon, token: &str) {
