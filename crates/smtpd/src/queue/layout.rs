@@ -173,17 +173,33 @@ pub fn setup(spool: &Path, owner: &Owner) -> io::Result<()> {
 /// stopped their rename into `queue/` (see `commitlog`): each one whose
 /// files match a commit record exactly is moved into `queue/` now, and the
 /// moves are made durable before `incoming/` is purged. The ids moved.
+///
+/// A log or a message that cannot be read (an I/O error after the crash) is
+/// logged and left to the purge: what cannot be checked cannot be trusted,
+/// and one bad file must not keep the daemon from starting. A move that
+/// fails is an error: the start stops with `incoming/` as it was.
 pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
+    use crate::sys::log;
     let incoming = spool.join(INCOMING);
     let mut records: Vec<Record> = Vec::new();
     for name in LOG_FILES {
-        let Some(mut f) = open_plain(&incoming.join(name))? else {
-            continue;
-        };
-        let mut data = Vec::new();
-        use std::io::Read;
-        (&mut f).take(MAX_LOG).read_to_end(&mut data)?;
-        records.extend(commitlog::parse(&data));
+        let path = incoming.join(name);
+        let read = open_plain(&path).and_then(|f| {
+            let mut data = Vec::new();
+            if let Some(f) = f {
+                use std::io::Read;
+                f.take(MAX_LOG).read_to_end(&mut data)?;
+            }
+            Ok(data)
+        });
+        match read {
+            Ok(data) => records.extend(commitlog::parse(&data)),
+            Err(e) => log::warn(&format!(
+                "warn: queue: {}: {}: commits recorded there are not recovered",
+                path.display(),
+                crate::sys::compat::strerror(&e)
+            )),
+        }
     }
     if records.is_empty() {
         return Ok(Vec::new());
@@ -192,8 +208,20 @@ pub fn recover_incoming(spool: &Path, owner: &Owner) -> io::Result<Vec<MsgId>> {
     let mut moved = Vec::new();
     for rec in &records {
         let dir = incoming.join(rec.msgid.to_string());
-        if moved.contains(&rec.msgid) || !matches_record(&dir, rec)? {
+        if moved.contains(&rec.msgid) {
             continue;
+        }
+        match matches_record(&dir, rec) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                log::warn(&format!(
+                    "warn: queue: message {} acknowledged before a crash cannot be read: {}: discarded",
+                    rec.msgid,
+                    crate::sys::compat::strerror(&e)
+                ));
+                continue;
+            }
         }
         make_bucket(&queue, rec.msgid, owner)?;
         use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
@@ -259,14 +287,8 @@ fn matches_record(dir: &Path, rec: &Record) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     }
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) if e.raw_os_error() == Some(Errno::ENOTDIR as i32) => return Ok(false),
-        Err(e) => return Err(e),
-    };
     let mut names = Vec::new();
-    for entry in rd {
+    for entry in fs::read_dir(dir)? {
         names.push(entry?.file_name());
     }
     if names.len() != rec.envelopes.len() + 1 {
