@@ -112,10 +112,22 @@ pub fn set_verbose(on: bool) {
     VERBOSE.store(on, Ordering::Relaxed);
 }
 
+/// One line in one `write(2)`. The split daemon's parent and engine (and the delivery
+/// process) share `-d`'s stderr, usually a pipe: a write of up to `PIPE_BUF` bytes to a pipe is
+/// atomic, so their lines never merge; `writeln!` made two writes, the text and then the
+/// newline, and another process's line could land between them (seen as
+/// `...result=TempFail ...warn: delivery process N exited ...` on one line).
+pub(crate) fn write_line(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(text.len() + 1);
+    buf.extend_from_slice(text.as_bytes());
+    buf.push(b'\n');
+    out.write_all(&buf)
+}
+
 /// Writes one line at a level.
 pub fn line(level: Level, text: &str) {
     let Some(logger) = LOGGER.get() else {
-        eprintln!("{}", text);
+        let _ = write_line(&mut std::io::stderr().lock(), text);
         return;
     };
     if level == Level::Debug && !verbose() {
@@ -126,8 +138,7 @@ pub fn line(level: Level, text: &str) {
     };
     match &mut *sink {
         Sink::Stderr => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{}", text);
+            let _ = write_line(&mut std::io::stderr().lock(), text);
         }
         Sink::Syslog(sock) => {
             let msg = syslog_packet(level, crate::sys::date::now(), text);
@@ -214,6 +225,33 @@ impl TraceLines {
 
 #[cfg(test)]
 mod tests {
+    /// Records each `write` call, as the kernel would see them.
+    struct Calls(Vec<Vec<u8>>);
+
+    impl std::io::Write for Calls {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.push(data.to_vec());
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_write_so_processes_sharing_a_pipe_never_merge_lines() {
+        let mut out = Calls(Vec::new());
+        super::write_line(&mut out, "warn: delivery process 9041 exited").expect("write");
+        super::write_line(&mut out, "").expect("write");
+        assert_eq!(
+            out.0,
+            [
+                b"warn: delivery process 9041 exited\n".to_vec(),
+                b"\n".to_vec()
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -141,10 +141,9 @@ impl DbFile {
 /// libdb writes why it refused a file on stderr, bare (no `warn:`): with `-d` the lines are
 /// among the log's, detached they go where the daemon's stderr goes, as OpenSMTPD's do.
 pub(crate) fn log_libdb(lines: &[String]) {
-    use std::io::Write;
     let mut err = std::io::stderr().lock();
     for l in lines {
-        let _ = writeln!(err, "{}", l);
+        let _ = crate::sys::log::write_line(&mut err, l);
     }
 }
 
