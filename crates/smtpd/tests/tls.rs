@@ -130,11 +130,13 @@ fn setup() -> Setup {
         creds = c.p("creds"),
     );
     let mut ports = Vec::new();
+    // The first is the daemon's @PORT@; the others all different (see free_ports).
+    let mut free = free_ports(LISTENERS.len() - 1).into_iter();
     for (i, (name, opts)) in LISTENERS.iter().enumerate() {
         let port = if i == 0 {
             "@PORT@".to_string()
         } else {
-            let p = free_port();
+            let p = free.next().unwrap_or(0);
             ports.push((*name, p));
             p.to_string()
         };

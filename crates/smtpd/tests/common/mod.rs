@@ -39,6 +39,18 @@ pub fn seed_config(name: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// `n` ports nobody listens on right now, all different: held open together while they are
+/// picked (one `free_port` after another may be given the same port twice, and a config with
+/// it twice fails to start).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .filter_map(|_| TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+        .collect()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
