@@ -477,7 +477,7 @@ impl Queue {
     /// `queue/` with the rename synced ([`CommitMode::Single`]), or in the
     /// group modes synced whole in `incoming/` with their commit record
     /// (`commitlog`) and renamed, the rename made durable by the next round
-    /// or found again by `recover` after a crash. On `Err` the message has
+    /// or found again by `layout::recover_incoming` after a crash. On `Err` the message has
     /// been removed: answer 4xx. Either way the msgid is finished with; no
     /// `rollback` is needed.
     ///
